@@ -1,0 +1,38 @@
+"""Typed exceptions: every bad input raises one of these with a one-line message.
+
+The CLI maps :class:`EosrError` to exit code 2 and prints only the message.
+"""
+
+from __future__ import annotations
+
+
+class EosrError(ValueError):
+    """Base class of every error eosr raises on bad input."""
+
+
+class ShapeError(EosrError):
+    """An array has the wrong number of dimensions or mismatching sizes."""
+
+
+class ScaleError(EosrError):
+    """A scale factor is not an integer >= 1, or a size is not divisible by it."""
+
+
+class SensorError(EosrError):
+    """Unknown sensor, unknown band, or a physically impossible sensor value."""
+
+
+class GeoError(EosrError):
+    """CRS, transform or footprint mismatch between rasters."""
+
+
+class DataError(EosrError):
+    """A file is missing, unreadable, corrupt or laid out unexpectedly."""
+
+
+class ModelError(EosrError):
+    """Unknown model, or a checkpoint that does not fit the request."""
+
+
+class ConfigError(EosrError):
+    """A configuration file is invalid."""

@@ -1,0 +1,262 @@
+"""Read and write rasters as float32 reflectance (C, H, W), NaN = nodata.
+
+DN -> reflectance: ``reflectance = DN * dn_scale + dn_offset``. When not given explicitly, the
+scale/offset come from the file's GDAL metadata (band scales/offsets) when set, else 1e-4 for
+integer data (the Sentinel-2 / Landsat Collection convention of reflectance x 10000) and 1 for float
+data. The rule used is recorded on the returned :class:`Raster` so that writers can invert it.
+Every output goes to a temporary name in the target folder and is renamed at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eosr.errors import DataError, GeoError, ScaleError
+from eosr.sensors import normalise_band_name
+
+INTEGER_DN_SCALE = 1e-4
+
+
+@dataclass
+class Raster:
+    """A raster in memory: reflectance data and what is needed to write it back faithfully."""
+
+    data: np.ndarray
+    crs: Any
+    transform: Any
+    band_names: list[str]
+    dtype: str = "float32"
+    nodata: float | None = None
+    dn_scale: float = 1.0
+    dn_offset: float = 0.0
+    tags: dict[str, str] = field(default_factory=dict)
+    path: str | None = None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(C, H, W)."""
+        c, h, w = self.data.shape
+        return c, h, w
+
+    @property
+    def pixel_size(self) -> tuple[float, float]:
+        """(x, y) pixel size in CRS units (y positive)."""
+        return abs(float(self.transform.a)), abs(float(self.transform.e))
+
+
+def _open(path: str | os.PathLike[str]) -> Any:
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"file not found: {p}")
+    try:
+        return rasterio.open(p)
+    except RasterioIOError as e:
+        raise DataError(f"cannot read {p}: {str(e).splitlines()[0]}") from None
+
+
+def _band_index(ds: Any, bands: Sequence[str | int] | None) -> list[int]:
+    names = [normalise_band_name(d) if d else "" for d in ds.descriptions]
+    if bands is None:
+        return list(range(1, ds.count + 1))
+    out = []
+    for b in bands:
+        if isinstance(b, int):
+            if not 1 <= b <= ds.count:
+                raise DataError(f"{ds.name}: band index {b} outside 1..{ds.count}")
+            out.append(b)
+            continue
+        key = normalise_band_name(b)
+        if key in names:
+            out.append(names.index(key) + 1)
+        else:
+            raise DataError(f"{ds.name}: no band described as {b!r} (bands: {', '.join(n or '?' for n in names)})")
+    return out
+
+
+def default_dn_scale(dtype: str, scales: Sequence[float] | None = None, offsets: Sequence[float] | None = None
+                     ) -> tuple[float, float]:
+    """The documented DN -> reflectance rule when the caller gives none (see module docstring)."""
+    if scales is not None and any(s not in (None, 1.0) for s in scales):
+        return float(scales[0]), float((offsets or [0.0])[0] or 0.0)
+    if np.issubdtype(np.dtype(dtype), np.integer):
+        return INTEGER_DN_SCALE, 0.0
+    return 1.0, 0.0
+
+
+def read_raster(
+    path: str | os.PathLike[str],
+    bands: Sequence[str | int] | None = None,
+    *,
+    window: Any = None,
+    dn_scale: float | None = None,
+    dn_offset: float | None = None,
+) -> Raster:
+    """Read a GeoTIFF (or any GDAL raster) as float32 reflectance, NaN where nodata or non-finite.
+
+    ``bands`` selects by 1-based index or by band description (``B2`` == ``B02``).
+    """
+    from rasterio.errors import RasterioIOError
+
+    with _open(path) as ds:
+        idx = _band_index(ds, bands)
+        dtype = ds.dtypes[0]
+        if dtype not in ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64"):
+            raise DataError(f"{path}: unsupported data type {dtype}")
+        try:
+            raw = ds.read(idx, window=window, masked=False)
+        except RasterioIOError as e:
+            raise DataError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
+        s0, o0 = default_dn_scale(dtype, [ds.scales[i - 1] for i in idx], [ds.offsets[i - 1] for i in idx])
+        s = s0 if dn_scale is None else float(dn_scale)
+        o = o0 if dn_offset is None else float(dn_offset)
+        data = raw.astype(np.float32) * np.float32(s) + np.float32(o)
+        if ds.nodata is not None:
+            nd = ds.nodata
+            bad = np.isnan(raw) if np.isnan(nd) else raw == nd
+            data[bad] = np.nan
+        data[~np.isfinite(data)] = np.nan
+        names = [normalise_band_name(ds.descriptions[i - 1]) if ds.descriptions[i - 1] else f"B{i}" for i in idx]
+        transform = ds.window_transform(window) if window is not None else ds.transform
+        return Raster(data, ds.crs, transform, names, dtype, ds.nodata, s, o, dict(ds.tags()), str(path))
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise DataError(f"output folder does not exist: {folder}")
+    if not os.access(folder, os.W_OK):
+        raise DataError(f"output folder is not writable: {folder}")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def to_dn(data: np.ndarray, dtype: str, dn_scale: float, dn_offset: float, nodata: float | None) -> np.ndarray:
+    """Reflectance -> stored values of ``dtype`` (rounded and clipped for integers; NaN -> nodata)."""
+    bad = ~np.isfinite(data)
+    if np.issubdtype(np.dtype(dtype), np.integer):
+        info = np.iinfo(np.dtype(dtype))
+        v = np.rint((np.nan_to_num(data) - dn_offset) / dn_scale)
+        v = np.clip(v, info.min, info.max).astype(dtype)
+        if bad.any():
+            if nodata is None:
+                raise DataError("integer output with nodata pixels needs a nodata value")
+            v[bad] = nodata
+        return v
+    out = ((data - dn_offset) / dn_scale).astype(dtype) if (dn_scale, dn_offset) != (1.0, 0.0) else data.astype(dtype)
+    if nodata is not None and not np.isnan(nodata):
+        out[bad] = nodata
+    return out
+
+
+def write_raster(
+    path: str | os.PathLike[str],
+    data: np.ndarray,
+    *,
+    crs: Any,
+    transform: Any,
+    band_names: Sequence[str] | None = None,
+    dtype: str = "float32",
+    dn_scale: float = 1.0,
+    dn_offset: float = 0.0,
+    nodata: float | None = None,
+    tags: dict[str, Any] | None = None,
+    cog: bool = False,
+) -> Path:
+    """Write (C, H, W) reflectance to a GeoTIFF (or COG) atomically; returns the path.
+
+    Integer ``dtype`` stores ``(reflectance - dn_offset) / dn_scale`` rounded; NaN becomes
+    ``nodata`` (defaults: NaN for float, 0 for integers when needed).
+    """
+    import rasterio
+
+    a = np.asarray(data)
+    if a.ndim != 3:
+        raise DataError(f"write_raster needs (C, H, W), got shape {a.shape}")
+    if nodata is None:
+        if np.issubdtype(np.dtype(dtype), np.floating):
+            nodata = float("nan")
+        elif not np.isfinite(a).all():
+            nodata = 0
+    vals = to_dn(a, dtype, dn_scale, dn_offset, nodata)
+    c, h, w = a.shape
+    profile = dict(driver="GTiff", width=w, height=h, count=c, dtype=dtype, crs=crs, transform=transform,
+                   nodata=nodata, compress="deflate", tiled=w >= 256 and h >= 256)
+    if profile["tiled"]:
+        profile.update(blockxsize=256, blockysize=256)
+    with atomic_path(path) as tmp:
+        stage = tmp.with_suffix(".stage.tif") if cog else tmp
+        try:
+            with rasterio.open(stage, "w", **profile) as ds:
+                ds.write(vals)
+                for i, n in enumerate(band_names or []):
+                    ds.set_band_description(i + 1, str(n))
+                if not np.issubdtype(np.dtype(dtype), np.floating) or (dn_scale, dn_offset) != (1.0, 0.0):
+                    ds.scales = [dn_scale] * c
+                    ds.offsets = [dn_offset] * c
+                if tags:
+                    ds.update_tags(**{k: str(v) for k, v in tags.items()})
+            if cog:
+                copy_to_cog(stage, tmp)
+        finally:
+            if cog and stage.exists():
+                stage.unlink()
+    return Path(path)
+
+
+def copy_to_cog(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Copy a tiled GeoTIFF to a Cloud-Optimized GeoTIFF (GDAL's COG driver cannot write by window)."""
+    from rasterio.shutil import copy as rio_copy
+
+    rio_copy(str(src), str(dst), driver="COG", compress="deflate", overviews="auto")
+
+
+def lr_transform(transform: Any, scale: int) -> Any:
+    """Transform of the LR grid: same origin, pixel size x ``scale`` (GDAL pixel-is-area)."""
+    from affine import Affine
+
+    t = transform
+    return Affine(t.a * scale, t.b * scale, t.c, t.d * scale, t.e * scale, t.f)
+
+
+def check_pair(hr: Raster, lr: Raster, scale: int | None = None, tol: float = 1e-6) -> int:
+    """Check that ``lr`` is ``hr`` at an integer coarser scale: same CRS, origin and footprint.
+
+    Returns the scale factor inferred from the pixel sizes (or checks the given one).
+    """
+    if hr.crs != lr.crs:
+        raise GeoError(f"CRS mismatch: {hr.crs} vs {lr.crs}")
+    ratio = lr.pixel_size[0] / hr.pixel_size[0]
+    r = int(round(ratio))
+    if abs(ratio - r) > 1e-6 * max(1.0, ratio) or r < 1:
+        raise ScaleError(f"pixel sizes {lr.pixel_size[0]} and {hr.pixel_size[0]} are not an integer ratio")
+    if scale is not None and int(scale) != r:
+        raise ScaleError(f"the rasters are at scale {r}, not the requested {scale}")
+    px = hr.pixel_size[0]
+    if abs(hr.transform.c - lr.transform.c) > tol * px * 1e3 or abs(hr.transform.f - lr.transform.f) > tol * px * 1e3:
+        raise GeoError(
+            f"origins differ: HR ({hr.transform.c}, {hr.transform.f}) vs LR ({lr.transform.c}, {lr.transform.f})"
+        )
+    if (hr.shape[1], hr.shape[2]) != (lr.shape[1] * r, lr.shape[2] * r):
+        raise GeoError(f"footprints differ: HR {hr.shape[1:]} px vs LR {lr.shape[1:]} px at scale {r}")
+    return r

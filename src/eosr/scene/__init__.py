@@ -1,0 +1,1 @@
+"""Whole scenes: file-level simulation, and (later) tiled super-resolution of GeoTIFF/COG."""
