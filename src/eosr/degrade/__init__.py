@@ -5,8 +5,8 @@
 >>> lr = op(hr)              # (C, H, W) or (B, C, H, W), NumPy or torch  # doctest: +SKIP
 """
 
-from eosr.degrade.operator import Degradation
 from eosr.degrade.multi import FrameSet, simulate_frames
+from eosr.degrade.operator import Degradation
 
 __all__ = ["Degradation", "FrameSet", "simulate_frames", "calibrate_psf", "PSFFit"]
 

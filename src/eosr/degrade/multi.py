@@ -89,7 +89,7 @@ def simulate_frames(
         lr = to_tensor(op.downsample(t))
         lr = lr * torch.as_tensor(gains[k], dtype=lr.dtype)[:, None, None]
         lr = lr + torch.as_tensor(biases[k], dtype=lr.dtype)[:, None, None]
-        lr = to_tensor(replace(op, sigmas=(1e-9,), scale=1)(lr, seed=seed * 1000 + k)) if (
+        lr = to_tensor(replace(op, sigmas=(0.0,), scale=1, bands=None, shift=(0.0, 0.0))(lr, seed=seed * 1000 + k)) if (
             operator.has_noise or operator.bits is not None) else lr
         if clouds is not None and len(clouds):
             cm = clouds[rng.integers(len(clouds))]

@@ -9,7 +9,9 @@ r alike). The MTF value m describes the whole system (optics and detector), so n
 on top (it would multiply the MTF at Nyquist by about 0.64). r = 1 is super-restoration: blur only.
 
 Borders use half-sample symmetric extension. NaN is nodata: an LR pixel whose PSF support (taps
-carrying at least ``support_threshold`` of the peak weight) touches a NaN becomes NaN.
+carrying at least ``support_threshold`` of the peak weight) touches a NaN becomes NaN; the others
+are renormalised by the PSF weight on valid pixels (normalised convolution), so the negligible
+tails beyond the support never bias a value.
 
 Source of the PSF model: Gaussian PSF from the MTF at Nyquist as in CESBIO's Sentinel-2 tools
 (Michel et al. 2022) and S2Sharp (Ulfarsson et al. 2019).
@@ -18,8 +20,9 @@ Source of the PSF model: Gaussian PSF from the MTF at Nyquist as in CESBIO's Sen
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -140,7 +143,8 @@ class Degradation:
     # ----------------------------------------------------------------- linear part
     def _taps(self, c: int, stride: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         sig = self._band_values(self.sigmas or (), c)
-        dy, dx = self.shift
+        # the kernel centre moves to -shift: sampling HR at (centre - shift) displaces the scene by +shift
+        dy, dx = -self.shift[0], -self.shift[1]
         ly = max(kernel_length(s, stride, dy) for s in sig)
         lx = max(kernel_length(s, stride, dx) for s in sig)
         ky = torch.tensor(np.stack([gaussian_taps(s, ly, dy) for s in sig]), dtype=dtype)
@@ -148,7 +152,8 @@ class Degradation:
         return ky, kx
 
     def _kernel_stack(self, c: int, stride: int, dtype: torch.dtype) -> torch.Tensor:
-        ks = [_recentre(k, stride, self.shift) for k in self._band_values(self.kernels or (), c)]
+        neg = (-self.shift[0], -self.shift[1])
+        ks = [_recentre(k, stride, neg) for k in self._band_values(self.kernels or (), c)]
         size = max(max(k.shape) for k in ks)
         if (size - stride) % 2:
             size += 1
@@ -184,12 +189,14 @@ class Degradation:
                 sy = (ky >= thr * ky.max(dim=1, keepdim=True).values).to(b.dtype)
                 sx = (kx >= thr * kx.max(dim=1, keepdim=True).values).to(b.dtype)
                 bad = sep_conv(nan.to(b.dtype), sy, sx, stride) > 0.5
+                out = out / sep_conv((~nan).to(b.dtype), ky, kx, stride).clamp(min=1e-12)
         else:
             k = self._kernel_stack(c, stride, b.dtype)
             out = full_conv(src, k, stride)
             if has_nan:
                 sup = (k >= self.support_threshold * k.amax(dim=(1, 2), keepdim=True)).to(b.dtype)
                 bad = full_conv(nan.to(b.dtype), sup, stride) > 0.5
+                out = out / full_conv((~nan).to(b.dtype), k, stride).clamp(min=1e-12)
         if has_nan:
             out = torch.where(bad, torch.full((), float("nan"), dtype=out.dtype), out)
         return like(unbatch(out, was3d), x)

@@ -2,8 +2,12 @@
 
 Guizar-Sicairos, Thurman, Fienup, "Efficient subpixel image registration algorithms",
 Optics Letters 33(2), 2008. The cross-power spectrum of all bands is summed before whitening, so
-every band votes for one shift. Convention: ``moving(row, col) ~ reference(row - dy, col - dx)``
-(+x = east / +column, +y = south / +row).
+every band votes for one shift. Two robustness measures for real, non-periodic images: both images
+are Tukey-windowed (alpha 0.5) so that border discontinuities do not create a false peak at zero
+shift, and the cross-power spectrum is whitened partially (divided by |R|^0.5 instead of |R|), which
+keeps noisy high frequencies from dominating. Measured on real Sentinel-2 patches: errors <= 0.02 px
+for Fourier shifts up to 4 px and <= 0.05 px for spline-interpolated shifts (tests/test_physics.py).
+Convention: ``moving(row, col) ~ reference(row - dy, col - dx)`` (+x = east / +column, +y = south / +row).
 """
 
 from __future__ import annotations
@@ -11,8 +15,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy.signal.windows import tukey
 
 from eosr.errors import ShapeError
+
+WHITENING = 0.5  # exponent p of |R|^p in the normalisation of the cross-power spectrum
 
 
 def _prep(x: Any) -> np.ndarray:
@@ -46,18 +53,20 @@ def _upsampled_dft(cross: np.ndarray, up: int, size: int, oy: float, ox: float) 
 def estimate_shift(reference: Any, moving: Any, upsample: int = 100) -> tuple[float, float]:
     """Shift (dy, dx) in pixels such that moving(r, c) ~ reference(r - dy, c - dx).
 
-    Integer peak of the whitened cross-power spectrum, then a 1.5-pixel neighbourhood refined on a
-    grid of step 1/``upsample`` by a matrix DFT (Guizar-Sicairos et al. 2008). NaN pixels are set
-    to the band mean. Valid for shifts up to half the image size.
+    Integer peak of the (partially) whitened cross-power spectrum of the windowed images, then a
+    1.5-pixel neighbourhood refined on a grid of step 1/``upsample`` by a matrix DFT (Guizar-Sicairos
+    et al. 2008). NaN pixels are set to the band mean. Valid for shifts well below half the image size
+    (the window down-weights borders, so shifts beyond about a quarter of the size lose accuracy).
     """
     ref, mov = _prep(reference), _prep(moving)
     if ref.shape != mov.shape:
         raise ShapeError(f"registration: shapes differ {ref.shape} vs {mov.shape}")
-    cross = (np.fft.fft2(mov) * np.conj(np.fft.fft2(ref))).sum(axis=0)
+    h, w = ref.shape[-2:]
+    win = np.outer(tukey(h, 0.5), tukey(w, 0.5))
+    cross = (np.fft.fft2(mov * win) * np.conj(np.fft.fft2(ref * win))).sum(axis=0)
     mag = np.abs(cross)
-    cross = np.where(mag > 1e-12 * mag.max(), cross / np.maximum(mag, 1e-300), 0.0)
+    cross = np.where(mag > 1e-12 * mag.max(), cross / np.maximum(mag, 1e-300) ** WHITENING, 0.0)
     corr = np.real(np.fft.ifft2(cross))
-    h, w = corr.shape
     iy, ix = np.unravel_index(int(np.argmax(corr)), corr.shape)
     dy = float(iy if iy <= h // 2 else iy - h)
     dx = float(ix if ix <= w // 2 else ix - w)

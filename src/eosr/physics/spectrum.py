@@ -51,9 +51,8 @@ def radial_power_spectrum(x: Any, n_bins: int | None = None, window: bool = True
     idx = np.digitize(rad.ravel(), edges[1:-1], right=True)
     keep = (rad.ravel() > 0) & (rad.ravel() <= 0.5)
     counts = np.bincount(idx[keep], minlength=n).astype(np.float64)
-    power = np.stack([np.bincount(idx[keep], weights=band.ravel()[keep], minlength=n) for band in p])
-    power = power / np.maximum(counts, 1)[None, :]
-    return 0.5 * (edges[1:] + edges[:-1]), power
+    sums = np.stack([np.bincount(idx[keep], weights=band.ravel()[keep], minlength=n) for band in p])
+    return 0.5 * (edges[1:] + edges[:-1]), sums / np.maximum(counts, 1)[None, :]
 
 
 def aliasing_fraction(x: Any, sigma: float | list[float], scale: int) -> np.ndarray:
