@@ -114,3 +114,13 @@ def test_sensors_command():
     assert p.returncode == 0 and "venus" in p.stdout and "landsat8" in p.stdout
     p = run(["sensors", "nosuch"])
     assert p.returncode == 2 and "unknown sensor" in p.stderr
+
+
+def test_calibrate_command_recovers_the_simulation(tmp_path, s2_10m):
+    hr_p, lr_p, js = tmp_path / "hr.tif", tmp_path / "lr.tif", tmp_path / "fit.json"
+    write_real_s2(hr_p, s2_10m, dtype="float32")
+    assert call(["simulate", str(hr_p), str(lr_p), "--bands", "B02,B03,B04,B08", "--mtf", "0.3"]) == 0
+    assert call(["calibrate", str(hr_p), str(lr_p), "--json", str(js)]) == 0
+    fit = json.loads(js.read_text())
+    assert fit["scale"] == 2
+    assert [round(b["mtf_at_lr_nyquist"], 2) for b in fit["bands"]] == [0.3] * 4
