@@ -1,0 +1,185 @@
+"""Physically informed metrics: consistency of SR with the LR through the sensor's own operator, and
+high-frequency agreement with HR.
+
+Both use the ONE degradation operator of :mod:`eosr.degrade` (a :class:`~eosr.degrade.operator.Degradation`,
+e.g. ``Degradation.from_sensor("sentinel2", bands, scale)``), so a perfect SR is never penalised by
+a degradation that is not the sensor's:
+
+- LR fidelity: LR - D(SR) with D = ``operator.downsample`` (per-band PSF, then sampling at the LR
+  block centres, GDAL pixel-is-area). No HR needed. L1 (mean absolute), L2 (root mean square) or,
+  when the noise is known, the RMS of the residual in units of the noise sigma (about 1 for an SR
+  that explains the LR down to the noise).
+- HR fidelity: (HR - LPF(HR)) - (SR - LPF(SR)) with LPF = ``operator.blur`` (the same PSF on the HR
+  grid, no decimation): only the detail the LR sensor cannot see is compared (FIELD-NOTES section 8).
+  CESBIO's x - up(down(x)) variant is a different metric and is not offered under this name.
+
+Borders: the operator extends images by half-sample symmetric reflection. NaN: the operator turns
+every output pixel whose PSF support touches a NaN into NaN, and such pixels are excluded. Masks are
+given on the grid of the compared images (LR grid for LR fidelity, HR grid for HR fidelity).
+Source of the idea: Michel et al., "Sentinel-2 super-resolution ... LR / HR fidelity", CESBIO
+(torchsisr / sen2venus evaluation), and the Wald protocol (Wald, Ranchin, Mangolini, PE&RS 1997).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import torch
+
+from eosr._arrays import to_tensor
+from eosr.degrade.operator import Degradation
+from eosr.errors import EosrError, ShapeError
+from eosr.metrics.base import MetricInfo, MetricResult, Prepared, pooled_mean, prepare
+
+__all__ = [
+    "HR_FIDELITY",
+    "HR_FIDELITY_L2",
+    "INFOS",
+    "LR_FIDELITY",
+    "LR_FIDELITY_L2",
+    "LR_FIDELITY_SIGMA",
+    "high_pass",
+    "hr_fidelity",
+    "hr_fidelity_map",
+    "lr_fidelity",
+    "lr_residual_map",
+]
+
+_SRC = "LR/HR fidelity through the sensor operator (Michel et al., CESBIO; Wald et al., PE&RS 63(6), 1997)"
+LR_FIDELITY = MetricInfo("lr_fidelity", False, (0.0, math.inf), False, True, True, "reflectance", _SRC)
+LR_FIDELITY_L2 = MetricInfo("lr_fidelity_l2", False, (0.0, math.inf), False, True, True, "reflectance", _SRC)
+LR_FIDELITY_SIGMA = MetricInfo("lr_fidelity_sigma", False, (0.0, math.inf), False, True, True, "noise sigma", _SRC)
+HR_FIDELITY = MetricInfo("hr_fidelity", False, (0.0, math.inf), True, False, True, "reflectance", _SRC)
+HR_FIDELITY_L2 = MetricInfo("hr_fidelity_l2", False, (0.0, math.inf), True, False, True, "reflectance", _SRC)
+
+#: The metrics of this module with their metadata.
+INFOS: tuple[MetricInfo, ...] = (LR_FIDELITY, LR_FIDELITY_L2, LR_FIDELITY_SIGMA, HR_FIDELITY, HR_FIDELITY_L2)
+
+Norm = Literal["l1", "l2", "sigma"]
+
+
+def _check_operator(operator: Any) -> Degradation:
+    if not isinstance(operator, Degradation):
+        raise EosrError(f"operator must be an eosr.degrade Degradation, got {type(operator).__name__}")
+    return operator
+
+
+def _reduce(p: Prepared, r: torch.Tensor, norm: str, info_l1: MetricInfo, info_l2: MetricInfo) -> MetricResult:
+    if norm == "l1":
+        per_band, value = pooled_mean(torch.abs(r), p.valid)
+        info = info_l1
+    else:
+        per_band, value = pooled_mean(r * r, p.valid)
+        per_band, value = torch.sqrt(per_band), torch.sqrt(value)
+        info = info_l2
+    return MetricResult(info, p.out(value), p.out(per_band), {"n_valid": int(p.valid.sum())})
+
+
+def lr_residual_map(sr: Any, lr: Any, operator: Degradation) -> Any:
+    """Signed per-pixel residual LR - D(SR) on the LR grid (NaN where invalid); D = ``operator.downsample``."""
+    _check_operator(operator)
+    d = operator.downsample(sr)
+    p = prepare(d, lr, names=("D(sr)", "lr"))
+    res = p.tensors[1] - p.tensors[0]
+    res = torch.where(p.valid, res, torch.full((), float("nan"), dtype=res.dtype))
+    out = res[0] if p.was3d else res
+    return out if not p.numpy else out.detach().cpu().numpy()
+
+
+def lr_fidelity(
+    sr: Any,
+    lr: Any,
+    operator: Degradation,
+    *,
+    norm: Norm = "l1",
+    noise_sigma: float | None = None,
+    data_range: float = 1.0,
+    mask: Any = None,
+) -> MetricResult:
+    """LR fidelity: how well the SR explains the LR through the sensor's operator D.
+
+    - ``norm="l1"`` (``lr_fidelity``): mean |LR - D(SR)|;
+    - ``norm="l2"`` (``lr_fidelity_l2``): sqrt(mean (LR - D(SR))^2);
+    - ``norm="sigma"`` (``lr_fidelity_sigma``): sqrt(mean ((LR - D(SR)) / s)^2), s the noise sigma:
+      ``noise_sigma`` if given, else the operator's noise model ``operator.noise_std(D(SR))``
+      (read noise and/or SNR). About 1 when the SR is consistent with the LR down to the noise.
+
+    D = ``operator.downsample`` (noise-free, differentiable). ``mask`` lives on the LR grid.
+    A perfect SR (LR = D(HR), SR = HR) scores 0 up to float error. ``data_range`` is recorded only.
+    """
+    op = _check_operator(operator)
+    if norm not in ("l1", "l2", "sigma"):
+        raise EosrError(f"norm must be 'l1', 'l2' or 'sigma', got {norm!r}")
+    d = op.downsample(sr)
+    p = prepare(d, lr, mask=mask, names=("D(sr)", "lr"))
+    d_t, lr_t = p.tensors
+    res = lr_t - d_t
+    if norm != "sigma":
+        r = _reduce(p, res, norm, LR_FIDELITY, LR_FIDELITY_L2)
+    else:
+        if noise_sigma is not None:
+            if not (math.isfinite(noise_sigma) and noise_sigma > 0):
+                raise EosrError(f"noise_sigma must be > 0, got {noise_sigma!r}")
+            s = torch.full((), float(noise_sigma), dtype=res.dtype)
+        elif op.has_noise:
+            s = op.noise_std(torch.where(p.valid, d_t, torch.zeros((), dtype=d_t.dtype)))
+        else:
+            raise EosrError("lr_fidelity in noise-sigma units needs noise_sigma or an operator with a noise model")
+        r = _reduce(p, res / s, "l2", LR_FIDELITY_SIGMA, LR_FIDELITY_SIGMA)
+    r.extra["data_range"] = float(data_range)
+    r.extra["operator"] = op.description
+    return r
+
+
+def high_pass(x: Any, operator: Degradation) -> Any:
+    """x - LPF(x), LPF = ``operator.blur`` (the sensor PSF on the HR grid): the detail the LR cannot see."""
+    _check_operator(operator)
+    t = to_tensor(x)
+    hp = t - to_tensor(operator.blur(t))
+    return hp if isinstance(x, torch.Tensor) else hp.detach().cpu().numpy()
+
+
+def _hf_diff(sr: Any, hr: Any, operator: Degradation, mask: Any) -> tuple[Prepared, torch.Tensor]:
+    """prepare() the pair and return the signed high-frequency difference hp(SR) - hp(HR) = hp(SR - HR)."""
+    _check_operator(operator)
+    p = prepare(sr, hr, mask=mask)
+    sr_t, hr_t = p.tensors
+    diff = sr_t - hr_t  # the LPF is linear: hp(SR) - hp(HR) = hp(SR - HR), one blur instead of two
+    hp = diff - to_tensor(operator.blur(diff))
+    valid = p.valid & torch.isfinite(hp)
+    if not bool(valid.any()):
+        raise ShapeError("no valid pixel: every pixel's PSF support touches nodata")
+    return Prepared(p.tensors, valid, p.numpy, p.was3d), hp
+
+
+def hr_fidelity_map(sr: Any, hr: Any, operator: Degradation, *, mask: Any = None) -> Any:
+    """Signed high-frequency difference map (SR - LPF(SR)) - (HR - LPF(HR)), NaN where invalid."""
+    p, hp = _hf_diff(sr, hr, operator, mask)
+    m = torch.where(p.valid, hp, torch.full((), float("nan"), dtype=hp.dtype))
+    out = m[0] if p.was3d else m
+    return out if not p.numpy else out.detach().cpu().numpy()
+
+
+def hr_fidelity(
+    sr: Any,
+    hr: Any,
+    operator: Degradation,
+    *,
+    norm: Literal["l1", "l2"] = "l1",
+    data_range: float = 1.0,
+    mask: Any = None,
+) -> MetricResult:
+    """HR fidelity = mean |(HR - LPF(HR)) - (SR - LPF(SR))| (``norm="l2"``: root mean square).
+
+    LPF = ``operator.blur``, the sensor PSF on the HR grid: errors the LR sensor would blur away
+    entirely (e.g. a constant offset) do not count; missing or invented fine detail does.
+    SR = HR scores 0. ``mask`` lives on the HR grid; ``data_range`` is recorded only.
+    """
+    if norm not in ("l1", "l2"):
+        raise EosrError(f"norm must be 'l1' or 'l2', got {norm!r}")
+    p, hp = _hf_diff(sr, hr, operator, mask)
+    r = _reduce(p, hp, norm, HR_FIDELITY, HR_FIDELITY_L2)
+    r.extra["data_range"] = float(data_range)
+    r.extra["operator"] = operator.description
+    return r
