@@ -1,0 +1,39 @@
+"""``eosr sr IN OUT --model NAME``: super-resolve a whole scene (GeoTIFF or band folder) to GeoTIFF / COG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command to ``app``."""
+
+    @app.command("sr")
+    def sr(
+        inp: Path = typer.Argument(..., metavar="IN", help="LR GeoTIFF, or a folder of band files (*_B05.tif)"),
+        out: Path = typer.Argument(..., metavar="OUT", help="output GeoTIFF (or COG with --cog)"),
+        model: str = typer.Option(..., help="model name from `eosr models`"),
+        bands: str = typer.Option(None, help="comma-separated bands to use (names or 1-based indices)"),
+        scale: str = typer.Option(None, help="scale factor r (must match the model's)"),
+        tile: int = typer.Option(512, help="tile size in LR pixels"),
+        overlap: int = typer.Option(None, help="tile overlap in LR pixels (default: from the receptive field)"),
+        cog: bool = typer.Option(False, help="write a Cloud-Optimized GeoTIFF"),
+        workers: int = typer.Option(None, help="run on a local Dask cluster of N worker processes"),
+        scheduler: str = typer.Option(None, help="run on the Dask scheduler at this address"),
+        uncertainty: bool = typer.Option(False, help="also write OUT.uncertainty.tif (model must offer it)"),
+        float32: bool = typer.Option(False, "--float32", help="write float32 reflectance instead of the input type"),
+        progress: bool = typer.Option(True, help="show a progress bar"),
+    ) -> None:
+        """Super-resolve a scene tile by tile: same CRS and origin, pixel size / r, nodata and band names kept."""
+        from eosr.errors import ConfigError
+        from eosr.scene.sr import super_resolve
+
+        if workers is not None and scheduler is not None:
+            raise ConfigError("give either --workers or --scheduler, not both")
+        band_list = [b.strip() for b in bands.split(",") if b.strip()] if bands else None
+        path = super_resolve(inp, out, model, bands=band_list, scale=scale, tile=tile, overlap=overlap, cog=cog,
+                             workers=workers, scheduler=scheduler, uncertainty=uncertainty,
+                             output_dtype="float32" if float32 else None, progress=progress)
+        typer.echo(f"wrote {path}")

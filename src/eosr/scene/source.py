@@ -1,0 +1,202 @@
+"""Window-by-window access to a scene on disk: one GeoTIFF (any band count) or a folder of band files.
+
+A :class:`SceneSource` reads ``(C, h, w)`` float32 reflectance windows (``DN * dn_scale + dn_offset``,
+NaN where the file says nodata or the value is not finite) with rasterio windows, never the whole
+scene. It is picklable (open datasets are cached per process and never pickled), so Dask workers can
+read their own windows. A Sentinel-2 folder (``*_B05.tif`` ... one file per band, as in
+``eosr.data``) gives one source per resolution group: the selected bands must share one grid.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eosr.errors import DataError, GeoError
+from eosr.io.raster import default_dn_scale
+from eosr.sensors import normalise_band_name
+
+SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+_BAND_FILE = re.compile(r"(?:^|[_\-.])(B\d{1,2}A?)$", re.IGNORECASE)
+
+Window = tuple[int, int, int, int]  # row0, row1, col0, col1 (half-open)
+
+
+@dataclass
+class SceneSource:
+    """Band ``k`` of the scene is band ``bands[k][1]`` (1-based) of file ``paths[bands[k][0]]``."""
+
+    paths: tuple[str, ...]
+    bands: tuple[tuple[int, int], ...]
+    band_names: tuple[str, ...]
+    descriptions: tuple[str, ...]
+    height: int
+    width: int
+    crs: Any
+    transform: Any
+    dtype: str
+    nodata: tuple[float | None, ...]  # per file
+    dn_scale: float
+    dn_offset: float
+    _handles: dict[int, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def count(self) -> int:
+        """Number of bands."""
+        return len(self.bands)
+
+    @property
+    def out_nodata(self) -> float | None:
+        """The nodata value written back (the first file's)."""
+        return self.nodata[0]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_handles"] = {}
+        return state
+
+    def _ds(self, k: int) -> Any:
+        ds = self._handles.get(k)
+        if ds is None or ds.closed:
+            ds = _open(self.paths[k])
+            self._handles[k] = ds
+        return ds
+
+    def close(self) -> None:
+        """Close the cached datasets of this process."""
+        for ds in self._handles.values():
+            ds.close()
+        self._handles.clear()
+
+    def read(self, window: Window) -> np.ndarray:
+        """Read rows ``[r0, r1)`` and columns ``[c0, c1)`` as float32 reflectance, NaN = nodata."""
+        from rasterio.errors import RasterioError
+        from rasterio.windows import Window as RioWindow
+
+        r0, r1, c0, c1 = window
+        win = RioWindow(c0, r0, c1 - c0, r1 - r0)
+        out = np.empty((self.count, r1 - r0, c1 - c0), dtype=np.float32)
+        for k, (f, b) in enumerate(self.bands):
+            try:
+                raw = self._ds(f).read(b, window=win)
+            except RasterioError as e:
+                raise DataError(f"cannot read {self.paths[f]}: {str(e).splitlines()[0]}") from None
+            v = raw.astype(np.float32)
+            if (self.dn_scale, self.dn_offset) != (1.0, 0.0):
+                v = v * np.float32(self.dn_scale) + np.float32(self.dn_offset)
+            nd = self.nodata[f]
+            if nd is not None:
+                v[np.isnan(raw) if np.isnan(nd) else raw == nd] = np.nan
+            v[~np.isfinite(v)] = np.nan
+            out[k] = v
+        return out
+
+
+def _open(path: str | os.PathLike[str]) -> Any:
+    import rasterio
+    from rasterio.errors import RasterioError
+
+    try:
+        return rasterio.open(path)
+    except RasterioError as e:
+        raise DataError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
+
+
+def _file_band_name(path: Path) -> str | None:
+    m = _BAND_FILE.search(path.stem)
+    return normalise_band_name(m.group(1)) if m else None
+
+
+def _check_dtype(path: Any, dtype: str) -> None:
+    if dtype not in SUPPORTED_DTYPES:
+        raise DataError(f"{path}: unsupported data type {dtype} (supported: {', '.join(SUPPORTED_DTYPES)})")
+
+
+def open_source(path: str | os.PathLike[str], bands: Sequence[str | int] | None = None) -> SceneSource:
+    """Open a GeoTIFF or a folder of single-band files (``*_B05.tif``) for windowed reading.
+
+    GeoTIFF: ``bands`` selects by 1-based index or by band description (``B5`` == ``B05``); when the
+    file has no band descriptions, names in ``bands`` label the file's bands in order (their count
+    must match). Folder: ``bands`` selects files by band name; the selection must share one grid
+    (CRS, origin, pixel size, size), e.g. the 20 m group of a Sentinel-2 scene.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"input not found: {p}")
+    if p.is_dir():
+        return _open_folder(p, bands)
+    with _open(p) as ds:
+        _check_dtype(p, ds.dtypes[0])
+        if len(set(ds.dtypes)) > 1:
+            raise DataError(f"{p}: bands of different data types {sorted(set(ds.dtypes))}")
+        desc = [normalise_band_name(d) if d else "" for d in ds.descriptions]
+        if bands is None:
+            idx = list(range(1, ds.count + 1))
+            names = [d or f"band{i}" for i, d in zip(idx, desc, strict=True)]
+        elif all(isinstance(b, str) for b in bands) and not any(desc):
+            if len(bands) != ds.count:
+                raise DataError(f"{p}: {len(bands)} band names for a file of {ds.count} undescribed bands")
+            idx = list(range(1, ds.count + 1))
+            names = [normalise_band_name(str(b)) for b in bands]
+        else:
+            idx, names = [], []
+            for b in bands:
+                if isinstance(b, int) or (isinstance(b, str) and b.isdigit()):
+                    i = int(b)
+                    if not 1 <= i <= ds.count:
+                        raise DataError(f"{p}: band index {i} outside 1..{ds.count}")
+                    idx.append(i)
+                    names.append(desc[i - 1] or f"band{i}")
+                    continue
+                key = normalise_band_name(b)
+                if key not in desc:
+                    raise DataError(f"{p}: no band described as {b!r} (bands: {', '.join(d or '?' for d in desc)})")
+                idx.append(desc.index(key) + 1)
+                names.append(key)
+        s, o = default_dn_scale(ds.dtypes[0], [ds.scales[i - 1] for i in idx], [ds.offsets[i - 1] for i in idx])
+        descriptions = tuple(ds.descriptions[i - 1] or "" for i in idx)
+        return SceneSource((str(p),), tuple((0, i) for i in idx), tuple(names), descriptions, ds.height, ds.width,
+                           ds.crs, ds.transform, ds.dtypes[0], (ds.nodata,), s, o)
+
+
+def _open_folder(p: Path, bands: Sequence[str | int] | None) -> SceneSource:
+    files = {}
+    for f in sorted(p.iterdir()):
+        if f.suffix.lower() in (".tif", ".tiff") and (name := _file_band_name(f)):
+            files[name] = f
+    if not files:
+        raise DataError(f"{p}: no band files named like *_B05.tif in the folder")
+    if bands is None:
+        sel = sorted(files)
+    else:
+        sel = []
+        for b in bands:
+            key = normalise_band_name(str(b))
+            if key not in files:
+                raise DataError(f"{p}: no file for band {b!r} (bands: {', '.join(sorted(files))})")
+            sel.append(key)
+    grids: dict[tuple[Any, ...], list[str]] = {}
+    info = {}
+    for name in sel:
+        with _open(files[name]) as ds:
+            _check_dtype(files[name], ds.dtypes[0])
+            grid = (str(ds.crs), tuple(round(v, 6) for v in ds.transform[:6]), ds.height, ds.width)
+            grids.setdefault(grid, []).append(name)
+            info[name] = (ds.dtypes[0], ds.nodata, ds.scales[0], ds.offsets[0], ds.crs, ds.transform)
+    if len(grids) > 1:
+        groups = "; ".join(f"{abs(k[1][0]):g} m {k[2]}x{k[3]}: {','.join(v)}" for k, v in grids.items())
+        raise GeoError(f"{p}: the bands lie on different grids ({groups}); choose one group with --bands")
+    dtypes = {info[n][0] for n in sel}
+    if len(dtypes) > 1:
+        raise DataError(f"{p}: band files of different data types {sorted(dtypes)}")
+    (grid,) = grids
+    dt, _, sc, off, crs, tr = info[sel[0]]
+    s, o = default_dn_scale(dt, [sc], [off])
+    return SceneSource(tuple(str(files[n]) for n in sel), tuple((k, 1) for k in range(len(sel))), tuple(sel),
+                       tuple(sel), grid[2], grid[3], crs, tr, dt, tuple(info[n][1] for n in sel), s, o)

@@ -1,0 +1,328 @@
+"""Super-resolve whole scenes: GeoTIFF / COG in and out, seamless tiling, bounded memory, optional Dask.
+
+The output lies on the HR grid of the input: same CRS and origin, pixel size / r (GDAL pixel-is-area),
+band descriptions kept, nodata propagated through the model's support (see :mod:`eosr.scene.infer`),
+and tags recording the model, its version and the eosr version. Integer input is written back as the
+same integer type and DN scale (e.g. uint16 reflectance x 10000; values are rounded and clipped to the
+type's range), or float32 reflectance on request. Windows are streamed to an uncompressed tiled stage
+file, which is then copied to a compressed GeoTIFF or a COG under a temporary name and renamed at the
+end: an error or Ctrl-C leaves no partial output.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eosr import __version__
+from eosr._arrays import like, to_tensor
+from eosr.errors import ConfigError, DataError, ModelError, ScaleError
+from eosr.io.raster import atomic_path, copy_to_cog, to_dn
+from eosr.physics import check_scale
+from eosr.scene.infer import model_scale, predict_tile, receptive_field
+from eosr.scene.source import SceneSource, open_source
+from eosr.scene.tiling import Blender, TilePlan, Window, default_overlap
+from eosr.sensors import normalise_band_name
+
+GDAL_CACHE_BYTES = 64 * 2**20  # bounded GDAL block cache (bytes: small values would mean MB)
+
+
+def load_model(name: str, *, scale: int | None = None, bands: Sequence[str] | None = None,
+               n_bands: int | None = None) -> Any:
+    """A model of the registry by name (``eosr.models.get_model``)."""
+    try:
+        from eosr.models import get_model
+    except ImportError:
+        raise ModelError("the model registry eosr.models.get_model is not available") from None
+    return get_model(name, scale=scale or 2, bands=tuple(bands) if bands else None, n_bands=n_bands)
+
+
+def _described(names: Sequence[str]) -> bool:
+    return all(not n.startswith("band") for n in names)
+
+
+def check_model_bands(model: Any, names: Sequence[str]) -> None:
+    """Raise :class:`ModelError` unless the input bands are the ones the model was trained for."""
+    want = getattr(model.spec, "bands", None)
+    if want is None:
+        return
+    want_n = [normalise_band_name(b) for b in want]
+    if not _described(names):
+        raise ModelError(f"model {model.spec.name} was trained for bands {','.join(want_n)}; the input bands have "
+                         "no names: label them with --bands")
+    got = [normalise_band_name(b) for b in names]
+    if got != want_n:
+        raise ModelError(f"model {model.spec.name} was trained for bands {','.join(want_n)}, "
+                         f"not {','.join(got)}")
+
+
+def _resolve(model: Any, source_names: Sequence[str], n_bands: int, scale: Any) -> Any:
+    r = None if scale is None else check_scale(scale)
+    if isinstance(model, str):
+        model = load_model(model, scale=r, bands=source_names if _described(source_names) else None, n_bands=n_bands)
+    mr = model_scale(model)
+    if r is not None and r != mr:
+        raise ScaleError(f"model {model.spec.name} works at x{mr}, not the requested x{r}")
+    check_model_bands(model, source_names)
+    return model
+
+
+def _plan(h: int, w: int, model: Any, tile: int, overlap: int | None) -> TilePlan:
+    rf = receptive_field(model)
+    plan = TilePlan(h, w, model_scale(model), int(tile), default_overlap(rf) if overlap is None else int(overlap), rf)
+    if not plan.exact:
+        warnings.warn(f"overlap {plan.overlap} < receptive field {rf} + blend {plan.halfwidth}: tiles are blended "
+                      "but differ from whole-image inference near their edges", stacklevel=3)
+    return plan
+
+
+def _run_tiles(plan: TilePlan, model: Any, source: SceneSource | np.ndarray, blender: Blender, *,
+               uncertainty: bool, workers: int | None, scheduler: Any, progress: bool) -> None:
+    from tqdm import tqdm
+
+    r = plan.scale
+    bar = tqdm(total=plan.height * plan.width * r * r, unit="px", unit_scale=True, disable=not progress,
+               desc="eosr sr", leave=False)
+
+    def done(i: int, j: int, pred: np.ndarray) -> None:
+        blender.add(i, j, pred)
+        y0, y1, x0, x1 = plan.core(i, j)
+        bar.update((y1 - y0) * (x1 - x0) * r * r)
+
+    try:
+        if workers is None and scheduler is None:
+            for i, j in plan.tiles():
+                done(i, j, predict_tile(model, source, plan, i, j, uncertainty))
+        else:
+            _run_dask(plan, model, source, done, uncertainty=uncertainty, workers=workers, scheduler=scheduler)
+    finally:
+        bar.close()
+
+
+def _run_dask(plan: TilePlan, model: Any, source: Any, done: Any, *, uncertainty: bool, workers: int | None,
+              scheduler: Any) -> None:
+    """Tiles as tasks on a ``distributed`` cluster; the model is scattered to every worker once."""
+    from distributed import Client, LocalCluster
+
+    if workers is not None and scheduler is not None:
+        raise ConfigError("give either workers (a local cluster) or a scheduler address, not both")
+    cluster = None
+    threads = None
+    if scheduler is None:
+        n = int(workers or 1)
+        if n < 1:
+            raise ConfigError(f"workers must be >= 1, got {n}")
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address=None)
+        client = Client(cluster)
+        threads = 1
+    elif isinstance(scheduler, Client):
+        client = scheduler
+    else:
+        try:
+            client = Client(str(scheduler), timeout="20s")
+        except OSError as e:
+            raise ConfigError(f"cannot reach the Dask scheduler {scheduler}: {e}") from None
+    try:
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+        model_f = client.scatter(model, broadcast=True, hash=False)
+        source_f = client.scatter(source, broadcast=True, hash=False)
+        queue: deque[Any] = deque()
+        tiles = iter(plan.tiles())
+        limit = 2 * n_workers + 1
+        exhausted = False
+        while True:
+            while not exhausted and len(queue) < limit:
+                nxt = next(tiles, None)
+                if nxt is None:
+                    exhausted = True
+                    break
+                fut = client.submit(predict_tile, model_f, source_f, plan, nxt[0], nxt[1], uncertainty, threads,
+                                    pure=False)
+                queue.append((nxt, fut))
+            if not queue:
+                break
+            (i, j), fut = queue.popleft()
+            done(i, j, fut.result())
+    finally:
+        if client is not scheduler:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def super_resolve_array(lr: Any, model: Any, *, tile: int = 512, overlap: int | None = None,
+                        uncertainty: bool = False) -> Any:
+    """Tiled SR of an in-memory ``(C, h, w)`` reflectance array (NaN = nodata); NumPy or torch in, same out.
+
+    The same tiling and blending as :func:`super_resolve`; returns ``(C, r h, r w)`` (``2C`` with
+    uncertainty: SR bands then std bands).
+    """
+    x = to_tensor(lr, dtype=None).detach().cpu().numpy().astype(np.float32)
+    if x.ndim != 3:
+        raise DataError(f"super_resolve_array needs (C, H, W), got shape {x.shape}")
+    plan = _plan(x.shape[1], x.shape[2], model, tile, overlap)
+    r = plan.scale
+    out = np.empty(((2 if uncertainty else 1) * x.shape[0], x.shape[1] * r, x.shape[2] * r), np.float32)
+
+    def sink(win: Window, data: np.ndarray) -> None:
+        out[:, win[0] : win[1], win[2] : win[3]] = data
+
+    _run_tiles(plan, model, x, Blender(plan, sink), uncertainty=uncertainty, workers=None, scheduler=None,
+               progress=False)
+    import torch
+
+    return like(torch.from_numpy(out), lr)
+
+
+def hr_transform(transform: Any, scale: int) -> Any:
+    """Transform of the HR grid: same origin, pixel size / ``scale`` (GDAL pixel-is-area)."""
+    from affine import Affine
+
+    t = transform
+    return Affine(t.a / scale, t.b / scale, t.c, t.d / scale, t.e / scale, t.f)
+
+
+def uncertainty_path(out_path: str | os.PathLike[str]) -> Path:
+    """Sidecar of the per-pixel std: ``sr.tif`` -> ``sr.uncertainty.tif``."""
+    p = Path(out_path)
+    return p.with_name(p.stem + ".uncertainty" + (p.suffix or ".tif"))
+
+
+def super_resolve(
+    in_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    model: Any,
+    *,
+    bands: Sequence[str | int] | None = None,
+    scale: Any = None,
+    tile: int = 512,
+    overlap: int | None = None,
+    cog: bool = False,
+    workers: int | None = None,
+    scheduler: Any = None,
+    uncertainty: bool = False,
+    output_dtype: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Super-resolve a GeoTIFF (or a folder of band files) window by window into a GeoTIFF / COG.
+
+    ``model``: a registry name or a module with a ``spec`` (ModelSpec). ``tile``: core tile size in
+    LR pixels; ``overlap`` (LR px) defaults to the receptive field + a blend band (tiled == whole image).
+    ``workers`` starts a local ``distributed`` cluster of that many processes on 127.0.0.1;
+    ``scheduler`` uses an existing one (address or Client): workers read their windows from
+    ``in_path`` themselves, so it must be visible to them. ``output_dtype``: None keeps the input
+    type and DN scale, "float32" writes reflectance. Returns the output path.
+    """
+    import rasterio
+
+    src = open_source(in_path, bands)
+    out = Path(out_path)
+    if out.exists() and out.is_dir():
+        raise DataError(f"output path is a folder: {out}")
+    if Path(in_path).resolve() == out.resolve():
+        raise DataError(f"output would overwrite the input: {out}")
+    check_writable(out)
+    model = _resolve(model, src.band_names, src.count, scale)
+    plan = _plan(src.height, src.width, model, tile, overlap)
+    r = plan.scale
+    if output_dtype is None:
+        dtype = src.dtype if np.issubdtype(np.dtype(src.dtype), np.integer) else "float32"
+    elif output_dtype in ("float32", "same"):
+        dtype = src.dtype if output_dtype == "same" else "float32"
+    else:
+        raise ConfigError(f"output_dtype must be None, 'same' or 'float32', got {output_dtype!r}")
+    is_int = np.issubdtype(np.dtype(dtype), np.integer)
+    dn_scale, dn_offset = (src.dn_scale, src.dn_offset) if is_int or dtype == src.dtype else (1.0, 0.0)
+    nodata = src.out_nodata if is_int else float("nan")
+    if is_int and nodata is None and any(n is not None for n in src.nodata):
+        nodata = next(n for n in src.nodata if n is not None)
+    spec = model.spec
+    tags = {"eosr_version": __version__, "eosr_model": getattr(spec, "name", type(model).__name__),
+            "eosr_model_version": getattr(spec, "version", "?"), "eosr_scale": r, "eosr_tile": plan.tile,
+            "eosr_overlap": plan.overlap, "eosr_receptive_field": plan.receptive_field,
+            "eosr_tiling_exact": plan.exact, "eosr_source": Path(in_path).name}
+    h, w, c = src.height * r, src.width * r, src.count
+    profile = dict(driver="GTiff", width=w, height=h, count=c, crs=src.crs, transform=hr_transform(src.transform, r),
+                   tiled=True, blockxsize=256, blockysize=256, BIGTIFF="IF_SAFER")
+    paths = [out] + ([uncertainty_path(out)] if uncertainty else [])
+    if uncertainty and not hasattr(model, "forward_with_uncertainty"):
+        raise ModelError(f"model {spec.name} offers no uncertainty (forward_with_uncertainty)")
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), atomic_path(out) as tmp, \
+            (atomic_path(paths[-1]) if uncertainty else _null()) as tmp_u:
+        stages = [Path(str(tmp) + ".stage.tif")] + ([Path(str(tmp_u) + ".stage.tif")] if uncertainty else [])
+        try:
+            dss = [rasterio.open(stages[0], "w", dtype=dtype, nodata=nodata, **profile)]
+            if uncertainty:
+                dss.append(rasterio.open(stages[1], "w", dtype="float32", nodata=float("nan"), **profile))
+
+            def sink(win: Window, data: np.ndarray) -> None:
+                rw = rasterio.windows.Window(win[2], win[0], win[3] - win[2], win[1] - win[0])
+                dss[0].write(to_dn(data[:c], dtype, dn_scale, dn_offset, nodata), window=rw)
+                if uncertainty:
+                    dss[1].write(data[c:], window=rw)
+
+            try:
+                _run_tiles(plan, model, src, Blender(plan, sink), uncertainty=uncertainty, workers=workers,
+                           scheduler=scheduler, progress=progress)
+                for k, ds in enumerate(dss):
+                    for b in range(c):
+                        name = src.descriptions[b] or (src.band_names[b] if _described(src.band_names) else "")
+                        if name:
+                            ds.set_band_description(b + 1, name + ("_std" if k else ""))
+                    if k == 0 and (is_int or (dn_scale, dn_offset) != (1.0, 0.0)):
+                        ds.scales = [dn_scale] * c
+                        ds.offsets = [dn_offset] * c
+                    ds.update_tags(**{kk: str(v) for kk, v in tags.items()},
+                                   **({"eosr_layer": "std"} if k else {}))
+            finally:
+                for ds in dss:
+                    ds.close()
+                src.close()
+            for stage, target in zip(stages, [tmp, tmp_u], strict=False):
+                if target is not None:
+                    _finish(stage, target, cog)
+        finally:
+            for s in stages:
+                if s.exists():
+                    s.unlink()
+    return out
+
+
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`DataError` unless a file can be created beside ``path`` (before any work is done)."""
+    import tempfile
+
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise DataError(f"output folder does not exist: {folder}")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise DataError(f"output folder is not writable: {folder} ({e.strerror})") from None
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *a: Any) -> None:
+        return None
+
+
+def _finish(stage: Path, target: Path, cog: bool) -> None:
+    """Copy the uncompressed stage to a deflate-compressed tiled GeoTIFF or a COG (streamed by GDAL)."""
+    from rasterio.shutil import copy as rio_copy
+
+    if cog:
+        copy_to_cog(stage, target)
+    else:
+        rio_copy(str(stage), str(target), driver="GTiff", compress="deflate", tiled=True, blockxsize=256,
+                 blockysize=256, BIGTIFF="IF_SAFER")
