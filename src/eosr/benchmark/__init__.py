@@ -1,0 +1,34 @@
+"""Reproducible benchmarks of SR methods and their self-contained HTML report.
+
+>>> from eosr.benchmark import run_benchmark          # doctest: +SKIP
+>>> res = run_benchmark("configs/benchmark_ben_x2.toml", "out")
+>>> res.report                                        # out/report.html
+
+Submodules load on first use, so ``import eosr.benchmark`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "run_benchmark": "eosr.benchmark.runner",
+    "BenchmarkResult": "eosr.benchmark.runner",
+    "load_config": "eosr.benchmark.config",
+    "parse_config": "eosr.benchmark.config",
+    "check_config": "eosr.benchmark.config",
+    "BenchmarkConfig": "eosr.benchmark.config",
+    "bootstrap_mean": "eosr.benchmark.stats",
+    "paired_difference": "eosr.benchmark.stats",
+    "run_demo": "eosr.benchmark.demo",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'eosr.benchmark' has no attribute {name!r}")
+
+
+__all__ = sorted(_EXPORTS)

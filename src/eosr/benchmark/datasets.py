@@ -1,0 +1,237 @@
+"""Datasets of a benchmark: lists of images (cheap to enumerate) and loaders of LR / HR pairs.
+
+Enumeration reads no pixels, so a config is checked completely before any work starts. A Wald
+dataset degrades each real HR image with the sensor operator of :mod:`eosr.degrade` (Wald et al.,
+PE&RS 63(6), 1997): LR = D(HR), noise-free unless ``noise_sigma`` is set (then seeded per image).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eosr.benchmark.config import DatasetConfig
+from eosr.errors import ConfigError, DataError
+
+#: Sentinel-2 10 m bands, the default band set of Sentinel-2 Wald datasets.
+S2_10M = ("B02", "B03", "B04", "B08")
+
+
+@dataclass
+class ImageRef:
+    """One image of a dataset before loading: an id and the files it comes from."""
+
+    id: str
+    files: dict[str, Path]  # "hr" / "lr" -> file, or band name -> file for band folders
+    payload: Any = None  # reader datasets: the item the reader yielded
+
+
+@dataclass
+class Sample:
+    """A loaded image: LR, the HR reference (None without one), bands and the operator D."""
+
+    id: str
+    lr: np.ndarray
+    hr: np.ndarray | None
+    bands: list[str]
+    scale: int
+    sensor: str
+    operator: Any
+    dataset: str = ""
+
+
+def dataset_bands(d: DatasetConfig) -> list[str]:
+    """The canonical band names a dataset uses (Sentinel-2 Wald default: the 10 m bands)."""
+    from eosr.sensors import get_sensor
+
+    s = get_sensor(d.sensor)
+    if d.bands is not None:
+        return [b.name for b in s.select(list(d.bands))]
+    if s.name == "sentinel2" and d.kind in ("wald", "samples"):
+        return list(S2_10M)
+    return s.band_names
+
+
+def operator_for(d: DatasetConfig) -> Any:
+    """The degradation operator of a dataset (sensor PSF per band at the dataset's scale)."""
+    from eosr.degrade.operator import Degradation
+
+    return Degradation.from_sensor(d.sensor, dataset_bands(d), d.scale, wald=d.psf == "wald",
+                                   noise_sigma=d.noise_sigma)
+
+
+def samples_dir() -> Path:
+    """Folder of the built-in BigEarthNet-S2 example patches (from the ``bigearthnet-common`` package).
+
+    Uses ``eosr.data.samples`` when it offers a folder; otherwise extracts the package's archive once
+    into ``$XDG_CACHE_HOME/eosr/`` (a private fallback until the data module lands).
+    """
+    try:
+        mod = importlib.import_module("eosr.data.samples")
+    except ModuleNotFoundError as e:
+        if e.name not in ("eosr.data", "eosr.data.samples"):
+            raise
+        mod = None
+    for fn_name in ("bigearthnet_s2_dir", "bigearthnet_dir", "samples_dir", "sample_dir"):
+        fn = getattr(mod, fn_name, None) if mod is not None else None
+        if callable(fn):
+            return Path(fn())
+    from importlib import resources
+
+    try:
+        tar = resources.files("bigearthnet_common") / "BigEarthNet-S2-Example.tar.bz2"
+    except ModuleNotFoundError:
+        raise DataError("the built-in samples need the package bigearthnet-common "
+                        "(pip install --no-deps bigearthnet-common==2.8.0)") from None
+    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "eosr"
+    out = root / "BigEarthNet-S2-Example"
+    if not (out / ".complete").exists():
+        root.mkdir(parents=True, exist_ok=True)
+        with resources.as_file(tar) as p, tarfile.open(p) as t:
+            t.extractall(root, filter="data")
+        (out / ".complete").write_text("ok")
+    return out
+
+
+def _band_folders(path: Path, bands: list[str]) -> list[ImageRef] | None:
+    """BigEarthNet layout: one sub-folder per image with ``*_B02.tif`` ... (None if not that layout)."""
+    subs = sorted(p for p in path.iterdir() if p.is_dir())
+    refs = []
+    for sub in subs:
+        files: dict[str, Path] = {}
+        for b in bands:
+            hits = sorted(sub.glob(f"*_{b}.tif")) or sorted(sub.glob(f"*_{b}.TIF"))
+            if hits:
+                files[b] = hits[0]
+        if len(files) == len(bands):
+            refs.append(ImageRef(sub.name, files))
+        elif files:
+            missing = [b for b in bands if b not in files]
+            raise DataError(f"{sub}: no file for band(s) {', '.join(missing)}")
+    return refs or None
+
+
+def _tifs(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.suffix.lower() in (".tif", ".tiff") and p.is_file())
+
+
+def list_images(d: DatasetConfig) -> list[ImageRef]:
+    """The images of a dataset, in a stable order, without reading pixels (``limit`` applied)."""
+    bands = dataset_bands(d)
+    refs: list[ImageRef]
+    if d.kind == "reader":
+        refs = [ImageRef(str(i), {}, item) for i, item in _reader_items(d)]
+    else:
+        path = samples_dir() if d.kind == "samples" else d.path
+        if path is None:
+            raise ConfigError(f"dataset {d.name!r} (kind {d.kind!r}) needs a 'path'")
+        if not path.exists():
+            raise ConfigError(f"dataset {d.name!r}: path not found: {path}")
+        if d.kind == "pairs":
+            hr_dir, lr_dir = path / "hr", path / "lr"
+            if not hr_dir.is_dir() or not lr_dir.is_dir():
+                raise ConfigError(f"dataset {d.name!r}: a 'pairs' dataset needs {path}/hr and {path}/lr folders")
+            refs = []
+            for f in _tifs(hr_dir):
+                lr = lr_dir / f.name
+                if not lr.exists():
+                    raise ConfigError(f"dataset {d.name!r}: no LR file {lr} for {f.name}")
+                refs.append(ImageRef(f.stem, {"hr": f, "lr": lr}))
+        elif path.is_file():
+            refs = [ImageRef(path.stem, {"hr" if d.has_hr else "lr": path})]
+        else:
+            found = _band_folders(path, bands) if d.kind in ("wald", "samples") else None
+            key = "hr" if d.has_hr else "lr"
+            refs = found if found is not None else [ImageRef(f.stem, {key: f}) for f in _tifs(path)]
+    if not refs:
+        raise ConfigError(f"dataset {d.name!r}: no images found")
+    return refs[: d.limit] if d.limit else refs
+
+
+def _reader_items(d: DatasetConfig) -> Iterator[tuple[str, Any]]:
+    if not d.reader or ":" not in d.reader:
+        raise ConfigError(f"dataset {d.name!r}: kind 'reader' needs reader = \"package.module:function\"")
+    mod_name, fn_name = d.reader.split(":", 1)
+    try:
+        fn = getattr(importlib.import_module(mod_name), fn_name)
+    except (ImportError, AttributeError):
+        raise ConfigError(f"dataset {d.name!r}: cannot import reader {d.reader!r}") from None
+    for k, item in enumerate(fn(**d.options)):
+        if isinstance(item, dict):
+            yield str(item.get("id", k)), item
+        elif isinstance(item, tuple) and len(item) == 2:
+            yield str(item[0]), {"id": item[0], "hr": item[1]}
+        else:
+            raise DataError(f"reader {d.reader!r} must yield (id, hr) or dicts with 'id' and 'hr'")
+
+
+def check_dataset(d: DatasetConfig) -> None:
+    """Validate a dataset without loading pixels: sensor, bands, scale and at least one image."""
+    if d.kind in ("wald", "pairs", "lr") and d.path is None:
+        raise ConfigError(f"dataset {d.name!r} (kind {d.kind!r}) needs a 'path'")
+    if d.kind != "reader" and d.reader is not None:
+        raise ConfigError(f"dataset {d.name!r}: 'reader' is only for kind 'reader'")
+    operator_for(d)  # raises SensorError for an unknown sensor or band
+    list_images(d)
+
+
+def dataset_key(d: DatasetConfig, refs: list[ImageRef]) -> str:
+    """Hash of the dataset's config and its files (name, size, modification time)."""
+    files = []
+    for r in refs:
+        for k, f in sorted(r.files.items()):
+            st = f.stat()
+            files.append([r.id, k, f.name, st.st_size, st.st_mtime_ns])
+    blob = json.dumps({"cfg": d.model_dump(mode="json", exclude={"limit"}), "files": files,
+                       "ids": [r.id for r in refs]}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _read(path: Path, bands: list[str] | None) -> np.ndarray:
+    from eosr.io.raster import read_raster
+
+    try:
+        return read_raster(path, bands).data
+    except DataError:
+        if bands is None:
+            raise
+        r = read_raster(path)  # no band descriptions: take the first bands in order
+        if r.data.shape[0] < len(bands):
+            raise DataError(f"{path}: {r.data.shape[0]} bands, the dataset needs {len(bands)}") from None
+        return r.data[: len(bands)]
+
+
+def load_sample(d: DatasetConfig, ref: ImageRef, index: int = 0) -> Sample:
+    """Load one image: read the files and build LR = D(HR) for Wald datasets."""
+    bands = dataset_bands(d)
+    op = operator_for(d)
+    hr: np.ndarray | None
+    lr: np.ndarray | None = None
+    if d.kind == "reader":
+        item = ref.payload
+        hr = None if item.get("hr") is None else np.asarray(item["hr"], dtype=np.float32)
+        lr = None if item.get("lr") is None else np.asarray(item["lr"], dtype=np.float32)
+    elif set(ref.files) - {"hr", "lr"}:
+        from eosr.io.raster import read_raster
+
+        hr = np.stack([read_raster(ref.files[b]).data[0] for b in bands])
+    else:
+        hr = _read(ref.files["hr"], bands) if "hr" in ref.files else None
+        lr = _read(ref.files["lr"], bands) if "lr" in ref.files else None
+    if hr is not None and lr is None:
+        hr = np.asarray(op.crop(hr), dtype=np.float32)
+        lr = np.asarray(op(hr, seed=index) if op.has_noise else op.downsample(hr), dtype=np.float32)
+    if lr is None:
+        raise DataError(f"image {ref.id!r} of dataset {d.name!r} has neither LR nor HR")
+    if hr is not None and (hr.shape[-2] != lr.shape[-2] * d.scale or hr.shape[-1] != lr.shape[-1] * d.scale):
+        raise DataError(f"image {ref.id!r}: HR {hr.shape[-2:]} is not {d.scale} x LR {lr.shape[-2:]}")
+    return Sample(ref.id, np.asarray(lr, np.float32), hr, bands, d.scale, d.sensor, op, d.name)

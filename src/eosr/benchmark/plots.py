@@ -1,0 +1,189 @@
+"""Matplotlib figures of the report (Agg backend), returned as base64 PNG strings for embedding.
+
+Consistent scales: one display stretch (2-98 % of HR) for every image panel, and one colour range per
+map type shared by all methods (99th percentile over all methods), so panels compare at a glance.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+import numpy as np
+
+_DPI = 80
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def to_base64(fig: Any) -> str:
+    """Render a figure to a base64 PNG (and close it)."""
+    plt = _plt()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=_DPI, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def bar_with_ci(labels: list[str], means: list[float], lo: list[float], hi: list[float], *, ylabel: str,
+                title: str, highlight: str | None = None) -> str:
+    """Horizontal bars of means with CI whiskers (one bar per method)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(labels) + 1.2))
+    y = np.arange(len(labels))
+    m = np.asarray(means, float)
+    err = np.vstack([m - np.asarray(lo, float), np.asarray(hi, float) - m])
+    colors = ["#d62728" if lab == highlight else "#1f77b4" for lab in labels]
+    ax.barh(y, m, xerr=np.nan_to_num(err), color=colors, capsize=4, alpha=0.85)
+    ax.set_yticks(y, labels)
+    ax.invert_yaxis()
+    ax.set_xlabel(ylabel)
+    ax.set_title(title)
+    span = float(np.nanmax(hi) - np.nanmin(lo)) if len(m) else 1.0
+    lo_lim = float(np.nanmin(lo)) - 0.3 * max(span, 1e-9)
+    if np.all(m > 0) and lo_lim > 0:
+        ax.set_xlim(left=lo_lim)
+    ax.grid(axis="x", alpha=0.3)
+    return to_base64(fig)
+
+
+def strata_bars(methods: list[str], strata: dict[str, tuple[list[float], list[float], list[float]]], *, unit: str,
+                title: str) -> str:
+    """Grouped bars: per method, one bar per gradient stratum with CI whiskers."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    k = len(strata)
+    width = 0.8 / max(k, 1)
+    x = np.arange(len(methods))
+    for j, (name, (m, lo, hi)) in enumerate(strata.items()):
+        mm = np.asarray(m, float)
+        err = np.vstack([mm - np.asarray(lo, float), np.asarray(hi, float) - mm])
+        ax.bar(x + (j - (k - 1) / 2) * width, mm, width, yerr=np.nan_to_num(err), capsize=3, label=name)
+    ax.set_xticks(x, methods)
+    ax.set_ylabel(unit)
+    ax.set_title(title)
+    vals = [v for m, lo, _ in strata.values() for v in lo if np.isfinite(v)]
+    if vals and min(vals) > 0:
+        ax.set_ylim(bottom=0.9 * min(vals))
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return to_base64(fig)
+
+
+def spectra(freqs: np.ndarray, curves: dict[str, np.ndarray], lr_nyquist: float) -> str:
+    """Radial power spectra (band-averaged) on a log scale, with the LR Nyquist marked."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    for name, p in curves.items():
+        style = {"lw": 2.2, "color": "k"} if name == "HR" else ({"ls": "--", "color": "grey"} if name.startswith(
+            "interpolated") else {})
+        ax.semilogy(freqs, np.maximum(p, 1e-20), label=name, **style)
+    ax.axvline(lr_nyquist, color="r", ls=":", lw=1)
+    ax.text(lr_nyquist, ax.get_ylim()[1], " LR Nyquist", color="r", va="top", fontsize=8)
+    ax.set_xlabel("spatial frequency (cycles / HR pixel)")
+    ax.set_ylabel("power (reflectance$^2$, log)")
+    ax.set_title("Radial power spectrum (mean over bands)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    return to_base64(fig)
+
+
+def display_rgb(x: np.ndarray, bands: list[str], lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """(H, W, 3) display image: B04/B03/B02 when present (else the first band as grey), stretched lo..hi."""
+    idx = rgb_index(bands)
+    a = np.stack([np.asarray(x[i], float) for i in idx], axis=-1)
+    return np.clip((np.nan_to_num(a) - lo) / np.maximum(hi - lo, 1e-12), 0, 1)
+
+
+def rgb_index(bands: list[str]) -> list[int]:
+    """Indices of the display channels (true colour when possible)."""
+    if all(b in bands for b in ("B04", "B03", "B02")):
+        return [bands.index("B04"), bands.index("B03"), bands.index("B02")]
+    return [0, 0, 0]
+
+
+def stretch(hr: np.ndarray, bands: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel 2 and 98 % percentiles of the reference image (the display stretch of every panel)."""
+    idx = rgb_index(bands)
+    lo = np.array([np.nanpercentile(hr[i], 2) for i in idx])
+    hi = np.array([np.nanpercentile(hr[i], 98) for i in idx])
+    return lo, hi
+
+
+def high_gradient_box(hr: np.ndarray, size: int) -> tuple[int, int]:
+    """Top-left corner of the ``size`` x ``size`` window with the highest mean gradient magnitude of HR."""
+    from scipy import ndimage
+
+    from eosr.benchmark.scoring import gradient_magnitude
+
+    g = gradient_magnitude(hr)
+    h, w = g.shape
+    s = min(size, h, w)
+    mean = ndimage.uniform_filter(g, s, mode="constant")
+    half = s // 2
+    inner = mean[half : h - (s - half) + 1, half : w - (s - half) + 1]
+    iy, ix = np.unravel_index(int(np.argmax(inner)), inner.shape)
+    return int(iy), int(ix)
+
+
+def triptychs(lr_up: np.ndarray, srs: dict[str, np.ndarray], hr: np.ndarray, bands: list[str], zoom: int = 32
+              ) -> str:
+    """Rows: full view and zoomed crop of the highest-gradient area; columns: LR, each SR, HR."""
+    plt = _plt()
+    lo, hi = stretch(hr, bands)
+    panels = [("LR (nearest)", lr_up)] + [(f"SR: {k}", v) for k, v in srs.items()] + [("HR (reference)", hr)]
+    y0, x0 = high_gradient_box(hr, zoom)
+    s = min(zoom, hr.shape[-2], hr.shape[-1])
+    n = len(panels)
+    fig, axes = plt.subplots(2, n, figsize=(2.3 * n, 4.9), squeeze=False)
+    for j, (title, img) in enumerate(panels):
+        rgb = display_rgb(img, bands, lo, hi)
+        axes[0, j].imshow(rgb, interpolation="nearest")
+        axes[0, j].add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), s, s, fill=False, ec="yellow", lw=1.2))
+        axes[0, j].set_title(title, fontsize=9)
+        axes[1, j].imshow(rgb[y0 : y0 + s, x0 : x0 + s], interpolation="nearest")
+        axes[1, j].set_title("zoom (high gradient)", fontsize=8)
+        for a in axes[:, j]:
+            a.set_xticks([])
+            a.set_yticks([])
+    ch = "B04/B03/B02" if rgb_index(bands) != [0, 0, 0] else bands[0]
+    fig.suptitle(f"{ch}, one stretch (2-98 % of HR) for all panels", fontsize=9)
+    return to_base64(fig)
+
+
+def map_grid(maps: dict[str, dict[str, np.ndarray]], kinds: list[tuple[str, str, str]]) -> str:
+    """Rows = methods, columns = map kinds; one colour range per kind shared by all methods, with colour bars.
+
+    ``maps[method][kind]`` is (H, W); ``kinds`` lists (key, title, unit). Diverging kinds (title
+    containing 'signed') use a symmetric range and a diverging colour map.
+    """
+    plt = _plt()
+    methods = list(maps)
+    nk = len(kinds)
+    fig, axes = plt.subplots(len(methods), nk, figsize=(3.1 * nk, 2.7 * len(methods)), squeeze=False)
+    for j, (key, title, unit) in enumerate(kinds):
+        allv = np.concatenate([np.abs(np.ravel(maps[m][key])) for m in methods])
+        allv = allv[np.isfinite(allv)]
+        vmax = float(np.percentile(allv, 99)) if allv.size else 1.0
+        vmax = vmax if vmax > 0 else 1.0
+        for i, m in enumerate(methods):
+            ax = axes[i, j]
+            im = ax.imshow(maps[m][key], cmap="magma", vmin=0.0, vmax=vmax, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(title, fontsize=9)
+            if j == 0:
+                ax.set_ylabel(m, fontsize=9)
+            cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
+            cb.set_label(unit, fontsize=7)
+            cb.ax.tick_params(labelsize=7)
+    return to_base64(fig)

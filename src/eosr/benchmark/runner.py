@@ -1,0 +1,276 @@
+"""Run a benchmark: SR every image with every method (cached), score it, aggregate, write the outputs.
+
+Output folder::
+
+    config.toml / config.json      the exact config given, and the resolved one
+    versions.json                  Python, eosr, library versions, git commit, evaluator
+    per_image.{csv,json,parquet}   one row per dataset x image x method x metric
+    summary.{csv,json,parquet}     mean, bootstrap CI, paired difference to the baseline with its CI
+    leaderboard.{csv,json}         methods ranked per dataset
+    results.json                   all of the above in one strict-JSON file (the report reads it)
+    report.html                    the self-contained report
+    cache/                         SR outputs and per-image scores (see eosr.benchmark.cache)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eosr.benchmark.cache import Cache, hash_of
+from eosr.benchmark.config import BenchmarkConfig, MethodConfig, check_config, load_config
+from eosr.benchmark.datasets import ImageRef, Sample, dataset_key, list_images, load_sample
+from eosr.benchmark.methods import Method, load_method
+from eosr.benchmark.metric_docs import doc_for
+from eosr.benchmark.scoring import evaluator_name, score
+from eosr.benchmark.stats import bootstrap_mean, paired_difference
+from eosr.errors import DataError
+from eosr.io.raster import atomic_path
+
+
+@dataclass
+class BenchmarkResult:
+    """What a run produced: the output folder, the tables, and cache statistics."""
+
+    out_dir: Path
+    results: dict[str, Any]
+    counts: dict[str, int] = field(default_factory=dict)
+    report: Path | None = None
+    seconds: float = 0.0
+
+    @property
+    def leaderboard(self) -> list[dict[str, Any]]:
+        """Leaderboard rows (all datasets)."""
+        out: list[dict[str, Any]] = self.results["leaderboard"]
+        return out
+
+
+def versions() -> dict[str, Any]:
+    """Versions of Python, eosr and the libraries that shape the numbers, plus the git commit if any."""
+    out: dict[str, Any] = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for pkg in ("eosr", "numpy", "scipy", "torch", "rasterio", "pydantic", "matplotlib", "jinja2"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    try:
+        root = Path(__file__).resolve().parents[3]
+        r = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                           check=False)
+        out["git_commit"] = r.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        out["git_commit"] = None
+    out["evaluator"] = evaluator_name()
+    return out
+
+
+def _with_baseline(cfg: BenchmarkConfig) -> tuple[list[MethodConfig], str, bool]:
+    names = [m.name for m in cfg.methods]
+    if cfg.baseline in names:
+        return list(cfg.methods), cfg.baseline, False
+    for m in cfg.methods:
+        if m.model == cfg.baseline:
+            return list(cfg.methods), m.name, False
+    return [MethodConfig(name=cfg.baseline), *cfg.methods], cfg.baseline, True
+
+
+def _progress(total: int, enabled: bool, desc: str) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, file=sys.stderr, leave=False, unit="img")
+
+
+def run_benchmark(config: BenchmarkConfig | str | Path, out_dir: str | Path, *, progress: bool = True,
+                  report: bool | None = None, config_text: str | None = None) -> BenchmarkResult:
+    """Run a benchmark into ``out_dir`` (created); resumes from the cache of a previous or interrupted run.
+
+    Every config problem raises :class:`eosr.errors.ConfigError` before any image is processed.
+    """
+    t0 = time.perf_counter()
+    if not isinstance(config, BenchmarkConfig):
+        cfg_path = Path(config)
+        cfg = load_config(cfg_path)
+        config_text = cfg_path.read_text(encoding="utf-8")
+    else:
+        cfg = config
+    check_config(cfg)
+    methods_cfg, baseline, auto_baseline = _with_baseline(cfg)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = Cache(cfg.cache_dir or out / "cache")
+    methods: list[Method] = [load_method(m) for m in methods_cfg]
+    metric_sel = list(cfg.metrics) if cfg.metrics is not None else None
+    ver = versions()
+    skey = hash_of({"metrics": metric_sel, "data_range": cfg.data_range, "evaluator": ver["evaluator"],
+                    "eosr": ver["eosr"]})
+
+    rows: list[dict[str, Any]] = []
+    counts = {"sr_computed": 0, "sr_cached": 0, "scores_computed": 0, "scores_cached": 0}
+    datasets_info: list[dict[str, Any]] = []
+    for d in cfg.datasets:
+        refs: list[ImageRef] = list_images(d)
+        dkey = dataset_key(d, refs)
+        datasets_info.append({"name": d.name, "kind": d.kind, "key": dkey, "n_images": len(refs),
+                              "images": [r.id for r in refs], "sensor": d.sensor, "scale": d.scale, "psf": d.psf,
+                              "has_hr": d.has_hr})
+        bar = _progress(len(refs) * len(methods), progress, f"{d.name}")
+        try:
+            for i, ref in enumerate(refs):
+                sample: Sample | None = None
+                for m in methods:
+                    sc = cache.load_scores(dkey, m.key, skey, ref.id)
+                    if sc is not None:
+                        counts["scores_cached"] += 1
+                    else:
+                        if sample is None:
+                            sample = load_sample(d, ref, i)
+                        sr = cache.load_sr(dkey, m.key, ref.id)
+                        if sr is None:
+                            sr = np.asarray(m.run(sample.lr, sample), dtype=np.float32)
+                            if sample.hr is not None and sr.shape != sample.hr.shape:
+                                raise DataError(f"method {m.name!r} returned {sr.shape} for image {ref.id!r}, "
+                                                f"expected {sample.hr.shape}")
+                            cache.save_sr(dkey, m.key, ref.id, sr)
+                            counts["sr_computed"] += 1
+                        else:
+                            counts["sr_cached"] += 1
+                        sc = score(sample, sr, data_range=cfg.data_range, metrics=metric_sel)
+                        cache.save_scores(dkey, m.key, skey, ref.id, sc)
+                        counts["scores_computed"] += 1
+                    for name, val in sorted(sc.items()):
+                        rows.append({"dataset": d.name, "image": ref.id, "method": m.name, "metric": name,
+                                     "value": float(val["value"])})
+                    bar.update(1)
+        finally:
+            bar.close()
+
+    summary = summarise(rows, [m.name for m in methods], baseline, cfg)
+    board = leaderboard(summary, cfg, [d.name for d in cfg.datasets], [bool(dd["has_hr"]) for dd in datasets_info])
+    results: dict[str, Any] = {
+        "name": cfg.name,
+        "config": cfg.hashable(),
+        "versions": ver,
+        "baseline": baseline,
+        "baseline_added": auto_baseline,
+        "methods": [{"name": m.name, "key": m.key, **m.info} for m in methods],
+        "datasets": datasets_info,
+        "data_range": cfg.data_range,
+        "confidence": cfg.confidence,
+        "bootstrap": cfg.bootstrap,
+        "metric_docs": {n: _doc_dict(n) for n in sorted({r["metric"] for r in rows})},
+        "per_image": rows,
+        "summary": summary,
+        "leaderboard": board,
+        "cache": counts,
+    }
+    _write_outputs(out, results, cfg, config_text)
+    res = BenchmarkResult(out, results, counts)
+    do_report = cfg.report if report is None else report
+    if do_report:
+        from eosr.benchmark.report import write_report
+
+        res.report = write_report(res, cfg, cache, methods)
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _doc_dict(name: str) -> dict[str, Any]:
+    d = doc_for(name)
+    return {"title": d.title, "higher_is_better": d.higher_is_better, "unit": d.unit, "formula": d.formula,
+            "source": d.source, "quality": d.quality}
+
+
+def summarise(rows: list[dict[str, Any]], methods: list[str], baseline: str, cfg: BenchmarkConfig
+              ) -> list[dict[str, Any]]:
+    """Per dataset, method and metric: mean with bootstrap CI, and the paired difference to the baseline."""
+    table: dict[tuple[str, str, str], dict[str, float]] = {}
+    for r in rows:
+        table.setdefault((r["dataset"], r["method"], r["metric"]), {})[r["image"]] = r["value"]
+    out = []
+    kw: dict[str, Any] = {"n_boot": cfg.bootstrap, "confidence": cfg.confidence, "seed": cfg.seed}
+    for (ds, meth, metric), vals in sorted(table.items(), key=lambda kv: (kv[0][0], methods.index(kv[0][1]),
+                                                                            kv[0][2])):
+        ids = sorted(vals)
+        est = bootstrap_mean([vals[i] for i in ids], **kw)
+        row: dict[str, Any] = {"dataset": ds, "method": meth, "metric": metric, **est.to_dict()}
+        base = table.get((ds, baseline, metric))
+        if base is not None and meth != baseline:
+            common = [i for i in ids if i in base]
+            diff = paired_difference([vals[i] for i in common], [base[i] for i in common], **kw)
+            dd = diff.to_dict()
+            row.update(diff_mean=dd["mean"], diff_ci_low=dd["ci_low"], diff_ci_high=dd["ci_high"])
+        else:
+            row.update(diff_mean=None, diff_ci_low=None, diff_ci_high=None)
+        out.append(row)
+    return out
+
+
+def default_rank_metric(has_hr: bool) -> str:
+    """PSNR with an HR reference, LR fidelity without."""
+    return "psnr" if has_hr else "lr_fidelity"
+
+
+def leaderboard(summary: list[dict[str, Any]], cfg: BenchmarkConfig, datasets: list[str], has_hr: list[bool]
+                ) -> list[dict[str, Any]]:
+    """Methods ranked per dataset by ``rank_by`` (in the metric's better direction)."""
+    board = []
+    for ds, hr in zip(datasets, has_hr, strict=True):
+        metric = cfg.rank_by or default_rank_metric(hr)
+        rows = [r for r in summary if r["dataset"] == ds and r["metric"] == metric and r["mean"] is not None]
+        hib = doc_for(metric).higher_is_better
+        rows.sort(key=lambda r: -r["mean"] if hib is not False else r["mean"])
+        for rank, r in enumerate(rows, 1):
+            board.append({"dataset": ds, "rank": rank, "method": r["method"], "metric": metric, "mean": r["mean"],
+                          "ci_low": r["ci_low"], "ci_high": r["ci_high"], "diff_mean": r["diff_mean"],
+                          "diff_ci_low": r["diff_ci_low"], "diff_ci_high": r["diff_ci_high"], "n": r["n"]})
+    return board
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        if not rows:
+            return
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if v is None else repr(v) if isinstance(v, float) else v) for k, v in r.items()})
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1, allow_nan=False), encoding="utf-8")
+
+
+def _write_parquet(path: Path, rows: list[dict[str, Any]]) -> bool:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        return False
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.Table.from_pylist(rows), tmp)
+    return True
+
+
+def _write_outputs(out: Path, results: dict[str, Any], cfg: BenchmarkConfig, config_text: str | None) -> None:
+    if config_text is not None:
+        with atomic_path(out / "config.toml") as tmp:
+            tmp.write_text(config_text, encoding="utf-8")
+    _write_json(out / "config.json", results["config"])
+    _write_json(out / "versions.json", results["versions"])
+    for name in ("per_image", "summary", "leaderboard"):
+        _write_csv(out / f"{name}.csv", results[name])
+        _write_json(out / f"{name}.json", results[name])
+        if name != "leaderboard":
+            _write_parquet(out / f"{name}.parquet", results[name])
+    _write_json(out / "results.json", results)

@@ -1,0 +1,33 @@
+"""``eosr benchmark CONFIG.toml``: run a benchmark (cached, resumable) and write its report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command to ``app``."""
+
+    @app.command("benchmark")
+    def benchmark(
+        config: Path = typer.Argument(..., help="benchmark config (TOML), see docs/benchmark.md"),
+        out: Path = typer.Option(None, "--out", "-o", help="output folder (default: benchmark-<name>)"),
+        report: bool = typer.Option(True, "--report/--no-report", help="write report.html"),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars"),
+        check: bool = typer.Option(False, "--check", help="only validate the config, run nothing"),
+    ) -> None:
+        """Run methods x datasets x metrics; write per-image and aggregated results, leaderboard and report."""
+        from eosr.benchmark.config import check_config, load_config
+        from eosr.benchmark.runner import run_benchmark
+        from eosr.benchmark.terminal import print_summary
+
+        cfg = load_config(config)
+        check_config(cfg)
+        if check:
+            typer.echo(f"{config}: valid ({len(cfg.methods)} methods, {len(cfg.datasets)} datasets)")
+            return
+        res = run_benchmark(cfg, out or Path(f"benchmark-{cfg.name}"), progress=progress, report=report,
+                            config_text=config.read_text(encoding="utf-8"))
+        print_summary(res)

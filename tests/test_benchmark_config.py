@@ -1,0 +1,122 @@
+"""Bad benchmark configs give one-line errors before any work starts (no output folder, no cache)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import SHARED
+from eosr.benchmark.config import load_config, parse_config
+from eosr.benchmark.runner import run_benchmark
+from eosr.cli.main import main
+from eosr.errors import ConfigError
+
+BEN = SHARED / "bigearthnet_s2_examples"
+
+GOOD = f"""
+name = "t"
+[[datasets]]
+name = "ben"
+kind = "wald"
+path = "{BEN}"
+limit = 1
+[[methods]]
+name = "bicubic"
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "bench.toml"
+    p.write_text(text)
+    return p
+
+
+def _fails(tmp_path: Path, text: str, *needles: str) -> str:
+    """Run the config; assert a one-line ConfigError containing ``needles`` and that nothing was written."""
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError) as ei:
+        run_benchmark(_write(tmp_path, text), out, progress=False)
+    msg = str(ei.value)
+    assert "\n" not in msg
+    for n in needles:
+        assert n in msg, msg
+    assert not out.exists(), "work started before the config was validated"
+    return msg
+
+
+@pytest.fixture(autouse=True)
+def _need_data() -> None:
+    if not BEN.exists():
+        pytest.skip(f"real data not found: {BEN}")
+
+
+def test_good_config_loads_and_resolves_relative_paths(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, GOOD))
+    assert cfg.methods[0].model == "bicubic"
+    assert cfg.datasets[0].path == BEN
+    rel = parse_config({"methods": [{"name": "x", "folder": "sr"}], "datasets": [{"name": "d", "path": "data"}]},
+                       base_dir=tmp_path)
+    assert rel.methods[0].folder == (tmp_path / "sr").resolve()
+    assert rel.datasets[0].path == (tmp_path / "data").resolve()
+
+
+def test_typo_in_a_key_suggests_the_right_one(tmp_path: Path) -> None:
+    _fails(tmp_path, GOOD.replace('name = "bicubic"', 'name = "bicubic"\nmodle = "bicubic"'),
+           "methods[0].modle", "did you mean 'model'")
+    _fails(tmp_path, GOOD.replace("limit = 1", "limits = 1"), "did you mean 'limit'")
+
+
+def test_unknown_model(tmp_path: Path) -> None:
+    _fails(tmp_path, GOOD.replace('name = "bicubic"', 'name = "bicubc"'), "unknown model 'bicubc'",
+           "did you mean 'bicubic'")
+
+
+def test_missing_dataset_path(tmp_path: Path) -> None:
+    _fails(tmp_path, GOOD.replace(str(BEN), str(tmp_path / "nowhere")), "path not found", "nowhere")
+
+
+def test_missing_sr_folder(tmp_path: Path) -> None:
+    _fails(tmp_path, GOOD + '[[methods]]\nname = "theirs"\nfolder = "no_such_folder"\n', "SR folder not found")
+
+
+def test_metric_that_needs_hr_without_hr(tmp_path: Path) -> None:
+    lr_dir = tmp_path / "lr"
+    lr_dir.mkdir()
+    (lr_dir / "a.tif").write_bytes(b"")  # listed, never read: the check happens before any work
+    text = f'metrics = ["psnr", "lr_fidelity"]\n[[datasets]]\nname = "real"\nkind = "lr"\npath = "{lr_dir}"\n' \
+           '[[methods]]\nname = "bicubic"\n'
+    _fails(tmp_path, text, "'psnr' needs an HR reference", "'real'")
+
+
+def test_unknown_metric_sensor_band_and_kind(tmp_path: Path) -> None:
+    _fails(tmp_path, 'metrics = ["psnrr"]\n' + GOOD, "unknown metric 'psnrr'", "did you mean 'psnr'")
+    _fails(tmp_path, GOOD.replace('kind = "wald"', 'kind = "wald"\nsensor = "sentinel3"'), "unknown sensor")
+    _fails(tmp_path, GOOD.replace('kind = "wald"', 'kind = "wald"\nbands = ["B02", "B99"]'), "unknown band")
+    _fails(tmp_path, GOOD.replace('kind = "wald"', 'kind = "walt"'), "datasets[0].kind")
+
+
+def test_structural_errors(tmp_path: Path) -> None:
+    _fails(tmp_path, "name = 'x'\n", "missing required key 'methods'")
+    _fails(tmp_path, GOOD + '[[methods]]\nname = "bicubic"\n', "duplicate method name")
+    _fails(tmp_path, GOOD.replace("limit = 1", "scale = 0"), "datasets[0].scale")
+    _fails(tmp_path, "name = \n", "invalid TOML")
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_cli_prints_one_line_and_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = _write(tmp_path, GOOD.replace('name = "bicubic"', 'name = "nope"'))
+    with pytest.raises(SystemExit) as ei:
+        main(["benchmark", str(p), "--out", str(tmp_path / "o"), "--no-progress"])
+    assert ei.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "unknown model 'nope'" in err and "\n" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_check_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as ei:
+        main(["benchmark", str(_write(tmp_path, GOOD)), "--check"])
+    assert ei.value.code == 0
+    assert "valid (1 methods, 1 datasets)" in capsys.readouterr().out

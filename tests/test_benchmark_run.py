@@ -1,0 +1,167 @@
+"""A small benchmark on real Sentinel-2 patches runs end to end, writes every output, and re-runs from its cache."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import SHARED, read_s2_10m
+from eosr.benchmark.runner import run_benchmark
+from eosr.cli.main import main
+
+BEN = SHARED / "bigearthnet_s2_examples"
+PATCHES = ["S2A_MSIL2A_20170613T101031_87_48", "S2A_MSIL2A_20170617T113321_36_85"]
+OUTPUTS = ["config.toml", "config.json", "versions.json", "results.json", "report.html", "per_image.csv",
+           "per_image.json", "per_image.parquet", "summary.csv", "summary.json", "summary.parquet",
+           "leaderboard.csv", "leaderboard.json"]
+
+
+def write_oracle(folder: Path) -> None:
+    """SR produced 'elsewhere': the HR reference itself, as 4-band float32 GeoTIFFs named by patch."""
+    import rasterio
+
+    (folder / "ben").mkdir(parents=True)
+    for p in PATCHES:
+        hr = read_s2_10m(BEN / p).astype(np.float32)
+        with rasterio.open(next((BEN / p).glob("*_B02.tif"))) as src:
+            crs, transform = src.crs, src.transform
+        with rasterio.open(folder / "ben" / f"{p}.tif", "w", driver="GTiff", width=hr.shape[2], height=hr.shape[1],
+                           count=4, dtype="float32", crs=crs, transform=transform) as ds:
+            ds.write(hr)
+
+
+def make_config(tmp: Path, metrics: str = "") -> Path:
+    write_oracle(tmp / "oracle")
+    text = f"""
+name = "small"
+bootstrap = 500
+{metrics}
+[[datasets]]
+name = "ben"
+kind = "wald"
+path = "{BEN}"
+bands = ["B02", "B03", "B04", "B08"]
+scale = 2
+limit = 2
+
+[[methods]]
+name = "bicubic"
+
+[[methods]]
+name = "bp"
+model = "backprojection"
+options = {{iterations = 4}}
+
+[[methods]]
+name = "oracle"
+folder = "oracle"
+"""
+    p = tmp / "small.toml"
+    p.write_text(text)
+    return p
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, object]:
+    if not BEN.exists():
+        pytest.skip(f"real data not found: {BEN}")
+    tmp = tmp_path_factory.mktemp("bench")
+    cfg = make_config(tmp)
+    res = run_benchmark(cfg, tmp / "out", progress=False)
+    return tmp, cfg, res
+
+
+def _summary(res: object, method: str, metric: str) -> dict:
+    return next(r for r in res.results["summary"] if r["method"] == method and r["metric"] == metric)  # type: ignore[attr-defined]
+
+
+def test_every_output_file_is_written(run: tuple) -> None:
+    tmp, cfg, res = run
+    for name in OUTPUTS:
+        assert (tmp / "out" / name).is_file(), name
+    assert (tmp / "out" / "config.toml").read_text() == cfg.read_text()
+    ver = json.loads((tmp / "out" / "versions.json").read_text())
+    assert ver["eosr"] and ver["torch"] and ver["numpy"]
+    assert res.counts["sr_computed"] == 2 * 3 and res.counts["scores_computed"] == 2 * 3
+
+
+def test_json_is_strict_and_tables_agree(run: tuple) -> None:
+    tmp, _, res = run
+
+    def no_nan(s: str) -> None:
+        raise AssertionError(f"non-strict JSON constant {s}")
+
+    out = tmp / "out"
+    results = json.loads((out / "results.json").read_text(), parse_constant=no_nan)
+    rows = results["per_image"]
+    assert {(r["image"], r["method"]) for r in rows} == {(p, m) for p in PATCHES for m in ("bicubic", "bp", "oracle")}
+    with open(out / "per_image.csv") as f:
+        csv_rows = list(csv.DictReader(f))
+    assert [float(r["value"]) for r in csv_rows] == [r["value"] for r in rows]
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(out / "summary.parquet").to_pylist() == results["summary"]
+    board = json.loads((out / "leaderboard.json").read_text())
+    assert [r["method"] for r in board] == ["oracle", "bp", "bicubic"]  # ranked by PSNR
+
+
+def test_known_answers_on_real_data(run: tuple) -> None:
+    _, _, res = run
+    # SR = HR: PSNR capped (flagged), LR fidelity 0 (LR came from the same operator), no hallucination.
+    assert _summary(res, "oracle", "psnr")["mean"] >= 100.0
+    assert _summary(res, "oracle", "lr_fidelity")["mean"] < 1e-6
+    assert _summary(res, "oracle", "hallucination")["mean"] < 1e-3
+    assert _summary(res, "oracle", "improvement")["mean"] > 0.999
+    assert abs(_summary(res, "oracle", "shift_x_px")["mean"]) < 0.01
+    assert _summary(res, "oracle", "gain")["mean"] == pytest.approx(1.0, abs=1e-3)
+    # bicubic adds (almost) nothing and misses the high-gradient detail
+    assert _summary(res, "bicubic", "hallucination")["mean"] < 0.05
+    assert _summary(res, "bicubic", "omission")["mean"] > 0.9
+    low, high = _summary(res, "bicubic", "psnr_low_gradient"), _summary(res, "bicubic", "psnr_high_gradient")
+    assert high["mean"] < low["mean"] - 5
+    # back-projection is consistent with the LR and beats bicubic in every pair of images
+    bp = _summary(res, "bp", "psnr")
+    assert bp["diff_mean"] > 0.5 and bp["diff_ci_low"] > 0
+    assert _summary(res, "bp", "lr_fidelity")["mean"] < 0.5 * _summary(res, "bicubic", "lr_fidelity")["mean"]
+    assert _summary(res, "bicubic", "psnr")["diff_mean"] is None  # the baseline has no difference to itself
+
+
+def test_second_run_is_served_from_the_cache(run: tuple) -> None:
+    tmp, cfg, res = run
+    again = run_benchmark(cfg, tmp / "out", progress=False, report=False)
+    assert again.counts == {"sr_computed": 0, "sr_cached": 0, "scores_computed": 0, "scores_cached": 6}
+    assert again.results["summary"] == res.results["summary"]
+
+
+def test_resume_recomputes_only_what_is_missing(run: tuple) -> None:
+    tmp, cfg, res = run
+    cache = tmp / "out" / "cache"
+    victim = sorted((cache / "scores").rglob("*.json"))[0]
+    victim.unlink()  # as if the run was interrupted before this image was scored
+    again = run_benchmark(cfg, tmp / "out", progress=False, report=False)
+    assert again.counts["scores_computed"] == 1 and again.counts["sr_cached"] == 1
+    assert again.counts["sr_computed"] == 0
+    assert again.results["per_image"] == res.results["per_image"]
+
+
+def test_changed_metrics_reuse_the_sr_outputs(run: tuple) -> None:
+    tmp, cfg, _ = run
+    text = cfg.read_text().replace('name = "small"', 'name = "small"\nmetrics = ["psnr", "ssim"]')
+    cfg2 = tmp / "metrics.toml"
+    cfg2.write_text(text)
+    res = run_benchmark(cfg2, tmp / "out", progress=False, report=False)
+    assert res.counts["sr_computed"] == 0 and res.counts["sr_cached"] == 6
+    assert {r["metric"] for r in res.results["per_image"]} == {"psnr", "ssim"}
+
+
+def test_cli_runs_a_benchmark(run: tuple, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp, cfg, _ = run
+    with pytest.raises(SystemExit) as ei:
+        main(["benchmark", str(cfg), "--out", str(tmp / "out"), "--no-report", "--no-progress"])
+    assert ei.value.code == 0
+    out = capsys.readouterr().out
+    assert "oracle" in out and "bicubic" in out and "from the cache" in out
