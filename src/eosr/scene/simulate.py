@@ -1,4 +1,13 @@
-"""File-level simulation: HR GeoTIFF -> LR GeoTIFF (or a multi-image set) through the operator."""
+"""File-level simulation: HR GeoTIFF -> LR GeoTIFF (or a multi-image set) through the operator.
+
+Large single-frame inputs (more than ``WINDOWED_PIXELS`` HR pixels per band, or whenever ``block`` is
+given) are simulated window by window: each LR block is computed from its HR window grown by a halo
+that covers the PSF support, written to an uncompressed stage file and finally copied to a compressed
+GeoTIFF, so memory does not grow with the scene. Noise-free results equal whole-image simulation to
+float error (borders use the same symmetric extension at the scene edge). With noise, each block
+draws its own seeded noise (seed, block row, block column): same statistics and reproducible, but
+not the same realisation as the whole-image path. Multi-frame sets (``frames`` > 0) are whole-image.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +22,11 @@ from eosr import __version__
 from eosr.degrade import Degradation, simulate_frames
 from eosr.errors import ScaleError, SensorError
 from eosr.io import read_raster, write_raster
-from eosr.io.raster import atomic_path, lr_transform
+from eosr.io.raster import atomic_path, lr_transform, to_dn
 from eosr.physics import check_scale
+from eosr.physics.psf import kernel_length
+
+WINDOWED_PIXELS = 4096 * 4096
 
 
 def _parse_floats(s: str | None) -> list[float] | None:
@@ -78,15 +90,26 @@ def simulate_file(
     crop: bool = False,
     seed: int = 0,
     dn_scale: float | None = None,
+    block: int | None = None,
 ) -> Path:
     """Degrade ``hr_path`` and write the LR raster with the same CRS and origin, pixel size x r.
 
     Band selection: if the file's bands are described (e.g. ``B04``), ``bands`` selects them by name;
     otherwise ``bands`` names the sensor bands of the file's bands in order. With ``frames`` > 0,
     ``lr_path`` is a folder receiving ``frame_000.tif``... and ``frames.json`` (shifts, PSF, gains).
+    ``block`` (LR pixels) forces windowed simulation with that block size (see the module docstring).
     """
     r = check_scale(scale)
     band_list = [b.strip() for b in bands.split(",")] if bands else None
+    if frames <= 0 and dn_scale is None:
+        from eosr.scene.source import open_source
+
+        src = open_source(hr_path, band_list)
+        if block is not None or src.height * src.width > WINDOWED_PIXELS:
+            op = build_operator(sensor, band_list, r, src.count, mtf=mtf, wald=wald, noise_sigma=noise, snr=snr,
+                                snr_reference=snr_reference, bits=bits, quant_range=quant_range, gain=gain,
+                                offset=offset)
+            return _simulate_windowed(src, lr_path, op, crop=crop, seed=seed, block=block or 1024)
     try:
         hr = read_raster(hr_path, band_list, dn_scale=dn_scale)
     except Exception as e:  # fall back to positional bands when the file has no such descriptions
@@ -124,3 +147,65 @@ def simulate_file(
     with atomic_path(folder / "frames.json") as tmp:
         tmp.write_text(json.dumps(meta, indent=2))
     return folder
+
+
+def psf_halo_lr(op: Degradation) -> int:
+    """LR pixels of HR context each side that cover the operator's PSF support (for windowed runs)."""
+    r = op.scale
+    shift = max(abs(op.shift[0]), abs(op.shift[1]))
+    if op.sigmas is not None:
+        length = max(kernel_length(s, r, shift) for s in op.sigmas)
+    else:
+        length = max(max(k.shape) for k in op.kernels or ()) + 2 * int(np.ceil(shift)) + r
+    return int(np.ceil(length / r)) + 1
+
+
+def _simulate_windowed(src: Any, lr_path: str | os.PathLike[str], op: Degradation, *, crop: bool, seed: int,
+                       block: int) -> Path:
+    import rasterio
+
+    from eosr.scene.aggregate import blocks
+    from eosr.scene.sr import GDAL_CACHE_BYTES, check_writable, finish_stage
+
+    r = op.scale
+    if (src.height % r or src.width % r) and not crop:
+        raise ScaleError(f"HR size {src.height}x{src.width} is not divisible by the scale {r} (use --crop)")
+    h, w = src.height // r, src.width // r
+    if block < 1:
+        raise ScaleError(f"block must be >= 1 LR pixel, got {block}")
+    names = list(op.bands) if op.bands else list(src.band_names)
+    is_int = np.issubdtype(np.dtype(src.dtype), np.integer)
+    dtype = src.dtype if is_int or src.dtype == "float32" else "float32"
+    nodata = src.out_nodata if src.out_nodata is not None or is_int else float("nan")
+    tags = {"eosr_version": __version__, "eosr_operator": json.dumps(op.describe()), "eosr_seed": seed,
+            "eosr_windowed": f"block {block} LR px, noise seeded per block"}
+    halo = psf_halo_lr(op)
+    out = Path(lr_path)
+    check_writable(out)
+    profile = dict(driver="GTiff", width=w, height=h, count=src.count, dtype=dtype, nodata=nodata, crs=src.crs,
+                   transform=lr_transform(src.transform, r), tiled=True, blockxsize=256, blockysize=256,
+                   BIGTIFF="IF_SAFER")
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), atomic_path(out) as tmp:
+        stage = Path(str(tmp) + ".stage.tif")
+        try:
+            with rasterio.open(stage, "w", **profile) as ds:
+                for k, (y0, y1, x0, x1) in enumerate(blocks(h, w, block)):
+                    wy0, wy1 = max(0, y0 - halo), min(h, y1 + halo)
+                    wx0, wx1 = max(0, x0 - halo), min(w, x1 + halo)
+                    hr = src.read((wy0 * r, wy1 * r, wx0 * r, wx1 * r)).astype(np.float64)
+                    lr = np.asarray(op(hr, seed=int(np.random.SeedSequence([seed, k]).generate_state(1)[0])))
+                    part = lr[:, y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0].astype(np.float32)
+                    win = rasterio.windows.Window(x0, y0, x1 - x0, y1 - y0)
+                    ds.write(to_dn(part, dtype, src.dn_scale, src.dn_offset, nodata), window=win)
+                for i, n in enumerate(names):
+                    ds.set_band_description(i + 1, str(n))
+                if is_int or (src.dn_scale, src.dn_offset) != (1.0, 0.0):
+                    ds.scales = [src.dn_scale] * src.count
+                    ds.offsets = [src.dn_offset] * src.count
+                ds.update_tags(**{k: str(v) for k, v in tags.items()})
+            finish_stage(stage, tmp, cog=False)
+        finally:
+            src.close()
+            if stage.exists():
+                stage.unlink()
+    return out

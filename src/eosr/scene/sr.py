@@ -240,7 +240,7 @@ def super_resolve(
         raise ConfigError(f"output_dtype must be None, 'same' or 'float32', got {output_dtype!r}")
     is_int = np.issubdtype(np.dtype(dtype), np.integer)
     dn_scale, dn_offset = (src.dn_scale, src.dn_offset) if is_int or dtype == src.dtype else (1.0, 0.0)
-    nodata = src.out_nodata if is_int else float("nan")
+    nodata = src.out_nodata if is_int or (dtype == src.dtype and src.out_nodata is not None) else float("nan")
     if is_int and nodata is None and any(n is not None for n in src.nodata):
         nodata = next(n for n in src.nodata if n is not None)
     spec = model.spec
@@ -287,7 +287,7 @@ def super_resolve(
                 src.close()
             for stage, target in zip(stages, [tmp, tmp_u], strict=False):
                 if target is not None:
-                    _finish(stage, target, cog)
+                    finish_stage(stage, target, cog)
         finally:
             for s in stages:
                 if s.exists():
@@ -317,7 +317,7 @@ class _null:
         return None
 
 
-def _finish(stage: Path, target: Path, cog: bool) -> None:
+def finish_stage(stage: Path, target: Path, cog: bool) -> None:
     """Copy the uncompressed stage to a deflate-compressed tiled GeoTIFF or a COG (streamed by GDAL)."""
     from rasterio.shutil import copy as rio_copy
 
