@@ -47,10 +47,15 @@ _EXPORTS = {
     "check_registration": "register",
 }
 
+_SUBMODULES = {"samples", "sample", "s2bands", "matfiles", "eopatch", "wald", "splits", "sen2venus", "probav",
+               "worldstrat", "paired", "semisim", "augment", "register"}
+
 __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"eosr.data.{name}")
     mod = _EXPORTS.get(name)
     if mod is None:
         raise AttributeError(f"module 'eosr.data' has no attribute {name!r}")
