@@ -30,7 +30,8 @@ noise; rings as the spectra, pooled over bands and batch. The cut-off f_c is the
 where CT falls below 0.5 (linear interpolation between bins, starting from CT(0) = 1); f_c = 0.5
 when it never does. The effective resolution is 0.5 / f_c HR pixels (1.0 = full HR resolution;
 2.0 = coherent detail only down to twice the HR pixel). The interpolated LR is computed by the
-caller (bicubic on the pixel-is-area grid, e.g. ``torch.nn.functional.interpolate(mode="bicubic", align_corners=False)``).
+caller (bicubic on the pixel-is-area grid, e.g.
+``torch.nn.functional.interpolate(mode="bicubic", align_corners=False)`` for integer scales).
 """
 
 from __future__ import annotations
