@@ -1,0 +1,346 @@
+"""Registration and radiometry of SR against HR, reported apart from quality, and compensated metrics.
+
+Conventions (FIELD-NOTES section 8, docs/metrics_registration_hallucination.md):
+
+- **Shift** ``shift_x_px``, ``shift_y_px`` in HR pixels, the displacement of SR relative to HR:
+  SR(row, col) ~ HR(row - shift_y, col - shift_x); +x = east (+column), +y = south (+row).
+  Estimated by phase correlation with upsampled-DFT refinement (Guizar-Sicairos, Thurman, Fienup,
+  Optics Letters 33(2), 2008) through :func:`eosr.physics.registration.estimate_shift`, all bands
+  voting together (``value``, refined to 1/100 px) and each band alone (``per_band``, 1/20 px), on
+  the central window of at most ``REG_WINDOW`` pixels a side (enough for a sub-pixel estimate,
+  bounded memory).
+- **Gain and bias**: least squares SR_aligned ~ gain * HR + bias after shift compensation. The fit is
+  made on Gaussian low-passed copies of both images (sigma ``lowpass_sigma`` HR pixels), so that
+  missing or invented detail (blur, noise, texture) does not masquerade as a gain: SR = 1.1 HR gives
+  gain 1.10 and bias 0 exactly (a linear relation survives any linear filter), whereas a blurred SR
+  keeps gain ~ 1 (an ordinary regression of a blurred image on the sharp one would read the lost
+  detail as a gain below 1, "regression dilution").
+- **Compensated ("_aligned") metrics**: SR is shifted back with the Fourier shift theorem (on a
+  symmetrically padded copy, so no wrap-around), the border the shift invalidates (ceil(|shift|) + 1
+  pixels on the side it enters) is excluded, then SR' = (SR_shifted - bias_b) / gain_b per band, and
+  the standard metric is computed on SR' against HR.
+
+Michel et al. 2024 ("Revisiting remote sensing cross-sensor SISR: the overlooked impact of geometric
+and radiometric distortion") show why: on cross-sensor pairs pixel metrics are dominated by these
+distortions, so eosr reports them as numbers of their own.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from eosr.errors import EosrError, ShapeError
+from eosr.metrics.base import MetricInfo, MetricResult, prepare
+from eosr.physics.registration import estimate_shift, fourier_shift
+
+__all__ = [
+    "BIAS",
+    "GAIN",
+    "SHIFT_X",
+    "SHIFT_Y",
+    "Alignment",
+    "align",
+    "apply_alignment",
+    "estimate_alignment",
+    "mae_aligned",
+    "psnr_aligned",
+    "registration_metrics",
+    "rmse_aligned",
+    "shift_image",
+    "ssim_aligned",
+]
+
+_GUIZAR = "phase correlation + upsampled DFT, Guizar-Sicairos et al., Opt. Lett. 33(2), 2008"
+SHIFT_X = MetricInfo("shift_x_px", None, (-math.inf, math.inf), differentiable=False, unit="HR px", source=_GUIZAR)
+SHIFT_Y = MetricInfo("shift_y_px", None, (-math.inf, math.inf), differentiable=False, unit="HR px", source=_GUIZAR)
+GAIN = MetricInfo("gain", None, (-math.inf, math.inf), differentiable=False,
+                  source="least squares SR_aligned ~ gain HR + bias on low-passed images")
+BIAS = MetricInfo("bias", None, (-math.inf, math.inf), differentiable=False, unit="reflectance",
+                  source="least squares SR_aligned ~ gain HR + bias on low-passed images")
+
+#: Side of the central window used for shift estimation (pixels).
+REG_WINDOW = 1024
+#: Default Gaussian sigma (HR pixels) of the low-pass applied before the gain/bias fit.
+LOWPASS_SIGMA = 8.0
+#: Shifts smaller than this (HR pixels) are not resampled (resampling would only cost border pixels).
+MIN_SHIFT = 1e-3
+
+
+@dataclass
+class Alignment:
+    """Geometric and radiometric relation of one SR image to its HR reference.
+
+    ``shift_y``/``shift_x``: joint estimate (HR px); ``band_shift``: (C, 2) per-band (dy, dx);
+    ``gain``/``bias``: per band (C,), used for compensation; ``gain_pooled``/``bias_pooled``: one line
+    fitted over the pixels of all bands.
+    """
+
+    shift_y: float
+    shift_x: float
+    band_shift: np.ndarray
+    gain: np.ndarray
+    bias: np.ndarray
+    gain_pooled: float
+    bias_pooled: float
+    lowpass_sigma: float = LOWPASS_SIGMA
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _np3(x: Any, name: str) -> np.ndarray:
+    a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    if a.ndim != 3:
+        raise ShapeError(f"{name} must be (C, H, W) here, got shape {a.shape}")
+    return a.astype(np.float64, copy=False)
+
+
+def _centre_window(a: np.ndarray, size: int) -> np.ndarray:
+    h, w = a.shape[-2:]
+    y0, x0 = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    return a[..., y0 : y0 + min(h, size), x0 : x0 + min(w, size)]
+
+
+def shift_image(x: Any, dy: float, dx: float, pad: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Shift (C, H, W) by (dy, dx) pixels: out(r, c) = x(r - dy, c - dx); returns (out, valid).
+
+    Fourier shift theorem on a copy padded symmetrically by ceil(max |shift|) + ``pad`` pixels (so the
+    periodic wrap never reaches the image); ``valid`` is False on the ceil(|shift|) + 1 pixels the
+    shift brings in from outside and next to NaN pixels (which are filled with the band mean before
+    shifting and stay invalid).
+    """
+    a = _np3(x, "image")
+    if abs(dy) < MIN_SHIFT and abs(dx) < MIN_SHIFT:
+        return a.copy(), np.isfinite(a)
+    bad = ~np.isfinite(a)
+    if bad.any():
+        means = np.array([np.nanmean(b) if np.isfinite(b).any() else 0.0 for b in a])
+        a = np.where(bad, means[:, None, None], a)
+    p = int(math.ceil(max(abs(dy), abs(dx)))) + pad
+    padded = np.pad(a, ((0, 0), (p, p), (p, p)), mode="symmetric")
+    out = fourier_shift(padded, dy, dx)[:, p:-p, p:-p]
+    h, w = a.shape[-2:]
+    valid = np.ones(a.shape, dtype=bool)
+    ny, nx = int(math.ceil(abs(dy))) + 1, int(math.ceil(abs(dx))) + 1
+    if abs(dy) >= MIN_SHIFT:
+        if dy > 0:
+            valid[:, : min(ny, h), :] = False
+        else:
+            valid[:, max(0, h - ny) :, :] = False
+    if abs(dx) >= MIN_SHIFT:
+        if dx > 0:
+            valid[:, :, : min(nx, w)] = False
+        else:
+            valid[:, :, max(0, w - nx) :] = False
+    if bad.any():
+        moved = np.stack([ndimage.shift(b.astype(np.float64), (dy, dx), order=1, mode="constant", cval=1.0)
+                          for b in bad]) > 0
+        valid &= ~ndimage.binary_dilation(moved, structure=np.ones((1, 3, 3), dtype=bool))
+    return out, valid
+
+
+def _lowpass(a: np.ndarray, ok: np.ndarray, sigma: float) -> np.ndarray:
+    """Normalised Gaussian convolution per band (invalid pixels carry no weight)."""
+    if sigma <= 0:
+        return a
+    out = np.empty_like(a)
+    for i in range(a.shape[0]):
+        w = ndimage.gaussian_filter(ok[i].astype(np.float64), sigma, mode="reflect", truncate=4.0)
+        s = ndimage.gaussian_filter(np.where(ok[i], a[i], 0.0), sigma, mode="reflect", truncate=4.0)
+        out[i] = s / np.maximum(w, 1e-12)
+    return out
+
+
+def _line_fit(y: np.ndarray, x: np.ndarray) -> tuple[float, float]:
+    """Least squares y ~ g x + b; a constant reference gives gain 1 and the mean offset."""
+    if y.size == 0:
+        raise ShapeError("gain/bias: no valid pixel left after shift compensation")
+    mx, my = float(x.mean()), float(y.mean())
+    vx = float(((x - mx) ** 2).mean())
+    if vx <= 1e-20:
+        return 1.0, my - mx
+    g = float(((x - mx) * (y - my)).mean()) / vx
+    return g, my - g * mx
+
+
+def estimate_alignment(
+    sr: Any,
+    hr: Any,
+    *,
+    mask: Any = None,
+    lowpass_sigma: float = LOWPASS_SIGMA,
+    upsample: int = 100,
+    per_band_shift: bool = True,
+) -> Alignment:
+    """Shift of SR relative to HR (HR px), then per-band and pooled gain/bias after shift compensation.
+
+    ``sr``, ``hr``: (C, H, W). Shift: :func:`eosr.physics.registration.estimate_shift` (phase
+    correlation, Guizar-Sicairos et al. 2008) with SR(r, c) ~ HR(r - shift_y, c - shift_x).
+    Gain/bias: least squares of low-passed SR_aligned on low-passed HR over valid pixels.
+    """
+    s, h = _np3(sr, "sr"), _np3(hr, "hr")
+    if s.shape != h.shape:
+        raise ShapeError(f"sr {s.shape} and hr {h.shape} differ in shape")
+    ok0 = np.isfinite(s) & np.isfinite(h)
+    if mask is not None:
+        ok0 &= np.broadcast_to(np.asarray(mask, dtype=bool), s.shape)
+    if not ok0.any():
+        raise ShapeError("no valid pixel: the inputs are all NaN or the mask is empty")
+    hm = np.where(ok0, h, np.nan)
+    sm = np.where(ok0, s, np.nan)
+    hw, sw = _centre_window(hm, REG_WINDOW), _centre_window(sm, REG_WINDOW)
+    try:
+        dy, dx = estimate_shift(hw, sw, upsample=upsample)
+        bands = np.array([estimate_shift(hw[i], sw[i], upsample=min(upsample, 20)) if per_band_shift else (dy, dx)
+                          for i in range(s.shape[0])])
+    except ShapeError:
+        raise ShapeError("registration: a band has no valid pixel in the central window") from None
+    back, vshift = shift_image(s, -dy, -dx)
+    ok = ok0 & vshift & np.isfinite(back)
+    ls, lh = _lowpass(back, ok, lowpass_sigma), _lowpass(h, ok, lowpass_sigma)
+    gains, biases = np.empty(s.shape[0]), np.empty(s.shape[0])
+    for i in range(s.shape[0]):
+        if not ok[i].any():
+            gains[i], biases[i] = np.nan, np.nan
+            continue
+        gains[i], biases[i] = _line_fit(ls[i][ok[i]], lh[i][ok[i]])
+    gp, bp = _line_fit(ls[ok], lh[ok])
+    return Alignment(float(dy), float(dx), bands, gains, biases, gp, bp, float(lowpass_sigma))
+
+
+def apply_alignment(sr: Any, al: Alignment, *, radiometric: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """SR compensated for ``al``: shifted back onto HR, then (SR - bias_b) / gain_b; returns (SR', valid).
+
+    A band whose gain is not finite or below 1e-6 in magnitude is only bias-corrected.
+    """
+    s = _np3(sr, "sr")
+    out, valid = shift_image(s, -al.shift_y, -al.shift_x)
+    if radiometric:
+        for i in range(s.shape[0]):
+            g, b = float(al.gain[i]), float(al.bias[i])
+            if not math.isfinite(b):
+                continue
+            if math.isfinite(g) and abs(g) > 1e-6:
+                out[i] = (out[i] - b) / g
+            else:
+                out[i] = out[i] - b
+    return out, valid & np.isfinite(out)
+
+
+def align(
+    sr: Any, hr: Any, *, mask: Any = None, lowpass_sigma: float = LOWPASS_SIGMA
+) -> tuple[np.ndarray, np.ndarray, Alignment]:
+    """Estimate and apply the alignment: returns (SR', valid, alignment) for one (C, H, W) image."""
+    al = estimate_alignment(sr, hr, mask=mask, lowpass_sigma=lowpass_sigma)
+    out, valid = apply_alignment(sr, al)
+    if mask is not None:
+        valid &= np.broadcast_to(np.asarray(mask, dtype=bool), valid.shape)
+    return out, valid, al
+
+
+def _items(x: Any) -> list[np.ndarray]:
+    a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    if a.ndim == 3:
+        return [a]
+    if a.ndim == 4:
+        return list(a)
+    raise ShapeError(
+        f"images must be (C, H, W) or (B, C, H, W), got shape {a.shape}"
+        + (" (add a band axis: x[None])" if a.ndim == 2 else "")
+    )
+
+
+def _item_masks(mask: Any, n: int, shape: tuple[int, ...]) -> list[Any]:
+    if mask is None:
+        return [None] * n
+    m = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+    m = m.astype(bool)
+    if m.ndim == 4:
+        return list(np.broadcast_to(m, (n, *shape)))
+    try:
+        b = np.broadcast_to(m, shape)
+    except ValueError:
+        raise ShapeError(f"mask of shape {m.shape} does not broadcast to {shape}") from None
+    return [b] * n
+
+
+def registration_metrics(
+    sr: Any, hr: Any, *, mask: Any = None, lowpass_sigma: float = LOWPASS_SIGMA
+) -> dict[str, MetricResult]:
+    """``shift_x_px``, ``shift_y_px``, ``gain``, ``bias`` as :class:`MetricResult` (value and per band).
+
+    For a batch (B, C, H, W) each item is registered alone; ``value`` is the mean over items and the
+    items' values are listed in ``extra["per_item"]``. Not differentiable (values are floats).
+    """
+    prepare(sr, hr, mask=mask)  # shape and validity checks with the standard messages
+    items_s, items_h = _items(sr), _items(hr)
+    masks = _item_masks(mask, len(items_s), items_s[0].shape)
+    als = [estimate_alignment(s, h, mask=m, lowpass_sigma=lowpass_sigma)
+           for s, h, m in zip(items_s, items_h, masks, strict=True)]
+    rows = {
+        SHIFT_X: ([a.shift_x for a in als], [a.band_shift[:, 1] for a in als]),
+        SHIFT_Y: ([a.shift_y for a in als], [a.band_shift[:, 0] for a in als]),
+        GAIN: ([a.gain_pooled for a in als], [a.gain for a in als]),
+        BIAS: ([a.bias_pooled for a in als], [a.bias for a in als]),
+    }
+    out: dict[str, MetricResult] = {}
+    for info, (vals, per) in rows.items():
+        extra: dict[str, Any] = {"lowpass_sigma_px": lowpass_sigma} if info in (GAIN, BIAS) else {}
+        if len(vals) > 1:
+            extra["per_item"] = [float(v) for v in vals]
+        out[info.name] = MetricResult(info, float(np.mean(vals)), np.mean(np.stack(per), axis=0), extra)
+    return out
+
+
+def _aligned_metric(fn_name: str, sr: Any, hr: Any, data_range: float, mask: Any, **kw: Any) -> MetricResult:
+    from eosr.metrics import standard
+
+    fn = getattr(standard, fn_name)
+    prepare(sr, hr, mask=mask)
+    items_s, items_h = _items(sr), _items(hr)
+    masks = _item_masks(mask, len(items_s), items_s[0].shape)
+    outs, valids, shifts = [], [], []
+    for s, h, m in zip(items_s, items_h, masks, strict=True):
+        o, v, al = align(s, h, mask=m)
+        outs.append(o)
+        valids.append(v)
+        shifts.append((al.shift_y, al.shift_x))
+    four = np.asarray(sr).ndim == 4 if not isinstance(sr, torch.Tensor) else sr.ndim == 4
+    so, vo = (np.stack(outs), np.stack(valids)) if four else (outs[0], valids[0])
+    ho = np.stack([h.astype(np.float64) for h in items_h]) if four else items_h[0].astype(np.float64)
+    if not vo.any():
+        raise EosrError("no valid pixel left after shift compensation (shift larger than the image?)")
+    res = fn(so, ho, data_range=data_range, mask=vo, **kw)
+    base = res.info
+    info = MetricInfo(f"{base.name}_aligned", base.higher_is_better, base.range, differentiable=False,
+                      unit=base.unit, source=f"{base.source}; after shift, gain and bias compensation")
+    extra = dict(res.extra)
+    extra["shift_px"] = [[float(a), float(b)] for a, b in shifts] if four else [float(x) for x in shifts[0]]
+    value, per_band = res.value, res.per_band
+    if isinstance(sr, torch.Tensor):
+        value, per_band = torch.as_tensor(value), torch.as_tensor(per_band)
+    return MetricResult(info, value, per_band, extra)
+
+
+def psnr_aligned(sr: Any, hr: Any, *, data_range: float = 1.0, mask: Any = None) -> MetricResult:
+    """PSNR = 10 log10(data_range^2 / MSE) of the shift-, gain- and bias-compensated SR (see module doc)."""
+    return _aligned_metric("psnr", sr, hr, data_range, mask)
+
+
+def rmse_aligned(sr: Any, hr: Any, *, data_range: float = 1.0, mask: Any = None) -> MetricResult:
+    """RMSE sqrt(mean((SR' - HR)^2)) of the compensated SR' (see module doc)."""
+    return _aligned_metric("rmse", sr, hr, data_range, mask)
+
+
+def mae_aligned(sr: Any, hr: Any, *, data_range: float = 1.0, mask: Any = None) -> MetricResult:
+    """MAE mean(|SR' - HR|) of the compensated SR' (see module doc)."""
+    return _aligned_metric("mae", sr, hr, data_range, mask)
+
+
+def ssim_aligned(sr: Any, hr: Any, *, data_range: float = 1.0, mask: Any = None) -> MetricResult:
+    """SSIM (Wang et al. 2004, Gaussian 11 / 1.5) of the compensated SR' (see module doc)."""
+    return _aligned_metric("ssim", sr, hr, data_range, mask)
