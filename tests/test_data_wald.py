@@ -15,6 +15,7 @@ from eosr.data import (
     assign_splits,
     patch_origins,
     read_manifest,
+    split_dataset,
     split_locations,
     wald_pair,
     wald_samples,
@@ -104,3 +105,16 @@ def test_manifest_round_trip_and_leak_detection(tmp_path) -> None:
         read_manifest(tmp_path / "bad.json")
     with pytest.raises(DataError, match="no split"):
         assign_splits(["zz"], sp)
+
+
+def test_split_dataset_by_location_writes_manifest(s2_10m, op, tmp_path) -> None:
+    imgs = [{"image": s2_10m[:, :, :60] if i % 2 else s2_10m[:, :60], "location_id": f"loc{i}"} for i in range(10)]
+    ds = WaldDataset(imgs, op, patch=30, stride=30)
+    parts = split_dataset(ds, {"train": 0.6, "test": 0.4}, seed=5, manifest=tmp_path / "split.json")
+    locs = {k: {ds[i].location_id for i in v.indices} for k, v in parts.items()}
+    assert not locs["train"] & locs["test"] and len(locs["train"]) == 6 and len(locs["test"]) == 4
+    assert sum(len(v) for v in parts.values()) == len(ds) == 80
+    doc = read_manifest(tmp_path / "split.json")
+    assert sorted(doc["splits"]["test"]) == sorted(locs["test"]) and len(doc["samples"]["train"]) == len(parts["train"])
+    split_dataset(ds, {"train": 0.6, "test": 0.4}, seed=5, manifest=tmp_path / "again.json")
+    assert read_manifest(tmp_path / "again.json") == doc  # reproducible from the seed

@@ -33,6 +33,7 @@ _EXPORTS = {
     "assign_splits": "splits",
     "write_manifest": "splits",
     "read_manifest": "splits",
+    "split_dataset": "splits",
     "Sen2VenusDataset": "sen2venus",
     "ProbaVDataset": "probav",
     "read_probav_norm": "probav",

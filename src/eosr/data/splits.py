@@ -114,3 +114,30 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     except DataError as e:
         raise DataError(f"{p}: {e}") from None
     return doc
+
+
+def split_dataset(
+    dataset: Any,
+    fractions: Mapping[str, float] | None = None,
+    seed: int = 0,
+    manifest: str | os.PathLike[str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Split a reader/dataset with ``location_ids`` by location into ``torch.utils.data.Subset`` objects.
+
+    When ``manifest`` is given, the split (locations, seed, fractions and the sample ids per split when
+    the dataset exposes ``samples`` or ``items`` with ``sample_id``) is written there as JSON.
+    """
+    from torch.utils.data import Subset
+
+    locs = list(dataset.location_ids)
+    fr = dict(DEFAULT_FRACTIONS if fractions is None else fractions)
+    sp = split_locations(locs, fr, seed)
+    idx = assign_splits(locs, sp)
+    if manifest is not None:
+        recs = getattr(dataset, "samples", None) or getattr(dataset, "items", None)
+        ids = None
+        if recs and len(recs) == len(locs) and hasattr(recs[0], "sample_id"):
+            ids = {k: [recs[i].sample_id for i in v] for k, v in idx.items()}
+        write_manifest(manifest, sp, seed=seed, fractions=fr, samples=ids, extra=extra)
+    return {k: Subset(dataset, v) for k, v in idx.items()}
