@@ -28,8 +28,11 @@ def cnn_available(name: str = DEMO_CNN) -> bool:
     return name in shipped_weights()
 
 
-def demo_config(psf: str = "wald", with_cnn: bool | None = None) -> tuple[BenchmarkConfig, list[str]]:
-    """The demo benchmark config, and notes to print (e.g. that the CNN weights are missing)."""
+def demo_config(psf: str = "wald", with_cnn: bool | None = None, limit: int | None = None
+                ) -> tuple[BenchmarkConfig, list[str]]:
+    """The demo benchmark config, and notes to print (e.g. that the CNN weights are missing).
+
+    ``limit`` keeps only the first patches (a quick look; the demo proper uses all six)."""
     notes = []
     methods: list[dict[str, Any]] = [{"name": "bicubic"}, {"name": "backprojection"}]
     use_cnn = cnn_available() if with_cnn is None else with_cnn
@@ -42,13 +45,13 @@ def demo_config(psf: str = "wald", with_cnn: bool | None = None) -> tuple[Benchm
         "name": "demo-bigearthnet-s2-x2",
         "methods": methods,
         "datasets": [{"name": "bigearthnet-s2", "kind": "samples", "sensor": "sentinel2",
-                      "bands": ["B02", "B03", "B04", "B08"], "scale": 2, "psf": psf}],
+                      "bands": ["B02", "B03", "B04", "B08"], "scale": 2, "psf": psf, "limit": limit}],
     }
     return parse_config(data), notes
 
 
 def run_demo(out_dir: str | Path = "eosr-demo", *, progress: bool = True, psf: str = "wald",
-             console: Any = None) -> Any:
+             limit: int | None = None, console: Any = None) -> Any:
     """Run the demo into ``out_dir``, print the leaderboard and where the report is; return the result."""
 
     from rich.console import Console
@@ -57,7 +60,7 @@ def run_demo(out_dir: str | Path = "eosr-demo", *, progress: bool = True, psf: s
     from eosr.benchmark.terminal import print_summary
 
     con = console or Console()
-    cfg, notes = demo_config(psf)
+    cfg, notes = demo_config(psf, limit=limit)
     for n in notes:
         con.print(f"note: {n}")
     con.print("eosr demo: BigEarthNet-S2 example patches (bigearthnet-common), Wald protocol x2 on "
@@ -74,7 +77,7 @@ def _to_toml(cfg: BenchmarkConfig) -> str:
     for d in cfg.datasets:
         lines += ["[[datasets]]", f'name = "{d.name}"', f'kind = "{d.kind}"', f'sensor = "{d.sensor}"',
                   "bands = [" + ", ".join(f'"{b}"' for b in d.bands or []) + "]", f"scale = {d.scale}",
-                  f'psf = "{d.psf}"', ""]
+                  f'psf = "{d.psf}"'] + ([f"limit = {d.limit}"] if d.limit else []) + [""]
     for m in cfg.methods:
         lines += ["[[methods]]", f'name = "{m.name}"', ""]
     return "\n".join(lines)

@@ -114,6 +114,11 @@ def showcase(results: dict[str, Any], cfg: BenchmarkConfig, cache: Cache, method
     return out
 
 
+def _title(metric: str) -> str:
+    d = doc_for(metric)
+    return f"{d.title} ({d.unit})" if d.unit else d.title
+
+
 def build_context(results: dict[str, Any], cfg: BenchmarkConfig, cache: Cache, methods: list[Any]
                   ) -> dict[str, Any]:
     """Everything the template shows."""
@@ -161,8 +166,8 @@ def build_context(results: dict[str, Any], cfg: BenchmarkConfig, cache: Cache, m
         if len(strata) > 1:
             figs["strata"] = plots.strata_bars(method_names, strata, unit="PSNR (dB)",
                                                title=f"{ds}: PSNR per gradient stratum of HR")
-        datasets.append({"info": dinfo, "metric": metric, "metric_title": doc_for(metric).title if metric else "",
-                         "extra": [doc_for(m).title for m in extra], "rows": rows, "full": full, "reg": reg,
+        datasets.append({"info": dinfo, "metric": metric, "metric_title": _title(metric) if metric else "",
+                         "extra": [_title(m) for m in extra], "rows": rows, "full": full, "reg": reg,
                          "figs": figs})
     docs = [{"name": k, **v} for k, v in sorted(results["metric_docs"].items())]
     return {

@@ -47,9 +47,14 @@ def score(sample: Any, sr: np.ndarray, *, data_range: float = 1.0, metrics: list
     """
     fn = _evaluate_api()
     if fn is not None:
-        res = fn(sr, hr=sample.hr, lr=sample.lr, sensor=sample.sensor, bands=list(sample.bands), scale=sample.scale,
-                 operator=sample.operator, data_range=data_range)
-        out = dict(res.to_dict().get("metrics", {}))
+        kw = {"hr": sample.hr, "lr": sample.lr, "bands": list(sample.bands), "scale": sample.scale,
+              "data_range": data_range}
+        try:  # the dataset's operator carries the exact PSF the LR was made with
+            res = fn(sr, operator=sample.operator, **kw)
+        except TypeError:
+            res = fn(sr, sensor=sample.sensor, **kw)
+        d = res.to_dict() if hasattr(res, "to_dict") else dict(res)
+        out = dict(d.get("metrics", {}))
     else:
         out = fallback_metrics(sample, sr, data_range)
     keep = {}

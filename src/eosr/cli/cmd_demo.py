@@ -16,6 +16,7 @@ def register(app: typer.Typer) -> None:
         psf: str = typer.Option("wald", help="Wald-protocol blur: 'wald' (extra blur, HR already carries the MTF) "
                                              "or 'full' (the whole LR-sensor PSF)"),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars"),
+        limit: int = typer.Option(None, min=1, help="use only the first N patches (a quick look; default: all six)"),
     ) -> None:
         """Wald x2 on Sentinel-2 10 m bands: bicubic, back-projection, shipped CNN; evaluation, report, leaderboard."""
         from eosr.benchmark.demo import run_demo
@@ -23,4 +24,4 @@ def register(app: typer.Typer) -> None:
 
         if psf not in ("wald", "full"):
             raise ConfigError(f"--psf must be 'wald' or 'full', got {psf!r}")
-        run_demo(out, progress=progress, psf=psf)
+        run_demo(out, progress=progress, psf=psf, limit=limit)
