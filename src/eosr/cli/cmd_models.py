@@ -1,0 +1,36 @@
+"""``eosr models``: list every registered model and shipped checkpoint (scale, bands, parameters, receptive field)."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command to ``app``."""
+
+    @app.command("models")
+    def models(
+        as_json: bool = typer.Option(False, "--json", help="print a JSON list instead of a table"),
+    ) -> None:
+        """List the SR models: architectures (default options) and shipped trained weights."""
+        from eosr.models import describe_model, list_models
+
+        rows = [describe_model(n) for n in list_models()]
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2))
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(title="eosr models (architectures at default options; learned ones untrained unless 'weights')")
+        for col in ("name", "kind", "scale", "bands", "params", "receptive field (LR px)"):
+            t.add_column(col)
+        for r in rows:
+            bands = ",".join(r["bands"]) if r.get("bands") else ("any" if r.get("n_bands") is None else
+                                                                  f"{r['n_bands']} (any names)")
+            kind = r.get("kind", "") + (" [multi-image]" if r.get("multi_image") else "")
+            t.add_row(r["name"], kind, f"x{r['scale']}", bands, f"{r['params']:,}" if r.get("params") is not None
+                      else "?", str(r.get("receptive_field")))
+        Console(width=160).print(t)

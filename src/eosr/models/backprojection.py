@@ -1,0 +1,108 @@
+"""Iterative back-projection with the eosr sensor operator (Irani & Peleg, "Improving resolution by image
+registration", CVGIP: Graphical Models and Image Processing 53(3), 1991).
+
+    x_0 = up(y),   x_{k+1} = x_k + step * up(y - D(x_k))
+
+with D = :meth:`eosr.degrade.Degradation.downsample` (PSF blur sampled at LR block centres, noise-free) and
+``up`` the bicubic interpolation on the same pixel-is-area grid. Each iteration moves x towards the set
+{x : D(x) = y}, so the LR fidelity ||y - D(x_k)|| decreases with k (LR-consistent). With noisy LR the
+high frequencies it restores are amplified noise: the best iteration count depends on the noise level.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from eosr.degrade.operator import Degradation
+from eosr.errors import ModelError
+from eosr.models.base import ModelSpec, SRNet, check_bands
+from eosr.models.interp import RECEPTIVE, upsample
+from eosr.physics.psf import check_scale, kernel_length
+
+
+def make_operator(scale: int, bands: Sequence[str] | None, *, sensor: str | None = None,
+                  mtf: float | Sequence[float] | None = None, sigmas: Sequence[float] | None = None,
+                  wald: bool = False) -> Degradation:
+    """The operator D of a model: from a catalog sensor and its bands, from MTF values, or from PSF sigmas."""
+    given = sum(v is not None for v in (sensor, mtf, sigmas))
+    if given > 1:
+        raise ModelError("give at most one of sensor, mtf and sigmas for the operator")
+    if sensor is not None:
+        if bands is None:
+            raise ModelError(f"the {sensor} operator needs band names (bands=[...])")
+        return Degradation.from_sensor(sensor, list(bands), scale, wald=wald)
+    if sigmas is not None:
+        return Degradation(scale=scale, sigmas=tuple(float(s) for s in sigmas))
+    return Degradation.from_mtf(0.3 if mtf is None else mtf, scale)
+
+
+class BackProjection(SRNet):
+    """Iterative back-projection (IBP) through the eosr operator: no parameters; ``iterations`` and ``step``."""
+
+    def __init__(
+        self,
+        scale: int = 2,
+        bands: Sequence[str] | None = None,
+        n_bands: int | None = None,
+        *,
+        iterations: int = 10,
+        step: float = 1.0,
+        sensor: str | None = None,
+        mtf: float | Sequence[float] | None = None,
+        sigmas: Sequence[float] | None = None,
+        wald: bool = False,
+        operator: Degradation | None = None,
+    ) -> None:
+        r = check_scale(scale)
+        names, _ = check_bands(bands, n_bands, None)
+        if iterations < 0 or not (0 < step <= 2) or not math.isfinite(step):
+            raise ModelError(f"back-projection needs iterations >= 0 and 0 < step <= 2, got {iterations}, {step}")
+        if operator is not None:
+            if operator.sigmas is None:
+                raise ModelError("back-projection from an operator object needs a Gaussian PSF (sigmas)")
+            if operator.scale != r:
+                raise ModelError(f"operator scale x{operator.scale} differs from the model scale x{r}")
+            sigmas, sensor, mtf = operator.sigmas, None, None
+        op = make_operator(r, names, sensor=sensor, mtf=mtf, sigmas=sigmas, wald=wald)
+        kwargs = dict(scale=r, bands=list(names) if names else None, iterations=int(iterations), step=float(step),
+                      sensor=sensor, mtf=mtf, sigmas=list(sigmas) if sigmas is not None else None, wald=wald)
+        half_psf = max(kernel_length(s, r) for s in (op.sigmas or (1.0,))) / (2 * r)
+        rf = int(math.ceil(RECEPTIVE["bicubic"] + iterations * (half_psf + RECEPTIVE["bicubic"])))
+        spec = ModelSpec(name="backprojection", scale=r, bands=names, receptive_field=rf,
+                         extra={"kind": "iterative back-projection", "paper": "Irani & Peleg 1991",
+                                "operator": op.describe()})
+        super().__init__(spec, {"model": "backprojection", "kwargs": kwargs}, None)
+        self.operator = op
+        self.scale = r
+        self.iterations = int(iterations)
+        self.step = float(step)
+
+    def forward(self, lr: torch.Tensor, iterations: int | None = None) -> torch.Tensor:
+        """x_K after K = ``iterations`` (default: the model's) back-projection steps."""
+        self.check_input(lr)
+        if self.operator.n_bands not in (1, lr.shape[1]):
+            raise ModelError(f"back-projection operator has {self.operator.n_bands} band PSFs, input {lr.shape[1]}")
+        x = upsample(lr, self.scale, "bicubic")
+        for _ in range(self.iterations if iterations is None else int(iterations)):
+            x = x + self.step * upsample(lr - self.operator.downsample(x), self.scale, "bicubic")
+        return x
+
+    def iterates(self, lr: torch.Tensor, iterations: int | None = None) -> list[torch.Tensor]:
+        """[x_0, x_1, ..., x_K]: every iterate (to pick the best iteration count on validation data)."""
+        self.check_input(lr)
+        x = upsample(lr, self.scale, "bicubic")
+        out = [x]
+        for _ in range(self.iterations if iterations is None else int(iterations)):
+            x = x + self.step * upsample(lr - self.operator.downsample(x), self.scale, "bicubic")
+            out.append(x)
+        return out
+
+
+def backprojection(scale: int = 2, bands: Sequence[str] | None = None, n_bands: int | None = None,
+                   **kw: Any) -> BackProjection:
+    """Iterative back-projection with the eosr operator (Irani & Peleg 1991); default operator MTF 0.3."""
+    return BackProjection(scale, bands, n_bands, **kw)

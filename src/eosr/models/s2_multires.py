@@ -1,0 +1,119 @@
+"""Sentinel-2 multi-resolution sharpening, DSen2-style (Lanaras, Bioucas-Dias, Galliani, Baltsavias,
+Schindler, "Super-resolution of Sentinel-2 images: learning a globally applicable deep neural network",
+ISPRS J. Photogramm. Remote Sens. 146, 2018).
+
+Inputs: the 10 m bands ``x10`` (B, C10, H, W) and the 20 m bands ``x20`` (B, C20, H/2, W/2), on the shared
+pixel-is-area grid (same origin). Both are interpolated (bicubic) to the output grid, concatenated and
+normalised per band; a conv3x3 -> ReLU, K residual blocks (conv -> ReLU -> conv, scaled by 0.1 as in
+DSen2) and a conv3x3 predict the residual added to the interpolated bands.
+- ``scale=1``: output the 20 m bands at 10 m, (B, C20, H, W) (DSen2's T2x task).
+- ``scale=r > 1``: output every band (10 m then 20 m) at 10/r m, (B, C10 + C20, r H, r W).
+``spec.scale`` is r relative to the 10 m grid; ``spec.bands`` lists the output bands and
+``spec.extra["bands_10m"/"bands_20m"]`` the inputs. DSen2 uses 128 features and 6 blocks (the default).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from eosr.errors import ModelError, ShapeError
+from eosr.models.base import ModelSpec, SRNet
+from eosr.physics.psf import check_scale
+
+BANDS_10M = ("B02", "B03", "B04", "B08")
+BANDS_20M = ("B05", "B06", "B07", "B8A", "B11", "B12")
+
+
+class _Res(nn.Module):
+    def __init__(self, ch: int, scaling: float) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(ch, ch, 3, 1, 1), nn.ReLU(inplace=True), nn.Conv2d(ch, ch, 3, 1, 1))
+        self.scaling = scaling
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.scaling * self.body(x)
+
+
+class S2MultiRes(SRNet):
+    """DSen2-style network sharpening 20 m bands with the 10 m bands (and everything by r > 1)."""
+
+    def __init__(
+        self,
+        scale: int = 1,
+        bands_10m: Sequence[str] = BANDS_10M,
+        bands_20m: Sequence[str] = BANDS_20M,
+        *,
+        features: int = 128,
+        blocks: int = 6,
+        res_scaling: float = 0.1,
+    ) -> None:
+        from eosr.sensors import normalise_band_name
+
+        r = check_scale(scale)
+        b10 = tuple(normalise_band_name(str(b)) for b in bands_10m)
+        b20 = tuple(normalise_band_name(str(b)) for b in bands_20m)
+        if not b10 or not b20 or set(b10) & set(b20):
+            raise ModelError(f"s2_multires needs disjoint, non-empty 10 m and 20 m band lists, got {b10} / {b20}")
+        out_bands = b20 if r == 1 else b10 + b20
+        c_in = len(b10) + len(b20)
+        kwargs = dict(scale=r, bands_10m=list(b10), bands_20m=list(b20), features=features, blocks=blocks,
+                      res_scaling=res_scaling)
+        rf = int(math.ceil(2 + (2 + 2 * blocks) / r))  # bicubic of the 20 m bands (2 px at 20 m) + convs at 10/r m
+        spec = ModelSpec(name="s2_multires", scale=r, bands=b10 + b20, receptive_field=rf,
+                         extra={"kind": "multi-resolution CNN", "paper": "Lanaras et al. 2018 (DSen2)",
+                                "bands_10m": list(b10), "bands_20m": list(b20), "output_bands": list(out_bands),
+                                "inputs": "forward(x10 (B, C10, H, W), x20 (B, C20, H/2, W/2))"})
+        super().__init__(spec, {"model": "s2_multires", "kwargs": kwargs}, c_in)
+        self.scale = r
+        self.n10, self.n20 = len(b10), len(b20)
+        self.head = nn.Sequential(nn.Conv2d(c_in, features, 3, 1, 1), nn.ReLU(inplace=True))
+        self.body = nn.Sequential(*[_Res(features, res_scaling) for _ in range(blocks)])
+        self.tail = nn.Conv2d(features, len(out_bands), 3, 1, 1)
+
+    def forward(self, x10: torch.Tensor, x20: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        """Sharpened bands: (B, C20, H, W) for scale 1, (B, C10 + C20, r H, r W) otherwise."""
+        if x10.ndim != 4 or x20.ndim != 4 or x10.shape[1] != self.n10 or x20.shape[1] != self.n20:
+            raise ShapeError(f"s2_multires expects x10 (B, {self.n10}, H, W) and x20 (B, {self.n20}, H/2, W/2), "
+                             f"got {tuple(x10.shape)} and {tuple(x20.shape)}")
+        h, w = x10.shape[-2:]
+        if x20.shape[-2] * 2 != h or x20.shape[-1] * 2 != w or x20.shape[0] != x10.shape[0]:
+            raise ShapeError(f"20 m bands {tuple(x20.shape[-2:])} must be half the 10 m size {(h, w)} (same origin)")
+        r = self.scale
+        u10 = F.interpolate(x10, scale_factor=r, mode="bicubic", align_corners=False) if r > 1 else x10
+        u20 = F.interpolate(x20, scale_factor=2 * r, mode="bicubic", align_corners=False)
+        x = self.normalise(torch.cat([u10, u20], dim=1))
+        y = self.tail(self.body(self.head(x)))
+        base = x[:, self.n10:] if r == 1 else x
+        return self.denormalise_out(base + y)
+
+    def denormalise_out(self, y: torch.Tensor) -> torch.Tensor:
+        """Back to reflectance with the statistics of the output bands."""
+        if self.scale == 1:
+            return y * self.norm_std[self.n10:, None, None] + self.norm_mean[self.n10:, None, None]
+        return self.denormalise(y)
+
+
+def s2_multires(scale: int = 1, bands: Sequence[str] | None = None, n_bands: int | None = None,
+                **kw: Any) -> S2MultiRes:
+    """DSen2-style Sentinel-2 sharpening; ``bands`` = 10 m bands then 20 m bands (default B02-B08, B05-B12).
+
+    Bands at 10 m are recognised by name (B02, B03, B04, B08); the rest are taken as 20 m bands.
+    ``bands_10m`` / ``bands_20m`` keywords override this split.
+    """
+    from eosr.sensors import normalise_band_name
+
+    if bands is not None and "bands_10m" not in kw and "bands_20m" not in kw:
+        names = [normalise_band_name(str(b)) for b in (bands.split(",") if isinstance(bands, str) else bands)]
+        kw["bands_10m"] = [b for b in names if b in BANDS_10M]
+        kw["bands_20m"] = [b for b in names if b not in BANDS_10M]
+    model = S2MultiRes(scale, **kw)
+    if n_bands is not None and n_bands != model.n_bands:
+        raise ModelError(f"s2_multires takes {model.n_bands} bands ({model.n10} at 10 m, {model.n20} at 20 m), "
+                         f"not {n_bands}")
+    return model
