@@ -25,6 +25,7 @@ _EXPORTS = {
     "LossTerm": "combine",
     "CompositeLoss": "combine",
     "build_loss": "combine",
+    "parse_terms": "combine",
     "LOSS_NAMES": "combine",
 }
 

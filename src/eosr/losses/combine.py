@@ -122,6 +122,13 @@ def _need_s(s: torch.Tensor | None, name: str) -> torch.Tensor:
 
 def build_loss(spec: Sequence[Mapping[str, Any]], operator: Degradation | None = None) -> CompositeLoss:
     """A :class:`CompositeLoss` from ``[{"name": ..., "weight": ..., **params}, ...]``."""
+    return CompositeLoss(parse_terms(spec), operator)
+
+
+def parse_terms(spec: Sequence[Mapping[str, Any]]) -> list[LossTerm]:
+    """Check names, weights and options of a loss spec (nothing is built); one-line ConfigError."""
+    if not spec:
+        raise ConfigError("the loss needs at least one term")
     terms = []
     for i, item in enumerate(spec):
         d = dict(item)
@@ -134,5 +141,7 @@ def build_loss(spec: Sequence[Mapping[str, Any]], operator: Degradation | None =
         extra = set(d) - _PARAMS[name]
         if extra:
             raise ConfigError(f"loss {name!r}: unknown option(s) {', '.join(sorted(extra))}")
+        if name == "smooth_l1" and "beta" not in d:
+            raise ConfigError("smooth_l1 needs an explicit beta in data units (e.g. beta = 0.01)")
         terms.append(LossTerm(name, float(w), d))
-    return CompositeLoss(terms, operator)
+    return terms

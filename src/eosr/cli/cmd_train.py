@@ -1,0 +1,36 @@
+"""``eosr train CONFIG.toml``: train a model from a validated config (thin layer over eosr.train)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command to ``app``."""
+
+    @app.command("train")
+    def train_cmd(
+        config: Path = typer.Argument(..., help="training config (TOML); see configs/*.toml"),
+        output: Path = typer.Option(None, help="override the config's output folder"),
+        epochs: int = typer.Option(None, help="override the number of epochs"),
+        restart: bool = typer.Option(False, help="ignore a saved state in the output folder and start over"),
+        progress: bool = typer.Option(True, help="show progress bars"),
+    ) -> None:
+        """Train (or resume training) deterministically on CPU; writes checkpoints, history and the split manifest."""
+        from eosr.train.config import load_config
+        from eosr.train.loop import train
+
+        cfg = load_config(config)
+        if output is not None:
+            cfg.output = str(output.resolve())
+        if epochs is not None:
+            if epochs < 1:
+                from eosr.errors import ConfigError
+
+                raise ConfigError(f"--epochs must be >= 1, got {epochs}")
+            cfg.epochs = epochs
+        cfg.progress = cfg.progress and progress
+        res = train(cfg, resume=not restart)
+        typer.echo(f"wrote {res.checkpoint}.safetensors (best epoch {res.best_epoch}, score {res.best_score:.4f})")

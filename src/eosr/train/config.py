@@ -1,0 +1,228 @@
+"""The training configuration: a TOML file validated with pydantic; every error is one line.
+
+Relative paths in the file are resolved against the file's folder; ``$VARS`` and ``~`` are expanded
+(``${EOSR_SHARED_DATA}`` points at the shared real-data folder). See ``configs/*.toml`` for examples.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from eosr.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class ModelCfg(_Strict):
+    """Architecture by registry name plus factory options (e.g. ``global_skip = true``)."""
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class SourceCfg(_Strict):
+    """One data source.
+
+    Wald kinds (HR = the real image, LR = its degradation through the sensor operator):
+    ``hvn2_mat`` (S2 .mat scene, 10 m bands), ``eopatch`` (eo-learn REFERENCE_SCENES.npy folder, one
+    image per date in ``dates``), ``geotiff`` (one multi-band file or one file per band in ``files``,
+    DN x ``dn_scale`` + ``dn_offset``), ``s2_folder`` (a BigEarthNet-style band folder).
+    ``window`` = [row0, row1, col0, col1] (HR px) crops the image first, so one file can give
+    several locations. ``location`` names the place (default: the file name); ``split`` forces the
+    split of this location (train / val / test), else ``data.split_fractions`` decides by location.
+    """
+
+    kind: Literal["hvn2_mat", "eopatch", "geotiff", "s2_folder"]
+    path: str | None = None
+    files: list[str] | None = None
+    dates: list[int] | None = None
+    window: tuple[int, int, int, int] | None = None
+    location: str | None = None
+    split: Literal["train", "val", "test"] | None = None
+    dn_scale: float = 1e-4
+    dn_offset: float = 0.0
+
+    @model_validator(mode="after")
+    def _paths(self) -> SourceCfg:
+        if self.kind == "geotiff" and not (self.files or self.path):
+            raise ValueError("a geotiff source needs 'path' or 'files'")
+        if self.kind != "geotiff" and not self.path:
+            raise ValueError(f"a {self.kind} source needs 'path'")
+        if self.window is not None:
+            r0, r1, c0, c1 = self.window
+            if not (0 <= r0 < r1 and 0 <= c0 < c1):
+                raise ValueError(f"window must be [row0, row1, col0, col1] with row0 < row1: {list(self.window)}")
+        return self
+
+
+class DataCfg(_Strict):
+    """Sensor, bands and scale of the Wald protocol, the sources and the location split."""
+
+    sensor: str = "sentinel2"
+    bands: list[str]
+    scale: int = Field(2, ge=2, le=8)
+    wald: bool = True
+    sources: list[SourceCfg] = Field(min_length=1)
+    split_fractions: dict[str, float] = Field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
+    split_seed: int = 0
+    max_invalid: float = Field(0.0, ge=0.0, le=1.0)
+
+
+class NoiseCfg(_Strict):
+    """Noise augmentation: each training patch gets Gaussian LR noise of sigma ~ U(min, max)
+    (sigma = 0 with probability ``p_clean``), drawn from the seed, epoch and step."""
+
+    sigma_min: float = Field(0.0, ge=0.0)
+    sigma_max: float = Field(0.0, ge=0.0)
+    p_clean: float = Field(0.0, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _order(self) -> NoiseCfg:
+        if self.sigma_max < self.sigma_min:
+            raise ValueError(f"noise sigma_max ({self.sigma_max}) < sigma_min ({self.sigma_min})")
+        return self
+
+
+class LossCfg(BaseModel):
+    """One loss term: ``name``, ``weight`` and the term's options (checked by eosr.losses.build_loss)."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+    weight: float = Field(1.0, ge=0.0)
+
+
+class OptimCfg(_Strict):
+    name: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    momentum: float = Field(0.9, ge=0.0)
+    grad_clip: float | None = Field(None, gt=0.0)
+
+
+class ScheduleCfg(_Strict):
+    """Learning-rate schedule as a pure function of the global step (so resuming needs no state)."""
+
+    name: Literal["constant", "cosine", "step"] = "cosine"
+    warmup_steps: int = Field(0, ge=0)
+    min_lr: float = Field(0.0, ge=0.0)
+    step_size: int = Field(1000, ge=1)  # "step": multiply by gamma every step_size steps
+    gamma: float = Field(0.5, gt=0.0, le=1.0)
+
+
+class EarlyStopCfg(_Strict):
+    """Stop when the monitored validation metric has not improved by ``min_delta`` for ``patience`` epochs."""
+
+    metric: str = "psnr"
+    patience: int = Field(5, ge=1)
+    min_delta: float = Field(0.0, ge=0.0)
+
+
+class ValidationCfg(_Strict):
+    """Validation: PSNR etc. at each LR noise level (fixed seed); the monitored value is their mean."""
+
+    noise_sigmas: list[float] = Field(default_factory=lambda: [0.0])
+    max_patches: int = Field(0, ge=0)  # 0 = all
+
+    @field_validator("noise_sigmas")
+    @classmethod
+    def _nonneg(cls, v: list[float]) -> list[float]:
+        if not v or any(s < 0 for s in v):
+            raise ValueError("noise_sigmas must be a non-empty list of values >= 0")
+        return v
+
+
+class TrainConfig(_Strict):
+    """The whole ``eosr train`` configuration."""
+
+    name: str = "model"
+    seed: int = 0
+    epochs: int = Field(10, ge=1)
+    steps_per_epoch: int = Field(0, ge=0)  # 0 = one pass over the training patches
+    batch_size: int = Field(16, ge=1)
+    patch: int = Field(64, ge=4)  # HR px
+    stride: int | None = Field(None, ge=1)  # HR px between training patches (default: patch / 2)
+    val_patch: int | None = Field(None, ge=4)
+    augment: bool = True  # random flips and 90-degree rotations (valid for an isotropic PSF)
+    threads: int = Field(2, ge=1)
+    checkpoint_every: int = Field(0, ge=0)  # steps between resume states (0 = end of epoch only)
+    progress: bool = True
+    normalise: bool = True  # per-band mean/std of the training HR become the model's normalisation
+    output: str = "runs/model"
+    model: ModelCfg
+    data: DataCfg
+    losses: list[LossCfg] = Field(min_length=1)
+    optimizer: OptimCfg = Field(default_factory=lambda: OptimCfg.model_validate({}))
+    schedule: ScheduleCfg = Field(default_factory=lambda: ScheduleCfg.model_validate({}))
+    noise: NoiseCfg = Field(default_factory=lambda: NoiseCfg.model_validate({}))
+    early_stopping: EarlyStopCfg | None = None
+    validation: ValidationCfg = Field(default_factory=lambda: ValidationCfg.model_validate({}))
+
+    @model_validator(mode="after")
+    def _patch(self) -> TrainConfig:
+        r = self.data.scale
+        for name in ("patch", "stride", "val_patch"):
+            v = getattr(self, name)
+            if v is not None and v % r:
+                raise ValueError(f"{name} ({v}) must be a multiple of the scale {r}")
+        return self
+
+    def loss_specs(self) -> list[dict[str, Any]]:
+        """The loss terms as plain dicts for :func:`eosr.losses.build_loss`."""
+        return [t.model_dump() for t in self.losses]
+
+
+def _one_line(e: ValidationError, where: str) -> str:
+    err = e.errors()[0]
+    loc = ".".join(str(x) for x in err.get("loc", ())) or "config"
+    msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+    extra = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+    return f"{where}: {loc}: {msg}{extra}"
+
+
+def _resolve(p: str, base: Path) -> str:
+    q = Path(os.path.expanduser(os.path.expandvars(p)))
+    if "$" in str(q):
+        raise ConfigError(f"unset environment variable in path {p!r}")
+    return str(q if q.is_absolute() else (base / q).resolve())
+
+
+def parse_config(doc: dict[str, Any], base: str | os.PathLike[str] = ".", where: str = "config") -> TrainConfig:
+    """Validate a config dict; relative paths resolve against ``base``. Raises a one-line ConfigError."""
+    try:
+        cfg = TrainConfig.model_validate(doc)
+    except ValidationError as e:
+        raise ConfigError(_one_line(e, where)) from None
+    b = Path(base)
+    for s in cfg.data.sources:
+        if s.path:
+            s.path = _resolve(s.path, b)
+        if s.files:
+            s.files = [_resolve(f, b) for f in s.files]
+    cfg.output = _resolve(cfg.output, b)
+    from eosr.losses.combine import parse_terms
+
+    try:
+        parse_terms(cfg.loss_specs())
+    except ConfigError as e:
+        raise ConfigError(f"{where}: losses: {e}") from None
+    return cfg
+
+
+def load_config(path: str | os.PathLike[str]) -> TrainConfig:
+    """Read and validate a TOML config file (one-line :class:`ConfigError` on any problem)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        doc = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: invalid TOML ({e})") from None
+    return parse_config(doc, p.parent, where=p.name)

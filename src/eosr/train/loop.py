@@ -1,0 +1,287 @@
+"""The deterministic, resumable CPU training loop of ``eosr train``.
+
+Determinism: every random choice is a pure function of (seed, epoch, step): the epoch's patch order
+comes from ``numpy.random.default_rng([seed, epoch])``, each step's augmentation and noise from a
+torch generator seeded with ``seed * 1_000_003 + global_step``, and the global torch seed (dropout)
+is reset to the same value before each step. The learning rate is a pure function of the global step.
+So a run resumed from a saved state (model, optimiser, counters, history) repeats the uninterrupted
+run exactly on the same machine and thread count.
+
+Resume state: ``<output>/state.pt`` (``torch.save`` of tensors and plain values, read back with
+``weights_only=True``), written atomically every ``checkpoint_every`` steps and at each epoch end.
+Model checkpoints: ``<output>/best.{safetensors,json}`` (best validation score) and, at the end,
+``<output>/<name>.{safetensors,json}`` (= the best weights) via :func:`eosr.models.save_checkpoint`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from eosr.errors import ConfigError
+from eosr.train.config import TrainConfig
+from eosr.train.sources import Splits, build_datasets
+from eosr.train.validate import HIGHER_IS_BETTER, evaluate_model, monitored
+
+STATE_FILE = "state.pt"
+_RESUME_IGNORES = ("output", "progress", "epochs", "checkpoint_every", "threads", "early_stopping")
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: the trained (best) model, per-epoch history and the checkpoint path."""
+
+    model: Any
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_score: float
+    checkpoint: Path
+    steps: int
+    stopped_early: bool
+    resumed_from_step: int = 0
+    splits: Splits | None = field(default=None, repr=False)
+
+
+def config_hash(cfg: TrainConfig) -> str:
+    """SHA-256 of everything that changes the result (not output path, epochs, threads, progress)."""
+    d = cfg.model_dump(mode="json", exclude=set(_RESUME_IGNORES))
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def lr_at(cfg: TrainConfig, step: int, total_steps: int) -> float:
+    """Learning rate at ``step`` (0-based): linear warm-up, then constant, cosine or step decay."""
+    o, s = cfg.optimizer, cfg.schedule
+    if s.warmup_steps and step < s.warmup_steps:
+        return o.lr * (step + 1) / s.warmup_steps
+    if s.name == "constant":
+        return o.lr
+    if s.name == "step":
+        return o.lr * s.gamma ** ((step - s.warmup_steps) // s.step_size)
+    span = max(1, total_steps - s.warmup_steps)
+    t = min(1.0, (step - s.warmup_steps) / span)
+    return s.min_lr + 0.5 * (o.lr - s.min_lr) * (1.0 + math.cos(math.pi * t))
+
+
+def _optimizer(cfg: TrainConfig, params: Any) -> torch.optim.Optimizer:
+    o = cfg.optimizer
+    if o.name == "adam":
+        return torch.optim.Adam(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+    if o.name == "adamw":
+        return torch.optim.AdamW(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+    return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+
+
+def build_model(cfg: TrainConfig, splits: Splits) -> Any:
+    """The configured architecture (seeded init) with the training HR's per-band normalisation."""
+    from eosr.models.registry import get_model
+
+    torch.manual_seed(cfg.seed)
+    model = get_model(cfg.model.name, scale=cfg.data.scale, bands=list(splits.bands), **cfg.model.options)
+    if cfg.normalise and getattr(model, "n_bands", None) is not None:
+        hr = splits.train_hr.double()
+        mean = torch.nanmean(hr.transpose(0, 1).reshape(hr.shape[1], -1), dim=1)
+        std = torch.sqrt(torch.nanmean((hr.transpose(0, 1).reshape(hr.shape[1], -1) - mean[:, None]) ** 2, dim=1))
+        model.set_normalisation(mean.float(), std.clamp(min=1e-6).float())
+    return model
+
+
+def augment(lr: torch.Tensor, hr: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample random flips / 90-degree rotations (the 8 dihedral transforms), same for LR and HR.
+
+    Valid for the pixel-is-area grid with an isotropic PSF: the transforms map LR block centres to
+    LR block centres.
+    """
+    code = torch.randint(0, 8, (lr.shape[0],), generator=g)
+    lo, ho = [], []
+    for i in range(lr.shape[0]):
+        c = int(code[i])
+        a, b = lr[i], hr[i]
+        if c & 1:
+            a, b = a.flip(-1), b.flip(-1)
+        if c & 2:
+            a, b = a.flip(-2), b.flip(-2)
+        if c & 4:
+            a, b = a.transpose(-2, -1), b.transpose(-2, -1)
+        lo.append(a)
+        ho.append(b)
+    return torch.stack(lo).contiguous(), torch.stack(ho).contiguous()
+
+
+def add_noise(lr: torch.Tensor, cfg: TrainConfig, g: torch.Generator) -> torch.Tensor:
+    """Per-sample Gaussian noise sigma ~ U(sigma_min, sigma_max), zero with probability p_clean."""
+    nz = cfg.noise
+    if nz.sigma_max <= 0:
+        return lr
+    b = lr.shape[0]
+    sig = nz.sigma_min + (nz.sigma_max - nz.sigma_min) * torch.rand(b, generator=g, dtype=lr.dtype)
+    if nz.p_clean > 0:
+        sig = torch.where(torch.rand(b, generator=g, dtype=lr.dtype) < nz.p_clean, 0.0, sig)
+    return lr + sig[:, None, None, None] * torch.randn(lr.shape, generator=g, dtype=lr.dtype)
+
+
+def _epoch_order(seed: int, epoch: int, n: int, steps: int, batch: int) -> np.ndarray:
+    rng = np.random.default_rng([seed, epoch])
+    need = steps * batch
+    reps = [rng.permutation(n) for _ in range(max(1, math.ceil(need / n)))]
+    return np.concatenate(reps)[:need]
+
+
+def _save_state(path: Path, state: dict[str, Any]) -> None:
+    from eosr.io.raster import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _card(cfg: TrainConfig, splits: Splits, history: list[dict[str, Any]], best_epoch: int) -> dict[str, Any]:
+    return {
+        "name": cfg.name,
+        "sensor_operator": splits.operator.describe() | {"sensor": cfg.data.sensor, "wald": cfg.data.wald},
+        "training": {
+            "config": cfg.model_dump(mode="json"),
+            "config_hash": config_hash(cfg),
+            "split_manifest": splits.manifest(),
+            "best_epoch": best_epoch,
+            "epochs_run": len(history),
+        },
+        "metrics": {"validation": history[best_epoch - 1]["val"] if best_epoch >= 1 else None},
+    }
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    resume: bool = True,
+    on_step: Callable[[int, float], None] | None = None,
+    log: Callable[[str], None] | None = None,
+    splits: Splits | None = None,
+) -> TrainResult:
+    """Train ``cfg.model`` on ``cfg.data`` (see the module docstring). Resumes from ``<output>/state.pt``
+    when ``resume`` and the state matches the config. ``on_step(global_step, loss)`` is called after each
+    optimiser step (a hook for tests and progress); an exception there interrupts the run like a kill.
+    """
+    from tqdm import tqdm
+
+    from eosr.data.splits import write_manifest
+    from eosr.losses import build_loss
+    from eosr.models.checkpoint import save_checkpoint
+
+    say = log or (lambda m: print(m, file=sys.stderr))
+    torch.set_num_threads(cfg.threads)
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    sp = splits if splits is not None else build_datasets(cfg)
+    write_manifest(out / "split_manifest.json", sp.locations, seed=cfg.data.split_seed,
+                   fractions=cfg.data.split_fractions, samples={"train": sp.train_ids},
+                   extra={"degradation": sp.operator.describe(), "val_images": [i.name for i in sp.val],
+                          "test_images": [i.name for i in sp.test]})
+    model = build_model(cfg, sp)
+    loss_fn = build_loss(cfg.loss_specs(), operator=sp.operator)
+    opt = _optimizer(cfg, model.parameters())
+    n = int(sp.train_lr.shape[0])
+    steps = cfg.steps_per_epoch or math.ceil(n / cfg.batch_size)
+    total = steps * cfg.epochs
+    es = cfg.early_stopping
+    metric = es.metric if es else "psnr"
+    if metric not in HIGHER_IS_BETTER:
+        raise ConfigError(f"early_stopping.metric {metric!r} unknown; use {', '.join(HIGHER_IS_BETTER)}")
+    sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
+
+    epoch, step0, gstep, best, best_epoch, bad = 1, 0, 0, -math.inf, 0, 0
+    history: list[dict[str, Any]] = []
+    chash = config_hash(cfg)
+    state_path = out / STATE_FILE
+    resumed = 0
+    if resume and state_path.is_file():
+        st = torch.load(state_path, weights_only=True)
+        if st.get("config_hash") != chash:
+            raise ConfigError(f"{state_path} belongs to another configuration: use a new output or --restart")
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        epoch, step0, gstep = int(st["epoch"]), int(st["step_in_epoch"]), int(st["global_step"])
+        best, best_epoch, bad = float(st["best"]), int(st["best_epoch"]), int(st["bad_epochs"])
+        history = json.loads(st["history"])
+        resumed = gstep
+        say(f"resumed from epoch {epoch}, step {step0} (global step {gstep})")
+    stopped = bool(history and history[-1].get("stopped_early"))
+
+    def state(ep: int, s_in: int) -> dict[str, Any]:
+        return {"config_hash": chash, "model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": ep,
+                "step_in_epoch": s_in, "global_step": gstep, "best": best, "best_epoch": best_epoch,
+                "bad_epochs": bad, "history": json.dumps(history)}
+
+    while epoch <= cfg.epochs and not stopped:
+        order = _epoch_order(cfg.seed, epoch, n, steps, cfg.batch_size)
+        model.train()
+        t0 = time.perf_counter()
+        bar = tqdm(total=steps, initial=step0, desc=f"epoch {epoch}/{cfg.epochs}", disable=not cfg.progress,
+                   leave=False, file=sys.stderr)
+        run_loss = 0.0
+        for s in range(step0, steps):
+            idx = torch.from_numpy(order[s * cfg.batch_size : (s + 1) * cfg.batch_size])
+            g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + gstep)
+            torch.manual_seed(cfg.seed * 1_000_003 + gstep)
+            lr_c, hr = sp.train_lr[idx], sp.train_hr[idx]
+            if cfg.augment:
+                lr_c, hr = augment(lr_c, hr, g)
+            lr_in = add_noise(lr_c, cfg, g)
+            for pg in opt.param_groups:
+                pg["lr"] = lr_at(cfg, gstep, total)
+            opt.zero_grad(set_to_none=True)
+            if loss_fn.needs_log_scale:
+                sr, ls = model(lr_in, return_logvar=True)
+            else:
+                sr, ls = model(lr_in), None
+            loss, _ = loss_fn(sr, hr, lr_c, None, ls)
+            loss.backward()
+            if cfg.optimizer.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optimizer.grad_clip)
+            opt.step()
+            gstep += 1
+            lv = float(loss.detach())
+            run_loss += lv
+            bar.update(1)
+            bar.set_postfix(loss=f"{lv:.3g}")
+            if cfg.checkpoint_every and gstep % cfg.checkpoint_every == 0 and s + 1 < steps:
+                _save_state(state_path, state(epoch, s + 1))
+            if on_step is not None:
+                on_step(gstep, lv)
+        bar.close()
+        model.eval()
+        val = evaluate_model(model, sp.val, sp.operator, cfg.validation.noise_sigmas) if sp.val else {}
+        score = monitored(val, metric) if val else -float(run_loss)
+        rec: dict[str, Any] = {"epoch": epoch, "train_loss": run_loss / max(1, steps - step0), "val": val,
+                               "score": score, "seconds": round(time.perf_counter() - t0, 2)}
+        improved = sign * score > sign * best + (es.min_delta if es else 0.0) if best_epoch else True
+        if improved:
+            best, best_epoch, bad = score, epoch, 0
+            save_checkpoint(model, out / "best", _card(cfg, sp, history + [rec], best_epoch))
+        else:
+            bad += 1
+        if es and bad >= es.patience:
+            rec["stopped_early"] = True
+            stopped = True
+        history.append(rec)
+        say(f"epoch {epoch}: loss {rec['train_loss']:.5g}, val {metric} {score:.4f}"
+            + (" (best)" if improved else "") + (" - early stop" if stopped else ""))
+        epoch, step0 = epoch + 1, 0
+        _save_state(state_path, state(epoch, 0))
+
+    from eosr.models.checkpoint import load_checkpoint
+
+    best_model = load_checkpoint(out / "best")
+    card = _card(cfg, sp, history, best_epoch)
+    ck = out / cfg.name
+    save_checkpoint(best_model, ck, card)
+    (out / "history.json").write_text(json.dumps(history, indent=1, allow_nan=False) + "\n")
+    return TrainResult(best_model, history, best_epoch, best, ck, gstep, stopped, resumed, sp)

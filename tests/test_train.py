@@ -1,0 +1,230 @@
+"""eosr.train: config validation, Wald splits by location, determinism, resume equivalence, loss decrease
+on real Sentinel-2 patches, and the CLI's one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import SHARED
+from eosr.degrade.operator import Degradation
+from eosr.errors import ConfigError
+from eosr.train.config import load_config, parse_config
+from eosr.train.loop import add_noise, augment, lr_at, train
+from eosr.train.sources import build_datasets
+
+EOP = SHARED / "eolearn_testeopatch_s2"
+MAT = SHARED / "s2_ssc_cnn_hvn2" / "CoastalA_cell.mat"
+
+
+@pytest.fixture(scope="module")
+def real_data() -> None:
+    if not (EOP.is_dir() and MAT.is_file()):
+        pytest.skip(f"real data not found under {SHARED} (set EOSR_SHARED_DATA)")
+
+
+def small_doc(out: Path, **over: object) -> dict:
+    """A config that trains a 16-channel CARN-M on real S2 (Slovenia, 2 dates) in a second or two."""
+    doc: dict = {
+        "name": "tiny",
+        "seed": 0,
+        "epochs": 2,
+        "steps_per_epoch": 3,
+        "batch_size": 4,
+        "patch": 32,
+        "stride": 16,
+        "progress": False,
+        "threads": 2,
+        "output": str(out),
+        "model": {"name": "carn_m", "options": {"channels": 16, "global_skip": True}},
+        "data": {
+            "bands": ["B02", "B03", "B04", "B08"],
+            "sources": [
+                {"kind": "eopatch", "path": str(EOP), "dates": [0, 1], "window": [0, 64, 0, 100],
+                 "location": "north", "split": "train"},
+                {"kind": "eopatch", "path": str(EOP), "dates": [0], "window": [64, 100, 0, 100],
+                 "location": "south", "split": "val"},
+            ],
+        },
+        "noise": {"sigma_max": 0.002, "p_clean": 0.3},
+        "losses": [{"name": "smooth_l1", "beta": 0.01}, {"name": "lr_fidelity", "weight": 0.5}],
+        "validation": {"noise_sigmas": [0.0, 0.001]},
+    }
+    doc.update(over)
+    return doc
+
+
+# ----------------------------------------------------------------------------- config
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"model": None}, "model"),
+        ({"patch": 33}, "multiple of the scale"),
+        ({"epochs": 0}, "epochs"),
+        ({"losses": [{"name": "ssim"}]}, "unknown name"),
+        ({"losses": [{"name": "smooth_l1"}]}, "explicit beta"),
+        ({"noise": {"sigma_min": 0.01, "sigma_max": 0.001}}, "sigma_max"),
+        ({"optimizer": {"name": "lbfgs"}}, "optimizer.name"),
+        ({"bogus": 1}, "bogus"),
+    ],
+)
+def test_config_errors_are_one_line(tmp_path: Path, change: dict, match: str) -> None:
+    doc = small_doc(tmp_path / "o")
+    for k, v in change.items():
+        if v is None:
+            doc.pop(k)
+        else:
+            doc[k] = v
+    with pytest.raises(ConfigError, match=match) as e:
+        parse_config(doc, tmp_path)
+    assert "\n" not in str(e.value)
+
+
+def test_window_and_split_errors(tmp_path: Path, real_data: None) -> None:
+    doc = small_doc(tmp_path / "o")
+    doc["data"]["sources"][1]["window"] = [64, 300, 0, 100]
+    with pytest.raises(ConfigError, match="exceeds the image size"):
+        build_datasets(parse_config(doc, tmp_path))
+    doc = small_doc(tmp_path / "o")
+    doc["data"]["sources"][1]["location"] = "north"  # same place in train and val
+    with pytest.raises(ConfigError, match="two splits"):
+        build_datasets(parse_config(doc, tmp_path))
+
+
+def test_toml_paths_resolve_against_the_file(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text(
+        'output = "runs/x"\n[model]\nname = "carn_m"\n[data]\nbands = ["B02"]\n'
+        '[[data.sources]]\nkind = "hvn2_mat"\npath = "data/a.mat"\n[[losses]]\nname = "l1"\n'
+    )
+    cfg = load_config(f)
+    assert cfg.output == str(tmp_path / "runs" / "x")
+    assert cfg.data.sources[0].path == str(tmp_path / "data" / "a.mat")
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.toml")
+    (tmp_path / "bad.toml").write_text("epochs = [")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_config(tmp_path / "bad.toml")
+
+
+def test_cli_error_is_one_line_exit_2(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text('[model]\nname = "carn_m"\n[[losses]]\nname = "l1"\n')
+    p = subprocess.run([sys.executable, "-m", "eosr.cli.main", "train", str(f)], capture_output=True, text=True)
+    assert p.returncode == 2
+    assert p.stderr.strip().count("\n") == 0 and "data" in p.stderr
+
+
+# ----------------------------------------------------------------------------- pieces
+def test_lr_schedule_known_values(tmp_path: Path) -> None:
+    cfg = parse_config(small_doc(tmp_path, optimizer={"lr": 1e-3},
+                                 schedule={"name": "cosine", "warmup_steps": 10, "min_lr": 0.0}), tmp_path)
+    assert lr_at(cfg, 0, 110) == pytest.approx(1e-4)
+    assert lr_at(cfg, 9, 110) == pytest.approx(1e-3)
+    assert lr_at(cfg, 60, 110) == pytest.approx(0.5e-3)  # half-way through the cosine
+    assert lr_at(cfg, 110, 110) == pytest.approx(0.0, abs=1e-12)
+    cfg.schedule.name, cfg.schedule.step_size, cfg.schedule.gamma = "step", 5, 0.5
+    assert lr_at(cfg, 10 + 12, 110) == pytest.approx(0.25e-3)
+
+
+def test_augmentation_commutes_with_the_operator(s2_10m) -> None:
+    """Flips and 90-degree rotations keep LR = D(HR): D(T hr) == T D(hr) on the pixel-is-area grid."""
+    op = Degradation.from_sensor("sentinel2", ["B02", "B03", "B04", "B08"], 2, wald=True)
+    hr = torch.tensor(s2_10m[:, :32, :32], dtype=torch.float64)[None].repeat(8, 1, 1, 1)
+    lr = op.downsample(hr)
+    la, ha = augment(lr, hr, torch.Generator().manual_seed(0))
+    assert torch.allclose(op.downsample(ha), la, atol=1e-12)
+    assert not torch.equal(ha, hr)  # something was transformed
+
+
+def test_noise_augmentation_levels(tmp_path: Path) -> None:
+    cfg = parse_config(small_doc(tmp_path, noise={"sigma_min": 0.001, "sigma_max": 0.002, "p_clean": 0.5}),
+                       tmp_path)
+    lr = torch.zeros(400, 1, 16, 16, dtype=torch.float64)
+    n = add_noise(lr, cfg, torch.Generator().manual_seed(1))
+    sd = n.std(dim=(1, 2, 3))
+    clean = sd == 0
+    assert 0.35 < clean.double().mean() < 0.65
+    assert sd[~clean].min() > 0.0008 and sd[~clean].max() < 0.0023
+
+
+# ----------------------------------------------------------------------------- training
+def test_splits_hold_out_locations(tmp_path: Path, real_data: None) -> None:
+    sp = build_datasets(parse_config(small_doc(tmp_path / "o"), tmp_path))
+    assert sp.locations == {"train": ["north"], "val": ["south"], "test": []}
+    assert sp.train_lr.shape[1:] == (4, 16, 16) and sp.train_hr.shape[1:] == (4, 32, 32)
+    assert {i.location for i in sp.val} == {"south"} and sp.val[0].hr.shape == (4, 36, 100)
+    assert len(sp.train_ids) == len(set(sp.train_ids)) == sp.train_lr.shape[0]
+    # the training LR is the noise-free Wald degradation of the training HR: patches are cut from the LR of
+    # the whole image, so away from the patch border (where D(patch) sees a padded edge) they agree exactly
+    d = sp.operator.downsample(sp.train_hr[:3].double()) - sp.train_lr[:3].double()
+    assert float(d[..., 2:-2, 2:-2].abs().max()) < 1e-5
+
+
+def test_training_reduces_the_loss_on_real_patches(tmp_path: Path, real_data: None) -> None:
+    cfg = parse_config(small_doc(tmp_path / "o", epochs=1, steps_per_epoch=25, batch_size=8,
+                                 noise={"sigma_max": 0.0}, optimizer={"lr": 2e-3},
+                                 schedule={"name": "constant"}), tmp_path)
+    sp = build_datasets(cfg)
+    from eosr.losses import build_loss
+    from eosr.train.loop import build_model
+
+    loss = build_loss(cfg.loss_specs(), sp.operator)
+    before = build_model(cfg, sp).eval()
+    lr, hr = sp.train_lr[:32], sp.train_hr[:32]
+    with torch.no_grad():
+        l0 = float(loss(before(lr), hr, lr)[0])
+    res = train(cfg, splits=sp)
+    with torch.no_grad():
+        l1 = float(loss(res.model(lr), hr, lr)[0])
+    assert l1 < 0.7 * l0
+    assert res.history[0]["val"]["sigma=0"]["psnr"] > 30
+    assert (tmp_path / "o" / "tiny.safetensors").is_file() and (tmp_path / "o" / "split_manifest.json").is_file()
+
+
+def _weights(m: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in m.state_dict().items()}
+
+
+def test_deterministic_given_a_seed(tmp_path: Path, real_data: None) -> None:
+    sp = build_datasets(parse_config(small_doc(tmp_path / "a"), tmp_path))
+    a = train(parse_config(small_doc(tmp_path / "a", epochs=1), tmp_path), splits=sp)
+    b = train(parse_config(small_doc(tmp_path / "b", epochs=1), tmp_path), splits=sp)
+    c = train(parse_config(small_doc(tmp_path / "c", epochs=1, seed=1), tmp_path), splits=sp)
+    wa, wb, wc = _weights(a.model), _weights(b.model), _weights(c.model)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not all(torch.equal(wa[k], wc[k]) for k in wa)
+
+
+class _Kill(Exception):
+    pass
+
+
+def test_resume_after_interruption_matches_uninterrupted(tmp_path: Path, real_data: None) -> None:
+    """Interrupt mid-epoch 2 (after global step 5 of 3 x 3; states every 2 steps), resume, compare."""
+    doc = small_doc(tmp_path / "full", epochs=3, checkpoint_every=2)
+    sp = build_datasets(parse_config(doc, tmp_path))
+    full = train(parse_config(doc, tmp_path), splits=sp)
+
+    cut = small_doc(tmp_path / "cut", epochs=3, checkpoint_every=2)
+
+    def kill(step: int, loss: float) -> None:
+        if step == 5:
+            raise _Kill
+
+    with pytest.raises(_Kill):
+        train(parse_config(cut, tmp_path), splits=sp, on_step=kill)
+    # the last saved state is at global step 4 (epoch 2, step 1): resuming redoes step 5
+    res = train(parse_config(cut, tmp_path), splits=sp)
+    assert res.resumed_from_step == 4
+    wf, wr = _weights(full.model), _weights(res.model)
+    assert all(torch.equal(wf[k], wr[k]) for k in wf)
+    assert [h["val"] for h in full.history] == [h["val"] for h in res.history]
+    # a state from another config is refused; --restart (resume=False) starts over
+    other = small_doc(tmp_path / "cut", epochs=3, checkpoint_every=2, seed=7)
+    with pytest.raises(ConfigError, match="another configuration"):
+        train(parse_config(other, tmp_path), splits=sp)
