@@ -1,0 +1,46 @@
+"""``eosr explain MODEL``: layer-level analysis of an SR model as figures and JSON (thin layer over
+:func:`eosr.trust.explain.explain`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command to ``app``."""
+
+    @app.command("explain")
+    def explain_cmd(
+        model: str = typer.Argument(..., help="registry name (e.g. carn, bicubic, rcan-ca) or checkpoint path"),
+        stimuli: str = typer.Option("flat,edge,texture,stripes,noise",
+                                    help="comma-separated stimuli: flat, edge, texture, stripes, noise"),
+        image: Path = typer.Option(None, help="LR GeoTIFF to analyse (support map, attribution, attention)"),
+        out: Path = typer.Option(Path("explain"), help="output folder (created)"),
+        scale: int = typer.Option(2, help="scale factor for architectures built by name"),
+        n_bands: int = typer.Option(None, help="band count for architectures built by name (default: image or 4)"),
+        size: int = typer.Option(32, help="stimulus size in LR pixels"),
+        max_lr: int = typer.Option(96, help="analyse at most this centre crop of the image (LR pixels)"),
+        ig_steps: int = typer.Option(16, help="integrated-gradients steps"),
+        erf_samples: int = typer.Option(4, help="random inputs averaged for the effective receptive field"),
+        figures: bool = typer.Option(True, help="write PNG figures"),
+    ) -> None:
+        """Write explain.json and figures: activations under stimuli, hallucination trace, filter responses,
+        effective receptive field; with --image also the support map, attribution and attention maps."""
+        from eosr.trust.explain import explain, resolve_model
+
+        georef = None
+        arr = None
+        if image is not None:
+            from eosr.io.raster import read_raster
+
+            ras = read_raster(image)
+            arr = ras.data
+            georef = {"crs": ras.crs, "transform": ras.transform}
+            n_bands = n_bands or arr.shape[0]
+        net = resolve_model(model, scale=scale, n_bands=n_bands)
+        kinds = [s.strip() for s in stimuli.split(",") if s.strip()]
+        doc = explain(net, out, stimuli=kinds, image=arr, size=size, n_bands=n_bands, max_lr=max_lr,
+                      figures=figures, georef=georef, ig_steps=ig_steps, erf_samples=erf_samples)
+        typer.echo(f"wrote {out / 'explain.json'} ({len(doc.get('figures', []))} figures)")

@@ -1,0 +1,239 @@
+"""The API behind ``eosr explain``: layer-level analysis of a model written as figures and JSON.
+
+:func:`explain` runs, for one model: the controlled stimuli of :mod:`eosr.trust.layers` (activation
+statistics and the layer-wise hallucination trace), the frequency responses of its conv filters,
+its effective receptive field, and, with an LR image, the support map of its SR output, the
+integrated-gradients attribution of the centre SR pixel block and (for attention models) the
+attention maps. Everything lands in ``out_dir``: ``explain.json`` (strict JSON) and PNG figures
+(Matplotlib, Agg backend). Large images are analysed on a centre crop of at most ``max_lr`` pixels.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from eosr.errors import ConfigError, DataError, ModelError
+from eosr.trust.layers import STIMULI, activation_stats, filter_responses, hallucination_trace, make_stimulus
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    if isinstance(v, (np.floating, np.integer)):
+        return _clean(v.item())
+    return v
+
+
+def resolve_model(name: str, scale: int = 2, n_bands: int | None = None, **kw: Any) -> nn.Module:
+    """A model by registry name, checkpoint path, or ``rcan-ca`` (the channel-attention model of trust)."""
+    p = Path(name)
+    if p.suffix in (".safetensors", ".json") or p.with_suffix(".json").is_file():
+        from eosr.models.checkpoint import load_checkpoint
+
+        return load_checkpoint(p)
+    if name.strip().lower() in ("rcan-ca", "rcan_ca", "rcan"):
+        from eosr.trust.attention_model import ChannelAttentionSR
+
+        return ChannelAttentionSR(n_bands or 4, scale, **kw)
+    from eosr.models.registry import get_model
+
+    return get_model(name, scale=scale, n_bands=n_bands, **kw)
+
+
+def _scale_of(model: Any) -> int:
+    spec = getattr(model, "spec", None)
+    r = getattr(spec, "scale", None) or getattr(model, "scale", None)
+    if not isinstance(r, int) or r < 1:
+        raise ModelError(f"{type(model).__name__} declares no integer scale (spec.scale)")
+    return r
+
+
+def _bands_of(model: Any, default: int) -> int:
+    spec = getattr(model, "spec", None)
+    n = getattr(spec, "n_bands", None) or getattr(model, "n_bands", None)
+    if isinstance(n, int) and n > 0:
+        return n
+    bands = getattr(spec, "bands", None)
+    return len(bands) if bands else default
+
+
+def _centre_crop(lr: np.ndarray, max_lr: int) -> tuple[np.ndarray, tuple[int, int]]:
+    h, w = lr.shape[-2:]
+    y0, x0 = max(0, (h - max_lr) // 2), max(0, (w - max_lr) // 2)
+    return lr[:, y0 : y0 + max_lr, x0 : x0 + max_lr], (y0, x0)
+
+
+def explain(model: nn.Module, out_dir: str | os.PathLike[str], *, stimuli: Sequence[str] = STIMULI,
+            image: Any = None, size: int = 32, n_bands: int | None = None, max_lr: int = 96,
+            erf_samples: int = 4, ig_steps: int = 16, figures: bool = True,
+            georef: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Analyse ``model`` and write ``explain.json`` (+ figures) into ``out_dir``; returns the JSON dict.
+
+    ``image``: an LR image (C, h, w) in reflectance (NaN = nodata, filled with the band mean for the
+    analysis). ``georef``: ``{"crs": ..., "transform": LR transform}`` to also write ``support.tif``.
+    """
+    from eosr.trust.saliency import attribution_mass_within, effective_receptive_field, integrated_gradients
+    from eosr.trust.support import support_maps
+    from eosr.trust.uncertainty import dropout_modules, has_variance_head, split_output
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    bad = [s for s in stimuli if s not in STIMULI]
+    if bad:
+        raise ConfigError(f"unknown stimuli {bad}; choose from {', '.join(STIMULI)}")
+    r = _scale_of(model)
+    c = n_bands or _bands_of(model, 4 if image is None else int(np.asarray(image).shape[0]))
+    model.eval()
+    spec = getattr(model, "spec", None)
+    doc: dict[str, Any] = {
+        "model": {"name": getattr(spec, "name", type(model).__name__), "class": type(model).__name__, "scale": r,
+                  "n_bands": c, "declared_receptive_field_lr_px": getattr(spec, "receptive_field", None),
+                  "parameters": int(sum(p.numel() for p in model.parameters())),
+                  "has_dropout": bool(dropout_modules(model)), "has_variance_head": has_variance_head(model),
+                  "trained_checkpoint": hasattr(model, "card")},
+        "conventions": {"hf_share": "share of AC activation energy above the LR Nyquist on the layer's grid",
+                        "stimulus_psf": "Gaussian, MTF 0.25 at the LR Nyquist", "stimulus_size_lr_px": size},
+        "stimuli": {},
+    }
+    traces: dict[str, Any] = {}
+    for kind in stimuli:
+        _, lr = make_stimulus(kind, c, size, r)
+        recs = activation_stats(model, lr)
+        tr = hallucination_trace(model, lr, r)
+        traces[kind] = tr
+        doc["stimuli"][kind] = {"layers": [rc.to_json() for rc in recs], "hallucination_trace": tr.to_json()}
+    fr = filter_responses(model)
+    doc["filters"] = [f.to_json() for f in fr]
+    rf = effective_receptive_field(model, c, r, size=min(size, 33), n_samples=erf_samples)
+    doc["effective_receptive_field"] = {"radius_95_lr_px": rf.radius_95, "support_radius_lr_px": rf.support_radius,
+                                        "centre": list(rf.centre)}
+    img_part: dict[str, Any] | None = None
+    if image is not None:
+        a = np.asarray(image.detach().cpu().numpy() if hasattr(image, "detach") else image, dtype=np.float32)
+        if a.ndim != 3 or a.shape[0] != c:
+            raise DataError(f"the image must be (C={c}, h, w) for this model, got shape {a.shape}")
+        a, (y0, x0) = _centre_crop(a, max_lr)
+        fill = np.nanmean(a, axis=(1, 2), keepdims=True)
+        if not np.isfinite(fill).all():
+            raise DataError("an image band is entirely nodata")
+        a = np.where(np.isfinite(a), a, fill).astype(np.float32)
+        x = torch.from_numpy(a)[None]
+        with torch.no_grad():
+            sr = split_output(model(x))[0][0].numpy()
+        sup = support_maps(sr, r)
+        hc, wc = sr.shape[-2] // 2, sr.shape[-1] // 2
+        ig = integrated_gradients(model, a, (hc - r, hc + r, wc - r, wc + r), steps=ig_steps)
+        attr = np.abs(np.asarray(ig.attribution)).sum(0)
+        centre = (hc // r, wc // r)
+        img_part = {"crop_offset_lr_px": [y0, x0], "crop_shape_lr_px": list(a.shape[-2:]),
+                    "support_mean_share": sup.mean_share,
+                    "support_share_per_band": [float(np.nanmean(s)) for s in sup.share],
+                    "integrated_gradients": {"region_sr_px": [hc - r, hc + r, wc - r, wc + r],
+                                             "completeness_error": ig.completeness_error,
+                                             "output_delta": ig.output_delta,
+                                             "mass_within_erf95": attribution_mass_within(attr, centre, rf.radius_95)}}
+        if hasattr(model, "forward_with_attention"):
+            from eosr.trust.attention_model import write_attention
+
+            with torch.no_grad():
+                _, maps = model.forward_with_attention(x)  # type: ignore[operator]
+            write_attention(maps, out / "image", crs=(georef or {}).get("crs"),
+                            transform=_crop_transform((georef or {}).get("transform"), y0, x0, 1))
+            img_part["attention"] = ["image_attention.tif", "image_attention.json"]
+        if georef and georef.get("transform") is not None:
+            from eosr.io.raster import write_raster
+
+            t = _crop_transform(georef["transform"], y0, x0, r)
+            write_raster(out / "support.tif", np.asarray(sup.share, dtype=np.float32), crs=georef.get("crs"),
+                         transform=t, band_names=[f"support_share_b{i}" for i in range(c)],
+                         tags={"EOSR_CONTENT": "share of local SR detail energy above the LR Nyquist"})
+            img_part["support_geotiff"] = "support.tif"
+        doc["image"] = img_part
+    if figures:
+        doc["figures"] = _figures(out, traces, fr, rf.erf, sr if image is not None else None,
+                                  sup if image is not None else None, attr if image is not None else None)
+    doc = _clean(doc)
+    from eosr.io.raster import atomic_path
+
+    with atomic_path(out / "explain.json") as tmp:
+        tmp.write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
+    return doc
+
+
+def _crop_transform(transform: Any, y0: int, x0: int, scale: int) -> Any:
+    """Transform of the crop starting at LR pixel (y0, x0), on a grid ``scale`` times finer."""
+    if transform is None:
+        return None
+    from affine import Affine
+
+    t = transform * Affine.translation(x0, y0)
+    return Affine(t.a / scale, t.b / scale, t.c, t.d / scale, t.e / scale, t.f)
+
+
+def _figures(out: Path, traces: dict[str, Any], fr: list[Any], erf: np.ndarray, sr: np.ndarray | None,
+             sup: Any, attr: np.ndarray | None) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from eosr.io.raster import atomic_path
+
+    names = []
+
+    def save(fig: Any, name: str) -> None:
+        with atomic_path(out / name) as tmp:
+            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        names.append(name)
+
+    if traces:
+        fig, ax = plt.subplots(figsize=(8, 3.5))
+        for kind, tr in traces.items():
+            ax.plot(range(len(tr.hf_share)), tr.hf_share, marker=".", label=f"{kind} (ref {tr.input_reference:.3f})")
+        ax.set_xlabel("layer (execution order)")
+        ax.set_ylabel("energy share above LR Nyquist")
+        ax.set_title("Layer-wise hallucination trace")
+        ax.legend(fontsize=7)
+        save(fig, "hallucination_trace.png")
+    if fr:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for f in fr[:12]:
+            ax.plot(f.freqs, f.radial, label=f.name)
+        ax.axvline(0.25, color="k", lw=0.5, ls="--")
+        ax.set_xlabel("frequency (cycles / pixel of the layer)")
+        ax.set_ylabel("RMS gain")
+        ax.set_title("Conv filter frequency responses")
+        ax.legend(fontsize=6)
+        save(fig, "filter_responses.png")
+    fig, ax = plt.subplots(figsize=(4, 4))
+    im = ax.imshow(erf, cmap="magma")
+    fig.colorbar(im, ax=ax)
+    ax.set_title("Effective receptive field (LR px)")
+    save(fig, "erf.png")
+    if sr is not None and sup is not None and attr is not None:
+        fig, axs = plt.subplots(1, 4, figsize=(14, 3.6))
+        v = sr[0]
+        axs[0].imshow(v, cmap="gray", vmin=np.nanpercentile(v, 1), vmax=np.nanpercentile(v, 99))
+        axs[0].set_title("SR (band 0)")
+        for a, m, t in ((axs[1], np.asarray(sup.share)[0], "support share above LR Nyquist"),
+                        (axs[2], np.asarray(sup.unconstrained)[0], "unconstrained detail (refl.)"),
+                        (axs[3], attr, "IG attribution of centre (LR)")):
+            im = a.imshow(m, cmap="viridis")
+            fig.colorbar(im, ax=a, fraction=0.046)
+            a.set_title(t, fontsize=9)
+        save(fig, "image_maps.png")
+    return names
