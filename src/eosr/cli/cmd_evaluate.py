@@ -1,0 +1,45 @@
+"""``eosr evaluate --sr SR.tif [--hr HR.tif] [--lr LR.tif]``: every metric the inputs allow, as JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command to ``app``."""
+
+    @app.command("evaluate")
+    def evaluate(
+        sr: Path = typer.Option(..., help="SR GeoTIFF (on the HR grid)"),
+        hr: Path = typer.Option(None, help="HR reference GeoTIFF (same grid as SR)"),
+        lr: Path = typer.Option(None, help="LR GeoTIFF (same origin, pixel size x r)"),
+        sensor: str = typer.Option(None, help="sensor name or .toml file, for the operator (LR/HR fidelity)"),
+        bands: str = typer.Option(None, help="comma-separated sensor bands, in the files' band order"),
+        scale: int = typer.Option(None, help="scale factor r (inferred from SR and LR when both are given)"),
+        mask: Path = typer.Option(None, help="validity raster on the SR grid (non-zero = valid)"),
+        uncertainty: Path = typer.Option(None, help="predictive std GeoTIFF on the SR grid (calibration metrics)"),
+        data_range: float = typer.Option(1.0, help="data range for PSNR/SSIM (1.0 = reflectance)"),
+        noise_sigma: float = typer.Option(None, help="LR noise sigma: adds lr_fidelity_sigma"),
+        lpips_weights: Path = typer.Option(None, help="local LPIPS weights (.safetensors) to add lpips"),
+        json_out: Path = typer.Option(None, "--json", help="write the metrics as strict JSON here"),
+        maps: Path = typer.Option(None, help="write per-pixel maps (error, hallucination, ...) as GeoTIFF here"),
+        windowed: bool = typer.Option(None, "--windowed/--whole", help="force block-wise (large scenes) or whole"),
+        quiet: bool = typer.Option(False, help="do not print the table"),
+    ) -> None:
+        """Evaluate an SR result: pixel, physical (LR/HR fidelity), stratified, spectral, registration metrics."""
+        from eosr.scene.evaluate import evaluate_files
+
+        res = evaluate_files(sr, hr, lr, sensor=sensor, bands=bands, scale=scale, mask=mask, uncertainty=uncertainty,
+                             data_range=data_range, noise_sigma=noise_sigma,
+                             lpips_weights=None if lpips_weights is None else str(lpips_weights),
+                             maps_dir=maps, windowed=windowed)
+        if json_out is not None:
+            res.to_json(json_out)
+        if not quiet:
+            typer.echo(res.table())
+        if json_out is not None:
+            typer.echo(f"wrote {json_out}")
+        if maps is not None:
+            typer.echo(f"wrote maps to {maps}")

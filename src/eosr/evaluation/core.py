@@ -1,0 +1,429 @@
+"""``eosr.evaluate``: every metric the given inputs allow, in one call.
+
+Which metrics (names as in the JSON; definitions in docs/metrics.md):
+
+- always with LR (real, or simulated from HR through the operator) and an operator: ``lr_fidelity``
+  (+ ``lr_fidelity_l2``; ``lr_fidelity_sigma`` when the noise is known) and the spectral consistency
+  ``sam_lr_deg`` = SAM(D(SR), LR) in degrees;
+- with LR, no HR (no-reference): ``hf_gain_db``, ``lf_deviation_db`` (frequency restoration against
+  the interpolated LR);
+- with HR: ``psnr``, ``rmse``, ``mae``, ``ssim``, ``sam_deg``, ``ergas`` (needs the scale), ``uiqi``;
+  gradient strata ``{psnr,rmse,mae,ssim}_{low,high}_gradient``; ``hr_fidelity`` (+ ``_l2``; needs an
+  operator); registration ``shift_x_px``, ``shift_y_px``, ``gain``, ``bias`` and the compensated
+  ``{psnr,rmse,mae,ssim}_aligned``; ``effective_resolution_px``;
+- with HR and LR (or an operator to simulate it): ``frr`` (+ over/undershoot),
+  ``hallucination``, ``omission``, ``improvement``;
+- ``lpips`` only when ``lpips_weights`` points to a local file.
+
+The interpolated LR I is bicubic on the pixel-is-area grid (``torch.nn.functional.interpolate``,
+``align_corners=False``, Keys a = -0.75). Computation runs in float64 up to 2^22 values per image and
+in float32 above (peak memory; the pooled sums stay accurate to ~1e-6 relative).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from eosr.errors import EosrError, ScaleError, SensorError, ShapeError
+from eosr.evaluation.result import EvaluationResult
+from eosr.metrics.base import MetricInfo, MetricResult
+
+#: Above this many values per image the evaluation runs in float32.
+FLOAT64_LIMIT = 1 << 22
+
+
+def _tensor(x: Any, name: str) -> torch.Tensor:
+    t = x.detach().cpu() if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(np.asarray(x)))
+    if not (t.is_floating_point() or t.dtype in (torch.uint8, torch.int16, torch.int32, torch.int64, torch.uint16)):
+        raise ShapeError(f"{name} must hold numbers, got dtype {t.dtype}")
+    if t.ndim == 2:
+        raise ShapeError(f"{name} is 2-D {tuple(t.shape)}: images must be (C, H, W) or (B, C, H, W) (add x[None])")
+    if t.ndim not in (3, 4):
+        raise ShapeError(f"{name} must be (C, H, W) or (B, C, H, W), got shape {tuple(t.shape)}")
+    if min(t.shape) < 1:
+        raise ShapeError(f"{name} is empty: shape {tuple(t.shape)}")
+    return t
+
+
+def _check_scale(scale: Any) -> int:
+    try:
+        f = float(scale)
+    except (TypeError, ValueError):
+        raise ScaleError(f"the scale must be an integer >= 1, got {scale!r}") from None
+    if not math.isfinite(f) or f != int(f) or f < 1:
+        raise ScaleError(f"the scale must be an integer >= 1, got {scale!r}")
+    return int(f)
+
+
+def _infer_scale(big: torch.Tensor, small: torch.Tensor, names: tuple[str, str]) -> int:
+    (h, w), (lh, lw) = big.shape[-2:], small.shape[-2:]
+    if h % lh or w % lw or h // lh != w // lw:
+        raise ScaleError(
+            f"{names[0]} {h}x{w} and {names[1]} {lh}x{lw} are not related by one integer scale factor"
+        )
+    return h // lh
+
+
+def _band_names(bands: Sequence[str] | str | None, c: int, op_bands: Sequence[str] | None) -> list[str]:
+    from eosr.sensors import normalise_band_name
+
+    if bands is not None:
+        names = [b.strip() for b in bands.split(",")] if isinstance(bands, str) else [str(b) for b in bands]
+        names = [normalise_band_name(b) for b in names if b]
+        if len(names) != c:
+            raise SensorError(f"{len(names)} band names for an image of {c} bands")
+        return names
+    if op_bands is not None and len(op_bands) == c:
+        return list(op_bands)
+    return [f"band{i + 1}" for i in range(c)]
+
+
+def _operator(operator: Any, sensor: Any, bands: Sequence[str] | str | None, scale: int | None, c: int) -> Any:
+    from eosr.degrade.operator import Degradation
+
+    if operator is not None:
+        if not isinstance(operator, Degradation):
+            raise EosrError(f"operator must be an eosr.degrade.Degradation, got {type(operator).__name__}")
+        if scale is not None and operator.scale != scale:
+            raise ScaleError(f"the operator's scale {operator.scale} differs from the data's scale {scale}")
+        if operator.n_bands not in (1, c):
+            raise SensorError(f"the operator has {operator.n_bands} band PSFs but the image has {c} bands")
+        return operator
+    if sensor is None:
+        return None
+    if scale is None:
+        raise ScaleError("give the scale (or an LR image) to build the sensor's operator")
+    sel: Sequence[str] | None
+    sel = [b.strip() for b in bands.split(",") if b.strip()] if isinstance(bands, str) else bands
+    op = Degradation.from_sensor(sensor, sel, scale)
+    if op.n_bands != c:
+        raise SensorError(
+            f"the image has {c} bands but {op.description} selects {op.n_bands}: name the image's bands (bands=...)"
+        )
+    return op
+
+
+def _renamed(res: MetricResult, name: str, source_suffix: str = "") -> MetricResult:
+    b = res.info
+    info = MetricInfo(name, b.higher_is_better, b.range, b.needs_hr, b.needs_lr, False, b.unit,
+                      b.source + source_suffix)
+    return MetricResult(info, res.value, res.per_band, dict(res.extra))
+
+
+def _to_float(res: MetricResult) -> MetricResult:
+    def conv(v: Any) -> Any:
+        if isinstance(v, torch.Tensor):
+            a = v.detach().cpu().double().numpy()
+            return float(a) if a.ndim == 0 else a
+        if isinstance(v, np.ndarray):
+            return float(v) if v.ndim == 0 else v.astype(np.float64)
+        return float(v)
+
+    return MetricResult(res.info, conv(res.value), conv(res.per_band), res.extra)
+
+
+def _lr_mask(mask: torch.Tensor | None, r: int) -> torch.Tensor | None:
+    """LR-grid validity: an LR pixel is valid when its whole r x r HR block is (min-pool)."""
+    if mask is None:
+        return None
+    m = mask.to(torch.float32)
+    squeeze = m.ndim == 3
+    if squeeze:
+        m = m.unsqueeze(0)
+    m = -F.max_pool2d(-m, r, r)
+    out = m > 0.5
+    return out[0] if squeeze else out
+
+
+def _bicubic(lr: torch.Tensor, r: int) -> torch.Tensor:
+    b = lr if lr.ndim == 4 else lr.unsqueeze(0)
+    up = F.interpolate(b, scale_factor=r, mode="bicubic", align_corners=False) if r > 1 else b
+    return up if lr.ndim == 4 else up[0]
+
+
+def _mask_tensor(mask: Any, shape: torch.Size) -> torch.Tensor | None:
+    if mask is None:
+        return None
+    m = mask.detach().cpu() if isinstance(mask, torch.Tensor) else torch.from_numpy(np.asarray(mask))
+    m = m.to(torch.bool)
+    try:
+        full = torch.broadcast_to(m, shape) if not (m.ndim == 3 and len(shape) == 4) else torch.broadcast_to(
+            m.unsqueeze(1) if m.shape[0] == shape[0] and m.shape[0] != shape[1] else m, shape)
+    except RuntimeError:
+        raise ShapeError(f"mask of shape {tuple(m.shape)} does not broadcast to the image {tuple(shape)}") from None
+    if not bool(full.any()):
+        raise ShapeError("the mask is empty: no valid pixel to evaluate")
+    return full.contiguous()
+
+
+def evaluate(
+    sr: Any,
+    hr: Any = None,
+    lr: Any = None,
+    *,
+    sensor: Any = None,
+    bands: Sequence[str] | str | None = None,
+    scale: int | None = None,
+    operator: Any = None,
+    mask: Any = None,
+    data_range: float = 1.0,
+    noise_sigma: float | None = None,
+    lpips_weights: str | None = None,
+    uncertainty: Any = None,
+    maps: bool = True,
+) -> EvaluationResult:
+    """Compute every metric the inputs allow (see the module docstring) and return an
+    :class:`EvaluationResult` (``.to_dict()`` gives strict JSON, ``.maps`` per-pixel maps).
+
+    ``sr`` (C, H, W) or (B, C, H, W) reflectance; ``hr`` on the same grid; ``lr`` on the grid coarser
+    by the integer ``scale`` (inferred from the shapes when not given; pixel-is-area, shared origin).
+    The physics (LR fidelity, HR fidelity, LR simulation when only HR is given) uses ``operator``
+    (a :class:`eosr.degrade.Degradation`) or the one built from ``sensor``, ``bands`` and ``scale``.
+    ``mask`` (True = valid) lives on the HR grid; NaN is nodata everywhere. ``data_range`` is used by
+    PSNR/SSIM and recorded. ``uncertainty`` (predictive std, shaped like ``sr``, reflectance) adds
+    the calibration metrics ``uncertainty_*`` when HR is given. Bad input raises a
+    :class:`eosr.errors.EosrError` with a one-line message.
+    """
+    from eosr.metrics import fidelity, frequency, registration, stratified
+    from eosr.metrics import standard as S
+    from eosr.metrics.hallucination import detail_decomposition
+
+    if not (isinstance(data_range, (int, float)) and math.isfinite(data_range) and data_range > 0):
+        raise EosrError(f"data_range must be a finite number > 0, got {data_range!r}")
+    if noise_sigma is not None and not (math.isfinite(noise_sigma) and noise_sigma > 0):
+        raise EosrError(f"noise_sigma must be > 0, got {noise_sigma!r}")
+    s = _tensor(sr, "sr")
+    h = _tensor(hr, "hr") if hr is not None else None
+    lo = _tensor(lr, "lr") if lr is not None else None
+    if h is not None and h.shape != s.shape:
+        raise ShapeError(f"sr {tuple(s.shape)} and hr {tuple(h.shape)} differ in shape")
+    if lo is not None and (lo.ndim != s.ndim or lo.shape[:-2] != s.shape[:-2]):
+        raise ShapeError(f"lr {tuple(lo.shape)} and sr {tuple(s.shape)} differ in batch or band count")
+    r = _check_scale(scale) if scale is not None else None
+    if lo is not None:
+        r_data = _infer_scale(s, lo, ("sr", "lr"))
+        if r is not None and r != r_data:
+            raise ScaleError(f"sr {tuple(s.shape[-2:])} is lr {tuple(lo.shape[-2:])} x{r_data}, not x{r}")
+        r = r_data
+    if r is None and operator is not None:
+        r = int(operator.scale)
+    if r is not None and (s.shape[-1] % r or s.shape[-2] % r):
+        raise ScaleError(f"the SR size {s.shape[-2]}x{s.shape[-1]} is not divisible by the scale {r}")
+    c = int(s.shape[-3])
+    op = _operator(operator, sensor, bands, r, c)
+    names = _band_names(bands, c, op.bands if op is not None else None)
+
+    dtype = torch.float64 if s[0].numel() <= FLOAT64_LIMIT else torch.float32
+    s = s.to(dtype)
+    h = h.to(dtype) if h is not None else None
+    lo = lo.to(dtype) if lo is not None else None
+    m = _mask_tensor(mask, s.shape)
+    for name, t in (("sr", s), ("hr", h), ("lr", lo)):
+        if t is not None and not bool(torch.isfinite(t).any()):
+            raise ShapeError(f"{name} has no valid pixel (all NaN)")
+
+    lr_simulated = False
+    if lo is None and h is not None and op is not None:
+        lo = op.downsample(h)
+        lr_simulated = True
+    interp = _bicubic(lo, r) if (lo is not None and r is not None) else None
+
+    out: dict[str, MetricResult] = {}
+    out_maps: dict[str, np.ndarray] = {}
+    skipped: dict[str, str] = {}
+
+    def add(res: MetricResult, name: str | None = None) -> None:
+        out[name or res.name] = _to_float(res)
+
+    def keep_map(name: str, a: Any) -> None:
+        if maps:
+            arr = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+            out_maps[name] = arr.astype(np.float32)
+
+    # ---------------------------------------------------------------- LR side (no HR needed)
+    if lo is not None and op is not None:
+        lm = _lr_mask(m, op.scale)
+        add(fidelity.lr_fidelity(s, lo, op, norm="l1", data_range=data_range, mask=lm))
+        add(fidelity.lr_fidelity(s, lo, op, norm="l2", data_range=data_range, mask=lm))
+        if noise_sigma is not None or op.has_noise:
+            add(fidelity.lr_fidelity(s, lo, op, norm="sigma", noise_sigma=noise_sigma, data_range=data_range,
+                                     mask=lm))
+        if c > 1:
+            d_sr = op.downsample(s)
+            add(_renamed(S.sam(d_sr, lo, data_range=data_range, mask=lm), "sam_lr_deg",
+                         "; spectral consistency SAM(D(SR), LR)"))
+            del d_sr
+        if maps:
+            keep_map("lr_residual", fidelity.lr_residual_map(s, lo, op))
+    elif lo is None:
+        skipped["lr_fidelity"] = "needs an LR image, or HR and an operator"
+    else:
+        skipped["lr_fidelity"] = "needs an operator (sensor=... and bands=..., or operator=...)"
+    if h is None and interp is not None and r is not None and r >= 2:
+        out.update({k: _to_float(v) for k, v in frequency.frequency_restoration_lr(s, interp, scale=r, mask=m).items()})
+
+    # ---------------------------------------------------------------- HR side
+    if h is not None:
+        for fn in (S.psnr, S.rmse, S.mae, S.ssim, S.sam, S.uiqi):
+            add(fn(s, h, data_range=data_range, mask=m))
+        if r is not None:
+            add(S.ergas(s, h, scale=r, data_range=data_range, mask=m))
+        out.update({k: _to_float(v) for k, v in stratified.stratified_metrics(
+            s, h, data_range=data_range, mask=m, skip_empty=True).items()})
+        if op is not None:
+            add(fidelity.hr_fidelity(s, h, op, norm="l1", data_range=data_range, mask=m))
+            add(fidelity.hr_fidelity(s, h, op, norm="l2", data_range=data_range, mask=m))
+            if maps:
+                keep_map("hf_difference", fidelity.hr_fidelity_map(s, h, op, mask=m))
+        add(frequency.effective_resolution(s, h, mask=m))
+        if maps:
+            err = s - h
+            if m is not None:
+                err = torch.where(m, err, torch.full((), float("nan"), dtype=err.dtype))
+            keep_map("error", err)
+            del err
+
+        # registration, radiometry and compensated metrics (one alignment per item, reused)
+        reg = registration.registration_metrics(s.numpy(), h.numpy(), mask=None if m is None else m.numpy())
+        for k, v in reg.items():
+            add(v, k)
+        items = [(s, h, m)] if s.ndim == 3 else [(s[i], h[i], None if m is None else m[i]) for i in range(s.shape[0])]
+        comp: list[np.ndarray] = []
+        cvalid: list[np.ndarray] = []
+        for si, hi, mi in items:
+            o, ok, _ = registration.align(si.numpy(), hi.numpy(), mask=None if mi is None else mi.numpy())
+            comp.append(o)
+            cvalid.append(ok)
+        s_al = np.stack(comp) if s.ndim == 4 else comp[0]
+        v_al = np.stack(cvalid) if s.ndim == 4 else cvalid[0]
+        if v_al.any():
+            s_al_t = torch.from_numpy(s_al.astype(np.float64 if dtype == torch.float64 else np.float32))
+            v_al_t = torch.from_numpy(v_al)
+            for fn in (S.psnr, S.rmse, S.mae, S.ssim):
+                res = fn(s_al_t, h, data_range=data_range, mask=v_al_t)
+                add(_renamed(res, f"{res.name}_aligned", "; after shift, gain and bias compensation"))
+        else:
+            skipped["psnr_aligned"] = "no valid pixel left after shift compensation"
+
+        if interp is not None:
+            try:
+                out.update({k: _to_float(v) for k, v in frequency.frequency_restoration(
+                    s, h, interp, mask=m, data_range=data_range).items()})
+            except EosrError as e:
+                skipped["frr"] = str(e)
+            hs = h.numpy().astype(np.float64)
+            it = interp.numpy().astype(np.float64)
+            valid = v_al & np.isfinite(hs) & np.isfinite(it)
+            dmaps, sums = detail_decomposition(s_al.astype(np.float64), hs, it, valid)
+            del hs, it
+            axes = (0,) if s.ndim == 4 else ()
+            tot = {k: (v.sum(axis=axes) if axes else v) for k, v in sums.items()}
+            truth = tot["truth"]
+            if float(truth.sum()) > 0:
+                from eosr.metrics.hallucination import HALLUCINATION, IMPROVEMENT, OMISSION
+
+                for minfo in (HALLUCINATION, OMISSION, IMPROVEMENT):
+                    part = tot[minfo.name]
+                    pb = np.where(truth > 0, part / np.maximum(truth, 1e-300), np.nan)
+                    out[minfo.name] = MetricResult(minfo, float(part.sum() / truth.sum()), pb,
+                                                  {"compensated": True, "lr_simulated": lr_simulated})
+            else:
+                skipped["hallucination"] = "HR equals the interpolated LR: no detail to restore"
+            for k, dm in dmaps.items():
+                keep_map(k, dm)
+            del dmaps
+        del s_al, v_al
+
+    if uncertainty is not None:
+        u = _tensor(uncertainty, "uncertainty")
+        if u.shape != s.shape:
+            raise ShapeError(f"uncertainty {tuple(u.shape)} and sr {tuple(s.shape)} differ in shape")
+        if h is None:
+            skipped["uncertainty_coverage_90"] = "needs HR"
+        else:
+            for res in uncertainty_metrics(s, h, u, m):
+                add(res)
+        if maps:
+            keep_map("uncertainty", u)
+
+    if lpips_weights is not None:
+        from eosr.metrics.perceptual import lpips
+
+        if h is None:
+            skipped["lpips"] = "needs HR"
+        else:
+            rgb = None
+            if c != 3 and c != 1:
+                idx = {n: i for i, n in enumerate(names)}
+                if not all(b in idx for b in ("B04", "B03", "B02")):
+                    raise SensorError("LPIPS on more than 3 bands needs B04, B03 and B02 among the bands")
+                rgb = (idx["B04"], idx["B03"], idx["B02"])
+            add(lpips(s, h, weights_path=lpips_weights, data_range=data_range, mask=m, rgb=rgb))
+
+    info: dict[str, Any] = {
+        "scale": r,
+        "inputs": {"sr": True, "hr": h is not None, "lr": lr is not None, "lr_simulated": lr_simulated},
+        "shape": list(s.shape),
+        "interpolation": "bicubic (align_corners=False)" if interp is not None else None,
+        "precision": "float64" if dtype == torch.float64 else "float32",
+    }
+    if skipped:
+        info["skipped"] = skipped
+    return EvaluationResult(out, out_maps, names, float(data_range), op.describe() if op is not None else None, info)
+
+
+UNCERTAINTY_INFO = {
+    "uncertainty_coverage_90": MetricInfo(
+        "uncertainty_coverage_90", None, (0.0, 1.0), differentiable=False,
+        source="share of |SR - HR| inside the central 90 % Gaussian interval z_0.95 * std (ideal 0.9)"),
+    "uncertainty_spearman": MetricInfo(
+        "uncertainty_spearman", True, (-1.0, 1.0), differentiable=False,
+        source="Spearman rank correlation of |SR - HR| and std"),
+    "uncertainty_ause": MetricInfo(
+        "uncertainty_ause", False, (0.0, math.inf), differentiable=False,
+        source="area under sparsification error (MAE), Ilg et al., ECCV 2018"),
+    "uncertainty_mean_std": MetricInfo(
+        "uncertainty_mean_std", None, (0.0, math.inf), differentiable=False, unit="reflectance",
+        source="mean predicted std"),
+}
+
+
+def uncertainty_metrics(sr: torch.Tensor, hr: torch.Tensor, std: torch.Tensor,
+                        mask: torch.Tensor | None = None) -> list[MetricResult]:
+    """Calibration of a predictive std map against the true error, pooled and per band.
+
+    coverage_90 = mean(|SR - HR| <= 1.645 std) (a calibrated map gives 0.9), Spearman rho(|SR - HR|, std)
+    (> 0: the map ranks errors), AUSE of the MAE sparsification curve (Ilg et al., ECCV 2018; 0 = oracle
+    ranking), and the mean std. Pixels where any input is NaN or ``mask`` is False are ignored.
+    """
+    from eosr.trust.calibration import coverage, sparsification, spearman
+
+    err = (sr - hr).numpy().astype(np.float64)
+    u = std.numpy().astype(np.float64)
+    ok = np.isfinite(err) & np.isfinite(u)
+    if mask is not None:
+        ok &= np.broadcast_to(mask.numpy(), ok.shape)
+    if not ok.any():
+        raise ShapeError("the uncertainty map has no valid pixel where SR and HR are valid")
+    band_axis = err.ndim - 3
+    fns = {
+        "uncertainty_coverage_90": lambda e, s, k: coverage(e, s, 0.9, "gaussian", k),
+        "uncertainty_spearman": lambda e, s, k: spearman(np.abs(e), s, k),
+        "uncertainty_ause": lambda e, s, k: sparsification(np.abs(e), s, k).ause,
+        "uncertainty_mean_std": lambda e, s, k: float(s[k].mean()),
+    }
+    out = []
+    for name, fn in fns.items():
+        per_band = []
+        for b in range(err.shape[band_axis]):
+            eb, ub, kb = (np.take(a, b, axis=band_axis) for a in (err, u, ok))
+            per_band.append(fn(eb, ub, kb) if kb.any() else math.nan)
+        out.append(MetricResult(UNCERTAINTY_INFO[name], float(fn(err, u, ok)), np.asarray(per_band),
+                                {"n_valid": int(ok.sum())}))
+    return out
