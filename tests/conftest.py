@@ -57,3 +57,14 @@ def landsat_pan(shared_data: Path) -> np.ndarray:
     with rasterio.open(f) as ds:
         a = ds.read(1, window=((300, 812), (300, 812))).astype(np.float64)
     return a[None] / 65535.0
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> object:
+    """One intra-op torch thread for modules of many tiny tensors: avoids thread contention on 2 cores."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -266,3 +266,26 @@ def test_paired_geotiff_errors(tmp_path) -> None:
     (hr_d / "a.tif").unlink()
     with pytest.raises(DataError, match="unmatched LR/HR files.*: a"):
         PairedGeoTiffDataset(lr_d, hr_d)
+
+
+# ------------------------------------------------------------------ S2 band folders: bad grids
+def test_band_folder_crs_scale_and_corrupt_file_errors(tmp_path) -> None:
+    from eosr.data import read_s2_band_folder
+
+    d = tmp_path / "P"
+    d.mkdir()
+    _tif(d / "P_B02.tif", np.ones((1, 12, 12), np.uint16), 10.0)
+    _tif(d / "P_B05.tif", np.ones((1, 6, 6), np.uint16), 20.0, crs="EPSG:32632")
+    with pytest.raises(GeoError, match="20 m bands vs 10 m bands: CRS mismatch"):
+        read_s2_band_folder(d)
+    _tif(d / "P_B05.tif", np.ones((1, 8, 8), np.uint16), 15.0)
+    with pytest.raises(ScaleError, match="not an integer ratio"):
+        read_s2_band_folder(d)
+    _tif(d / "P_B05.tif", np.ones((1, 6, 6), np.uint16), 20.0, x0=500020.0)
+    with pytest.raises(GeoError, match="origins differ"):
+        read_s2_band_folder(d)
+    _tif(d / "P_B05.tif", np.ones((1, 6, 6), np.uint16), 20.0)
+    assert read_s2_band_folder(d).resolutions == [10, 20]
+    (d / "P_B03.tif").write_bytes(b"II*\x00" + b"\x01" * 64)
+    with pytest.raises(DataError, match=r"P_B03\.tif"):
+        read_s2_band_folder(d)

@@ -179,7 +179,7 @@ def test_band_counts(n_bands: int, s2_10m: np.ndarray) -> None:
 
 
 def test_differentiable_as_loss(pair: tuple[np.ndarray, np.ndarray]) -> None:
-    sr, hr = pair
+    sr, hr = (a[:, :48, :48] for a in pair)
     x = torch.tensor(sr, dtype=torch.float32, requires_grad=True)
     y = torch.tensor(hr, dtype=torch.float32)
     loss = (1 - S.ssim(x, y).value) + S.mae(x, y).value - 0.01 * S.psnr(x, y).value + 0.01 * S.sam(x, y).value
@@ -189,7 +189,7 @@ def test_differentiable_as_loss(pair: tuple[np.ndarray, np.ndarray]) -> None:
     # gradient descent on 1 - SSIM improves SSIM
     opt = torch.optim.Adam([x], lr=1e-3)
     before = float(S.ssim(x, y).value.detach())
-    for _ in range(5):
+    for _ in range(3):
         opt.zero_grad()
         (1 - S.ssim(x, y).value).backward()
         opt.step()

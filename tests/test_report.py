@@ -20,7 +20,7 @@ from eosr.benchmark.report import fmt
 from eosr.benchmark.runner import run_benchmark
 
 BEN = SHARED / "bigearthnet_s2_examples"
-METHODS = ["bicubic", "bp", "lanczos"]
+METHODS = ["bicubic", "bp", "lanczos", "carn_m_var"]
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +45,10 @@ model = "backprojection"
 options = {{iterations = 3}}
 [[methods]]
 name = "lanczos"
+[[methods]]
+name = "carn_m_var"             # untrained CARN-M with a variance head: exercises the uncertainty maps
+model = "carn_m"
+options = {{bands = ["B02", "B03", "B04", "B08"], variance_head = "gaussian"}}
 """)
     res = run_benchmark(cfg, tmp / "out", progress=False)
     assert res.report is not None
@@ -134,7 +138,7 @@ def test_report_is_self_contained_with_valid_pngs(bench: tuple[Path, dict]) -> N
     report, _ = bench
     text = report.read_text(encoding="utf-8")
     cells = _parse(report)
-    assert len(cells.imgs) >= 5  # leaderboard, strata, triptych, spectra, maps
+    assert len(cells.imgs) >= 6  # leaderboard, strata, triptych, spectra, maps, uncertainty
     for src in cells.imgs:
         assert src.startswith("data:image/png;base64,")
         im = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
@@ -149,7 +153,8 @@ def test_every_metric_has_a_definition(bench: tuple[Path, dict]) -> None:
     text = report.read_text(encoding="utf-8")
     for name in {r["metric"] for r in results["summary"]}:
         assert f"<code>{name}</code>" in text
-    for needle in ("Radial power spectra", "Registration and radiometric bias", "Gradient strata", "hallucination"):
+    for needle in ("Radial power spectra", "Registration and radiometric bias", "Gradient strata", "hallucination",
+                   'alt="uncertainty"'):
         assert needle in text
 
 

@@ -137,3 +137,26 @@ def test_scale_three_cnn(s2_20m: np.ndarray) -> None:
     x = s2_20m[:, 100:211, 300:389]
     model = TinyCNN(3, scale=3)
     np.testing.assert_allclose(super_resolve_array(x, model, tile=40), predict_array(model, x), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["nearest", "bilinear", "bicubic", "lanczos",
+                                  pytest.param("carn_m", marks=pytest.mark.slow)])
+def test_registry_models_tiled_equal_whole(s2_20m: np.ndarray, name: str) -> None:
+    from eosr.models import get_model
+
+    x = s2_20m[:, 400:531, 500:597] if name != "carn_m" else s2_20m[:, 400:509, 500:583]
+    model = get_model(name, scale=2, n_bands=3).eval()
+    tile = 40 if name != "carn_m" else 48
+    np.testing.assert_allclose(super_resolve_array(x, model, tile=tile), predict_array(model, x), atol=1e-5, rtol=0)
+
+
+def test_multi_image_models_are_refused(tmp_path) -> None:
+    from eosr.errors import ModelError
+    from eosr.models import get_model
+    from eosr.scene.sr import super_resolve
+
+    p = tmp_path / "x.tif"
+    with rasterio.open(p, "w", driver="GTiff", width=8, height=8, count=3, dtype="float32") as ds:
+        ds.write(np.ones((3, 8, 8), np.float32))
+    with pytest.raises(ModelError, match="several LR frames"):
+        super_resolve(p, tmp_path / "y.tif", get_model("mi_median", scale=2, n_bands=3), progress=False)

@@ -24,6 +24,8 @@ from eosr.trust.calibration import (
 
 RNG = np.random.default_rng(1234)
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def test_ause_of_oracle_is_zero_and_random_is_positive() -> None:
     err = np.abs(RNG.normal(size=20000))

@@ -17,6 +17,8 @@ from eosr.trust.saliency import (
 )
 from eosr.trust.support import band_limited, support_maps
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 class LRConvs(nn.Module):
     """Three 3x3 convs on the LR grid then PixelShuffle(2): receptive field exactly 3 LR px each side."""

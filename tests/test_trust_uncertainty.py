@@ -19,6 +19,8 @@ from eosr.trust.uncertainty import (
 )
 from test_trust_helpers import DetailDropout, Head, Plain  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def test_mc_dropout_rejects_model_without_dropout() -> None:
     with pytest.raises(ModelError, match="dropout"):

@@ -46,6 +46,7 @@ class MethodConfig(BaseModel):
     model: str | None = None
     folder: Path | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+    uncertainty: Literal["auto", "mc_dropout", "none"] = "auto"  # auto: the model's variance head, if any
 
     @model_validator(mode="after")
     def _one_source(self) -> MethodConfig:

@@ -112,12 +112,13 @@ def _get_registry_model(name: str, scale: int, sample: Any, options: dict[str, A
     get_model = getattr(reg, "get_model", None)
     if get_model is None:
         raise ModelError(f"model {name!r} needs the model registry (eosr.models.get_model)")
+    kw = {"bands": list(sample.bands), **options}  # the config's options win over the dataset's bands
     try:
-        return get_model(name, scale=scale, bands=list(sample.bands), operator=sample.operator, **options)
+        return get_model(name, scale=scale, operator=sample.operator, **kw)
     except ModelError as e:
         if "bad option" not in str(e) and "cannot be changed" not in str(e):
             raise
-    return get_model(name, scale=scale, bands=list(sample.bands), **options)
+    return get_model(name, scale=scale, **kw)
 
 
 def _registry_usable(name: str) -> bool:
@@ -196,14 +197,23 @@ def load_method(m: MethodConfig) -> Method:
         return _as_numpy(out)[0].astype(np.float32)
 
     def run_uncertainty(lr: np.ndarray, sample: Any) -> np.ndarray | None:
-        if not use_registry:
+        """Predicted per-pixel std (C, H, W): the model's variance head, MC dropout, or a model's own
+        ``predict_uncertainty(lr)``; None when the model offers none or ``uncertainty = "none"``."""
+        if not use_registry or m.uncertainty == "none":
             return None
+        from eosr.trust.uncertainty import has_variance_head, mc_dropout, predict_with_head
+
         model = model_for(sample)
-        fn = getattr(model, "predict_uncertainty", None) or getattr(model, "uncertainty", None)
+        x = np.ascontiguousarray(lr, dtype=np.float32)
+        if m.uncertainty == "mc_dropout":
+            return np.asarray(mc_dropout(model, x, n_samples=8).std, dtype=np.float32)
+        if has_variance_head(model):
+            return np.asarray(predict_with_head(model, x).std, dtype=np.float32)
+        fn = getattr(model, "predict_uncertainty", None)
         if not callable(fn):
             return None
         with torch.inference_mode():
-            out = fn(torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32))[None])
+            out = fn(torch.from_numpy(x)[None])
         if isinstance(out, (tuple, list)):
             out = out[-1]
         return _as_numpy(out)[0].astype(np.float32)

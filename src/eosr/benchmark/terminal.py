@@ -40,4 +40,4 @@ def print_summary(res: Any, console: Any = None) -> None:
               f"({res.seconds:.1f} s; scored by {res.results['versions']['evaluator']})")
     con.print(f"Results: {res.out_dir}")
     if res.report is not None:
-        con.print(f"Report:  {res.report}")
+        con.print(f"Report:  {res.report}", soft_wrap=True)

@@ -66,11 +66,22 @@ def _resolve(model: Any, source_names: Sequence[str], n_bands: int, scale: Any) 
     r = None if scale is None else check_scale(scale)
     if isinstance(model, str):
         model = load_model(model, scale=r, bands=source_names if _described(source_names) else None, n_bands=n_bands)
+    if getattr(model.spec, "multi_image", False):
+        raise ModelError(f"model {model.spec.name} fuses several LR frames; eosr sr takes single-image models")
     mr = model_scale(model)
     if r is not None and r != mr:
         raise ScaleError(f"model {model.spec.name} works at x{mr}, not the requested x{r}")
     check_model_bands(model, source_names)
     return model
+
+
+def _inference_mode(model: Any, uncertainty: bool) -> None:
+    """Put a torch module in eval mode (models of the registry come in training mode); uncertainty
+    models manage their own mode (e.g. MC dropout) in ``forward_with_uncertainty``."""
+    import torch
+
+    if isinstance(model, torch.nn.Module) and not uncertainty:
+        model.eval()
 
 
 def _plan(h: int, w: int, model: Any, tile: int, overlap: int | None) -> TilePlan:
@@ -168,6 +179,7 @@ def super_resolve_array(lr: Any, model: Any, *, tile: int = 512, overlap: int | 
     if x.ndim != 3:
         raise DataError(f"super_resolve_array needs (C, H, W), got shape {x.shape}")
     plan = _plan(x.shape[1], x.shape[2], model, tile, overlap)
+    _inference_mode(model, uncertainty)
     r = plan.scale
     out = np.empty(((2 if uncertainty else 1) * x.shape[0], x.shape[1] * r, x.shape[2] * r), np.float32)
 
@@ -231,6 +243,7 @@ def super_resolve(
     check_writable(out)
     model = _resolve(model, src.band_names, src.count, scale)
     plan = _plan(src.height, src.width, model, tile, overlap)
+    _inference_mode(model, uncertainty)
     r = plan.scale
     if output_dtype is None:
         dtype = src.dtype if np.issubdtype(np.dtype(src.dtype), np.integer) else "float32"
