@@ -158,6 +158,18 @@ def test_every_metric_has_a_definition(bench: tuple[Path, dict]) -> None:
         assert needle in text
 
 
+def test_trust_section_shows_maps_sparsification_and_calibration(bench: tuple[Path, dict]) -> None:
+    report, _ = bench
+    text = report.read_text(encoding="utf-8")
+    for needle in ('id="trust"', 'alt="trust maps"', 'alt="sparsification"', 'class="calibration"',
+                   "support share", "AUSE"):
+        assert needle in text, needle
+    row = re.search(r'<table class="calibration">.*?<td class="name">carn_m_var</td>(.*?)</tr>', text, re.S)
+    assert row, "the calibration table lists the method with a variance head"
+    cells = re.findall(r"<td>([^<]*)</td>", row.group(1))
+    assert len(cells) == 7 and all(0.0 <= float(c) <= 1.0 for c in cells[:4])
+
+
 def test_fmt() -> None:
     assert fmt(None) == "–" and fmt(float("nan")) == "–"
     assert fmt(38.4731) == "38.47" and fmt(0.95512) == "0.9551" and fmt(5.976e-05) == "5.976e-05"

@@ -187,3 +187,20 @@ def map_grid(maps: dict[str, dict[str, np.ndarray]], kinds: list[tuple[str, str,
             cb.set_label(unit, fontsize=7)
             cb.ax.tick_params(labelsize=7)
     return to_base64(fig)
+
+
+def sparsification(curves: dict[str, Any]) -> str:
+    """Sparsification curves (Ilg et al., ECCV 2018): MAE of the pixels kept after removing the most
+    uncertain fraction, normalised by the MAE of all, for each method (solid) and its oracle (dotted)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    for name, sp in curves.items():
+        (line,) = ax.plot(sp.fractions, sp.curve, lw=2, label=f"{name} (AUSE {sp.ause:.3f})")
+        ax.plot(sp.fractions, sp.oracle, ls=":", color=line.get_color(), label=f"{name}: oracle (by |error|)")
+    ax.set_xlabel("fraction of pixels removed (most uncertain first)")
+    ax.set_ylabel("MAE of the rest / MAE of all")
+    ax.set_title("Sparsification: does the uncertainty rank the errors?")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return to_base64(fig)

@@ -77,14 +77,17 @@ def showcase(results: dict[str, Any], cfg: BenchmarkConfig, cache: Cache, method
     out: dict[str, Any] = {"dataset": d.name, "image": refs[i].id, "has_hr": sample.hr is not None,
                            "bands": sample.bands, "scale": sample.scale}
     interp = bicubic(np.nan_to_num(sample.lr).astype(np.float32), sample.scale).astype(np.float64)
-    unc = {}
+    stds: dict[str, np.ndarray] = {}
     for m in methods:
         if m.uncertainty is not None:
             u = m.uncertainty(sample.lr, sample)
             if u is not None:
-                unc[m.name] = {"sigma": np.nanmean(np.asarray(u, float), axis=0)}
-    if unc:
-        out["uncertainty"] = plots.map_grid(unc, [("sigma", "predicted uncertainty (std)", "reflectance")])
+                stds[m.name] = np.asarray(u, np.float64)
+    if stds:
+        out["uncertainty"] = plots.map_grid({k: {"sigma": np.nanmean(v, axis=0)} for k, v in stds.items()},
+                                            [("sigma", "predicted uncertainty (std)", "reflectance")])
+    if stds and sample.hr is not None:
+        out["trust"] = trust_section(stds, srs, np.asarray(sample.hr, np.float64), sample.scale)
     if sample.hr is None:
         out["triptych"] = plots.triptychs(_lr_up(sample.lr, sample.scale), srs, interp, sample.bands)
         return out
@@ -112,6 +115,29 @@ def showcase(results: dict[str, Any], cfg: BenchmarkConfig, cache: Cache, method
                                         ("hallucination", "hallucination |a - c|", "reflectance"),
                                         ("omission", "omission |t - c|", "reflectance")])
     return out
+
+
+def trust_section(stds: dict[str, np.ndarray], srs: dict[str, np.ndarray], hr: np.ndarray, scale: int
+                  ) -> dict[str, Any]:
+    """Uncertainty, |error| and support maps side by side, sparsification curves and the calibration table.
+
+    Support share: fraction of the local detail energy above the LR Nyquist (:mod:`eosr.trust.support`);
+    calibration: coverage of central intervals, Spearman rho(|error|, std), AUSE (Ilg et al., ECCV 2018).
+    """
+    from eosr.trust.calibration import calibration_table, sparsification
+    from eosr.trust.support import support_maps
+
+    maps, curves, rows = {}, {}, []
+    for name, std in stds.items():
+        sr = np.asarray(srs[name], np.float64)
+        err = np.abs(sr - hr)
+        maps[name] = {"sigma": np.nanmean(std, axis=0), "error": np.nanmean(err, axis=0),
+                      "support": np.nanmean(np.asarray(support_maps(sr, scale).share, np.float64), axis=0)}
+        curves[name] = sparsification(err, std)
+        rows.append({"method": name, **calibration_table(sr, hr, std)})
+    grid = plots.map_grid(maps, [("sigma", "predicted std", "reflectance"), ("error", "|SR - HR|", "reflectance"),
+                                 ("support", "support share (detail above LR Nyquist)", "fraction")])
+    return {"maps": grid, "sparsification": plots.sparsification(curves), "table": rows}
 
 
 def _title(metric: str) -> str:
