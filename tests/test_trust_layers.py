@@ -195,7 +195,7 @@ def test_cli_explain_writes_json_figures_and_geotiffs(lr_tif: Path, tmp_path: Pa
     assert doc["image"]["integrated_gradients"]["mass_within_erf95"] > 0.5
     assert 0.0 <= doc["image"]["support_mean_share"] <= 1.0
     for f in ("hallucination_trace.png", "filter_responses.png", "erf.png", "image_maps.png", "support.tif",
-              "image_attention.tif", "image_attention.json"):
+              "sr.tif", "image_attention.tif", "image_attention.json"):
         assert (out / f).is_file(), f
     with rasterio.open(lr_tif) as lr_ds, rasterio.open(out / "support.tif") as s_ds, \
             rasterio.open(out / "image_attention.tif") as a_ds:
@@ -205,6 +205,8 @@ def test_cli_explain_writes_json_figures_and_geotiffs(lr_tif: Path, tmp_path: Pa
         t_crop = lr_ds.transform * Affine.translation(x0, y0)
         assert (s_ds.transform.c, s_ds.transform.f) == (t_crop.c, t_crop.f)  # SR grid shares the crop's origin
         assert a_ds.transform == t_crop and a_ds.crs == lr_ds.crs
+    with rasterio.open(out / "sr.tif") as sr_ds, rasterio.open(out / "support.tif") as s_ds:
+        assert sr_ds.transform == s_ds.transform and sr_ds.count == 4  # the SR lies beside its maps
 
 
 def test_cli_explain_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

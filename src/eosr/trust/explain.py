@@ -161,6 +161,9 @@ def explain(model: nn.Module, out_dir: str | os.PathLike[str], *, stimuli: Seque
                          transform=t, band_names=[f"support_share_b{i}" for i in range(c)],
                          tags={"EOSR_CONTENT": "share of local SR detail energy above the LR Nyquist"})
             img_part["support_geotiff"] = "support.tif"
+            write_raster(out / "sr.tif", np.asarray(sr, dtype=np.float32), crs=georef.get("crs"), transform=t,
+                         tags={"EOSR_CONTENT": "SR of the analysed crop (beside its support and attention maps)"})
+            img_part["sr_geotiff"] = "sr.tif"
         doc["image"] = img_part
     if figures:
         doc["figures"] = _figures(out, traces, fr, rf.erf, sr if image is not None else None,
