@@ -68,3 +68,15 @@ def one_torch_thread() -> object:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def call_cli(args: list[str]) -> int:
+    """Run ``eosr ARGS`` in-process; the exit code (0 when the command returns normally)."""
+    from eosr.cli.main import main
+
+    try:
+        main(args)
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0
+

@@ -10,7 +10,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from eosr.cli.main import main
+from conftest import call_cli as call
 from eosr.degrade import Degradation
 
 
@@ -26,14 +26,6 @@ def write_real_s2(path: Path, hr: np.ndarray, dtype: str = "uint16", describe: b
         if describe:
             for i, b in enumerate(["B02", "B03", "B04", "B08"]):
                 ds.set_band_description(i + 1, b)
-
-
-def call(args: list[str]) -> int:
-    try:
-        main(args)
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
 
 
 def test_simulate_keeps_origin_crs_and_integer_scale(tmp_path, s2_10m, capsys):

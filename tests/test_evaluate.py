@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from rasterio.transform import from_origin
 
 import eosr
-from eosr.cli.main import main
+from conftest import call_cli as call
 from eosr.degrade import Degradation
 from eosr.errors import EosrError, GeoError, ScaleError, ShapeError
 from eosr.scene.evaluate import evaluate_files
@@ -164,14 +164,6 @@ def files(tmp_path: Path, triplet) -> dict[str, Path]:
     hr, lr, bic = triplet
     return {"hr": _tif(tmp_path / "hr.tif", hr, 10.0), "lr": _tif(tmp_path / "lr.tif", lr, 20.0),
             "sr": _tif(tmp_path / "sr.tif", bic, 10.0), "dir": tmp_path}
-
-
-def call(args: list[str]) -> int:
-    try:
-        main(args)
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
 
 
 def test_cli_writes_strict_json_and_georeferenced_maps(files, capsys) -> None:
