@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -282,3 +283,28 @@ def test_shipped_weights_are_listed_and_loadable(tmp_path, monkeypatch) -> None:
     assert M.describe_model("carn_m_s2_x2")["params"] == m.n_params()
     with pytest.raises(ModelError, match="x3 was requested"):
         M.get_model("carn_m_s2_x2", scale=3)
+
+
+def test_carn_bp_skip_starts_at_backprojection_and_declares_its_field(tmp_path: Path) -> None:
+    from eosr.models.backprojection import BackProjection, SpatialBackProjection
+    from eosr.models.registry import build_from_arch
+
+    kw = dict(global_skip=True, bp_skip=3, bp_sensor="sentinel2", bp_wald=True)
+    m = M.get_model("carn_m", scale=2, bands=list(S2_10M), channels=8, **kw).eval()
+    m.set_normalisation([0.05, 0.08, 0.07, 0.3], [0.02, 0.03, 0.04, 0.1])
+    lr = 0.05 + 0.3 * torch.rand(1, 4, 17, 23, generator=torch.Generator().manual_seed(0))
+    bp = BackProjection(2, list(S2_10M), sensor="sentinel2", wald=True, iterations=3)
+    with torch.no_grad():
+        assert float((m(lr) - bp(lr.double()).float()).abs().max()) < 1e-5  # zero exit: untrained = BP
+    assert isinstance(m.bp, SpatialBackProjection)
+    assert m.spec.receptive_field >= max(m.bp.receptive_field(), bp.spec.receptive_field)
+    # the option survives the architecture record (checkpoint JSON) and defaults stay untouched
+    assert build_from_arch(json.loads(json.dumps(m.arch))).bp is not None
+    assert M.get_model("carn_m", scale=2, n_bands=4, multi_scale=True).bp is None
+    with pytest.raises(ModelError, match="needs global_skip"):
+        M.get_model("carn_m", scale=2, bands=list(S2_10M), channels=8, bp_skip=2, bp_sensor="sentinel2")
+    pytest.importorskip("onnxruntime")
+    from eosr.models.export import export_onnx
+
+    rep = export_onnx(m, tmp_path / "m.onnx", height=20, width=20)
+    assert rep["max_abs_diff"] < 1e-4

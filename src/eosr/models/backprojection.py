@@ -15,6 +15,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from eosr.degrade.operator import Degradation
@@ -106,3 +107,68 @@ def backprojection(scale: int = 2, bands: Sequence[str] | None = None, n_bands: 
                    **kw: Any) -> BackProjection:
     """Iterative back-projection with the eosr operator (Irani & Peleg 1991); default operator MTF 0.3."""
     return BackProjection(scale, bands, n_bands, **kw)
+
+
+def _sym_pad(x: torch.Tensor, p: int, dim: int) -> torch.Tensor:
+    """Half-sample symmetric extension (b a | a b c | c b) by ``p`` along ``dim`` (traceable, ONNX-friendly)."""
+    if p == 0:
+        return x
+    n = x.shape[dim]
+    if p > n:  # tiny input: gather with periodic-symmetric indices (eager only)
+        from eosr.degrade.conv import symmetric_pad_index
+
+        return x.index_select(dim, symmetric_pad_index(int(n), p, p, x.device))
+    return torch.cat([x.narrow(dim, 0, p).flip(dim), x, x.narrow(dim, n - p, p).flip(dim)], dim)
+
+
+class SpatialBackProjection(torch.nn.Module):
+    """K back-projection steps x_{k+1} = x_k + step * up(y - D(x_k)), x_0 = up(y), in the spatial domain.
+
+    D is the operator's separable Gaussian PSF (the same taps as :meth:`Degradation.downsample`, bounded
+    support of ``kernel_length(sigma, r)`` HR taps, half-sample symmetric borders) as two depthwise strided
+    ``conv2d``; ``up`` is bicubic (pixel-is-area grid). So it equals :class:`BackProjection` up to float
+    rounding, is differentiable and exports to ONNX (no FFT). Its receptive field is bounded:
+    :meth:`receptive_field` LR pixels (Irani & Peleg 1991).
+    """
+
+    taps_y: torch.Tensor
+    taps_x: torch.Tensor
+
+    def __init__(self, operator: Degradation, n_bands: int, iterations: int, step: float = 1.0) -> None:
+        super().__init__()
+        from eosr.physics.psf import gaussian_taps
+
+        if operator.sigmas is None:
+            raise ModelError("spatial back-projection needs a Gaussian PSF operator (sigmas)")
+        if operator.shift != (0.0, 0.0):
+            raise ModelError("spatial back-projection needs an operator without sub-pixel shift")
+        if iterations < 0 or not (0 < step <= 2):
+            raise ModelError(f"back-projection needs iterations >= 0 and 0 < step <= 2, got {iterations}, {step}")
+        r = int(operator.scale)
+        sig = list(operator.sigmas) * n_bands if len(operator.sigmas) == 1 else list(operator.sigmas)
+        if len(sig) != n_bands:
+            raise ModelError(f"the operator has {len(sig)} band PSFs but the model has {n_bands} bands")
+        k = max(kernel_length(s, r) for s in sig)
+        taps = torch.tensor(np.stack([gaussian_taps(s, k) for s in sig]), dtype=torch.float32)
+        self.register_buffer("taps_y", taps[:, None, :, None].clone(), persistent=False)
+        self.register_buffer("taps_x", taps[:, None, None, :].clone(), persistent=False)
+        self.scale, self.iterations, self.step = r, int(iterations), float(step)
+        self.pad, self.n_bands, self.half_psf = (k - r) // 2, n_bands, k / (2 * r)
+
+    def receptive_field(self) -> int:
+        """Half-width (LR px) of the LR support of one output pixel: 2 + K (half PSF + 2) (bicubic: 2 px)."""
+        return int(math.ceil(RECEPTIVE["bicubic"] + self.iterations * (self.half_psf + RECEPTIVE["bicubic"])))
+
+    def downsample(self, x: torch.Tensor) -> torch.Tensor:
+        """D(x): separable PSF correlation sampled at the LR block centres (stride r)."""
+        c = self.n_bands
+        x = _sym_pad(_sym_pad(x, self.pad, -2), self.pad, -1)
+        x = torch.nn.functional.conv2d(x, self.taps_y.to(x.dtype), stride=(self.scale, 1), groups=c)
+        return torch.nn.functional.conv2d(x, self.taps_x.to(x.dtype), stride=(1, self.scale), groups=c)
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        """x_K for LR (B, C, h, w)."""
+        x = upsample(lr, self.scale, "bicubic")
+        for _ in range(self.iterations):
+            x = x + self.step * upsample(lr - self.downsample(x), self.scale, "bicubic")
+        return x

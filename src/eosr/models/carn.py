@@ -17,18 +17,30 @@ Options: ``global_skip`` adds the bicubic-interpolated (normalised) LR to the ou
 Dropout2d after each network-level cascade output (MC dropout); ``variance_head`` ("gaussian" or
 "laplace") adds an exit conv that predicts s per band and pixel (log sigma^2 or log b, in reflectance
 units), returned by ``model(lr, return_logvar=True)`` -> (sr, s) (Kendall & Gal, NeurIPS 2017).
+
+Back-projection skip (eosr addition, off by default so the published parameter counts hold): with
+``global_skip=True`` and ``bp_skip=K > 0`` the global skip is not bicubic but K iterations of back-projection
+x_{k+1} = x_k + step up(y - D(x_k)), x_0 = up(y) (Irani & Peleg 1991) through the sensor operator D given by
+``bp_sensor`` (+ ``bp_wald``; needs ``bands``) or ``bp_mtf`` (:func:`eosr.models.backprojection.make_operator`),
+so the network learns a residual over a physics-consistent (LR-consistent) estimate; the exit conv starts at
+zero, so the untrained model equals back-projection. The BP runs in the
+spatial domain (:class:`eosr.models.backprojection.SpatialBackProjection`: depthwise strided convs with the
+operator's bounded Gaussian taps, no FFT, no parameters), so it is exact, differentiable, ONNX-exportable,
+and its bounded support enters the declared receptive field: max(CNN field, 2 + K (half PSF + 2)) LR px.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from eosr.errors import ModelError
+from eosr.models.backprojection import SpatialBackProjection, make_operator
 from eosr.models.base import ModelSpec, SRNet, check_bands
 from eosr.physics.psf import check_scale
 
@@ -122,6 +134,11 @@ class CARN(SRNet):
         global_skip: bool = False,
         dropout: float = 0.0,
         variance_head: str | None = None,
+        bp_skip: int = 0,
+        bp_sensor: str | None = None,
+        bp_mtf: float | Sequence[float] | None = None,
+        bp_wald: bool = False,
+        bp_step: float = 1.0,
     ) -> None:
         r = check_scale(scale)
         if r not in (2, 3, 4):
@@ -136,11 +153,26 @@ class CARN(SRNet):
         if variance_head is not None and variance_head not in VARIANCE_HEADS:
             raise ModelError(f"variance_head must be one of {VARIANCE_HEADS} or None, got {variance_head!r}")
         name = "carn_m" if mobile else "carn"
-        kwargs = dict(scale=r, bands=list(names) if names else None, n_bands=n, channels=channels, group=g,
-                      multi_scale=multi_scale, global_skip=global_skip, dropout=dropout, variance_head=variance_head)
-        spec = ModelSpec(name=name, scale=r, bands=names, receptive_field=carn_receptive_field(r, mobile),
-                         extra={"kind": "single-image CNN", "paper": "Ahn, Kang, Sohn, ECCV 2018",
-                                "variance_head": variance_head, "dropout": dropout, "global_skip": global_skip})
+        kwargs: dict[str, Any] = dict(
+            scale=r, bands=list(names) if names else None, n_bands=n, channels=channels, group=g,
+            multi_scale=multi_scale, global_skip=global_skip, dropout=dropout, variance_head=variance_head)
+        rf = carn_receptive_field(r, mobile)
+        bp: SpatialBackProjection | None = None
+        extra: dict[str, Any] = {"kind": "single-image CNN", "paper": "Ahn, Kang, Sohn, ECCV 2018",
+                 "variance_head": variance_head, "dropout": dropout, "global_skip": global_skip}
+        if bp_skip:
+            if not global_skip:
+                raise ModelError("bp_skip needs global_skip=True (it replaces the bicubic global skip)")
+            if multi_scale:
+                raise ModelError("bp_skip works with single-scale models only (the operator has one scale)")
+            op = make_operator(r, names, sensor=bp_sensor, mtf=bp_mtf, wald=bp_wald)
+            bp = SpatialBackProjection(op, n, int(bp_skip), bp_step)
+            rf = max(rf, bp.receptive_field())
+            mtf = list(bp_mtf) if isinstance(bp_mtf, Sequence) else bp_mtf
+            kwargs.update(bp_skip=int(bp_skip), bp_sensor=bp_sensor, bp_mtf=mtf, bp_wald=bool(bp_wald),
+                          bp_step=float(bp_step))
+            extra.update(bp_skip=int(bp_skip), bp_operator=op.describe())
+        spec = ModelSpec(name=name, scale=r, bands=names, receptive_field=rf, extra=extra)
         super().__init__(spec, {"model": name, "kwargs": kwargs}, n)
         self.scale = r
         self.mobile = mobile
@@ -155,6 +187,11 @@ class CARN(SRNet):
         self.up = nn.ModuleDict({f"x{s}": _upsampler(ch, s, g) for s in scales})
         self.exit = nn.Conv2d(ch, n, 3, 1, 1)
         self.logvar = nn.Conv2d(ch, n, 3, 1, 1) if variance_head else None
+        self.bp = bp
+        if bp is not None:  # start from the physics-consistent estimate: the untrained model equals BP
+            nn.init.zeros_(self.exit.weight)
+            if self.exit.bias is not None:
+                nn.init.zeros_(self.exit.bias)
 
     def forward(
         self, lr: torch.Tensor, return_logvar: bool = False
@@ -171,7 +208,9 @@ class CARN(SRNet):
             o = self.drop(fuse(c))
         feat = self.up[f"x{self.scale}"](o)
         y = self.exit(feat)
-        if self.global_skip:
+        if self.bp is not None:
+            y = y + self.bp(x)  # BP is linear and preserves constants: BP(norm(lr)) = norm(BP(lr))
+        elif self.global_skip:
             y = y + F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
         sr = self.denormalise(y)
         if not return_logvar:

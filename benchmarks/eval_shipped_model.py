@@ -1,0 +1,118 @@
+"""Held-out bar table of the shipped ``carn_m_s2_x2`` model: model vs bicubic vs back-projection (best K).
+
+Data: the six BigEarthNet-S2 example patches (Sentinel-2 L2A, B02 B03 B04 B08 at 10 m, 120x120; never
+used for training), read from ``../shared/data/bigearthnet_s2_examples`` when that folder exists beside
+the checkout, else from the built-in sample (:mod:`eosr.data.samples`).
+Protocol: Wald x2 with the Sentinel-2 operator, ``Degradation.from_sensor("sentinel2", bands, 2,
+wald=True)``; LR noise: Gaussian sigma in {0, 0.001} reflectance (seed 1000 k + i for noise level k,
+patch i). Metrics (eosr.metrics, data_range 1, pooled over every pixel of every band of the 6 patches):
+``psnr``, ``psnr_high_gradient`` (stratum g >= q90 of the pooled HR gradient magnitude), ``hr_fidelity``
+and ``lr_fidelity`` (mean absolute, l1). Back-projection (Irani & Peleg 1991, true operator) is reported
+at its best iteration count K in 0..``--max-iter`` chosen ON THESE PATCHES (an oracle in BP's favour).
+
+Run (from the repository root): ``.venv/bin/python benchmarks/eval_shipped_model.py [--model NAME_OR_PATH]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+BANDS = ["B02", "B03", "B04", "B08"]
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "bigearthnet_s2_examples"
+
+
+def load_patches(folder: Path | None = None) -> list[np.ndarray]:
+    """The six BigEarthNet 10 m stacks (4, 120, 120) float32 reflectance, sorted by name."""
+    from eosr.data.s2bands import read_s2_band_folder, scene_folders
+    from eosr.data.samples import bigearthnet_dir
+
+    root = folder if folder is not None else (SHARED if SHARED.is_dir() else bigearthnet_dir())
+    out = []
+    for f in scene_folders(root):
+        r = read_s2_band_folder(f, BANDS)[10]
+        out.append(np.asarray(r.data, dtype=np.float32))
+    return out
+
+
+def metrics(sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, op: Any) -> dict[str, float]:
+    """PSNR, high-gradient PSNR, HR and LR fidelity of a batch (B, C, H, W), pooled (eosr.metrics)."""
+    from eosr.metrics.fidelity import hr_fidelity, lr_fidelity
+    from eosr.metrics.standard import psnr
+    from eosr.metrics.stratified import stratified_metrics
+
+    sr, hr, lr = sr.double(), hr.double(), lr.double()
+    st = stratified_metrics(sr, hr, metrics=("psnr",))
+    return {
+        "psnr": float(psnr(sr, hr).value),
+        "psnr_high_gradient": float(st["psnr_high_gradient"].value),
+        "hr_fidelity": float(hr_fidelity(sr, hr, op).value),
+        "lr_fidelity": float(lr_fidelity(sr, lr, op).value),
+    }
+
+
+def run(model_name: str = "carn_m_s2_x2", sigmas: tuple[float, ...] = (0.0, 0.001), max_iter: int = 30,
+        threads: int = 2) -> dict[str, Any]:
+    """The table as a dict: {sigma: {method: metrics}} plus the best BP iteration counts."""
+    from eosr.degrade import Degradation
+    from eosr.metrics.standard import psnr
+    from eosr.models import load_model
+    from eosr.models.backprojection import BackProjection
+    from eosr.models.interp import upsample
+
+    torch.set_num_threads(threads)
+    op = Degradation.from_sensor("sentinel2", BANDS, 2, wald=True)
+    hr = torch.from_numpy(np.stack(load_patches())).double()
+    lr_clean = op.downsample(hr)
+    model = load_model(model_name, scale=2, bands=BANDS)
+    bp = BackProjection(2, BANDS, operator=op, iterations=max_iter)
+    table: dict[str, Any] = {}
+    for k, s in enumerate(sigmas):
+        noise = torch.stack([torch.randn(lr_clean.shape[1:], generator=torch.Generator().manual_seed(1000 * k + i),
+                                         dtype=torch.float64) for i in range(lr_clean.shape[0])])
+        lr = lr_clean + s * noise
+        rows: dict[str, Any] = {"bicubic": metrics(upsample(lr, 2, "bicubic"), hr, lr, op)}
+        with torch.no_grad():
+            its = bp.iterates(lr)
+            scores = [float(psnr(x, hr).value) for x in its]
+            best = int(np.argmax(scores))
+            rows[f"backprojection (K={best})"] = metrics(its[best], hr, lr, op) | {"K": best}
+            sr = model(lr.float()).double()
+        rows[model_name] = metrics(sr, hr, lr, op)
+        table[f"sigma={s:g}"] = rows
+    return table
+
+
+def main() -> None:
+    """Print the bar table (markdown) and, with --json, the raw numbers."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="carn_m_s2_x2", help="shipped name or checkpoint path")
+    ap.add_argument("--max-iter", type=int, default=30)
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    table = run(a.model, max_iter=a.max_iter)
+    if a.json:
+        print(json.dumps(table, indent=1))
+        return
+    print("| noise sigma | method | PSNR dB | PSNR high-gradient dB | hr_fidelity (l1) | lr_fidelity (l1) |")
+    print("|---|---|---|---|---|---|")
+    for key, rows in table.items():
+        for name, m in rows.items():
+            print(f"| {key.split('=')[1]} | {name} | {m['psnr']:.3f} | {m['psnr_high_gradient']:.3f} | "
+                  f"{m['hr_fidelity']:.6f} | {m['lr_fidelity']:.6f} |")
+    for key, rows in table.items():
+        bic = rows["bicubic"]
+        bp = next(v for n, v in rows.items() if n.startswith("backprojection"))
+        mod = rows[a.model]
+        print(f"{key}: model - bicubic {mod['psnr'] - bic['psnr']:+.3f} dB, model - BP(best) "
+              f"{mod['psnr'] - bp['psnr']:+.3f} dB, high-gradient vs bicubic "
+              f"{mod['psnr_high_gradient'] - bic['psnr_high_gradient']:+.3f} dB")
+
+
+if __name__ == "__main__":
+    main()
