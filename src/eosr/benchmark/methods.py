@@ -1,18 +1,14 @@
-"""SR methods of a benchmark: registry models (``eosr.models.get_model``), baselines, or a folder of
-SR outputs produced elsewhere.
+"""SR methods of a benchmark: registry models (``eosr.models.get_model``: baselines, back-projection with
+the dataset's sensor operator, CNNs, shipped weights) or a folder of SR outputs produced elsewhere.
 
-Until the model registry is available, two baselines have private fallbacks here:
-- ``bicubic``: Keys' cubic convolution (a = -0.75, torch's kernel), pixel-is-area aligned
-  (``align_corners=False``: LR pixel centres sit at HR block centres), replicated borders.
-- ``backprojection``: iterative back-projection (Irani & Peleg, CVGIP 53(3), 1991) with the dataset's
-  sensor operator D: SR_0 = bicubic(LR), SR_{k+1} = SR_k + bicubic(LR - D(SR_k)), 10 iterations.
+:func:`bicubic` is the interpolated LR I of the frequency and hallucination metrics: Keys' cubic
+convolution (a = -0.75, torch's kernel), pixel-is-area aligned (``align_corners=False``: LR pixel centres
+sit at HR block centres), replicated borders, NaN filled with the mean first.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,33 +21,14 @@ import torch
 from eosr.benchmark.config import MethodConfig
 from eosr.errors import DataError, ModelError
 
-FALLBACKS = ("bicubic", "backprojection")
 _ALIASES = {"back_projection": "backprojection", "back-projection": "backprojection", "ibp": "backprojection"}
 
 
-def _registry() -> Any:
-    try:
-        return importlib.import_module("eosr.models")
-    except ModuleNotFoundError as e:  # pragma: no cover - the package exists, its registry may not yet
-        if e.name != "eosr.models":
-            raise
-        return None
-
-
-def registry_names() -> list[str]:
-    """Model names the registry knows (empty while ``eosr.models`` has no registry)."""
-    reg = _registry()
-    for fn_name in ("list_models", "available_models", "model_names"):
-        fn = getattr(reg, fn_name, None)
-        if callable(fn):
-            out = fn()
-            return sorted(str(getattr(m, "name", m)) for m in out)
-    return []
-
-
 def known_models() -> list[str]:
-    """Registry names plus the baseline fallbacks."""
-    return sorted(set(registry_names()) | set(FALLBACKS))
+    """Model names of the registry (architectures and shipped weights)."""
+    from eosr.models import list_models
+
+    return sorted(list_models())
 
 
 def _canonical(name: str) -> str:
@@ -95,23 +72,11 @@ def bicubic(lr: np.ndarray, scale: int) -> np.ndarray:
     return out[0].numpy()
 
 
-def backprojection(lr: np.ndarray, operator: Any, n_iter: int = 10) -> np.ndarray:
-    """Iterative back-projection with the sensor operator (Irani & Peleg 1991)."""
-    r = int(operator.scale)
-    sr = bicubic(lr, r).astype(np.float64)
-    lr64 = np.asarray(lr, dtype=np.float64)
-    for _ in range(n_iter):
-        sr = sr + bicubic((lr64 - np.asarray(operator.downsample(sr))).astype(np.float32), r)
-    return sr.astype(np.float32)
-
-
 def _get_registry_model(name: str, scale: int, sample: Any, options: dict[str, Any]) -> Any:
     """``eosr.models.get_model(name, scale=, bands=, **options)``; the sensor operator is passed as
     ``operator=`` to models that accept it (back-projection)."""
-    reg = _registry()
-    get_model = getattr(reg, "get_model", None)
-    if get_model is None:
-        raise ModelError(f"model {name!r} needs the model registry (eosr.models.get_model)")
+    from eosr.models import get_model
+
     kw = {"bands": list(sample.bands), **options}  # the config's options win over the dataset's bands
     try:
         return get_model(name, scale=scale, operator=sample.operator, **kw)
@@ -119,21 +84,6 @@ def _get_registry_model(name: str, scale: int, sample: Any, options: dict[str, A
         if "bad option" not in str(e) and "cannot be changed" not in str(e):
             raise
     return get_model(name, scale=scale, **kw)
-
-
-def _registry_usable(name: str) -> bool:
-    """Whether the registry lists ``name`` and its module imports (a listed model may not have landed yet)."""
-    if name not in registry_names():
-        return False
-    reg = _registry()
-    target = getattr(getattr(reg, "registry", None), "MODELS", {}).get(name)
-    if target is None:
-        return True
-    try:
-        importlib.import_module(target.split(":")[0])
-    except ModuleNotFoundError:
-        return name not in FALLBACKS
-    return True
 
 
 def _as_numpy(x: Any) -> np.ndarray:
@@ -173,7 +123,6 @@ def load_method(m: MethodConfig) -> Method:
 
     name = _canonical(str(m.model))
     opts = dict(m.options)
-    use_registry = _registry_usable(name)
     cache: dict[Any, Any] = {}
 
     def model_for(sample: Any) -> Any:
@@ -183,10 +132,6 @@ def load_method(m: MethodConfig) -> Method:
         return cache[k]
 
     def run_model(lr: np.ndarray, sample: Any) -> np.ndarray:
-        if not use_registry:
-            if name == "bicubic":
-                return bicubic(lr, sample.scale)
-            return backprojection(lr, sample.operator, int(opts.get("iterations", 10)))
         model = model_for(sample)
         if hasattr(model, "eval"):
             model.eval()
@@ -199,7 +144,7 @@ def load_method(m: MethodConfig) -> Method:
     def run_uncertainty(lr: np.ndarray, sample: Any) -> np.ndarray | None:
         """Predicted per-pixel std (C, H, W): the model's variance head, MC dropout, or a model's own
         ``predict_uncertainty(lr)``; None when the model offers none or ``uncertainty = "none"``."""
-        if not use_registry or m.uncertainty == "none":
+        if m.uncertainty == "none":
             return None
         from eosr.trust.uncertainty import has_variance_head, mc_dropout, predict_with_head
 
@@ -218,11 +163,8 @@ def load_method(m: MethodConfig) -> Method:
             out = out[-1]
         return _as_numpy(out)[0].astype(np.float32)
 
-    info: dict[str, Any] = {"kind": "registry" if use_registry else "fallback", "model": name}
-    extra: dict[str, Any] = {"impl": info["kind"]}
-    if use_registry:
-        spec = getattr(_registry(), "describe_model", None)
-        if callable(spec):
-            with contextlib.suppress(Exception):  # optional metadata
-                extra["spec"] = json.loads(json.dumps(spec(name), default=str))
+    from eosr.models import describe_model
+
+    info: dict[str, Any] = {"kind": "registry", "model": name}
+    extra: dict[str, Any] = {"impl": "registry", "spec": json.loads(json.dumps(describe_model(name), default=str))}
     return Method(m.name, method_key(m, extra), run_model, info, run_uncertainty)
