@@ -223,3 +223,45 @@ def test_dask_cluster_identical_to_single_process(s2_tif: tuple[Path, np.ndarray
     with rasterio.open(a) as da, rasterio.open(b) as db:
         np.testing.assert_array_equal(da.read(), db.read())
         assert da.transform == db.transform
+
+
+# ------------------------------------------------------- Sentinel-2 multi-resolution model on a band folder
+BEN_PATCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "bigearthnet_s2_examples" / \
+    "S2A_MSIL2A_20170613T101031_87_48"
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+def test_s2_multires_on_a_mixed_resolution_folder(tmp_path: Path, scale: int) -> None:
+    """10 m + 20 m band files in, 20 m bands at 10 m (x1) or every band at 5 m (x2) out; tiled == whole."""
+    from eosr.models import get_model
+    from eosr.scene.source import open_multires
+
+    if not BEN_PATCH.exists():
+        pytest.skip("real data missing")
+    torch.manual_seed(0)
+    model = get_model("s2_multires", scale=scale, features=8, blocks=1).eval()
+    out = super_resolve(BEN_PATCH, tmp_path / "sr.tif", model, tile=24, output_dtype="float32", progress=False)
+    want = model.spec.extra["output_bands"]
+    with rasterio.open(out) as ds, rasterio.open(next(BEN_PATCH.glob("*_B02.tif"))) as b02:
+        assert list(ds.descriptions) == want and ds.count == len(want)
+        assert (ds.height, ds.width) == (120 * scale, 120 * scale)
+        assert ds.crs == b02.crs and ds.transform.a == pytest.approx(b02.transform.a / scale)
+        assert (ds.transform.c, ds.transform.f) == (b02.transform.c, b02.transform.f)
+        got = ds.read()
+    src = open_multires(BEN_PATCH, model.spec.extra["bands_10m"], model.spec.extra["bands_20m"])
+    x10 = src.s10.read((0, 120, 0, 120))
+    x20 = src.s20.read((0, 60, 0, 60))
+    src.close()
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x10)[None], torch.from_numpy(x20)[None])[0].numpy()
+    np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
+
+
+def test_s2_multires_needs_a_band_folder_on_matching_grids(s2_tif: tuple[Path, np.ndarray], tmp_path: Path) -> None:
+    from eosr.models import get_model
+
+    with pytest.raises(DataError, match="folder of band files"):
+        super_resolve(s2_tif[0], tmp_path / "x.tif", "s2_multires", progress=False)
+    with pytest.raises(ScaleError, match="x1"):
+        super_resolve(BEN_PATCH, tmp_path / "x.tif", get_model("s2_multires", scale=1), scale=2, progress=False)
+    assert not (tmp_path / "x.tif").exists()

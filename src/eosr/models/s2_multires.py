@@ -92,11 +92,43 @@ class S2MultiRes(SRNet):
         base = x[:, self.n10:] if r == 1 else x
         return self.denormalise_out(base + y)
 
+    def packed(self) -> PackedS2MultiRes:
+        """This model as a single-input model on the 20 m grid (for tiled whole-scene SR)."""
+        return PackedS2MultiRes(self)
+
     def denormalise_out(self, y: torch.Tensor) -> torch.Tensor:
         """Back to reflectance with the statistics of the output bands."""
         if self.scale == 1:
             return y * self.norm_std[self.n10:, None, None] + self.norm_mean[self.n10:, None, None]
         return self.denormalise(y)
+
+
+class PackedS2MultiRes(nn.Module):
+    """:class:`S2MultiRes` with ONE input on the 20 m grid, so any single-input tiler can run it.
+
+    Input (B, 4 C10 + C20, h, w): the 10 m bands space-to-depth packed by 2 (``pixel_unshuffle``: channel
+    4 c + 2 i + j holds 10 m pixel (2 y + i, 2 x + j) of band c), then the 20 m bands. Output: the model's
+    output bands at 10/r m, i.e. scale 2 r relative to the 20 m grid (same origin, pixel-is-area).
+    """
+
+    def __init__(self, inner: S2MultiRes) -> None:
+        super().__init__()
+        self.inner = inner
+        r = inner.scale
+        out = list(inner.spec.extra["output_bands"])
+        self.n_in = 4 * inner.n10 + inner.n20
+        self.n_out_bands = len(out)
+        self.spec = ModelSpec(name="s2_multires", scale=2 * r, bands=tuple(out),
+                              receptive_field=int(math.ceil(inner.spec.receptive_field / 2)) + 1,
+                              version=inner.spec.version,
+                              extra={**inner.spec.extra, "packed": "10 m bands pixel_unshuffle(2) on the 20 m grid"})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Unpack and run the inner model: (B, 4 C10 + C20, h, w) -> (B, C_out, 2 r h, 2 r w)."""
+        if x.ndim != 4 or x.shape[1] != self.n_in:
+            raise ShapeError(f"packed s2_multires expects (B, {self.n_in}, h, w), got {tuple(x.shape)}")
+        k = 4 * self.inner.n10
+        return self.inner(F.pixel_shuffle(x[:, :k], 2), x[:, k:])
 
 
 def s2_multires(scale: int = 1, bands: Sequence[str] | None = None, n_bands: int | None = None,

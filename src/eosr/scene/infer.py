@@ -39,7 +39,8 @@ def predict_array(model: Any, x: np.ndarray, *, uncertainty: bool = False) -> np
     r, rf = model_scale(model), receptive_field(model)
     c, h, w = x.shape
     bad = np.isnan(x).any(axis=0)
-    n_out = 2 * c if uncertainty else c
+    c_out = int(getattr(model, "n_out_bands", 0) or c)  # multi-resolution models change the band count
+    n_out = 2 * c_out if uncertainty else c_out
     if bad.all():
         return np.full((n_out, h * r, w * r), np.nan, dtype=np.float32)
     src = np.where(bad[None], np.float32(0), x) if bad.any() else x

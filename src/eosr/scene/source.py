@@ -200,3 +200,68 @@ def _open_folder(p: Path, bands: Sequence[str | int] | None) -> SceneSource:
     s, o = default_dn_scale(dt, [sc], [off])
     return SceneSource(tuple(str(files[n]) for n in sel), tuple((k, 1) for k in range(len(sel))), tuple(sel),
                        tuple(sel), grid[2], grid[3], crs, tr, dt, tuple(info[n][1] for n in sel), s, o)
+
+
+@dataclass
+class PackedSource:
+    """A Sentinel-2 10 m + 20 m band folder as ONE source on the 20 m grid (for multi-resolution models).
+
+    ``read(window)`` (20 m pixels) returns the 10 m bands of the same footprint space-to-depth packed by
+    2 (channel 4 c + 2 i + j = 10 m pixel (2 y + i, 2 x + j) of band c, as ``torch.pixel_unshuffle``),
+    followed by the 20 m bands: (4 C10 + C20, h, w) float32 reflectance, NaN = nodata.
+    """
+
+    s10: SceneSource
+    s20: SceneSource
+
+    def __getattr__(self, name: str) -> Any:  # grid, dtype, DN scale: those of the 20 m bands
+        if name in ("s10", "s20") or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.s20, name)
+
+    @property
+    def count(self) -> int:
+        """Packed channel count 4 C10 + C20."""
+        return 4 * self.s10.count + self.s20.count
+
+    @property
+    def nodata(self) -> tuple[float | None, ...]:
+        """Nodata values of every file (10 m files first)."""
+        return self.s10.nodata + self.s20.nodata
+
+    def read(self, window: Window) -> np.ndarray:
+        """The packed window (see the class docstring)."""
+        r0, r1, c0, c1 = window
+        a10 = self.s10.read((2 * r0, 2 * r1, 2 * c0, 2 * c1))
+        c, h, w = a10.shape
+        packed = a10.reshape(c, h // 2, 2, w // 2, 2).transpose(0, 2, 4, 1, 3).reshape(4 * c, h // 2, w // 2)
+        return np.concatenate([packed, self.s20.read(window)])
+
+    def close(self) -> None:
+        """Close the datasets of this process."""
+        self.s10.close()
+        self.s20.close()
+
+
+def open_multires(path: str | os.PathLike[str], bands_10m: Sequence[str], bands_20m: Sequence[str]) -> PackedSource:
+    """Open the 10 m and 20 m bands of a band folder as one :class:`PackedSource` on the 20 m grid.
+
+    The groups must share CRS, origin and footprint with exactly twice the pixel size (GDAL pixel-is-area).
+    """
+    p = Path(path)
+    if not p.is_dir():
+        raise DataError(f"a multi-resolution model needs a folder of band files (*_B05.tif), got {p}")
+    s10, s20 = _open_folder(p, list(bands_10m)), _open_folder(p, list(bands_20m))
+    t10, t20 = s10.transform, s20.transform
+    px10, px20 = abs(float(t10.a)), abs(float(t20.a))
+    if s10.crs != s20.crs:
+        raise GeoError(f"{p}: 10 m and 20 m bands: CRS mismatch ({s10.crs} vs {s20.crs})")
+    if abs(px20 - 2 * px10) > 1e-6 * px20:
+        raise GeoError(f"{p}: pixel sizes {px10:g} m and {px20:g} m are not in the ratio 1:2")
+    if abs(t10.c - t20.c) > 1e-3 * px10 or abs(t10.f - t20.f) > 1e-3 * px10:
+        raise GeoError(f"{p}: origins of the 10 m and 20 m bands differ: ({t10.c}, {t10.f}) vs ({t20.c}, {t20.f})")
+    if (s10.height, s10.width) != (2 * s20.height, 2 * s20.width):
+        raise GeoError(f"{p}: footprints differ: 10 m {s10.height}x{s10.width} px vs 20 m {s20.height}x{s20.width} px")
+    if s10.dtype != s20.dtype or (s10.dn_scale, s10.dn_offset) != (s20.dn_scale, s20.dn_offset):
+        raise DataError(f"{p}: 10 m and 20 m bands differ in data type or DN scale")
+    return PackedSource(s10, s20)

@@ -75,6 +75,28 @@ def _resolve(model: Any, source_names: Sequence[str], n_bands: int, scale: Any) 
     return model
 
 
+def _multires(model: Any, scale: Any, bands: Sequence[str | int] | None) -> Any:
+    """The packed single-input form of a Sentinel-2 multi-resolution model, or None for other models.
+
+    ``scale`` is relative to the 10 m grid (1: the 20 m bands at 10 m; r: every band at 10/r m); ``bands``
+    lists the 10 m and 20 m bands to use (default: the model's).
+    """
+    from eosr.models.s2_multires import PackedS2MultiRes, S2MultiRes
+
+    if isinstance(model, PackedS2MultiRes):
+        return model
+    if isinstance(model, str) and model.strip().lower() == "s2_multires":
+        from eosr.models import get_model
+
+        names = [str(b) for b in bands] if bands else None
+        model = get_model("s2_multires", scale=check_scale(scale) if scale is not None else 1, bands=names)
+    if not isinstance(model, S2MultiRes):
+        return None
+    if scale is not None and check_scale(scale) != model.scale:
+        raise ScaleError(f"model s2_multires works at x{model.scale} (relative to 10 m), not the requested x{scale}")
+    return model.packed()
+
+
 def _inference_mode(model: Any, uncertainty: bool) -> None:
     """Put a torch module in eval mode (models of the registry come in training mode); uncertainty
     models manage their own mode (e.g. MC dropout) in ``forward_with_uncertainty``."""
@@ -234,14 +256,24 @@ def super_resolve(
     """
     import rasterio
 
-    src = open_source(in_path, bands)
     out = Path(out_path)
     if out.exists() and out.is_dir():
         raise DataError(f"output path is a folder: {out}")
     if Path(in_path).resolve() == out.resolve():
         raise DataError(f"output would overwrite the input: {out}")
     check_writable(out)
-    model = _resolve(model, src.band_names, src.count, scale)
+    packed = _multires(model, scale, bands)
+    if packed is not None:  # 10 m + 20 m bands of a folder, packed on the 20 m grid
+        from eosr.scene.source import open_multires
+
+        model = packed
+        src: Any = open_multires(in_path, packed.inner.spec.extra["bands_10m"], packed.inner.spec.extra["bands_20m"])
+        out_names = list(packed.spec.bands)
+    else:
+        src = open_source(in_path, bands)
+        model = _resolve(model, src.band_names, src.count, scale)
+        out_names = [src.descriptions[b] or (src.band_names[b] if _described(src.band_names) else "")
+                     for b in range(src.count)]
     plan = _plan(src.height, src.width, model, tile, overlap)
     _inference_mode(model, uncertainty)
     r = plan.scale
@@ -261,7 +293,7 @@ def super_resolve(
             "eosr_model_version": getattr(spec, "version", "?"), "eosr_scale": r, "eosr_tile": plan.tile,
             "eosr_overlap": plan.overlap, "eosr_receptive_field": plan.receptive_field,
             "eosr_tiling_exact": plan.exact, "eosr_source": Path(in_path).name}
-    h, w, c = src.height * r, src.width * r, src.count
+    h, w, c = src.height * r, src.width * r, len(out_names)
     profile = dict(driver="GTiff", width=w, height=h, count=c, crs=src.crs, transform=hr_transform(src.transform, r),
                    tiled=True, blockxsize=256, blockysize=256, BIGTIFF="IF_SAFER")
     paths = [out] + ([uncertainty_path(out)] if uncertainty else [])
@@ -285,8 +317,7 @@ def super_resolve(
                 _run_tiles(plan, model, src, Blender(plan, sink), uncertainty=uncertainty, workers=workers,
                            scheduler=scheduler, progress=progress)
                 for k, ds in enumerate(dss):
-                    for b in range(c):
-                        name = src.descriptions[b] or (src.band_names[b] if _described(src.band_names) else "")
+                    for b, name in enumerate(out_names):
                         if name:
                             ds.set_band_description(b + 1, name + ("_std" if k else ""))
                     if k == 0 and (is_int or (dn_scale, dn_offset) != (1.0, 0.0)):
