@@ -13,7 +13,8 @@ Which metrics (names as in the JSON; definitions in docs/metrics.md):
   ``{psnr,rmse,mae,ssim}_aligned``; ``effective_resolution_px``;
 - with HR and LR (or an operator to simulate it): ``frr`` (+ over/undershoot),
   ``hallucination``, ``omission``, ``improvement``;
-- ``lpips`` only when ``lpips_weights`` points to a local file.
+- ``lpips`` only when ``lpips_weights`` is a local weights file, or "alex" / "vgg" for the weights
+  assembled offline from installed pip packages (``eosr.metrics.perceptual.default_lpips_weights``).
 
 The interpolated LR I is bicubic on the pixel-is-area grid (``torch.nn.functional.interpolate``,
 ``align_corners=False``, Keys a = -0.75). Computation runs in float64 up to 2^22 values per image and
@@ -353,7 +354,7 @@ def evaluate(
             keep_map("uncertainty", u)
 
     if lpips_weights is not None:
-        from eosr.metrics.perceptual import lpips
+        from eosr.metrics.perceptual import default_lpips_weights, lpips
 
         if h is None:
             skipped["lpips"] = "needs HR"
@@ -364,7 +365,9 @@ def evaluate(
                 if not all(b in idx for b in ("B04", "B03", "B02")):
                     raise SensorError("LPIPS on more than 3 bands needs B04, B03 and B02 among the bands")
                 rgb = (idx["B04"], idx["B03"], idx["B02"])
-            add(lpips(s, h, weights_path=lpips_weights, data_range=data_range, mask=m, rgb=rgb))
+            lp_net = lpips_weights if lpips_weights in ("alex", "vgg") else "alex"
+            lp_path = default_lpips_weights(lp_net) if lpips_weights in ("alex", "vgg") else lpips_weights
+            add(lpips(s, h, weights_path=lp_path, net=lp_net, data_range=data_range, mask=m, rgb=rgb))
 
     info: dict[str, Any] = {
         "scale": r,
