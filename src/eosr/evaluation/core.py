@@ -291,14 +291,19 @@ def evaluate(
             del err
 
         # registration, radiometry and compensated metrics (one alignment per item, reused)
-        reg = registration.registration_metrics(s.numpy(), h.numpy(), mask=None if m is None else m.numpy())
+        items = [(s, h, m)] if s.ndim == 3 else [(s[i], h[i], None if m is None else m[i]) for i in range(s.shape[0])]
+        als = [registration.estimate_alignment(si.numpy(), hi.numpy(), mask=None if mi is None else mi.numpy())
+               for si, hi, mi in items]
+        reg = registration.registration_metrics(s.numpy(), h.numpy(), mask=None if m is None else m.numpy(),
+                                                alignments=als)
         for k, v in reg.items():
             add(v, k)
-        items = [(s, h, m)] if s.ndim == 3 else [(s[i], h[i], None if m is None else m[i]) for i in range(s.shape[0])]
         comp: list[np.ndarray] = []
         cvalid: list[np.ndarray] = []
-        for si, hi, mi in items:
-            o, ok, _ = registration.align(si.numpy(), hi.numpy(), mask=None if mi is None else mi.numpy())
+        for (si, _, mi), al in zip(items, als, strict=True):
+            o, ok = registration.apply_alignment(si.numpy(), al)  # as registration.align, without re-estimating
+            if mi is not None:
+                ok &= mi.numpy()
             comp.append(o)
             cvalid.append(ok)
         s_al = np.stack(comp) if s.ndim == 4 else comp[0]
@@ -318,10 +323,11 @@ def evaluate(
                     s, h, interp, mask=m, data_range=data_range).items()})
             except EosrError as e:
                 skipped["frr"] = str(e)
-            hs = h.numpy().astype(np.float64)
-            it = interp.numpy().astype(np.float64)
+            npdt = np.float64 if dtype == torch.float64 else np.float32  # float32 above FLOAT64_LIMIT (memory)
+            hs = h.numpy().astype(npdt, copy=False)
+            it = interp.numpy().astype(npdt, copy=False)
             valid = v_al & np.isfinite(hs) & np.isfinite(it)
-            dmaps, sums = detail_decomposition(s_al.astype(np.float64), hs, it, valid)
+            dmaps, sums = detail_decomposition(s_al.astype(npdt, copy=False), hs, it, valid)
             del hs, it
             axes = (0,) if s.ndim == 4 else ()
             tot = {k: (v.sum(axis=axes) if axes else v) for k, v in sums.items()}

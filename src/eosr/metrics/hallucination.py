@@ -77,14 +77,14 @@ def detail_decomposition(
     st = np.sign(t)
     c = st * np.clip(a * st, 0.0, np.abs(t))
     ok = valid & np.isfinite(t) & np.isfinite(a)
-    nan = np.float64(np.nan)
+    nan = np.asarray(np.nan, dtype=t.dtype)  # maps keep the inputs' precision (float32 in: float32 maps)
     maps = {
         "improvement": np.where(ok, np.abs(c), nan),
         "hallucination": np.where(ok, np.abs(a - c), nan),
         "omission": np.where(ok, np.abs(t - c), nan),
     }
-    sums = {k: np.nansum(v, axis=(-2, -1)) for k, v in maps.items()}
-    sums["truth"] = np.where(ok, np.abs(t), 0.0).sum(axis=(-2, -1))
+    sums = {k: np.nansum(v, axis=(-2, -1), dtype=np.float64) for k, v in maps.items()}
+    sums["truth"] = np.where(ok, np.abs(t), np.asarray(0.0, dtype=t.dtype)).sum(axis=(-2, -1), dtype=np.float64)
     return maps, sums
 
 

@@ -28,6 +28,7 @@ distortions, so eosr reports them as numbers of their own.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -269,18 +270,26 @@ def _item_masks(mask: Any, n: int, shape: tuple[int, ...]) -> list[Any]:
 
 
 def registration_metrics(
-    sr: Any, hr: Any, *, mask: Any = None, lowpass_sigma: float = LOWPASS_SIGMA
+    sr: Any, hr: Any, *, mask: Any = None, lowpass_sigma: float = LOWPASS_SIGMA,
+    alignments: Sequence[Alignment] | None = None,
 ) -> dict[str, MetricResult]:
     """``shift_x_px``, ``shift_y_px``, ``gain``, ``bias`` as :class:`MetricResult` (value and per band).
 
     For a batch (B, C, H, W) each item is registered alone; ``value`` is the mean over items and the
     items' values are listed in ``extra["per_item"]``. Not differentiable (values are floats).
+    ``alignments``: the items' :func:`estimate_alignment` results when the caller already has them
+    (one per item, same inputs and ``lowpass_sigma``), so the registration is not computed twice.
     """
     prepare(sr, hr, mask=mask)  # shape and validity checks with the standard messages
     items_s, items_h = _items(sr), _items(hr)
     masks = _item_masks(mask, len(items_s), items_s[0].shape)
-    als = [estimate_alignment(s, h, mask=m, lowpass_sigma=lowpass_sigma)
-           for s, h, m in zip(items_s, items_h, masks, strict=True)]
+    if alignments is not None:
+        if len(alignments) != len(items_s):
+            raise ShapeError(f"{len(alignments)} alignments for {len(items_s)} items")
+        als = list(alignments)
+    else:
+        als = [estimate_alignment(s, h, mask=m, lowpass_sigma=lowpass_sigma)
+               for s, h, m in zip(items_s, items_h, masks, strict=True)]
     rows = {
         SHIFT_X: ([a.shift_x for a in als], [a.band_shift[:, 1] for a in als]),
         SHIFT_Y: ([a.shift_y for a in als], [a.band_shift[:, 0] for a in als]),
