@@ -134,6 +134,7 @@ def lpips(
 ) -> MetricResult:
     """LPIPS distance (lower is better, 0 for identical images) with weights read from ``weights_path``.
 
+    ``weights_path``: e.g. :func:`default_lpips_weights` (assembled offline from installed packages).
     Without a path this raises :class:`eosr.errors.DataError` saying how to enable it (eosr never
     downloads). Invalid pixels (NaN or outside ``mask``) are set to the same value in both images
     before the network sees them. ``value`` is the mean over batch items; ``extra["per_item"]`` lists
@@ -141,8 +142,8 @@ def lpips(
     """
     if weights_path is None:
         raise DataError(
-            "LPIPS needs local weights: pass weights_path=<lpips_alex.safetensors> (an lpips.LPIPS state dict "
-            "saved with safetensors); eosr never downloads weights"
+            "LPIPS needs local weights: pass weights_path=default_lpips_weights(net) (built offline after "
+            f"`{LPIPS_HOW_TO_ENABLE}`) or an lpips.LPIPS state dict saved with safetensors; eosr never downloads"
         )
     p = Path(weights_path)
     if not p.is_file():
