@@ -196,6 +196,10 @@ def test_built_lpips_weights_layout_and_cache(cache: Path, net: str, tmp_path: P
         assert float(sd[f"lin{k}.model.1.weight"].min()) >= 0  # v0.1 heads are clamped non-negative
     other = P.build_lpips_weights(net, dst=tmp_path / "mine.safetensors")
     assert other == tmp_path / "mine.safetensors" and load_file(str(other)).keys() == sd.keys()
+    assert P.lpips_net_of(other) == net  # a weights path given to eosr.evaluate is read with its own backbone
+    (tmp_path / "bad.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ModelError, match="cannot read LPIPS weights"):
+        P.lpips_net_of(tmp_path / "bad.safetensors")
 
 
 @needs_lpips

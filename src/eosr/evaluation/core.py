@@ -360,7 +360,7 @@ def evaluate(
             keep_map("uncertainty", u)
 
     if lpips_weights is not None:
-        from eosr.metrics.perceptual import default_lpips_weights, lpips
+        from eosr.metrics.perceptual import default_lpips_weights, lpips, lpips_net_of
 
         if h is None:
             skipped["lpips"] = "needs HR"
@@ -371,7 +371,7 @@ def evaluate(
                 if not all(b in idx for b in ("B04", "B03", "B02")):
                     raise SensorError("LPIPS on more than 3 bands needs B04, B03 and B02 among the bands")
                 rgb = (idx["B04"], idx["B03"], idx["B02"])
-            lp_net = lpips_weights if lpips_weights in ("alex", "vgg") else "alex"
+            lp_net = lpips_weights if lpips_weights in ("alex", "vgg") else lpips_net_of(lpips_weights)
             lp_path = default_lpips_weights(lp_net) if lpips_weights in ("alex", "vgg") else lpips_weights
             add(lpips(s, h, weights_path=lp_path, net=lp_net, data_range=data_range, mask=m, rgb=rgb))
 

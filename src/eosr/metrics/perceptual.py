@@ -86,6 +86,20 @@ def lpips_arch(net: str) -> list[list[tuple[Any, ...]]]:
 
 
 @functools.lru_cache(maxsize=4)
+def lpips_net_of(path: str | os.PathLike[str]) -> str:
+    """The backbone ("alex" or "vgg") of an LPIPS weights file, from its keys (VGG16's first stage has
+    two convs: ``net.slice1.2.weight``)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            keys = set(f.keys())
+    except Exception as e:  # safetensors raises several types for missing or corrupt files
+        raise ModelError(f"cannot read LPIPS weights {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+                         ) from None
+    return "vgg" if "net.slice1.2.weight" in keys else "alex"
+
+
 def _load(path: str, mtime: float, net: str) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
