@@ -3,6 +3,8 @@ on real Sentinel-2 patches, and the CLI's one-line errors."""
 
 from __future__ import annotations
 
+import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -204,6 +206,20 @@ class _Kill(Exception):
     pass
 
 
+_KILL9 = """
+import json, os, signal
+from pathlib import Path
+from eosr.train.config import parse_config
+from eosr.train.loop import train
+
+def kill(step, loss):
+    if step == 5:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+train(parse_config(json.loads(Path({doc!r}).read_text()), Path({base!r})), on_step=kill)
+"""
+
+
 def test_resume_after_interruption_matches_uninterrupted(tmp_path: Path, real_data: None) -> None:
     """Interrupt mid-epoch 2 (after global step 5 of 3 x 3; states every 2 steps), resume, compare."""
     doc = small_doc(tmp_path / "full", epochs=3, checkpoint_every=2)
@@ -224,6 +240,17 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path: Path, real_da
     wf, wr = _weights(full.model), _weights(res.model)
     assert all(torch.equal(wf[k], wr[k]) for k in wf)
     assert [h["val"] for h in full.history] == [h["val"] for h in res.history]
+    # a real kill -9 (no exception handler, no finally) mid-epoch 2 of a separate process, then resume
+    killed = small_doc(tmp_path / "killed", epochs=3, checkpoint_every=2)
+    doc_json = tmp_path / "killed.json"
+    doc_json.write_text(json.dumps(killed))
+    proc = subprocess.run([sys.executable, "-c", _KILL9.format(doc=str(doc_json), base=str(tmp_path))],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-500:]
+    res9 = train(parse_config(killed, tmp_path), splits=sp)
+    assert res9.resumed_from_step == 4
+    w9 = _weights(res9.model)
+    assert all(torch.equal(wf[k], w9[k]) for k in wf)
     # a state from another config is refused; --restart (resume=False) starts over
     other = small_doc(tmp_path / "cut", epochs=3, checkpoint_every=2, seed=7)
     with pytest.raises(ConfigError, match="another configuration"):
