@@ -136,10 +136,13 @@ def _window_stats(p: Prepared, win_size: int, sigma: float) -> tuple[tuple[torch
     """
     sr, hr = (zero_invalid(t, p.valid) for t in p.tensors)
     g = gaussian_window(win_size, sigma, sr.dtype)
-    b = sr.shape[0]
-    stack = torch.cat([sr, hr, sr * sr, hr * hr, sr * hr])
-    f = _filter_valid(stack, g)
-    mu_x, mu_y, xx, yy, xy = f.split(b)
+    # one moment at a time into a preallocated output: the FFT temporaries cover one (B, C, H, W)
+    # tensor instead of all five (peak memory ~3x lower for large images; same values)
+    h, w = sr.shape[-2:]
+    f = torch.empty((5, *sr.shape[:-2], h - win_size + 1, w - win_size + 1), dtype=sr.dtype)
+    for k, make in enumerate((lambda: sr, lambda: hr, lambda: sr * sr, lambda: hr * hr, lambda: sr * hr)):
+        f[k] = _filter_valid(make(), g)
+    mu_x, mu_y, xx, yy, xy = f.unbind(0)
     var_x = xx - mu_x * mu_x
     var_y = yy - mu_y * mu_y
     cov = xy - mu_x * mu_y
