@@ -83,8 +83,10 @@ def detail_decomposition(
         "hallucination": np.where(ok, np.abs(a - c), nan),
         "omission": np.where(ok, np.abs(t - c), nan),
     }
-    sums = {k: np.nansum(v, axis=(-2, -1), dtype=np.float64) for k, v in maps.items()}
-    sums["truth"] = np.where(ok, np.abs(t), np.asarray(0.0, dtype=t.dtype)).sum(axis=(-2, -1), dtype=np.float64)
+    sums: dict[str, np.ndarray] = {k: np.asarray(np.nansum(v, axis=(-2, -1), dtype=np.float64))
+                                   for k, v in maps.items()}
+    sums["truth"] = np.asarray(np.where(ok, np.abs(t), np.asarray(0.0, dtype=t.dtype)).sum(axis=(-2, -1),
+                                                                                          dtype=np.float64))
     return maps, sums
 
 
