@@ -85,7 +85,31 @@ def lpips_arch(net: str) -> list[list[tuple[Any, ...]]]:
     return _ARCH[net]
 
 
-@functools.lru_cache(maxsize=4)
+def _three_bands(sr: Any, hr: Any, mask: Any, rgb: tuple[int, int, int] | None, name: str
+                 ) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
+    """(prepared inputs, SR tensor, SR and HR as 3 bands with invalid pixels zeroed, validity (B, 1, H, W),
+    the band indices used).
+
+    3 bands are used as is, 1 band is repeated, other counts need ``rgb`` band indices.
+    """
+    prep = prepare(sr, hr, mask=mask)
+    s, h = prep.tensors
+    c = s.shape[1]
+    if rgb is not None:
+        if len(rgb) != 3 or not all(0 <= i < c for i in rgb):
+            raise ShapeError(f"rgb must name 3 band indices in 0..{c - 1}, got {rgb}")
+        idx = list(rgb)
+    elif c == 3:
+        idx = [0, 1, 2]
+    elif c == 1:
+        idx = [0, 0, 0]
+    else:
+        raise ShapeError(f"{name} sees 3 bands; the image has {c}: pass rgb=(r, g, b) band indices")
+    valid = prep.valid[:, idx].all(dim=1, keepdim=True)
+    fill = torch.zeros((), dtype=s.dtype)
+    return prep, s, torch.where(valid, s[:, idx], fill), torch.where(valid, h[:, idx], fill), valid, idx
+
+
 def lpips_net_of(path: str | os.PathLike[str]) -> str:
     """The backbone ("alex" or "vgg") of an LPIPS weights file, from its keys (VGG16's first stage has
     two convs: ``net.slice1.2.weight``)."""
@@ -100,6 +124,7 @@ def lpips_net_of(path: str | os.PathLike[str]) -> str:
     return "vgg" if "net.slice1.2.weight" in keys else "alex"
 
 
+@functools.lru_cache(maxsize=4)
 def _load(path: str, mtime: float, net: str) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -164,23 +189,7 @@ def lpips(
         raise DataError(f"LPIPS weights not found: {p}")
     if not data_range > 0:
         raise ShapeError(f"data_range must be > 0, got {data_range}")
-    prep = prepare(sr, hr, mask=mask)
-    s, h = prep.tensors
-    c = s.shape[1]
-    if rgb is not None:
-        if len(rgb) != 3 or not all(0 <= i < c for i in rgb):
-            raise ShapeError(f"rgb must name 3 band indices in 0..{c - 1}, got {rgb}")
-        idx = list(rgb)
-    elif c == 3:
-        idx = [0, 1, 2]
-    elif c == 1:
-        idx = [0, 0, 0]
-    else:
-        raise ShapeError(f"LPIPS sees 3 bands; the image has {c}: pass rgb=(r, g, b) band indices")
-    valid = prep.valid[:, idx].all(dim=1, keepdim=True)
-    fill = torch.zeros((), dtype=s.dtype)
-    x = torch.where(valid, s[:, idx], fill)
-    y = torch.where(valid, h[:, idx], fill)
+    prep, s, x, y, valid, idx = _three_bands(sr, hr, mask, rgb, "LPIPS")
     sd = _load(str(p.resolve()), p.stat().st_mtime, net)
     shift = torch.tensor(_SHIFT, dtype=s.dtype).view(1, 3, 1, 1)
     scale = torch.tensor(_SCALE, dtype=s.dtype).view(1, 3, 1, 1)
@@ -474,23 +483,8 @@ def dists(
         raise DataError(f"DISTS weights not found: {p}")
     if not data_range > 0:
         raise ShapeError(f"data_range must be > 0, got {data_range}")
-    prep = prepare(sr, hr, mask=mask)
-    s, h = prep.tensors
-    c = s.shape[1]
-    if rgb is not None:
-        if len(rgb) != 3 or not all(0 <= i < c for i in rgb):
-            raise ShapeError(f"rgb must name 3 band indices in 0..{c - 1}, got {rgb}")
-        idx = list(rgb)
-    elif c == 3:
-        idx = [0, 1, 2]
-    elif c == 1:
-        idx = [0, 0, 0]
-    else:
-        raise ShapeError(f"DISTS sees 3 bands; the image has {c}: pass rgb=(r, g, b) band indices")
-    valid = prep.valid[:, idx].all(dim=1, keepdim=True)
-    fill = torch.zeros((), dtype=s.dtype)
-    x = torch.where(valid, s[:, idx], fill) / data_range
-    y = torch.where(valid, h[:, idx], fill) / data_range
+    prep, s, x, y, valid, idx = _three_bands(sr, hr, mask, rgb, "DISTS")
+    x, y = x / data_range, y / data_range
     sd = _load_dists(str(p.resolve()), p.stat().st_mtime)
     mean = torch.tensor(_IMAGENET_MEAN, dtype=s.dtype).view(1, 3, 1, 1)
     std = torch.tensor(_IMAGENET_STD, dtype=s.dtype).view(1, 3, 1, 1)
