@@ -9,8 +9,7 @@ Submodules load on first use, so ``import eosr.benchmark`` stays light.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from eosr._lazy import lazy_exports
 
 _EXPORTS = {
     "run_benchmark": "eosr.benchmark.runner",
@@ -25,10 +24,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'eosr.benchmark' has no attribute {name!r}")
+__getattr__ = lazy_exports("eosr.benchmark", _EXPORTS)
 
 
 __all__ = sorted(_EXPORTS)

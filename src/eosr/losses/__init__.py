@@ -7,8 +7,7 @@ an optional validity mask, and treats NaN as nodata. Submodules are imported laz
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from eosr._lazy import lazy_exports
 
 _EXPORTS = {
     "l1_loss": "pixel",
@@ -32,7 +31,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"eosr.losses.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'eosr.losses' has no attribute {name!r}")
+__getattr__ = lazy_exports("eosr.losses", _EXPORTS)

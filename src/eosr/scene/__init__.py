@@ -1,13 +1,12 @@
 """Whole scenes: tiled super-resolution of GeoTIFF/COG, windowed simulation, exact metric aggregation.
 
 Public API (imported lazily): :func:`super_resolve`, :func:`super_resolve_array`,
-:func:`simulate_file`, :class:`PixelStats`, :func:`windowed_pixel_stats`.
+:func:`simulate_file`, :func:`evaluate_files`, :class:`PixelStats`, :func:`windowed_pixel_stats`.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from eosr._lazy import lazy_exports
 
 _EXPORTS = {
     "super_resolve": "eosr.scene.sr",
@@ -17,12 +16,11 @@ _EXPORTS = {
     "windowed_pixel_stats": "eosr.scene.aggregate",
     "TilePlan": "eosr.scene.tiling",
     "open_source": "eosr.scene.source",
+    "open_multires": "eosr.scene.source",
+    "evaluate_files": "eosr.scene.evaluate",
 }
 
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'eosr.scene' has no attribute {name!r}")
+__getattr__ = lazy_exports("eosr.scene", _EXPORTS)

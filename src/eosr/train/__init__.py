@@ -8,8 +8,7 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from eosr._lazy import lazy_exports
 
 _EXPORTS = {
     "TrainConfig": "config",
@@ -25,7 +24,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"eosr.train.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'eosr.train' has no attribute {name!r}")
+__getattr__ = lazy_exports("eosr.train", _EXPORTS)

@@ -14,16 +14,50 @@ Submodules (import what you need; nothing heavy is imported eagerly):
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from eosr._lazy import lazy_exports
 
-_SUBMODULES = ("uncertainty", "calibration", "saliency", "support", "layers", "attention_model", "classical",
-               "explain")
+_EXPORTS = {
+    "Uncertainty": "uncertainty",
+    "UncertainSR": "uncertainty",
+    "mc_dropout": "uncertainty",
+    "ensemble": "uncertainty",
+    "ensemble_from_state_dicts": "uncertainty",
+    "predict_with_head": "uncertainty",
+    "head_variance": "uncertainty",
+    "has_variance_head": "uncertainty",
+    "split_output": "uncertainty",
+    "coverage": "calibration",
+    "spearman": "calibration",
+    "Sparsification": "calibration",
+    "sparsification": "calibration",
+    "ConformalCalibration": "calibration",
+    "calibration_path": "calibration",
+    "fit_conformal": "calibration",
+    "calibration_table": "calibration",
+    "input_gradient": "saliency",
+    "IntegratedGradients": "saliency",
+    "integrated_gradients": "saliency",
+    "ReceptiveField": "saliency",
+    "effective_receptive_field": "saliency",
+    "attribution_mass_within": "saliency",
+    "band_limited": "support",
+    "SupportMaps": "support",
+    "support_maps": "support",
+    "make_stimulus": "layers",
+    "high_frequency_share": "layers",
+    "LayerRecord": "layers",
+    "activation_stats": "layers",
+    "HallucinationTrace": "layers",
+    "hallucination_trace": "layers",
+    "FilterResponse": "layers",
+    "filter_responses": "layers",
+    "ChannelAttentionSR": "attention_model",
+    "write_attention": "attention_model",
+    "psf_jitter_ensemble": "classical",
+    "explain": "explain",
+    "resolve_model": "explain",
+}
 
+__all__ = sorted(_EXPORTS)
 
-def __getattr__(name: str) -> Any:
-    for sub in _SUBMODULES:
-        mod = importlib.import_module(f"eosr.trust.{sub}")
-        if hasattr(mod, name):
-            return getattr(mod, name)
-    raise AttributeError(f"module 'eosr.trust' has no attribute {name!r}")
+__getattr__ = lazy_exports("eosr.trust", _EXPORTS)
