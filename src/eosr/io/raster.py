@@ -239,24 +239,40 @@ def lr_transform(transform: Any, scale: int) -> Any:
     return Affine(t.a * scale, t.b * scale, t.c, t.d * scale, t.e * scale, t.f)
 
 
-def check_pair(hr: Raster, lr: Raster, scale: int | None = None, tol: float = 1e-6) -> int:
-    """Check that ``lr`` is ``hr`` at an integer coarser scale: same CRS, origin and footprint.
-
-    Returns the scale factor inferred from the pixel sizes (or checks the given one).
+def check_grids(fine: Any, coarse: Any, scale: int | None = None, names: tuple[str, str] = ("HR", "LR"),
+                tol: float = 1e-6) -> int:
+    """Check that grid ``coarse`` is grid ``fine`` at an integer coarser scale r (GDAL pixel-is-area): same
+    CRS, same origin (within 1e-3 fine pixel), pixel size x r and footprint x r. Grids are anything with
+    ``crs``, ``transform``, ``height`` and ``width`` (a rasterio dataset, a scene source). Returns r.
     """
-    if hr.crs != lr.crs:
-        raise GeoError(f"CRS mismatch: {hr.crs} vs {lr.crs}")
-    ratio = lr.pixel_size[0] / hr.pixel_size[0]
+    if fine.crs != coarse.crs:
+        raise GeoError(f"CRS mismatch: {fine.crs} vs {coarse.crs}")
+    px_f, px_c = abs(float(fine.transform.a)), abs(float(coarse.transform.a))
+    ratio = px_c / px_f
     r = int(round(ratio))
     if abs(ratio - r) > 1e-6 * max(1.0, ratio) or r < 1:
-        raise ScaleError(f"pixel sizes {lr.pixel_size[0]} and {hr.pixel_size[0]} are not an integer ratio")
+        raise ScaleError(f"pixel sizes {px_c} and {px_f} are not an integer ratio (the {names[1]} pixel must be an "
+                         f"integer multiple of the {names[0]} pixel)")
     if scale is not None and int(scale) != r:
         raise ScaleError(f"the rasters are at scale {r}, not the requested {scale}")
-    px = hr.pixel_size[0]
-    if abs(hr.transform.c - lr.transform.c) > tol * px * 1e3 or abs(hr.transform.f - lr.transform.f) > tol * px * 1e3:
-        raise GeoError(
-            f"origins differ: HR ({hr.transform.c}, {hr.transform.f}) vs LR ({lr.transform.c}, {lr.transform.f})"
-        )
-    if (hr.shape[1], hr.shape[2]) != (lr.shape[1] * r, lr.shape[2] * r):
-        raise GeoError(f"footprints differ: HR {hr.shape[1:]} px vs LR {lr.shape[1:]} px at scale {r}")
+    tf, tc = fine.transform, coarse.transform
+    if abs(tf.c - tc.c) > tol * px_f * 1e3 or abs(tf.f - tc.f) > tol * px_f * 1e3:
+        raise GeoError(f"origins differ: {names[0]} ({tf.c}, {tf.f}) vs {names[1]} ({tc.c}, {tc.f}); "
+                       "pixel-is-area grids share their origin")
+    if (fine.height, fine.width) != (coarse.height * r, coarse.width * r):
+        raise GeoError(f"footprints differ: {names[0]} {fine.height}x{fine.width} px vs {names[1]} "
+                       f"{coarse.height}x{coarse.width} px at scale {r}")
     return r
+
+
+def check_pair(hr: Raster, lr: Raster, scale: int | None = None, tol: float = 1e-6) -> int:
+    """Check that ``lr`` is ``hr`` at an integer coarser scale: same CRS, origin and footprint
+    (:func:`check_grids` on the rasters' grids). Returns the scale factor inferred from the pixel sizes
+    (or checks the given one).
+    """
+    from types import SimpleNamespace
+
+    def grid(x: Raster) -> Any:
+        return SimpleNamespace(crs=x.crs, transform=x.transform, height=x.shape[1], width=x.shape[2])
+
+    return check_grids(grid(hr), grid(lr), scale, tol=tol)

@@ -47,24 +47,11 @@ def _same_grid(a: Any, b: Any, names: tuple[str, str]) -> None:
 
 def _lr_scale(sr: Any, lr: Any, scale: Any) -> int:
     """Scale of LR against the SR grid from the transforms: integer, same origin, same footprint."""
+    from eosr.io.raster import check_grids
+
     if lr.count != sr.count:
         raise ShapeError(f"LR has {lr.count} bands, SR {sr.count}")
-    if sr.crs != lr.crs:
-        raise GeoError(f"SR and LR: CRS mismatch ({sr.crs} vs {lr.crs})")
-    px_sr, px_lr = abs(float(sr.transform.a)), abs(float(lr.transform.a))
-    ratio = px_lr / px_sr
-    r = int(round(ratio))
-    if r < 1 or abs(ratio - r) > 1e-6 * max(1.0, ratio):
-        raise ScaleError(f"LR pixel size {px_lr} is not an integer multiple of the SR pixel size {px_sr}")
-    if scale is not None and int(scale) != r:
-        raise ScaleError(f"the rasters are at scale {r}, not the requested {scale}")
-    tol = 1e-3 * px_sr
-    if abs(sr.transform.c - lr.transform.c) > tol or abs(sr.transform.f - lr.transform.f) > tol:
-        raise GeoError(f"origins differ: SR ({sr.transform.c}, {sr.transform.f}) vs LR "
-                       f"({lr.transform.c}, {lr.transform.f}); pixel-is-area grids share their origin")
-    if (sr.height, sr.width) != (lr.height * r, lr.width * r):
-        raise GeoError(f"footprints differ: SR {sr.height}x{sr.width} px vs LR {lr.height}x{lr.width} px at x{r}")
-    return r
+    return check_grids(sr, lr, scale, names=("SR", "LR"))
 
 
 def evaluate_files(

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from eosr.errors import DataError, GeoError
-from eosr.io.raster import default_dn_scale
+from eosr.errors import DataError, GeoError, ScaleError
+from eosr.io.raster import check_grids, default_dn_scale
 from eosr.sensors import normalise_band_name
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
@@ -252,16 +252,10 @@ def open_multires(path: str | os.PathLike[str], bands_10m: Sequence[str], bands_
     if not p.is_dir():
         raise DataError(f"a multi-resolution model needs a folder of band files (*_B05.tif), got {p}")
     s10, s20 = _open_folder(p, list(bands_10m)), _open_folder(p, list(bands_20m))
-    t10, t20 = s10.transform, s20.transform
-    px10, px20 = abs(float(t10.a)), abs(float(t20.a))
-    if s10.crs != s20.crs:
-        raise GeoError(f"{p}: 10 m and 20 m bands: CRS mismatch ({s10.crs} vs {s20.crs})")
-    if abs(px20 - 2 * px10) > 1e-6 * px20:
-        raise GeoError(f"{p}: pixel sizes {px10:g} m and {px20:g} m are not in the ratio 1:2")
-    if abs(t10.c - t20.c) > 1e-3 * px10 or abs(t10.f - t20.f) > 1e-3 * px10:
-        raise GeoError(f"{p}: origins of the 10 m and 20 m bands differ: ({t10.c}, {t10.f}) vs ({t20.c}, {t20.f})")
-    if (s10.height, s10.width) != (2 * s20.height, 2 * s20.width):
-        raise GeoError(f"{p}: footprints differ: 10 m {s10.height}x{s10.width} px vs 20 m {s20.height}x{s20.width} px")
+    try:
+        check_grids(s10, s20, 2, names=("10 m bands", "20 m bands"))
+    except (GeoError, ScaleError) as e:
+        raise type(e)(f"{p}: {e}") from None
     if s10.dtype != s20.dtype or (s10.dn_scale, s10.dn_offset) != (s20.dn_scale, s20.dn_offset):
         raise DataError(f"{p}: 10 m and 20 m bands differ in data type or DN scale")
     return PackedSource(s10, s20)
