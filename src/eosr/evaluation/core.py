@@ -271,12 +271,17 @@ def evaluate(
 
     # ---------------------------------------------------------------- HR side
     if h is not None:
-        for fn in (S.psnr, S.rmse, S.mae, S.ssim, S.sam, S.uiqi):
+        for fn in (S.psnr, S.rmse, S.mae):
             add(fn(s, h, data_range=data_range, mask=m))
+        res_ssim, res_uiqi, ssim_parts = S.ssim_uiqi(s, h, data_range=data_range, mask=m)  # one window pass
+        add(res_ssim)
+        add(S.sam(s, h, data_range=data_range, mask=m))
+        add(res_uiqi)
         if r is not None:
             add(S.ergas(s, h, scale=r, data_range=data_range, mask=m))
         out.update({k: _to_float(v) for k, v in stratified.stratified_metrics(
-            s, h, data_range=data_range, mask=m, skip_empty=True).items()})
+            s, h, data_range=data_range, mask=m, skip_empty=True, ssim_parts=ssim_parts).items()})
+        del ssim_parts
         if op is not None:
             add(fidelity.hr_fidelity(s, h, op, norm="l1", data_range=data_range, mask=m))
             add(fidelity.hr_fidelity(s, h, op, norm="l2", data_range=data_range, mask=m))

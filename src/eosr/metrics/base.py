@@ -22,6 +22,7 @@ import torch
 
 from eosr._arrays import to_tensor
 from eosr.errors import ShapeError
+from eosr.physics.filters import isfinite
 
 #: PSNR written to JSON for a perfect match (the API returns inf): 10 log10(range^2 / 1e-12).
 PSNR_CAP_MSE = 1e-12
@@ -164,7 +165,7 @@ def prepare(*arrays: Any, mask: Any = None, names: tuple[str, ...] = ("sr", "hr"
         raise ShapeError(f"images of {s0[-2]}x{s0[-1]} px are smaller than the {min_size} px this metric needs")
     valid = torch.ones(s0, dtype=torch.bool)
     for t in out:
-        valid &= torch.isfinite(t)
+        valid &= isfinite(t)
     if mask is not None:
         m = to_tensor(mask, dtype=torch.bool) if not isinstance(mask, torch.Tensor) else mask.to(torch.bool)
         try:

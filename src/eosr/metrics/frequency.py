@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.fft as sfft
 import torch
 
 from eosr.errors import EosrError, ScaleError, ShapeError
@@ -253,7 +254,7 @@ def _centred_fft(a: np.ndarray, win: np.ndarray) -> np.ndarray:
     ok = np.isfinite(a)
     m = np.where(ok, a, 0.0).sum(axis=(-2, -1), keepdims=True) / np.maximum(ok.sum(axis=(-2, -1), keepdims=True), 1)
     b = np.where(ok, a - m, 0.0) * win
-    return np.fft.fft2(b)
+    return sfft.fft2(b, workers=-1)
 
 
 def fourier_ring_correlation(

@@ -38,7 +38,8 @@ from scipy import ndimage
 
 from eosr.errors import EosrError, ShapeError
 from eosr.metrics.base import MetricInfo, MetricResult, prepare
-from eosr.physics.registration import estimate_shift, fourier_shift
+from eosr.physics.filters import gaussian_blur
+from eosr.physics.registration import cross_power, fourier_shift, shift_from_cross
 
 __all__ = [
     "BIAS",
@@ -150,8 +151,8 @@ def _lowpass(a: np.ndarray, ok: np.ndarray, sigma: float) -> np.ndarray:
         return a
     out = np.empty_like(a)
     for i in range(a.shape[0]):
-        w = ndimage.gaussian_filter(ok[i].astype(np.float64), sigma, mode="reflect", truncate=4.0)
-        s = ndimage.gaussian_filter(np.where(ok[i], a[i], 0.0), sigma, mode="reflect", truncate=4.0)
+        w = gaussian_blur(ok[i].astype(np.float64), sigma)  # = ndimage.gaussian_filter(mode="reflect")
+        s = gaussian_blur(np.where(ok[i], a[i], 0.0), sigma)
         out[i] = s / np.maximum(w, 1e-12)
     return out
 
@@ -195,9 +196,11 @@ def estimate_alignment(
     sm = np.where(ok0, s, np.nan)
     hw, sw = _centre_window(hm, REG_WINDOW), _centre_window(sm, REG_WINDOW)
     try:
-        dy, dx = estimate_shift(hw, sw, upsample=upsample)
-        bands = np.array([estimate_shift(hw[i], sw[i], upsample=min(upsample, 20)) if per_band_shift else (dy, dx)
+        cross = cross_power(hw, sw)  # one FFT pair per band serves the pooled and the per-band shifts
+        dy, dx = shift_from_cross(cross.sum(axis=0), upsample)
+        bands = np.array([shift_from_cross(cross[i], min(upsample, 20)) if per_band_shift else (dy, dx)
                           for i in range(s.shape[0])])
+        del cross
     except ShapeError:
         raise ShapeError("registration: a band has no valid pixel in the central window") from None
     back, vshift = shift_image(s, -dy, -dx)

@@ -136,6 +136,7 @@ def stratified_metrics(
     thresholds: tuple[float, float] | None = None,
     bands: Sequence[int] | None = None,
     skip_empty: bool = False,
+    ssim_parts: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, MetricResult]:
     """Base metrics per HR-gradient stratum: ``{"psnr_low_gradient": MetricResult, ...}``.
 
@@ -144,13 +145,14 @@ def stratified_metrics(
     stratum's pixels (window centres; the 5-pixel border and windows touching invalid pixels are
     excluded). Each result's ``extra`` holds ``n_pixels`` (stratum size), ``threshold`` and ``quantile``.
     An empty stratum raises :class:`ShapeError` unless ``skip_empty`` (then it is omitted).
+    ``ssim_parts`` = (SSIM map, window validity) as returned by :func:`eosr.metrics.standard.ssim_uiqi`
+    for the same inputs skips recomputing the SSIM map.
     """
     p = prepare(sr, hr, mask=mask)
     st = gradient_strata(
         hr, mask=p.valid if mask is None else mask, quantiles=quantiles, thresholds=thresholds, bands=bands
     )
     out: dict[str, MetricResult] = {}
-    ssim_parts: tuple[torch.Tensor, torch.Tensor] | None = None
     for m in metrics:
         for name, smask in st.masks().items():
             thr = st.low_threshold if name == "low" else st.high_threshold

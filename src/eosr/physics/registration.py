@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import scipy.fft as sfft
 from scipy.signal.windows import tukey
 
 from eosr.errors import ShapeError
@@ -50,23 +51,27 @@ def _upsampled_dft(cross: np.ndarray, up: int, size: int, oy: float, ox: float) 
     return ey @ cross @ ex
 
 
-def estimate_shift(reference: Any, moving: Any, upsample: int = 100) -> tuple[float, float]:
-    """Shift (dy, dx) in pixels such that moving(r, c) ~ reference(r - dy, c - dx).
+def cross_power(reference: Any, moving: Any) -> np.ndarray:
+    """Per-band cross-power spectra FFT(moving w) conj(FFT(reference w)), (C, H, W) complex.
 
-    Integer peak of the (partially) whitened cross-power spectrum of the windowed images, then a
-    1.5-pixel neighbourhood refined on a grid of step 1/``upsample`` by a matrix DFT (Guizar-Sicairos
-    et al. 2008). NaN pixels are set to the band mean. Valid for shifts well below half the image size
-    (the window down-weights borders, so shifts beyond about a quarter of the size lose accuracy).
+    w is a Tukey(0.5) window; NaN pixels are set to the band mean. Sum over bands before
+    :func:`shift_from_cross` to let every band vote for one shift (:func:`estimate_shift`).
     """
     ref, mov = _prep(reference), _prep(moving)
     if ref.shape != mov.shape:
         raise ShapeError(f"registration: shapes differ {ref.shape} vs {mov.shape}")
     h, w = ref.shape[-2:]
     win = np.outer(tukey(h, 0.5), tukey(w, 0.5))
-    cross = (np.fft.fft2(mov * win) * np.conj(np.fft.fft2(ref * win))).sum(axis=0)
+    return sfft.fft2(mov * win, workers=-1) * np.conj(sfft.fft2(ref * win, workers=-1))
+
+
+def shift_from_cross(cross: np.ndarray, upsample: int = 100) -> tuple[float, float]:
+    """Shift (dy, dx) from one (H, W) cross-power spectrum: integer peak of its partially whitened
+    inverse, refined on a 1.5-pixel neighbourhood at step 1/``upsample`` by a matrix DFT."""
+    h, w = cross.shape
     mag = np.abs(cross)
     cross = np.where(mag > 1e-12 * mag.max(), cross / np.maximum(mag, 1e-300) ** WHITENING, 0.0)
-    corr = np.real(np.fft.ifft2(cross))
+    corr = np.real(sfft.ifft2(cross, workers=-1))
     iy, ix = np.unravel_index(int(np.argmax(corr)), corr.shape)
     dy = float(iy if iy <= h // 2 else iy - h)
     dx = float(ix if ix <= w // 2 else ix - w)
@@ -80,6 +85,18 @@ def estimate_shift(reference: Any, moving: Any, upsample: int = 100) -> tuple[fl
     return dy, dx
 
 
+def estimate_shift(reference: Any, moving: Any, upsample: int = 100) -> tuple[float, float]:
+    """Shift (dy, dx) in pixels such that moving(r, c) ~ reference(r - dy, c - dx).
+
+    Integer peak of the (partially) whitened cross-power spectrum of the windowed images, summed over
+    bands, then a 1.5-pixel neighbourhood refined on a grid of step 1/``upsample`` by a matrix DFT
+    (Guizar-Sicairos et al. 2008). NaN pixels are set to the band mean. Valid for shifts well below
+    half the image size (the window down-weights borders, so shifts beyond about a quarter of the
+    size lose accuracy).
+    """
+    return shift_from_cross(cross_power(reference, moving).sum(axis=0), upsample)
+
+
 def fourier_shift(x: Any, dy: float, dx: float) -> np.ndarray:
     """Shift an image by (dy, dx) pixels with the Fourier shift theorem (periodic borders).
 
@@ -89,4 +106,4 @@ def fourier_shift(x: Any, dy: float, dx: float) -> np.ndarray:
     fy = np.fft.fftfreq(a.shape[-2])[:, None]
     fx = np.fft.fftfreq(a.shape[-1])[None, :]
     ph = np.exp(-2j * np.pi * (fy * dy + fx * dx))
-    return np.real(np.fft.ifft2(np.fft.fft2(a, axes=(-2, -1)) * ph, axes=(-2, -1)))
+    return np.real(sfft.ifft2(sfft.fft2(a, axes=(-2, -1), workers=-1) * ph, axes=(-2, -1), workers=-1))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import scipy.fft as sfft
 
 from eosr.errors import ShapeError
 
@@ -31,7 +32,7 @@ def power_spectrum_2d(x: Any, window: bool = True) -> np.ndarray:
         ok = np.isfinite(band)
         m = band[ok].mean() if ok.any() else 0.0
         b = np.where(ok, band - m, 0.0) * win
-        out[i] = np.abs(np.fft.fft2(b)) ** 2 / win.sum() ** 2 * (h * w)
+        out[i] = np.abs(sfft.fft2(b, workers=-1)) ** 2 / win.sum() ** 2 * (h * w)
     return out
 
 
