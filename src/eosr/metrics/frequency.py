@@ -37,6 +37,7 @@ caller (bicubic on the pixel-is-area grid, e.g.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +47,7 @@ import torch
 
 from eosr.errors import EosrError, ScaleError, ShapeError
 from eosr.metrics.base import MetricInfo, MetricResult, prepare
-from eosr.physics.spectrum import radial_power_spectrum
+from eosr.physics.spectrum import radial_power_spectrum, ring_bins
 
 __all__ = [
     "EFFECTIVE_RESOLUTION",
@@ -102,27 +103,28 @@ class Spectra:
         return 10.0 * np.log10(np.maximum(self.power[name], _FLOOR * max(top, 1e-300)))
 
 
-def _as_np(p: Any) -> list[np.ndarray]:
-    """The prepared tensors as float64 NumPy (B, C, H, W), invalid pixels set to NaN in all of them."""
-    out = []
-    for t in p.tensors:
-        a = t.detach().cpu().numpy().astype(np.float64, copy=True)
-        a[~p.valid.cpu().numpy()] = np.nan
-        out.append(a)
-    return out
+def _planes(p: Any, k: int) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(item, band, float64 copy of that plane of prepared tensor ``k`` with invalid pixels NaN), one
+    plane at a time (peak memory of one band, not of three float64 copies of the whole stack)."""
+    t = p.tensors[k]
+    for b in range(t.shape[0]):
+        for c in range(t.shape[1]):
+            a = t[b, c].detach().cpu().numpy().astype(np.float64, copy=True)
+            a[~p.valid[b, c].cpu().numpy()] = np.nan
+            yield b, c, a
 
 
-def _spectra(arrays: list[np.ndarray], names: tuple[str, ...], n_bins: int | None) -> Spectra:
+def _spectra(p: Any, names: tuple[str, ...], n_bins: int | None) -> Spectra:
+    """Radial power spectra of the prepared tensors, per band, averaged over batch items."""
+    b, c, h, w = p.tensors[0].shape
+    n = n_bins or max(4, min(h, w) // 2)
     power: dict[str, np.ndarray] = {}
-    freqs = np.zeros(0)
-    for a, n in zip(arrays, names, strict=True):
-        acc = None
-        for item in a:
-            freqs, pw = radial_power_spectrum(item, n_bins=n_bins)
-            acc = pw if acc is None else acc + pw
-        assert acc is not None
-        power[n] = acc / a.shape[0]
-    return Spectra(freqs, power)
+    for k, name in enumerate(names):
+        acc = np.zeros((c, n))
+        for _, ch, a in _planes(p, k):
+            acc[ch] += radial_power_spectrum(a[None], n_bins=n)[1][0]
+        power[name] = acc / b
+    return Spectra(ring_bins(h, w, n)[3], power)
 
 
 def radial_spectra(
@@ -135,7 +137,7 @@ def radial_spectra(
     names = ("sr",) + (("hr",) if hr is not None else ()) + (("lr_interp",) if lr_interp is not None else ())
     arrays = [a for a in (sr, hr, lr_interp) if a is not None]
     p = prepare(*arrays, mask=mask, names=names, min_size=4)
-    return _spectra(_as_np(p), names, n_bins)
+    return _spectra(p, names, n_bins)
 
 
 def frr_from_profiles(
@@ -189,7 +191,7 @@ def frequency_restoration(
     do not depend on the units). Raises :class:`EosrError` when I lacks no energy (PFR = 0).
     """
     p = prepare(sr, hr, lr_interp, mask=mask, names=("sr", "hr", "lr_interp"), min_size=4)
-    sp = _spectra(_as_np(p), ("sr", "hr", "lr_interp"), n_bins)
+    sp = _spectra(p, ("sr", "hr", "lr_interp"), n_bins)
     sel = _band_sel(sp.freqs, f_range)
     t, i, pr = (sp.db(n)[:, sel] for n in ("hr", "lr_interp", "sr"))
     pfr, afr, over, under = frr_from_profiles(t, i, pr)
@@ -224,7 +226,7 @@ def frequency_restoration_lr(
     if not isinstance(scale, (int, np.integer)) or scale < 2:
         raise ScaleError(f"the no-reference FRR needs an integer scale >= 2, got {scale!r}")
     p = prepare(sr, lr_interp, mask=mask, names=("sr", "lr_interp"), min_size=4)
-    sp = _spectra(_as_np(p), ("sr", "lr_interp"), n_bins)
+    sp = _spectra(p, ("sr", "lr_interp"), n_bins)
     fn = 0.5 / scale
     hi = _band_sel(sp.freqs, (fn, 0.5))
     lo = _band_sel(sp.freqs, (0.0, fn / 2))
@@ -239,22 +241,10 @@ def frequency_restoration_lr(
     }
 
 
-def _ring_index(h: int, w: int, n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Ring of every FFT coefficient, as :func:`radial_power_spectrum` bins them (DC and |f| > 0.5 dropped)."""
-    fy = np.fft.fftfreq(h)[:, None]
-    fx = np.fft.fftfreq(w)[None, :]
-    rad = np.sqrt(fy**2 + fx**2).ravel()
-    edges = np.linspace(0.0, 0.5, n_bins + 1)
-    idx = np.digitize(rad, edges[1:-1], right=True)
-    keep = (rad > 0) & (rad <= 0.5)
-    return idx, keep, 0.5 * (edges[1:] + edges[:-1])
-
-
 def _centred_fft(a: np.ndarray, win: np.ndarray) -> np.ndarray:
     ok = np.isfinite(a)
-    m = np.where(ok, a, 0.0).sum(axis=(-2, -1), keepdims=True) / np.maximum(ok.sum(axis=(-2, -1), keepdims=True), 1)
-    b = np.where(ok, a - m, 0.0) * win
-    return sfft.fft2(b, workers=-1)
+    m = a[ok].mean() if ok.any() else 0.0
+    return sfft.fft2(np.where(ok, a - m, 0.0) * win, workers=-1)
 
 
 def fourier_ring_correlation(
@@ -271,21 +261,16 @@ def fourier_ring_correlation(
     as the spectra; invalid pixels of either image are filled with the band mean in both.
     """
     p = prepare(sr, hr, mask=mask, min_size=4)
-    s, t = _as_np(p)
-    h, w = s.shape[-2:]
+    _, c, h, w = p.tensors[0].shape
     n = n_bins or max(4, min(h, w) // 2)
     win = np.outer(np.hanning(h), np.hanning(w))
-    fs, ft = _centred_fft(s, win), _centred_fft(t, win)
-    idx, keep, freqs = _ring_index(h, w, n)
-    c = s.shape[1]
+    keep, k, _, freqs = ring_bins(h, w, n)
     num, ds, dt = (np.zeros((c, n)) for _ in range(3))
-    k = idx[keep]
-    for b in range(s.shape[0]):
-        for ch in range(c):
-            a, r = fs[b, ch].ravel()[keep], ft[b, ch].ravel()[keep]
-            num[ch] += np.bincount(k, weights=np.real(a * np.conj(r)), minlength=n)
-            ds[ch] += np.bincount(k, weights=np.abs(a) ** 2, minlength=n)
-            dt[ch] += np.bincount(k, weights=np.abs(r) ** 2, minlength=n)
+    for (_, ch, s_pl), (_, _, t_pl) in zip(_planes(p, 0), _planes(p, 1), strict=True):  # one band at a time
+        a, r = _centred_fft(s_pl, win).ravel()[keep], _centred_fft(t_pl, win).ravel()[keep]
+        num[ch] += np.bincount(k, weights=np.real(a * np.conj(r)), minlength=n)
+        ds[ch] += np.bincount(k, weights=np.abs(a) ** 2, minlength=n)
+        dt[ch] += np.bincount(k, weights=np.abs(r) ** 2, minlength=n)
     with np.errstate(invalid="ignore", divide="ignore"):
         frc_b = num / np.sqrt(ds * dt)
         ct_b = num / np.maximum(ds, dt)

@@ -123,8 +123,9 @@ def shift_image(x: Any, dy: float, dx: float, pad: int = 8) -> tuple[np.ndarray,
         means = np.array([np.nanmean(b) if np.isfinite(b).any() else 0.0 for b in a])
         a = np.where(bad, means[:, None, None], a)
     p = int(math.ceil(max(abs(dy), abs(dx)))) + pad
-    padded = np.pad(a, ((0, 0), (p, p), (p, p)), mode="symmetric")
-    out = fourier_shift(padded, dy, dx)[:, p:-p, p:-p]
+    out = np.empty_like(a)
+    for i, band in enumerate(a):  # one band at a time: the complex temporaries cover one band only
+        out[i] = fourier_shift(np.pad(band, p, mode="symmetric"), dy, dx)[p:-p, p:-p]
     h, w = a.shape[-2:]
     valid = np.ones(a.shape, dtype=bool)
     ny, nx = int(math.ceil(abs(dy))) + 1, int(math.ceil(abs(dx))) + 1

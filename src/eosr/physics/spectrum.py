@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -19,41 +20,68 @@ def _as3d(x: Any) -> np.ndarray:
     return a
 
 
+def _hann2d(h: int, w: int, window: bool) -> np.ndarray:
+    return np.outer(np.hanning(h), np.hanning(w)) if window and min(h, w) > 2 else np.ones((h, w))
+
+
+def _band_power(band: np.ndarray, win: np.ndarray) -> np.ndarray:
+    """|FFT|^2 of one mean-removed, windowed band (NaN -> band mean), scaled to the unwindowed power."""
+    h, w = band.shape
+    ok = np.isfinite(band)
+    m = band[ok].mean() if ok.any() else 0.0
+    b = np.where(ok, band - m, 0.0) * win
+    return np.abs(sfft.fft2(b, workers=-1)) ** 2 / win.sum() ** 2 * (h * w)
+
+
 def power_spectrum_2d(x: Any, window: bool = True) -> np.ndarray:
     """|FFT|^2 per band of the mean-removed image (Hann-windowed by default to limit edge leakage).
 
     NaN pixels are replaced by the band mean. Returns (C, H, W), unshifted FFT order.
     """
     a = _as3d(x)
-    out = np.empty_like(a)
     h, w = a.shape[-2:]
-    win = np.outer(np.hanning(h), np.hanning(w)) if window and min(h, w) > 2 else np.ones((h, w))
-    for i, band in enumerate(a):
-        ok = np.isfinite(band)
-        m = band[ok].mean() if ok.any() else 0.0
-        b = np.where(ok, band - m, 0.0) * win
-        out[i] = np.abs(sfft.fft2(b, workers=-1)) ** 2 / win.sum() ** 2 * (h * w)
-    return out
+    win = _hann2d(h, w, window)
+    return np.stack([_band_power(band, win) for band in a])
+
+
+@functools.lru_cache(maxsize=4)
+def ring_bins(h: int, w: int, n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Annuli of an (h, w) FFT: ``(flat index of the kept coefficients, their ring, ring counts, centres)``.
+
+    Rings of equal width over 0 < |f| <= 0.5 cycles per pixel, |f| = sqrt(fx^2 + fy^2); DC and the
+    corners beyond 0.5 are dropped. Cached: the digitisation of a 2048^2 grid costs more than a band's FFT.
+    """
+    fy = sfft.fftfreq(h)[:, None]
+    fx = sfft.fftfreq(w)[None, :]
+    rad = np.sqrt(fy**2 + fx**2).ravel()
+    edges = np.linspace(0.0, 0.5, n_bins + 1)
+    keep = np.flatnonzero((rad > 0) & (rad <= 0.5))
+    ring = np.digitize(rad[keep], edges[1:-1], right=True)
+    counts = np.bincount(ring, minlength=n_bins).astype(np.float64)
+    for arr in (keep, ring, counts):
+        arr.flags.writeable = False
+    return keep, ring, counts, 0.5 * (edges[1:] + edges[:-1])
+
+
+def radial_profile(power: np.ndarray, n_bins: int) -> np.ndarray:
+    """Mean of a 2-D (h, w) FFT-ordered array over the rings of :func:`ring_bins` (n_bins,)."""
+    keep, ring, counts, _ = ring_bins(*power.shape, n_bins)
+    return np.bincount(ring, weights=power.ravel()[keep], minlength=n_bins) / np.maximum(counts, 1)
 
 
 def radial_power_spectrum(x: Any, n_bins: int | None = None, window: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Radially averaged power spectrum per band.
 
     Returns ``(freqs, power)``: bin centres in cycles per pixel over (0, 0.5] and power (C, n_bins)
-    averaged over annuli of radius |f| = sqrt(fx^2 + fy^2). The DC bin is excluded.
+    averaged over annuli of radius |f| = sqrt(fx^2 + fy^2). The DC bin is excluded. Bands are
+    transformed one at a time (peak memory: one band's spectrum).
     """
-    p = power_spectrum_2d(x, window)
-    h, w = p.shape[-2:]
+    a = _as3d(x)
+    h, w = a.shape[-2:]
     n = n_bins or max(4, min(h, w) // 2)
-    fy = np.fft.fftfreq(h)[:, None]
-    fx = np.fft.fftfreq(w)[None, :]
-    rad = np.sqrt(fy**2 + fx**2)
-    edges = np.linspace(0.0, 0.5, n + 1)
-    idx = np.digitize(rad.ravel(), edges[1:-1], right=True)
-    keep = (rad.ravel() > 0) & (rad.ravel() <= 0.5)
-    counts = np.bincount(idx[keep], minlength=n).astype(np.float64)
-    sums = np.stack([np.bincount(idx[keep], weights=band.ravel()[keep], minlength=n) for band in p])
-    return 0.5 * (edges[1:] + edges[:-1]), sums / np.maximum(counts, 1)[None, :]
+    win = _hann2d(h, w, window)
+    power = np.stack([radial_profile(_band_power(band, win), n) for band in a])
+    return ring_bins(h, w, n)[3], power
 
 
 def aliasing_fraction(x: Any, sigma: float | list[float], scale: int) -> np.ndarray:
