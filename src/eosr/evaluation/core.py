@@ -303,18 +303,20 @@ def evaluate(
                                                 alignments=als)
         for k, v in reg.items():
             add(v, k)
+        npdt = np.float64 if dtype == torch.float64 else np.float32  # float32 above FLOAT64_LIMIT (memory)
         comp: list[np.ndarray] = []
         cvalid: list[np.ndarray] = []
         for (si, _, mi), al in zip(items, als, strict=True):
             o, ok = registration.apply_alignment(si.numpy(), al)  # as registration.align, without re-estimating
             if mi is not None:
                 ok &= mi.numpy()
-            comp.append(o)
+            comp.append(o.astype(npdt, copy=False))
             cvalid.append(ok)
+            del o
         s_al = np.stack(comp) if s.ndim == 4 else comp[0]
         v_al = np.stack(cvalid) if s.ndim == 4 else cvalid[0]
         if v_al.any():
-            s_al_t = torch.from_numpy(s_al.astype(np.float64 if dtype == torch.float64 else np.float32))
+            s_al_t = torch.from_numpy(s_al)
             v_al_t = torch.from_numpy(v_al)
             for fn in (S.psnr, S.rmse, S.mae, S.ssim):
                 res = fn(s_al_t, h, data_range=data_range, mask=v_al_t)
@@ -328,11 +330,10 @@ def evaluate(
                     s, h, interp, mask=m, data_range=data_range).items()})
             except EosrError as e:
                 skipped["frr"] = str(e)
-            npdt = np.float64 if dtype == torch.float64 else np.float32  # float32 above FLOAT64_LIMIT (memory)
             hs = h.numpy().astype(npdt, copy=False)
             it = interp.numpy().astype(npdt, copy=False)
             valid = v_al & np.isfinite(hs) & np.isfinite(it)
-            dmaps, sums = detail_decomposition(s_al.astype(npdt, copy=False), hs, it, valid)
+            dmaps, sums = detail_decomposition(s_al, hs, it, valid)
             del hs, it
             axes = (0,) if s.ndim == 4 else ()
             tot = {k: (v.sum(axis=axes) if axes else v) for k, v in sums.items()}
