@@ -40,7 +40,7 @@ SCENE_BANDS = ["B05", "B06", "B07", "B8A"]
 BANDS = ["B02", "B03", "B04", "B08"]
 TARGET_SPEEDUP = 10.0
 TARGET_PEAK_MB = 1536.0
-THREADS = 2
+THREADS = int(os.environ.get("EOSR_BENCH_THREADS", "2"))  # torch threads per measured side
 
 # Run by the opensr-test venv's python: argv = folder with hr.npy lr.npy sr.npy, repeats, threads.
 OPENSR_DRIVER = textwrap.dedent('''
