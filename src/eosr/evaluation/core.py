@@ -250,18 +250,18 @@ def evaluate(
     # ---------------------------------------------------------------- LR side (no HR needed)
     if lo is not None and op is not None:
         lm = _lr_mask(m, op.scale)
-        add(fidelity.lr_fidelity(s, lo, op, norm="l1", data_range=data_range, mask=lm))
-        add(fidelity.lr_fidelity(s, lo, op, norm="l2", data_range=data_range, mask=lm))
-        if noise_sigma is not None or op.has_noise:
-            add(fidelity.lr_fidelity(s, lo, op, norm="sigma", noise_sigma=noise_sigma, data_range=data_range,
-                                     mask=lm))
+        norms: tuple[fidelity.Norm, ...] = ("l1", "l2", "sigma") if (noise_sigma is not None or op.has_noise) \
+            else ("l1", "l2")
+        lrf = fidelity.lr_fidelity_metrics(s, lo, op, norms=norms, noise_sigma=noise_sigma, data_range=data_range,
+                                           mask=lm)  # one D(SR) for every norm, the SAM and the map
+        for res in lrf.metrics.values():
+            add(res)
         if c > 1:
-            d_sr = op.downsample(s)
-            add(_renamed(S.sam(d_sr, lo, data_range=data_range, mask=lm), "sam_lr_deg",
+            add(_renamed(S.sam(lrf.downsampled, lo, data_range=data_range, mask=lm), "sam_lr_deg",
                          "; spectral consistency SAM(D(SR), LR)"))
-            del d_sr
         if maps:
-            keep_map("lr_residual", fidelity.lr_residual_map(s, lo, op))
+            keep_map("lr_residual", lrf.residual)
+        del lrf
     elif lo is None:
         skipped["lr_fidelity"] = "needs an LR image, or HR and an operator"
     else:
@@ -283,10 +283,12 @@ def evaluate(
             s, h, data_range=data_range, mask=m, skip_empty=True, ssim_parts=ssim_parts).items()})
         del ssim_parts
         if op is not None:
-            add(fidelity.hr_fidelity(s, h, op, norm="l1", data_range=data_range, mask=m))
-            add(fidelity.hr_fidelity(s, h, op, norm="l2", data_range=data_range, mask=m))
+            hrf, hf_map = fidelity.hr_fidelity_metrics(s, h, op, data_range=data_range, mask=m)  # one high-pass
+            for res in hrf.values():
+                add(res)
             if maps:
-                keep_map("hf_difference", fidelity.hr_fidelity_map(s, h, op, mask=m))
+                keep_map("hf_difference", hf_map)
+            del hf_map
         add(frequency.effective_resolution(s, h, mask=m))
         if maps:
             err = s - h
@@ -297,22 +299,20 @@ def evaluate(
 
         # registration, radiometry and compensated metrics (one alignment per item, reused)
         items = [(s, h, m)] if s.ndim == 3 else [(s[i], h[i], None if m is None else m[i]) for i in range(s.shape[0])]
-        als = [registration.estimate_alignment(si.numpy(), hi.numpy(), mask=None if mi is None else mi.numpy())
-               for si, hi, mi in items]
+        npdt = np.float64 if dtype == torch.float64 else np.float32  # float32 above FLOAT64_LIMIT (memory)
+        als: list[Any] = []
+        comp: list[np.ndarray] = []
+        cvalid: list[np.ndarray] = []
+        for si, hi, mi in items:  # estimate and compensate with one Fourier shift per item
+            o, ok, al = registration.align(si.numpy(), hi.numpy(), mask=None if mi is None else mi.numpy())
+            als.append(al)
+            comp.append(o.astype(npdt, copy=False))
+            cvalid.append(ok)
+            del o
         reg = registration.registration_metrics(s.numpy(), h.numpy(), mask=None if m is None else m.numpy(),
                                                 alignments=als)
         for k, v in reg.items():
             add(v, k)
-        npdt = np.float64 if dtype == torch.float64 else np.float32  # float32 above FLOAT64_LIMIT (memory)
-        comp: list[np.ndarray] = []
-        cvalid: list[np.ndarray] = []
-        for (si, _, mi), al in zip(items, als, strict=True):
-            o, ok = registration.apply_alignment(si.numpy(), al)  # as registration.align, without re-estimating
-            if mi is not None:
-                ok &= mi.numpy()
-            comp.append(o.astype(npdt, copy=False))
-            cvalid.append(ok)
-            del o
         s_al = np.stack(comp) if s.ndim == 4 else comp[0]
         v_al = np.stack(cvalid) if s.ndim == 4 else cvalid[0]
         if v_al.any():

@@ -23,7 +23,8 @@ Source of the idea: Michel et al., "Sentinel-2 super-resolution ... LR / HR fide
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Any, Literal, NamedTuple
 
 import torch
 
@@ -36,13 +37,16 @@ __all__ = [
     "HR_FIDELITY",
     "HR_FIDELITY_L2",
     "INFOS",
+    "LRFidelity",
     "LR_FIDELITY",
     "LR_FIDELITY_L2",
     "LR_FIDELITY_SIGMA",
     "high_pass",
     "hr_fidelity",
     "hr_fidelity_map",
+    "hr_fidelity_metrics",
     "lr_fidelity",
+    "lr_fidelity_metrics",
     "lr_residual_map",
 ]
 
@@ -76,15 +80,59 @@ def _reduce(p: Prepared, r: torch.Tensor, norm: str, info_l1: MetricInfo, info_l
     return MetricResult(info, p.out(value), p.out(per_band), {"n_valid": int(p.valid.sum())})
 
 
+class LRFidelity(NamedTuple):
+    """:func:`lr_fidelity_metrics`: results by name, the residual LR - D(SR) (NaN where invalid) and D(SR)."""
+
+    metrics: dict[str, MetricResult]
+    residual: Any
+    downsampled: Any
+
+
+def lr_fidelity_metrics(
+    sr: Any,
+    lr: Any,
+    operator: Degradation,
+    *,
+    norms: Sequence[Norm] = ("l1", "l2"),
+    noise_sigma: float | None = None,
+    data_range: float = 1.0,
+    mask: Any = None,
+) -> LRFidelity:
+    """LR fidelity in each of ``norms`` from ONE D(SR) (see :func:`lr_fidelity` for the definitions),
+    with the signed residual map LR - D(SR) on the LR grid and D(SR) itself, in the caller's type."""
+    op = _check_operator(operator)
+    for norm in norms:
+        if norm not in ("l1", "l2", "sigma"):
+            raise EosrError(f"norm must be 'l1', 'l2' or 'sigma', got {norm!r}")
+    d = op.downsample(sr)
+    p = prepare(d, lr, mask=mask, names=("D(sr)", "lr"))
+    d_t, lr_t = p.tensors
+    res = lr_t - d_t
+    out: dict[str, MetricResult] = {}
+    for norm in norms:
+        if norm != "sigma":
+            r = _reduce(p, res, norm, LR_FIDELITY, LR_FIDELITY_L2)
+        else:
+            if noise_sigma is not None:
+                if not (math.isfinite(noise_sigma) and noise_sigma > 0):
+                    raise EosrError(f"noise_sigma must be > 0, got {noise_sigma!r}")
+                sig = torch.full((), float(noise_sigma), dtype=res.dtype)
+            elif op.has_noise:
+                sig = op.noise_std(torch.where(p.valid, d_t, torch.zeros((), dtype=d_t.dtype)))
+            else:
+                raise EosrError("lr_fidelity in noise-sigma units needs noise_sigma or an operator with a noise model")
+            r = _reduce(p, res / sig, "l2", LR_FIDELITY_SIGMA, LR_FIDELITY_SIGMA)
+        r.extra["data_range"] = float(data_range)
+        r.extra["operator"] = op.description
+        out[r.name] = r
+    resmap = torch.where(p.valid, res, torch.full((), float("nan"), dtype=res.dtype))
+    resmap = resmap[0] if p.was3d else resmap
+    return LRFidelity(out, resmap if not p.numpy else resmap.detach().cpu().numpy(), d)
+
+
 def lr_residual_map(sr: Any, lr: Any, operator: Degradation) -> Any:
     """Signed per-pixel residual LR - D(SR) on the LR grid (NaN where invalid); D = ``operator.downsample``."""
-    _check_operator(operator)
-    d = operator.downsample(sr)
-    p = prepare(d, lr, names=("D(sr)", "lr"))
-    res = p.tensors[1] - p.tensors[0]
-    res = torch.where(p.valid, res, torch.full((), float("nan"), dtype=res.dtype))
-    out = res[0] if p.was3d else res
-    return out if not p.numpy else out.detach().cpu().numpy()
+    return lr_fidelity_metrics(sr, lr, operator, norms=()).residual
 
 
 def lr_fidelity(
@@ -108,28 +156,9 @@ def lr_fidelity(
     D = ``operator.downsample`` (noise-free, differentiable). ``mask`` lives on the LR grid.
     A perfect SR (LR = D(HR), SR = HR) scores 0 up to float error. ``data_range`` is recorded only.
     """
-    op = _check_operator(operator)
-    if norm not in ("l1", "l2", "sigma"):
-        raise EosrError(f"norm must be 'l1', 'l2' or 'sigma', got {norm!r}")
-    d = op.downsample(sr)
-    p = prepare(d, lr, mask=mask, names=("D(sr)", "lr"))
-    d_t, lr_t = p.tensors
-    res = lr_t - d_t
-    if norm != "sigma":
-        r = _reduce(p, res, norm, LR_FIDELITY, LR_FIDELITY_L2)
-    else:
-        if noise_sigma is not None:
-            if not (math.isfinite(noise_sigma) and noise_sigma > 0):
-                raise EosrError(f"noise_sigma must be > 0, got {noise_sigma!r}")
-            s = torch.full((), float(noise_sigma), dtype=res.dtype)
-        elif op.has_noise:
-            s = op.noise_std(torch.where(p.valid, d_t, torch.zeros((), dtype=d_t.dtype)))
-        else:
-            raise EosrError("lr_fidelity in noise-sigma units needs noise_sigma or an operator with a noise model")
-        r = _reduce(p, res / s, "l2", LR_FIDELITY_SIGMA, LR_FIDELITY_SIGMA)
-    r.extra["data_range"] = float(data_range)
-    r.extra["operator"] = op.description
-    return r
+    res = lr_fidelity_metrics(sr, lr, operator, norms=(norm,), noise_sigma=noise_sigma, data_range=data_range,
+                              mask=mask)
+    return next(iter(res.metrics.values()))
 
 
 def high_pass(x: Any, operator: Degradation) -> Any:
@@ -153,12 +182,35 @@ def _hf_diff(sr: Any, hr: Any, operator: Degradation, mask: Any) -> tuple[Prepar
     return Prepared(p.tensors, valid, p.numpy, p.was3d), hp
 
 
+def hr_fidelity_metrics(
+    sr: Any,
+    hr: Any,
+    operator: Degradation,
+    *,
+    norms: Sequence[Literal["l1", "l2"]] = ("l1", "l2"),
+    data_range: float = 1.0,
+    mask: Any = None,
+) -> tuple[dict[str, MetricResult], Any]:
+    """HR fidelity in each of ``norms`` from ONE high-pass of SR - HR (see :func:`hr_fidelity`), with
+    the signed map (SR - LPF(SR)) - (HR - LPF(HR)) (NaN where invalid) in the caller's type."""
+    for norm in norms:
+        if norm not in ("l1", "l2"):
+            raise EosrError(f"norm must be 'l1' or 'l2', got {norm!r}")
+    p, hp = _hf_diff(sr, hr, operator, mask)
+    out: dict[str, MetricResult] = {}
+    for norm in norms:
+        r = _reduce(p, hp, norm, HR_FIDELITY, HR_FIDELITY_L2)
+        r.extra["data_range"] = float(data_range)
+        r.extra["operator"] = operator.description
+        out[r.name] = r
+    m = torch.where(p.valid, hp, torch.full((), float("nan"), dtype=hp.dtype))
+    m = m[0] if p.was3d else m
+    return out, (m if not p.numpy else m.detach().cpu().numpy())
+
+
 def hr_fidelity_map(sr: Any, hr: Any, operator: Degradation, *, mask: Any = None) -> Any:
     """Signed high-frequency difference map (SR - LPF(SR)) - (HR - LPF(HR)), NaN where invalid."""
-    p, hp = _hf_diff(sr, hr, operator, mask)
-    m = torch.where(p.valid, hp, torch.full((), float("nan"), dtype=hp.dtype))
-    out = m[0] if p.was3d else m
-    return out if not p.numpy else out.detach().cpu().numpy()
+    return hr_fidelity_metrics(sr, hr, operator, norms=(), mask=mask)[1]
 
 
 def hr_fidelity(
@@ -176,10 +228,5 @@ def hr_fidelity(
     entirely (e.g. a constant offset) do not count; missing or invented fine detail does.
     SR = HR scores 0. ``mask`` lives on the HR grid; ``data_range`` is recorded only.
     """
-    if norm not in ("l1", "l2"):
-        raise EosrError(f"norm must be 'l1' or 'l2', got {norm!r}")
-    p, hp = _hf_diff(sr, hr, operator, mask)
-    r = _reduce(p, hp, norm, HR_FIDELITY, HR_FIDELITY_L2)
-    r.extra["data_range"] = float(data_range)
-    r.extra["operator"] = operator.description
-    return r
+    res, _ = hr_fidelity_metrics(sr, hr, operator, norms=(norm,), data_range=data_range, mask=mask)
+    return next(iter(res.values()))

@@ -152,7 +152,10 @@ def _lowpass(a: np.ndarray, ok: np.ndarray, sigma: float) -> np.ndarray:
         return a
     out = np.empty_like(a)
     for i in range(a.shape[0]):
-        w = gaussian_blur(ok[i].astype(np.float64), sigma)  # = ndimage.gaussian_filter(mode="reflect")
+        if ok[i].all():  # the weights blur to 1 (normalised taps, reflected borders): one blur, not two
+            out[i] = gaussian_blur(a[i], sigma)  # = ndimage.gaussian_filter(mode="reflect")
+            continue
+        w = gaussian_blur(ok[i].astype(np.float64), sigma)
         s = gaussian_blur(np.where(ok[i], a[i], 0.0), sigma)
         out[i] = s / np.maximum(w, 1e-12)
     return out
@@ -185,6 +188,13 @@ def estimate_alignment(
     correlation, Guizar-Sicairos et al. 2008) with SR(r, c) ~ HR(r - shift_y, c - shift_x).
     Gain/bias: least squares of low-passed SR_aligned on low-passed HR over valid pixels.
     """
+    return _estimate(sr, hr, mask, lowpass_sigma, upsample, per_band_shift)[0]
+
+
+def _estimate(
+    sr: Any, hr: Any, mask: Any, lowpass_sigma: float, upsample: int, per_band_shift: bool
+) -> tuple[Alignment, np.ndarray, np.ndarray]:
+    """:func:`estimate_alignment` plus SR shifted back onto HR and the shift's validity (reused by :func:`align`)."""
     s, h = _np3(sr, "sr"), _np3(hr, "hr")
     if s.shape != h.shape:
         raise ShapeError(f"sr {s.shape} and hr {h.shape} differ in shape")
@@ -214,7 +224,7 @@ def estimate_alignment(
             continue
         gains[i], biases[i] = _line_fit(ls[i][ok[i]], lh[i][ok[i]])
     gp, bp = _line_fit(ls[ok], lh[ok])
-    return Alignment(float(dy), float(dx), bands, gains, biases, gp, bp, float(lowpass_sigma))
+    return Alignment(float(dy), float(dx), bands, gains, biases, gp, bp, float(lowpass_sigma)), back, vshift
 
 
 def apply_alignment(sr: Any, al: Alignment, *, radiometric: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -222,26 +232,33 @@ def apply_alignment(sr: Any, al: Alignment, *, radiometric: bool = True) -> tupl
 
     A band whose gain is not finite or below 1e-6 in magnitude is only bias-corrected.
     """
-    s = _np3(sr, "sr")
-    out, valid = shift_image(s, -al.shift_y, -al.shift_x)
-    if radiometric:
-        for i in range(s.shape[0]):
-            g, b = float(al.gain[i]), float(al.bias[i])
-            if not math.isfinite(b):
-                continue
-            if math.isfinite(g) and abs(g) > 1e-6:
-                out[i] = (out[i] - b) / g
-            else:
-                out[i] = out[i] - b
-    return out, valid & np.isfinite(out)
+    out, valid = shift_image(_np3(sr, "sr"), -al.shift_y, -al.shift_x)
+    return _radiometric(out, al) if radiometric else out, valid & np.isfinite(out)
+
+
+def _radiometric(out: np.ndarray, al: Alignment) -> np.ndarray:
+    """(SR - bias_b) / gain_b in place per band (bias only where the gain is unusable)."""
+    for i in range(out.shape[0]):
+        g, b = float(al.gain[i]), float(al.bias[i])
+        if not math.isfinite(b):
+            continue
+        if math.isfinite(g) and abs(g) > 1e-6:
+            out[i] = (out[i] - b) / g
+        else:
+            out[i] = out[i] - b
+    return out
 
 
 def align(
     sr: Any, hr: Any, *, mask: Any = None, lowpass_sigma: float = LOWPASS_SIGMA
 ) -> tuple[np.ndarray, np.ndarray, Alignment]:
-    """Estimate and apply the alignment: returns (SR', valid, alignment) for one (C, H, W) image."""
-    al = estimate_alignment(sr, hr, mask=mask, lowpass_sigma=lowpass_sigma)
-    out, valid = apply_alignment(sr, al)
+    """Estimate and apply the alignment: returns (SR', valid, alignment) for one (C, H, W) image.
+
+    Same result as :func:`estimate_alignment` then :func:`apply_alignment`, with one Fourier shift.
+    """
+    al, back, vshift = _estimate(sr, hr, mask, lowpass_sigma, 100, True)
+    out = _radiometric(back, al)
+    valid = vshift & np.isfinite(out)
     if mask is not None:
         valid &= np.broadcast_to(np.asarray(mask, dtype=bool), valid.shape)
     return out, valid, al
