@@ -30,6 +30,7 @@ import torch
 from eosr._arrays import as_batch, like, to_tensor, unbatch
 from eosr.degrade.conv import full_conv, sep_conv
 from eosr.errors import ScaleError, SensorError, ShapeError
+from eosr.physics.filters import any_true
 from eosr.physics.psf import (
     check_scale,
     gaussian_taps,
@@ -179,7 +180,7 @@ class Degradation:
             self.lr_shape(b.shape[-2], b.shape[-1])
         c = b.shape[1]
         nan = torch.isnan(b)
-        has_nan = bool(nan.any())
+        has_nan = any_true(nan)
         src = torch.where(nan, torch.zeros((), dtype=b.dtype), b) if has_nan else b
         if self.kernels is None:
             ky, kx = self._taps(c, stride, b.dtype)

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from eosr.errors import EosrError, ScaleError, SensorError, ShapeError
 from eosr.evaluation.result import EvaluationResult
 from eosr.metrics.base import MetricInfo, MetricResult
+from eosr.physics.filters import any_true
 
 #: Above this many values per image the evaluation runs in float32.
 FLOAT64_LIMIT = 1 << 22
@@ -158,7 +159,7 @@ def _mask_tensor(mask: Any, shape: torch.Size) -> torch.Tensor | None:
             m.unsqueeze(1) if m.shape[0] == shape[0] and m.shape[0] != shape[1] else m, shape)
     except RuntimeError:
         raise ShapeError(f"mask of shape {tuple(m.shape)} does not broadcast to the image {tuple(shape)}") from None
-    if not bool(full.any()):
+    if not any_true(full):
         raise ShapeError("the mask is empty: no valid pixel to evaluate")
     return full.contiguous()
 

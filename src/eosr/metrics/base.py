@@ -22,7 +22,7 @@ import torch
 
 from eosr._arrays import to_tensor
 from eosr.errors import ShapeError
-from eosr.physics.filters import isfinite
+from eosr.physics.filters import all_true, any_true, isfinite
 
 #: PSNR written to JSON for a perfect match (the API returns inf): 10 log10(range^2 / 1e-12).
 PSNR_CAP_MSE = 1e-12
@@ -172,13 +172,19 @@ def prepare(*arrays: Any, mask: Any = None, names: tuple[str, ...] = ("sr", "hr"
             valid &= torch.broadcast_to(m, s0) if m.ndim != 3 or s0[0] == 1 or m.shape[0] == s0[1] else m
         except RuntimeError:
             raise ShapeError(f"mask of shape {tuple(m.shape)} does not broadcast to {tuple(s0)}") from None
-    if not bool(valid.any()):
+    if not any_true(valid):
         raise ShapeError("no valid pixel: the inputs are all NaN or the mask is empty")
     return Prepared(out, valid, is_np, was3d)
 
 
 def zero_invalid(t: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """``t`` with invalid pixels set to 0 (gradient-safe: no NaN flows through ``where``)."""
+    """``t`` with invalid pixels set to 0 (gradient-safe: no NaN flows through ``where``).
+
+    ``valid`` must be False wherever ``t`` is not finite (as :func:`prepare` builds it); when every
+    pixel is valid, ``t`` itself is returned (no copy).
+    """
+    if all_true(valid):
+        return t
     return torch.where(valid, t, torch.zeros((), dtype=t.dtype))
 
 

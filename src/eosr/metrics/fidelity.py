@@ -32,6 +32,7 @@ from eosr._arrays import to_tensor
 from eosr.degrade.operator import Degradation
 from eosr.errors import EosrError, ShapeError
 from eosr.metrics.base import MetricInfo, MetricResult, Prepared, pooled_mean, prepare
+from eosr.physics.filters import any_true
 
 __all__ = [
     "HR_FIDELITY",
@@ -177,7 +178,7 @@ def _hf_diff(sr: Any, hr: Any, operator: Degradation, mask: Any) -> tuple[Prepar
     diff = sr_t - hr_t  # the LPF is linear: hp(SR) - hp(HR) = hp(SR - HR), one blur instead of two
     hp = diff - to_tensor(operator.blur(diff))
     valid = p.valid & torch.isfinite(hp)
-    if not bool(valid.any()):
+    if not any_true(valid):
         raise ShapeError("no valid pixel: every pixel's PSF support touches nodata")
     return Prepared(p.tensors, valid, p.numpy, p.was3d), hp
 

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from eosr.errors import EosrError, ScaleError, ShapeError
 from eosr.metrics.base import MetricInfo, MetricResult, Prepared, pooled_mean, prepare, zero_invalid
-from eosr.physics.filters import sep_correlate_valid, usable
+from eosr.physics.filters import all_true, any_true, sep_correlate_valid, usable
 
 __all__ = [
     "ERGAS",
@@ -144,10 +144,15 @@ def _window_stats(p: Prepared, win_size: int, sigma: float) -> tuple[tuple[torch
     # Centre both images on the HR band mean c (a constant): variances and covariance do not change, but
     # E[x^2] - E[x]^2 of small deviations keeps its precision in float32 (without it, float32 UIQI of real
     # reflectance was off by ~0.01: no stabilising constants absorb the cancellation there).
-    n = p.valid.sum(dim=(-2, -1), keepdim=True).clamp(min=1)
+    every = all_true(p.valid)
+    n = torch.tensor(float(p.valid[0, 0].numel()), dtype=sr.dtype) if every else \
+        p.valid.sum(dim=(-2, -1), keepdim=True).clamp(min=1)
     c = (hr.sum(dim=(-2, -1), keepdim=True) / n).detach()
-    zero = torch.zeros((), dtype=sr.dtype)
-    sr, hr = torch.where(p.valid, sr - c, zero), torch.where(p.valid, hr - c, zero)
+    if every:
+        sr, hr = sr - c, hr - c
+    else:
+        zero = torch.zeros((), dtype=sr.dtype)
+        sr, hr = torch.where(p.valid, sr - c, zero), torch.where(p.valid, hr - c, zero)
     g = gaussian_window(win_size, sigma, sr.dtype)
     # one moment at a time into a preallocated output: the FFT temporaries cover one (B, C, H, W)
     # tensor instead of all five (peak memory ~3x lower for large images; same values)
@@ -160,7 +165,7 @@ def _window_stats(p: Prepared, win_size: int, sigma: float) -> tuple[tuple[torch
     var_y = yy - mu_y * mu_y
     cov = xy - mu_x * mu_y
     mu_x, mu_y = mu_x + c, mu_y + c
-    if bool(p.valid.all()):
+    if every:
         ok = torch.ones(mu_x.shape, dtype=torch.bool)
     else:
         bad = (~p.valid).to(torch.float32).flatten(0, 1).unsqueeze(1)
@@ -291,7 +296,7 @@ def _uiqi_map(stats: tuple[torch.Tensor, ...], data_range: float) -> torch.Tenso
 
 def _pooled_result(info: MetricInfo, p: Prepared, m: torch.Tensor, ok: torch.Tensor, win_size: int) -> MetricResult:
     """Mean of a windowed map over the valid window centres, as a result (SSIM, UIQI)."""
-    if not bool(ok.any()):
+    if not any_true(ok):
         raise ShapeError(f"no {win_size}x{win_size} window lies entirely on valid pixels")
     per_band, value = pooled_mean(m, ok)
     return MetricResult(

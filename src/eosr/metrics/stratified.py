@@ -32,6 +32,7 @@ from eosr._arrays import to_tensor
 from eosr.errors import EosrError, ShapeError
 from eosr.metrics import standard as S
 from eosr.metrics.base import MetricInfo, MetricResult, pooled_mean, prepare
+from eosr.physics.filters import any_true
 
 __all__ = ["INFOS", "STRATA", "Strata", "gradient_magnitude", "gradient_strata", "stratified_metrics"]
 
@@ -111,7 +112,7 @@ def gradient_strata(
     if g.ndim == 3:
         g = g.unsqueeze(0)
     ok = torch.isfinite(g)
-    if not bool(ok.any()):
+    if not any_true(ok):
         raise ShapeError("no pixel has a defined HR gradient (all invalid)")
     if thresholds is not None:
         lo, hi = (float(v) for v in thresholds)
@@ -171,7 +172,7 @@ def stratified_metrics(
                     )
                 smap_f, ok_f = ssim_parts
                 sel = ok_f & smask
-                if not bool(sel.any()):
+                if not any_true(sel):
                     if skip_empty:
                         continue
                     raise ShapeError(f"no SSIM window centre in the {name}-gradient stratum")
