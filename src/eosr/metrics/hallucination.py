@@ -72,22 +72,26 @@ def detail_decomposition(
     Returns ``(maps, sums)``: maps improvement |c|, hallucination |a - c|, omission |t - c| (NaN where
     not ``valid``); sums (C,) of |t|, |c|, |a - c|, |t - c| over valid pixels.
     """
-    t = hr - interp
-    a = sr - interp
-    st = np.sign(t)
-    c = st * np.clip(a * st, 0.0, np.abs(t))
-    ok = valid & np.isfinite(t) & np.isfinite(a)
-    nan = np.asarray(np.nan, dtype=t.dtype)  # maps keep the inputs' precision (float32 in: float32 maps)
-    maps = {
-        "improvement": np.where(ok, np.abs(c), nan),
-        "hallucination": np.where(ok, np.abs(a - c), nan),
-        "omission": np.where(ok, np.abs(t - c), nan),
-    }
-    sums: dict[str, np.ndarray] = {k: np.asarray(np.nansum(v, axis=(-2, -1), dtype=np.float64))
-                                   for k, v in maps.items()}
-    sums["truth"] = np.asarray(np.where(ok, np.abs(t), np.asarray(0.0, dtype=t.dtype)).sum(axis=(-2, -1),
-                                                                                          dtype=np.float64))
-    return maps, sums
+    dt = np.result_type(sr.dtype, hr.dtype, interp.dtype)
+    shape = np.broadcast_shapes(sr.shape, hr.shape, interp.shape)
+    lead = shape[:-2]
+    maps = {k: np.empty(shape, dtype=dt) for k in ("improvement", "hallucination", "omission")}
+    sums = {k: np.zeros(lead) for k in ("improvement", "hallucination", "omission", "truth")}
+    nan = np.asarray(np.nan, dtype=dt)  # maps keep the inputs' precision (float32 in: float32 maps)
+    # one (H, W) plane at a time: the temporaries are one band's size and are reused (first-touch page
+    # faults of whole-stack temporaries cost more than the arithmetic on large images)
+    for idx in np.ndindex(*lead):
+        t = np.subtract(hr[idx], interp[idx], dtype=dt)
+        a = np.subtract(sr[idx], interp[idx], dtype=dt)
+        ok = valid[idx] & np.isfinite(t) & np.isfinite(a)
+        at = np.abs(t)
+        st = np.sign(t)
+        c = np.clip(a * st, 0.0, at) * st
+        for name, v in (("improvement", np.abs(c)), ("hallucination", np.abs(a - c)), ("omission", np.abs(t - c))):
+            np.copyto(maps[name][idx], np.where(ok, v, nan))
+            sums[name][idx] = v.sum(where=ok, dtype=np.float64)
+        sums["truth"][idx] = at.sum(where=ok, dtype=np.float64)
+    return maps, {k: np.asarray(v) for k, v in sums.items()}
 
 
 def _as_items(x: Any, name: str) -> list[np.ndarray]:

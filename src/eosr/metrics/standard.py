@@ -327,18 +327,30 @@ def ssim_uiqi(
 
 
 # ----------------------------------------------------------------------------- spectral metrics
+def _band_norm(x: torch.Tensor) -> torch.Tensor:
+    """Euclidean norm over the band axis (B, 1, H, W): sqrt of a band-by-band sum of squares.
+
+    Same value as ``torch.linalg.vector_norm(x, dim=1)`` (which is ~10x slower here on CPU); the
+    double ``where`` keeps the gradient finite at zero vectors (0, as vector_norm's).
+    """
+    ss = x[:, :1] * x[:, :1]
+    for c in range(1, x.shape[1]):
+        ss = ss + x[:, c : c + 1] * x[:, c : c + 1]
+    pos = ss > 0
+    one, zero = torch.ones((), dtype=ss.dtype), torch.zeros((), dtype=ss.dtype)
+    return torch.where(pos, torch.sqrt(torch.where(pos, ss, one)), zero)
+
+
 def _sam_rad(p: Prepared) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-pixel angle (B, 1, H, W) in radians, its validity and the one-sided zero-vector flags."""
     ok = p.valid.all(dim=1, keepdim=True)
     a, b = (zero_invalid(t, p.valid) for t in p.tensors)
-    na = torch.linalg.vector_norm(a, dim=1, keepdim=True)
-    nb = torch.linalg.vector_norm(b, dim=1, keepdim=True)
+    na, nb = _band_norm(a), _band_norm(b)
     one = torch.ones((), dtype=a.dtype)
     u = a / torch.where(na > 0, na, one)
     v = b / torch.where(nb > 0, nb, one)
     # Kahan's formula: accurate near 0 and 180 degrees, unlike arccos of the cosine.
-    dn = torch.linalg.vector_norm(u - v, dim=1, keepdim=True)
-    sn = torch.linalg.vector_norm(u + v, dim=1, keepdim=True)
+    dn, sn = _band_norm(u - v), _band_norm(u + v)
     ang = 2 * torch.atan2(dn, sn)
     one_zero = ok & ((na == 0) ^ (nb == 0))
     return ang, ok, one_zero
