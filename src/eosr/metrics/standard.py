@@ -40,6 +40,7 @@ __all__ = [
     "ergas",
     "gaussian_window",
     "mae",
+    "pixel_error_metric",
     "psnr",
     "rmse",
     "sam",
@@ -65,13 +66,30 @@ INFOS: tuple[MetricInfo, ...] = (PSNR, RMSE, MAE, SSIM, SAM, ERGAS, UIQI)
 
 
 # ----------------------------------------------------------------------------- pixel errors
-def _mse(p: Prepared) -> tuple[torch.Tensor, torch.Tensor]:
-    sr, hr = p.tensors
-    return pooled_mean((sr - hr) ** 2, p.valid)
+def pixel_error_metric(name: str, p: Prepared, err: torch.Tensor, valid: torch.Tensor,
+                       data_range: float = 1.0) -> MetricResult:
+    """``psnr``, ``rmse`` or ``mae`` of a prepared pair from its error image ``err`` = SR - HR over ``valid``.
+
+    The shared core of :func:`psnr`, :func:`rmse`, :func:`mae` and their gradient strata (one error
+    image serves every metric and stratum).
+    """
+    n_valid = {"n_valid": int(valid.sum())}
+    if name == "mae":
+        per_band, value = pooled_mean(torch.abs(err), valid)
+        return MetricResult(MAE, p.out(value), p.out(per_band), n_valid)
+    if name not in ("psnr", "rmse"):
+        raise EosrError(f"unknown pixel error metric {name!r}; use psnr, rmse or mae")
+    mse_b, mse = pooled_mean(err * err, valid)
+    if name == "rmse":
+        return MetricResult(RMSE, p.out(torch.sqrt(mse)), p.out(torch.sqrt(mse_b)), n_valid)
+    peak = float(data_range) ** 2
+    return MetricResult(PSNR, p.out(10 * torch.log10(peak / mse)), p.out(10 * torch.log10(peak / mse_b)), n_valid)
 
 
-def _n_valid(p: Prepared) -> int:
-    return int(p.valid.sum())
+def _pixel(name: str, sr: Any, hr: Any, data_range: float, mask: Any) -> MetricResult:
+    _check_range(data_range)
+    p = prepare(sr, hr, mask=mask)
+    return pixel_error_metric(name, p, p.tensors[0] - p.tensors[1], p.valid, float(data_range))
 
 
 def psnr(sr: Any, hr: Any, *, data_range: float = 1.0, mask: Any = None) -> MetricResult:
@@ -80,30 +98,17 @@ def psnr(sr: Any, hr: Any, *, data_range: float = 1.0, mask: Any = None) -> Metr
     ``value`` comes from the MSE pooled over all valid pixels of all bands (not the mean of per-band
     PSNRs). A perfect match gives ``inf`` (JSON writers cap it, see ``MetricResult.to_dict``).
     """
-    _check_range(data_range)
-    p = prepare(sr, hr, mask=mask)
-    mse_b, mse = _mse(p)
-    peak = float(data_range) ** 2
-    return MetricResult(
-        PSNR, p.out(10 * torch.log10(peak / mse)), p.out(10 * torch.log10(peak / mse_b)), {"n_valid": _n_valid(p)}
-    )
+    return _pixel("psnr", sr, hr, data_range, mask)
 
 
 def rmse(sr: Any, hr: Any, *, data_range: float = 1.0, mask: Any = None) -> MetricResult:
     """Root mean square error sqrt(mean((SR - HR)^2)) over valid pixels (``data_range`` is recorded only)."""
-    _check_range(data_range)
-    p = prepare(sr, hr, mask=mask)
-    mse_b, mse = _mse(p)
-    return MetricResult(RMSE, p.out(torch.sqrt(mse)), p.out(torch.sqrt(mse_b)), {"n_valid": _n_valid(p)})
+    return _pixel("rmse", sr, hr, data_range, mask)
 
 
 def mae(sr: Any, hr: Any, *, data_range: float = 1.0, mask: Any = None) -> MetricResult:
     """Mean absolute error mean(|SR - HR|) over valid pixels (``data_range`` is recorded only)."""
-    _check_range(data_range)
-    p = prepare(sr, hr, mask=mask)
-    sr_t, hr_t = p.tensors
-    per_band, value = pooled_mean(torch.abs(sr_t - hr_t), p.valid)
-    return MetricResult(MAE, p.out(value), p.out(per_band), {"n_valid": _n_valid(p)})
+    return _pixel("mae", sr, hr, data_range, mask)
 
 
 # ----------------------------------------------------------------------------- windowed statistics
@@ -403,7 +408,7 @@ def ergas(sr: Any, hr: Any, *, scale: float, data_range: float = 1.0, mask: Any 
     rel2 = torch.where(has, mse_b / torch.where(has, mu_b, torch.ones((), dtype=mu_b.dtype)) ** 2, mse_b)
     value = 100.0 / scale * torch.sqrt(rel2[has].mean())
     per_band = 100.0 / scale * torch.sqrt(rel2)
-    return MetricResult(ERGAS, p.out(value), p.out(per_band), {"n_valid": _n_valid(p), "scale": float(scale)})
+    return MetricResult(ERGAS, p.out(value), p.out(per_band), {"n_valid": int(p.valid.sum()), "scale": float(scale)})
 
 
 def _check_range(data_range: float) -> None:

@@ -154,6 +154,7 @@ def stratified_metrics(
         hr, mask=p.valid if mask is None else mask, quantiles=quantiles, thresholds=thresholds, bands=bands
     )
     out: dict[str, MetricResult] = {}
+    err: torch.Tensor | None = None
     for m in metrics:
         for name, smask in st.masks().items():
             thr = st.low_threshold if name == "low" else st.high_threshold
@@ -181,8 +182,9 @@ def stratified_metrics(
             elif isinstance(m, str):
                 if m not in _BASE:
                     raise EosrError(f"unknown base metric {m!r}; use one of {sorted(_BASE)} or a callable")
-                fn: MetricFn = getattr(S, m)
-                res = fn(sr, hr, data_range=data_range, mask=_as_caller_mask(smask & p.valid, p))
+                if err is None:  # one error image serves every pixel metric and stratum
+                    err = p.tensors[0] - p.tensors[1]
+                res = S.pixel_error_metric(m, p, err, smask & p.valid, float(data_range))
             else:
                 res = m(sr, hr, data_range=data_range, mask=_as_caller_mask(smask & p.valid, p))
             info = _stratum_info(res.info, name)
