@@ -94,11 +94,12 @@ class Alignment:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _np3(x: Any, name: str) -> np.ndarray:
+def _arr3(x: Any, name: str) -> np.ndarray:
+    """(C, H, W) floating array without a precision change (float32 stays float32; ints -> float64)."""
     a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
     if a.ndim != 3:
         raise ShapeError(f"{name} must be (C, H, W) here, got shape {a.shape}")
-    return a.astype(np.float64, copy=False)
+    return a if a.dtype in (np.float32, np.float64) else a.astype(np.float64)
 
 
 def _centre_window(a: np.ndarray, size: int) -> np.ndarray:
@@ -115,7 +116,7 @@ def shift_image(x: Any, dy: float, dx: float, pad: int = 8) -> tuple[np.ndarray,
     shift brings in from outside and next to NaN pixels (which are filled with the band mean before
     shifting and stay invalid).
     """
-    a = _np3(x, "image")
+    a = _arr3(x, "image")  # float32 in, float32 out (the shift itself runs in float64 per band)
     if abs(dy) < MIN_SHIFT and abs(dx) < MIN_SHIFT:
         return a.copy(), np.isfinite(a)
     bad = ~np.isfinite(a)
@@ -161,15 +162,36 @@ def _lowpass(a: np.ndarray, ok: np.ndarray, sigma: float) -> np.ndarray:
     return out
 
 
-def _line_fit(y: np.ndarray, x: np.ndarray) -> tuple[float, float]:
-    """Least squares y ~ g x + b; a constant reference gives gain 1 and the mean offset."""
-    if y.size == 0:
+def _moments(y: np.ndarray, x: np.ndarray) -> tuple[float, float, float, float, float]:
+    """(n, mean x, mean y, sum (x - mx)^2, sum (x - mx)(y - my)) of paired samples (two-pass, exact)."""
+    n = float(x.size)
+    if n == 0:
+        return 0.0, 0.0, 0.0, 0.0, 0.0
+    mx, my = float(x.mean(dtype=np.float64)), float(y.mean(dtype=np.float64))
+    dx = x - mx
+    return n, mx, my, float(np.dot(dx, dx)), float(np.dot(dx, y - my))
+
+
+def _pool_moments(parts: Sequence[tuple[float, float, float, float, float]]) -> tuple[float, ...]:
+    """Moments of the union of groups (parallel-axis rule; Chan, Golub, LeVeque 1979)."""
+    n = sum(p[0] for p in parts)
+    if n == 0:
+        return 0.0, 0.0, 0.0, 0.0, 0.0
+    mx = sum(p[0] * p[1] for p in parts) / n
+    my = sum(p[0] * p[2] for p in parts) / n
+    sxx = sum(p[3] + p[0] * (p[1] - mx) ** 2 for p in parts)
+    sxy = sum(p[4] + p[0] * (p[1] - mx) * (p[2] - my) for p in parts)
+    return n, mx, my, sxx, sxy
+
+
+def _fit(m: Sequence[float]) -> tuple[float, float]:
+    """Least squares y ~ g x + b from moments; a constant reference gives gain 1 and the mean offset."""
+    n, mx, my, sxx, sxy = m
+    if n == 0:
         raise ShapeError("gain/bias: no valid pixel left after shift compensation")
-    mx, my = float(x.mean()), float(y.mean())
-    vx = float(((x - mx) ** 2).mean())
-    if vx <= 1e-20:
+    if sxx / n <= 1e-20:
         return 1.0, my - mx
-    g = float(((x - mx) * (y - my)).mean()) / vx
+    g = sxy / sxx
     return g, my - g * mx
 
 
@@ -195,7 +217,7 @@ def _estimate(
     sr: Any, hr: Any, mask: Any, lowpass_sigma: float, upsample: int, per_band_shift: bool
 ) -> tuple[Alignment, np.ndarray, np.ndarray]:
     """:func:`estimate_alignment` plus SR shifted back onto HR and the shift's validity (reused by :func:`align`)."""
-    s, h = _np3(sr, "sr"), _np3(hr, "hr")
+    s, h = _arr3(sr, "sr"), _arr3(hr, "hr")  # the inputs' precision: no float64 copies of whole stacks
     if s.shape != h.shape:
         raise ShapeError(f"sr {s.shape} and hr {h.shape} differ in shape")
     ok0 = np.isfinite(s) & np.isfinite(h)
@@ -203,27 +225,30 @@ def _estimate(
         ok0 &= np.broadcast_to(np.asarray(mask, dtype=bool), s.shape)
     if not ok0.any():
         raise ShapeError("no valid pixel: the inputs are all NaN or the mask is empty")
-    hm = np.where(ok0, h, np.nan)
-    sm = np.where(ok0, s, np.nan)
-    hw, sw = _centre_window(hm, REG_WINDOW), _centre_window(sm, REG_WINDOW)
+    okw = _centre_window(ok0, REG_WINDOW)
+    hw = np.where(okw, _centre_window(h, REG_WINDOW), np.nan)
+    sw = np.where(okw, _centre_window(s, REG_WINDOW), np.nan)
     try:
         cross = cross_power(hw, sw)  # one FFT pair per band serves the pooled and the per-band shifts
         dy, dx = shift_from_cross(cross.sum(axis=0), upsample)
         bands = np.array([shift_from_cross(cross[i], min(upsample, 20)) if per_band_shift else (dy, dx)
                           for i in range(s.shape[0])])
-        del cross
+        del cross, hw, sw
     except ShapeError:
         raise ShapeError("registration: a band has no valid pixel in the central window") from None
     back, vshift = shift_image(s, -dy, -dx)
-    ok = ok0 & vshift & np.isfinite(back)
-    ls, lh = _lowpass(back, ok, lowpass_sigma), _lowpass(h, ok, lowpass_sigma)
     gains, biases = np.empty(s.shape[0]), np.empty(s.shape[0])
-    for i in range(s.shape[0]):
-        if not ok[i].any():
+    parts = []
+    for i in range(s.shape[0]):  # one band at a time: low-passed copies and samples of one band only
+        ok = ok0[i] & vshift[i] & np.isfinite(back[i])
+        if not ok.any():
             gains[i], biases[i] = np.nan, np.nan
             continue
-        gains[i], biases[i] = _line_fit(ls[i][ok[i]], lh[i][ok[i]])
-    gp, bp = _line_fit(ls[ok], lh[ok])
+        ls = _lowpass(back[i : i + 1].astype(np.float64), ok[None], lowpass_sigma)[0]
+        lh = _lowpass(h[i : i + 1].astype(np.float64), ok[None], lowpass_sigma)[0]
+        parts.append(_moments(ls[ok], lh[ok]))
+        gains[i], biases[i] = _fit(parts[-1])
+    gp, bp = _fit(_pool_moments(parts))
     return Alignment(float(dy), float(dx), bands, gains, biases, gp, bp, float(lowpass_sigma)), back, vshift
 
 
@@ -232,7 +257,7 @@ def apply_alignment(sr: Any, al: Alignment, *, radiometric: bool = True) -> tupl
 
     A band whose gain is not finite or below 1e-6 in magnitude is only bias-corrected.
     """
-    out, valid = shift_image(_np3(sr, "sr"), -al.shift_y, -al.shift_x)
+    out, valid = shift_image(_arr3(sr, "sr"), -al.shift_y, -al.shift_x)
     return _radiometric(out, al) if radiometric else out, valid & np.isfinite(out)
 
 

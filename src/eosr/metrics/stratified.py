@@ -69,9 +69,12 @@ def gradient_magnitude(hr: Any, *, mask: Any = None, bands: Sequence[int] | None
         t, valid = t[:, idx], p.valid[:, idx]
     else:
         valid = p.valid
-    t = torch.where(valid, t, torch.full((), float("nan"), dtype=t.dtype))
-    gy, gx = torch.gradient(t, dim=(-2, -1))
-    g = torch.sqrt(gx * gx + gy * gy).mean(dim=1, keepdim=True)
+    nan = torch.full((), float("nan"), dtype=t.dtype)
+    g = torch.zeros((t.shape[0], 1, *t.shape[-2:]), dtype=t.dtype)
+    for c in range(t.shape[1]):  # one band at a time (temporaries of one band, not of the stack)
+        gy, gx = torch.gradient(torch.where(valid[:, c : c + 1], t[:, c : c + 1], nan), dim=(-2, -1))
+        g += torch.sqrt(gx * gx + gy * gy)
+    g /= t.shape[1]
     out = g[0] if p.was3d else g
     return out if not p.numpy else out.cpu().numpy()
 
