@@ -13,7 +13,7 @@ the network sees ``(x - mean) / std`` and its output is mapped back with ``y * s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -137,6 +137,21 @@ def enable_mc_dropout(model: nn.Module) -> nn.Module:
         if isinstance(m, (nn.Dropout, nn.Dropout2d)):
             m.train()
     return model
+
+
+def dihedral_ensemble(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """Geometric self-ensemble: mean over the 8 flips/rotations g of g^-1(fn(g(x))) (Lim et al., EDSR+,
+    CVPRW 2017; Timofte et al., CVPR 2016). Exact for an isotropic sensor PSF (the operator commutes
+    with g); costs 8 forward passes."""
+    acc: torch.Tensor | None = None
+    for t in (False, True):
+        xt = x.transpose(-1, -2) if t else x
+        for k in range(4):
+            y = torch.rot90(fn(torch.rot90(xt, k, dims=(-2, -1))), -k, dims=(-2, -1))
+            y = y.transpose(-1, -2) if t else y
+            acc = y if acc is None else acc + y
+    assert acc is not None
+    return acc / 8
 
 
 def check_bands(
