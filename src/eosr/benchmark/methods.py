@@ -68,8 +68,9 @@ def bicubic(lr: np.ndarray, scale: int) -> np.ndarray:
     nan = torch.isnan(t)
     if bool(nan.any()):
         t = torch.nan_to_num(t, nan=float(torch.nanmean(t)))
-    out = torch.nn.functional.interpolate(t, scale_factor=scale, mode="bicubic", align_corners=False)
-    return out[0].numpy()
+    from eosr.models.interp import upsample
+
+    return upsample(t, scale, "bicubic")[0].numpy()
 
 
 def _get_registry_model(name: str, scale: int, sample: Any, options: dict[str, Any]) -> Any:

@@ -144,8 +144,9 @@ def _lr_mask(mask: torch.Tensor | None, r: int) -> torch.Tensor | None:
 
 
 def _bicubic(lr: torch.Tensor, r: int) -> torch.Tensor:
-    b = lr if lr.ndim == 4 else lr.unsqueeze(0)
-    up = F.interpolate(b, scale_factor=r, mode="bicubic", align_corners=False) if r > 1 else b
+    from eosr.models.interp import upsample
+
+    up = upsample(lr if lr.ndim == 4 else lr.unsqueeze(0), r, "bicubic")
     return up if lr.ndim == 4 else up[0]
 
 
