@@ -134,7 +134,7 @@ def trust_section(stds: dict[str, np.ndarray], srs: dict[str, np.ndarray], hr: n
         maps[name] = {"sigma": np.nanmean(std, axis=0), "error": np.nanmean(err, axis=0),
                       "support": np.nanmean(np.asarray(support_maps(sr, scale).share, np.float64), axis=0)}
         curves[name] = sparsification(err, std)
-        rows.append({"method": name, **calibration_table(sr, hr, std)})
+        rows.append({"method": name, **calibration_table(sr, hr, std, curve=curves[name])})
     grid = plots.map_grid(maps, [("sigma", "predicted std", "reflectance"), ("error", "|SR - HR|", "reflectance"),
                                  ("support", "support share (detail above LR Nyquist)", "fraction")])
     return {"maps": grid, "sparsification": plots.sparsification(curves), "table": rows}

@@ -217,10 +217,15 @@ def fit_conformal(error: Any, std: Any, p: float = 0.9, dist: str = "gaussian", 
 
 
 def calibration_table(sr: Any, hr: Any, std: Any, mask: Any = None, dist: str = "gaussian",
-                      levels: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95)) -> dict[str, Any]:
-    """Coverage at several levels, Spearman rho(|error|, std), AUSE and mean std: one JSON-safe dict."""
+                      levels: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95),
+                      curve: Sparsification | None = None) -> dict[str, Any]:
+    """Coverage at several levels, Spearman rho(|error|, std), AUSE and mean std: one JSON-safe dict.
+
+    ``curve``: the MAE :func:`sparsification` of the same inputs when the caller already has it
+    (plotted beside the table), so it is not computed twice.
+    """
     err = _np(sr) - _np(hr)
-    sp = sparsification(np.abs(err), std, mask)
+    sp = curve if curve is not None else sparsification(np.abs(err), std, mask)
     rho = spearman(np.abs(err), std, mask)
     _, s = valid_pairs(err, std, mask)
     return {
