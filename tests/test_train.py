@@ -16,7 +16,7 @@ from conftest import SHARED
 from eosr.degrade.operator import Degradation
 from eosr.errors import ConfigError
 from eosr.train.config import load_config, parse_config
-from eosr.train.loop import add_noise, augment, lr_at, train
+from eosr.train.loop import add_noise, augment, lr_at, radiometric, train
 from eosr.train.sources import build_datasets
 
 EOP = SHARED / "eolearn_testeopatch_s2"
@@ -70,6 +70,7 @@ def small_doc(out: Path, **over: object) -> dict:
         ({"losses": [{"name": "ssim"}]}, "unknown name"),
         ({"losses": [{"name": "smooth_l1"}]}, "explicit beta"),
         ({"noise": {"sigma_min": 0.01, "sigma_max": 0.001}}, "sigma_max"),
+        ({"radiometric": {"gain": [1.2, 0.8]}}, "radiometric gain"),
         ({"optimizer": {"name": "lbfgs"}}, "optimizer.name"),
         ({"bogus": 1}, "bogus"),
     ],
@@ -141,6 +142,21 @@ def test_augmentation_commutes_with_the_operator(s2_10m) -> None:
     la, ha = augment(lr, hr, torch.Generator().manual_seed(0))
     assert torch.allclose(op.downsample(ha), la, atol=1e-12)
     assert not torch.equal(ha, hr)  # something was transformed
+
+
+def test_radiometric_augmentation_commutes_with_the_operator(tmp_path: Path, s2_10m) -> None:
+    """a HR + b degrades to a LR + b (linear, constant-preserving operator); per-sample, per-band draws
+    within the configured ranges; identity by default."""
+    op = Degradation.from_sensor("sentinel2", ["B02", "B03", "B04", "B08"], 2, wald=True)
+    hr = torch.tensor(s2_10m[:, :32, :32], dtype=torch.float64)[None].repeat(6, 1, 1, 1)
+    lr = op.downsample(hr)
+    cfg = parse_config(small_doc(tmp_path, radiometric={"gain": [0.8, 1.2], "offset": [-0.02, 0.02]}), tmp_path)
+    la, ha = radiometric(lr, hr, cfg, torch.Generator().manual_seed(3))
+    assert torch.allclose(op.downsample(ha), la, atol=1e-12)
+    a = (ha[..., 1, 1] - ha[..., 0, 0]) / (hr[..., 1, 1] - hr[..., 0, 0])
+    assert a.min() >= 0.8 - 1e-9 and a.max() <= 1.2 + 1e-9 and a.std() > 0.01
+    plain = parse_config(small_doc(tmp_path), tmp_path)
+    assert radiometric(lr, hr, plain, torch.Generator().manual_seed(3))[1] is hr
 
 
 def test_noise_augmentation_levels(tmp_path: Path) -> None:

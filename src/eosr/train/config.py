@@ -90,6 +90,23 @@ class NoiseCfg(_Strict):
         return self
 
 
+class RadiometricCfg(_Strict):
+    """Radiometric augmentation: each training patch and band gets HR' = a HR + b and LR' = a LR + b
+    with a ~ U(gain) and b ~ U(offset) (reflectance); exact for the linear, constant-preserving
+    operator (D(a x + b) = a D(x) + b). Makes a model robust to level differences such as TOA (L1C)
+    versus surface (L2A) reflectance. Off by default."""
+
+    gain: tuple[float, float] = (1.0, 1.0)
+    offset: tuple[float, float] = (0.0, 0.0)
+
+    @model_validator(mode="after")
+    def _order(self) -> RadiometricCfg:
+        if not (0 < self.gain[0] <= self.gain[1]) or self.offset[0] > self.offset[1]:
+            raise ValueError(f"radiometric gain must be 0 < low <= high and offset low <= high, got "
+                             f"{self.gain}, {self.offset}")
+        return self
+
+
 class LossCfg(BaseModel):
     """One loss term: ``name``, ``weight`` and the term's options (checked by eosr.losses.build_loss)."""
 
@@ -162,6 +179,7 @@ class TrainConfig(_Strict):
     optimizer: OptimCfg = Field(default_factory=lambda: OptimCfg.model_validate({}))
     schedule: ScheduleCfg = Field(default_factory=lambda: ScheduleCfg.model_validate({}))
     noise: NoiseCfg = Field(default_factory=lambda: NoiseCfg.model_validate({}))
+    radiometric: RadiometricCfg = Field(default_factory=lambda: RadiometricCfg.model_validate({}))
     early_stopping: EarlyStopCfg | None = None
     validation: ValidationCfg = Field(default_factory=lambda: ValidationCfg.model_validate({}))
 

@@ -117,6 +117,18 @@ def augment(lr: torch.Tensor, hr: torch.Tensor, g: torch.Generator) -> tuple[tor
     return torch.stack(lo).contiguous(), torch.stack(ho).contiguous()
 
 
+def radiometric(lr: torch.Tensor, hr: torch.Tensor, cfg: TrainConfig, g: torch.Generator
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample, per-band a x + b on LR and HR alike (``cfg.radiometric``; identity by default)."""
+    rc = cfg.radiometric
+    if rc.gain == (1.0, 1.0) and rc.offset == (0.0, 0.0):
+        return lr, hr
+    shape = (lr.shape[0], lr.shape[1], 1, 1)
+    a = rc.gain[0] + (rc.gain[1] - rc.gain[0]) * torch.rand(shape, generator=g, dtype=lr.dtype)
+    b = rc.offset[0] + (rc.offset[1] - rc.offset[0]) * torch.rand(shape, generator=g, dtype=lr.dtype)
+    return a * lr + b, a * hr + b
+
+
 def add_noise(lr: torch.Tensor, cfg: TrainConfig, g: torch.Generator) -> torch.Tensor:
     """Per-sample Gaussian noise sigma ~ U(sigma_min, sigma_max), zero with probability p_clean."""
     nz = cfg.noise
@@ -234,6 +246,7 @@ def train(
             lr_c, hr = sp.train_lr[idx], sp.train_hr[idx]
             if cfg.augment:
                 lr_c, hr = augment(lr_c, hr, g)
+            lr_c, hr = radiometric(lr_c, hr, cfg, g)
             lr_in = add_noise(lr_c, cfg, g)
             for pg in opt.param_groups:
                 pg["lr"] = lr_at(cfg, gstep, total)
