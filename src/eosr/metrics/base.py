@@ -22,7 +22,7 @@ import torch
 
 from eosr._arrays import to_tensor
 from eosr.errors import ShapeError
-from eosr.physics.filters import all_true, any_true, isfinite
+from eosr.physics.filters import all_true, any_true, count_true, isfinite
 
 #: PSNR written to JSON for a perfect match (the API returns inf): 10 log10(range^2 / 1e-12).
 PSNR_CAP_MSE = 1e-12
@@ -194,7 +194,7 @@ def pooled_mean(t: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, tor
     A band without any valid pixel gets NaN in ``per_band`` (and does not enter the pooled value).
     """
     z = zero_invalid(t, valid)
-    n_b = valid.sum(dim=(0, 2, 3)).to(t.dtype)
+    n_b = count_true(valid, (0, 2, 3)).to(t.dtype)
     s_b = z.sum(dim=(0, 2, 3))
     per_band = torch.where(n_b > 0, s_b / n_b.clamp(min=1), torch.full((), float("nan"), dtype=t.dtype))
     return per_band, s_b.sum() / n_b.sum()

@@ -32,7 +32,7 @@ from eosr._arrays import to_tensor
 from eosr.degrade.operator import Degradation
 from eosr.errors import EosrError, ShapeError
 from eosr.metrics.base import MetricInfo, MetricResult, Prepared, pooled_mean, prepare
-from eosr.physics.filters import any_true
+from eosr.physics.filters import any_true, count_true
 
 __all__ = [
     "HR_FIDELITY",
@@ -78,7 +78,7 @@ def _reduce(p: Prepared, r: torch.Tensor, norm: str, info_l1: MetricInfo, info_l
         per_band, value = pooled_mean(r * r, p.valid)
         per_band, value = torch.sqrt(per_band), torch.sqrt(value)
         info = info_l2
-    return MetricResult(info, p.out(value), p.out(per_band), {"n_valid": int(p.valid.sum())})
+    return MetricResult(info, p.out(value), p.out(per_band), {"n_valid": int(count_true(p.valid))})
 
 
 class LRFidelity(NamedTuple):

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from eosr.errors import EosrError, ScaleError, ShapeError
 from eosr.metrics.base import MetricInfo, MetricResult, Prepared, pooled_mean, prepare, zero_invalid
-from eosr.physics.filters import all_true, any_true, sep_correlate_valid, usable
+from eosr.physics.filters import all_true, any_true, count_true, sep_correlate_valid, usable
 
 __all__ = [
     "ERGAS",
@@ -73,7 +73,7 @@ def pixel_error_metric(name: str, p: Prepared, err: torch.Tensor, valid: torch.T
     The shared core of :func:`psnr`, :func:`rmse`, :func:`mae` and their gradient strata (one error
     image serves every metric and stratum).
     """
-    n_valid = {"n_valid": int(valid.sum())}
+    n_valid = {"n_valid": int(count_true(valid))}
     if name == "mae":
         per_band, value = pooled_mean(torch.abs(err), valid)
         return MetricResult(MAE, p.out(value), p.out(per_band), n_valid)
@@ -305,7 +305,7 @@ def _pooled_result(info: MetricInfo, p: Prepared, m: torch.Tensor, ok: torch.Ten
         raise ShapeError(f"no {win_size}x{win_size} window lies entirely on valid pixels")
     per_band, value = pooled_mean(m, ok)
     return MetricResult(
-        info, p.out(value), p.out(per_band), {"n_valid": int(ok.sum()), "border_px": (win_size - 1) // 2}
+        info, p.out(value), p.out(per_band), {"n_valid": int(count_true(ok)), "border_px": (win_size - 1) // 2}
     )
 
 
@@ -385,7 +385,7 @@ def sam(sr: Any, hr: Any, *, data_range: float = 1.0, mask: Any = None) -> Metri
     _, value = pooled_mean(deg, ok)
     empty = torch.zeros(0, dtype=deg.dtype)
     return MetricResult(
-        SAM, p.out(value), p.out(empty), {"n_valid": int(ok.sum()), "n_zero_vector": int(one_zero.sum())}
+        SAM, p.out(value), p.out(empty), {"n_valid": int(count_true(ok)), "n_zero_vector": int(count_true(one_zero))}
     )
 
 
@@ -408,7 +408,8 @@ def ergas(sr: Any, hr: Any, *, scale: float, data_range: float = 1.0, mask: Any 
     rel2 = torch.where(has, mse_b / torch.where(has, mu_b, torch.ones((), dtype=mu_b.dtype)) ** 2, mse_b)
     value = 100.0 / scale * torch.sqrt(rel2[has].mean())
     per_band = 100.0 / scale * torch.sqrt(rel2)
-    return MetricResult(ERGAS, p.out(value), p.out(per_band), {"n_valid": int(p.valid.sum()), "scale": float(scale)})
+    extra = {"n_valid": int(count_true(p.valid)), "scale": float(scale)}
+    return MetricResult(ERGAS, p.out(value), p.out(per_band), extra)
 
 
 def _check_range(data_range: float) -> None:

@@ -32,7 +32,7 @@ from eosr._arrays import to_tensor
 from eosr.errors import EosrError, ShapeError
 from eosr.metrics import standard as S
 from eosr.metrics.base import MetricInfo, MetricResult, pooled_mean, prepare
-from eosr.physics.filters import any_true
+from eosr.physics.filters import any_true, count_true
 
 __all__ = ["INFOS", "STRATA", "Strata", "gradient_magnitude", "gradient_strata", "stratified_metrics"]
 
@@ -95,7 +95,7 @@ class Strata:
 
     def counts(self) -> dict[str, int]:
         """Pixel counts per stratum (spatial pixels, summed over the batch)."""
-        return {"low": int(self.low.sum()), "high": int(self.high.sum())}
+        return {"low": int(count_true(self.low)), "high": int(count_true(self.high))}
 
 
 def gradient_strata(
@@ -162,7 +162,7 @@ def stratified_metrics(
         for name, smask in st.masks().items():
             thr = st.low_threshold if name == "low" else st.high_threshold
             q = None if st.quantiles is None else st.quantiles[0 if name == "low" else 1]
-            n_pix = int(smask.sum())
+            n_pix = int(count_true(smask))
             if n_pix == 0:
                 if skip_empty:
                     continue
@@ -181,7 +181,7 @@ def stratified_metrics(
                         continue
                     raise ShapeError(f"no SSIM window centre in the {name}-gradient stratum")
                 per_band, value = pooled_mean(smap_f, sel)
-                res = MetricResult(S.SSIM, p.out(value), p.out(per_band), {"n_valid": int(sel.sum())})
+                res = MetricResult(S.SSIM, p.out(value), p.out(per_band), {"n_valid": int(count_true(sel))})
             elif isinstance(m, str):
                 if m not in _BASE:
                     raise EosrError(f"unknown base metric {m!r}; use one of {sorted(_BASE)} or a callable")

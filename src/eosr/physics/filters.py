@@ -84,3 +84,13 @@ def any_true(mask: torch.Tensor) -> bool:
     if mask.device.type != "cpu":
         return bool(mask.any())
     return bool(mask.detach().numpy().any())
+
+
+def count_true(mask: torch.Tensor, dim: tuple[int, ...] | None = None) -> torch.Tensor:
+    """Number of True values (over ``dim``, int64), through NumPy for CPU tensors (torch sums of bool
+    tensors are ~15x slower here)."""
+    if mask.device.type != "cpu":
+        return mask.sum(dim=dim) if dim is not None else mask.sum()
+    a = mask.detach().numpy()
+    return torch.as_tensor(np.count_nonzero(a, axis=dim) if dim is not None else np.count_nonzero(a),
+                           dtype=torch.int64)
