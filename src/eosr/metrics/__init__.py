@@ -1,40 +1,107 @@
 """Metrics that tell the truth: standard, physically informed, gradient-stratified, spectral,
 registration- and radiometry-aware, hallucination, and published-protocol presets.
 
-Submodules are imported lazily on first attribute access, so ``import eosr.metrics`` stays light:
-``from eosr.metrics import psnr`` finds ``psnr`` in whichever submodule defines it.
+Names are imported lazily from their submodule on first use (:func:`eosr._lazy.lazy_exports`), so
+``import eosr.metrics`` stays light: ``from eosr.metrics import psnr`` loads only ``eosr.metrics.standard``.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from eosr._lazy import lazy_exports
 from eosr.metrics.base import MetricInfo, MetricResult
 
-_SUBMODULES = (
-    "standard",
-    "fidelity",
-    "stratified",
-    "frequency",
-    "registration",
-    "hallucination",
-    "presets",
-    "perceptual",
-)
+_EXPORTS = {
+    "ERGAS": "standard",
+    "INFOS": "standard",
+    "MAE": "standard",
+    "PSNR": "standard",
+    "RMSE": "standard",
+    "SAM": "standard",
+    "SSIM": "standard",
+    "UIQI": "standard",
+    "ergas": "standard",
+    "gaussian_window": "standard",
+    "mae": "standard",
+    "pixel_error_metric": "standard",
+    "psnr": "standard",
+    "rmse": "standard",
+    "sam": "standard",
+    "sam_map": "standard",
+    "ssim": "standard",
+    "ssim_map": "standard",
+    "ssim_uiqi": "standard",
+    "uiqi": "standard",
+    "HR_FIDELITY": "fidelity",
+    "HR_FIDELITY_L2": "fidelity",
+    "LRFidelity": "fidelity",
+    "LR_FIDELITY": "fidelity",
+    "LR_FIDELITY_L2": "fidelity",
+    "LR_FIDELITY_SIGMA": "fidelity",
+    "high_pass": "fidelity",
+    "hr_fidelity": "fidelity",
+    "hr_fidelity_map": "fidelity",
+    "hr_fidelity_metrics": "fidelity",
+    "lr_fidelity": "fidelity",
+    "lr_fidelity_metrics": "fidelity",
+    "lr_residual_map": "fidelity",
+    "STRATA": "stratified",
+    "Strata": "stratified",
+    "gradient_magnitude": "stratified",
+    "gradient_strata": "stratified",
+    "stratified_metrics": "stratified",
+    "EFFECTIVE_RESOLUTION": "frequency",
+    "FRR": "frequency",
+    "FRR_OVERSHOOT": "frequency",
+    "FRR_UNDERSHOOT": "frequency",
+    "HF_GAIN": "frequency",
+    "LF_DEVIATION": "frequency",
+    "Spectra": "frequency",
+    "effective_resolution": "frequency",
+    "fourier_ring_correlation": "frequency",
+    "frequency_restoration": "frequency",
+    "frequency_restoration_lr": "frequency",
+    "frr_from_profiles": "frequency",
+    "radial_spectra": "frequency",
+    "Alignment": "registration",
+    "BIAS": "registration",
+    "GAIN": "registration",
+    "SHIFT_X": "registration",
+    "SHIFT_Y": "registration",
+    "align": "registration",
+    "apply_alignment": "registration",
+    "estimate_alignment": "registration",
+    "mae_aligned": "registration",
+    "psnr_aligned": "registration",
+    "registration_metrics": "registration",
+    "rmse_aligned": "registration",
+    "shift_image": "registration",
+    "ssim_aligned": "registration",
+    "DetailResult": "hallucination",
+    "HALLUCINATION": "hallucination",
+    "IMPROVEMENT": "hallucination",
+    "OMISSION": "hallucination",
+    "detail_decomposition": "hallucination",
+    "hallucination": "hallucination",
+    "CMSE": "presets",
+    "CPSNR": "presets",
+    "PROBAV_SCALE": "presets",
+    "ProbaVScene": "presets",
+    "cpsnr": "presets",
+    "probav_score": "presets",
+    "read_norm_csv": "presets",
+    "read_probav_scene": "presets",
+    "shift_bias_psnr_ssim": "presets",
+    "DISTS": "perceptual",
+    "LPIPS": "perceptual",
+    "build_dists_weights": "perceptual",
+    "build_lpips_weights": "perceptual",
+    "default_dists_weights": "perceptual",
+    "default_lpips_weights": "perceptual",
+    "dists": "perceptual",
+    "lpips": "perceptual",
+    "lpips_arch": "perceptual",
+}
 
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
-def __getattr__(name: str) -> Any:
-    for sub in _SUBMODULES:
-        try:
-            mod = importlib.import_module(f"eosr.metrics.{sub}")
-        except ModuleNotFoundError as e:
-            if e.name == f"eosr.metrics.{sub}":
-                continue
-            raise
-        if hasattr(mod, name):
-            return getattr(mod, name)
-    raise AttributeError(f"module 'eosr.metrics' has no attribute {name!r}")
-
-
-__all__ = ["MetricInfo", "MetricResult"]
+__all__ = ["MetricInfo", "MetricResult", *sorted(_EXPORTS)]
