@@ -26,6 +26,7 @@ MODELS: dict[str, str] = {
     "s2_multires": "eosr.models.s2_multires:s2_multires",
     "mi_median": "eosr.models.multi_image:mi_median",
     "highresnet": "eosr.models.highresnet:highresnet",
+    "rcan_ca": "eosr.models.rcan:rcan_ca",
 }
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"

@@ -51,7 +51,7 @@ _EXPORTS = {
     "hallucination_trace": "layers",
     "FilterResponse": "layers",
     "filter_responses": "layers",
-    "ChannelAttentionSR": "attention_model",
+    "ChannelAttentionSR": "eosr.models.rcan",
     "write_attention": "attention_model",
     "psf_jitter_ensemble": "classical",
     "explain": "explain",

@@ -44,13 +44,11 @@ def resolve_model(name: str, scale: int = 2, n_bands: int | None = None, **kw: A
         from eosr.models.checkpoint import load_checkpoint
 
         return load_checkpoint(p)
-    if name.strip().lower() in ("rcan-ca", "rcan_ca", "rcan"):
-        from eosr.trust.attention_model import ChannelAttentionSR
-
-        return ChannelAttentionSR(n_bands or 4, scale, **kw)
     from eosr.models.registry import get_model
 
-    return get_model(name, scale=scale, n_bands=n_bands, **kw)
+    if name.strip().lower() in ("rcan-ca", "rcan"):  # aliases of the registry name rcan_ca
+        name = "rcan_ca"
+    return get_model(name, scale=scale, n_bands=n_bands or (4 if name == "rcan_ca" else None), **kw)
 
 
 def _scale_of(model: Any) -> int:
