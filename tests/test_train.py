@@ -16,7 +16,7 @@ from conftest import SHARED
 from eosr.degrade.operator import Degradation
 from eosr.errors import ConfigError
 from eosr.train.config import load_config, parse_config
-from eosr.train.loop import add_noise, augment, lr_at, radiometric, train
+from eosr.train.loop import add_noise, augment, lr_at, radiometric, single_pass, train
 from eosr.train.sources import build_datasets
 
 EOP = SHARED / "eolearn_testeopatch_s2"
@@ -157,6 +157,23 @@ def test_radiometric_augmentation_commutes_with_the_operator(tmp_path: Path, s2_
     assert a.min() >= 0.8 - 1e-9 and a.max() <= 1.2 + 1e-9 and a.std() > 0.01
     plain = parse_config(small_doc(tmp_path), tmp_path)
     assert radiometric(lr, hr, plain, torch.Generator().manual_seed(3))[1] is hr
+
+
+def test_validation_is_one_pass_for_self_ensembling_models() -> None:
+    """A config may ship a self-ensembling model: validation (eval mode) still runs one plain pass, so
+    training and epoch selection do not depend on the flag; the flag is restored afterwards."""
+    from eosr.models import get_model
+
+    torch.manual_seed(0)
+    se = get_model("carn_m", scale=2, n_bands=2, self_ensemble=True).eval()
+    plain = get_model("carn_m", scale=2, n_bands=2).eval()
+    plain.load_state_dict(se.state_dict())
+    lr = torch.rand(1, 2, 9, 11)
+    with torch.no_grad():
+        assert not torch.allclose(se(lr), plain(lr))
+        with single_pass(se):
+            assert torch.equal(se(lr), plain(lr))
+    assert se.self_ensemble
 
 
 def test_noise_augmentation_levels(tmp_path: Path) -> None:

@@ -15,12 +15,13 @@ Model checkpoints: ``<output>/best.{safetensors,json}`` (best validation score) 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,21 @@ def augment(lr: torch.Tensor, hr: torch.Tensor, g: torch.Generator) -> tuple[tor
         lo.append(a)
         ho.append(b)
     return torch.stack(lo).contiguous(), torch.stack(ho).contiguous()
+
+
+@contextlib.contextmanager
+def single_pass(model: torch.nn.Module) -> Iterator[None]:
+    """Validate with one forward pass: an inference-time ``self_ensemble`` (8 passes) is switched off
+    meanwhile, so a config that ships a self-ensembling model trains and selects its epoch exactly as
+    the same config without it."""
+    flag = getattr(model, "self_ensemble", None)
+    if flag:
+        model.self_ensemble = False  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        if flag:
+            model.self_ensemble = flag  # type: ignore[assignment]
 
 
 def radiometric(lr: torch.Tensor, hr: torch.Tensor, cfg: TrainConfig, g: torch.Generator
@@ -271,7 +287,8 @@ def train(
                 on_step(gstep, lv)
         bar.close()
         model.eval()
-        val = evaluate_model(model, sp.val, sp.operator, cfg.validation.noise_sigmas) if sp.val else {}
+        with single_pass(model):
+            val = evaluate_model(model, sp.val, sp.operator, cfg.validation.noise_sigmas) if sp.val else {}
         score = monitored(val, metric) if val else -float(run_loss)
         rec: dict[str, Any] = {"epoch": epoch, "train_loss": run_loss / max(1, steps - step0), "val": val,
                                "score": score, "seconds": round(time.perf_counter() - t0, 2)}
