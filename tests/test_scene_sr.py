@@ -265,3 +265,33 @@ def test_s2_multires_needs_a_band_folder_on_matching_grids(s2_tif: tuple[Path, n
     with pytest.raises(ScaleError, match="x1"):
         super_resolve(BEN_PATCH, tmp_path / "x.tif", get_model("s2_multires", scale=1), scale=2, progress=False)
     assert not (tmp_path / "x.tif").exists()
+
+
+def test_self_ensemble_override(s2_tif: tuple[Path, np.ndarray], tmp_path: Path) -> None:
+    """--self-ensemble switches a CARN's dihedral ensemble on for a scene (seamless, tiled = 8-pass
+    whole image); a model without the option refuses it with a one-line error, leaving no file."""
+    from eosr.models import get_model
+    from eosr.models.base import dihedral_ensemble
+
+    src, dn = s2_tif
+    torch.manual_seed(0)
+    m = get_model("carn_m", scale=2, bands=["B05", "B8A", "B11"], global_skip=True).eval()
+    super_resolve(src, tmp_path / "se.tif", m, tile=64, output_dtype="float32", progress=False, self_ensemble=True)
+    assert m.self_ensemble
+    with rasterio.open(tmp_path / "se.tif") as ds:
+        got = ds.read()
+    x = torch.from_numpy(dn[:, 40:150, 40:150].astype(np.float32) / 1e4)[None]
+    m.self_ensemble = False
+    with torch.no_grad():
+        ref = dihedral_ensemble(m, x)[0].numpy()
+        plain = m(x)[0].numpy()
+    # interior of the 110 x 110 LR crop, farther than the receptive field from its edges (HR px)
+    rf = m.spec.receptive_field
+    sl = slice(2 * rf, 2 * (110 - rf))
+    assert sl.stop - sl.start > 100
+    win = got[:, 80:300, 80:300][:, sl, sl]
+    assert np.allclose(win, ref[:, sl, sl], atol=1e-5)
+    assert not np.allclose(win, plain[:, sl, sl], atol=1e-5)
+    with pytest.raises(ModelError, match="no self-ensemble option"):
+        super_resolve(src, tmp_path / "b.tif", Bicubic(), progress=False, self_ensemble=True)
+    no_leftovers(tmp_path, "se.tif")

@@ -25,6 +25,9 @@ def register(app: typer.Typer) -> None:
         uncertainty: bool = typer.Option(False, help="also write OUT.uncertainty.tif (model must offer it)"),
         float32: bool = typer.Option(False, "--float32", help="write float32 reflectance instead of the input type"),
         progress: bool = typer.Option(True, help="show a progress bar"),
+        self_ensemble: bool = typer.Option(None, "--self-ensemble/--no-self-ensemble",
+                                           help="average over the 8 flips/rotations (8x the time; default: "
+                                                "the model's own setting)"),
     ) -> None:
         """Super-resolve a scene tile by tile: same CRS and origin, pixel size / r, nodata and band names kept."""
         from eosr.errors import ConfigError
@@ -35,5 +38,6 @@ def register(app: typer.Typer) -> None:
         band_list = [b.strip() for b in bands.split(",") if b.strip()] if bands else None
         path = super_resolve(inp, out, model, bands=band_list, scale=scale, tile=tile, overlap=overlap, cog=cog,
                              workers=workers, scheduler=scheduler, uncertainty=uncertainty,
-                             output_dtype="float32" if float32 else None, progress=progress)
+                             output_dtype="float32" if float32 else None, progress=progress,
+                             self_ensemble=self_ensemble)
         typer.echo(f"wrote {path}")

@@ -244,6 +244,7 @@ def super_resolve(
     uncertainty: bool = False,
     output_dtype: str | None = None,
     progress: bool = True,
+    self_ensemble: bool | None = None,
 ) -> Path:
     """Super-resolve a GeoTIFF (or a folder of band files) window by window into a GeoTIFF / COG.
 
@@ -252,7 +253,9 @@ def super_resolve(
     ``workers`` starts a local ``distributed`` cluster of that many processes on 127.0.0.1;
     ``scheduler`` uses an existing one (address or Client): workers read their windows from
     ``in_path`` themselves, so it must be visible to them. ``output_dtype``: None keeps the input
-    type and DN scale, "float32" writes reflectance. Returns the output path.
+    type and DN scale, "float32" writes reflectance. ``self_ensemble`` (True / False) overrides a model's
+    geometric self-ensemble (8 passes per tile; :func:`eosr.models.base.dihedral_ensemble`); None keeps the
+    model's own setting. Returns the output path.
     """
     import rasterio
 
@@ -274,6 +277,11 @@ def super_resolve(
         model = _resolve(model, src.band_names, src.count, scale)
         out_names = [src.descriptions[b] or (src.band_names[b] if _described(src.band_names) else "")
                      for b in range(src.count)]
+    if self_ensemble is not None:
+        target = getattr(model, "inner", model)  # the packed multi-resolution wrapper holds the network
+        if not hasattr(target, "self_ensemble"):
+            raise ModelError(f"model {model.spec.name} has no self-ensemble option")
+        target.self_ensemble = bool(self_ensemble)
     plan = _plan(src.height, src.width, model, tile, overlap)
     _inference_mode(model, uncertainty)
     r = plan.scale
