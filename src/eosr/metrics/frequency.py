@@ -42,12 +42,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.fft as sfft
 import torch
 
 from eosr.errors import EosrError, ScaleError, ShapeError
 from eosr.metrics.base import MetricInfo, MetricResult, prepare
-from eosr.physics.spectrum import radial_power_spectrum, ring_bins
+from eosr.physics.spectrum import half_spectrum, radial_power_spectrum, ring_bins, ring_sum
 
 __all__ = [
     "EFFECTIVE_RESOLUTION",
@@ -124,7 +123,7 @@ def _spectra(p: Any, names: tuple[str, ...], n_bins: int | None) -> Spectra:
         for _, ch, a in _planes(p, k):
             acc[ch] += radial_power_spectrum(a[None], n_bins=n)[1][0]
         power[name] = acc / b
-    return Spectra(ring_bins(h, w, n)[3], power)
+    return Spectra(ring_bins(h, w, n)[4], power)
 
 
 def radial_spectra(
@@ -241,12 +240,6 @@ def frequency_restoration_lr(
     }
 
 
-def _centred_fft(a: np.ndarray, win: np.ndarray) -> np.ndarray:
-    ok = np.isfinite(a)
-    m = a[ok].mean() if ok.any() else 0.0
-    return sfft.fft2(np.where(ok, a - m, 0.0) * win, workers=-1)
-
-
 def fourier_ring_correlation(
     sr: Any, hr: Any, *, mask: Any = None, n_bins: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -264,13 +257,13 @@ def fourier_ring_correlation(
     _, c, h, w = p.tensors[0].shape
     n = n_bins or max(4, min(h, w) // 2)
     win = np.outer(np.hanning(h), np.hanning(w))
-    keep, k, _, freqs = ring_bins(h, w, n)
+    freqs = ring_bins(h, w, n)[4]
     num, ds, dt = (np.zeros((c, n)) for _ in range(3))
     for (_, ch, s_pl), (_, _, t_pl) in zip(_planes(p, 0), _planes(p, 1), strict=True):  # one band at a time
-        a, r = _centred_fft(s_pl, win).ravel()[keep], _centred_fft(t_pl, win).ravel()[keep]
-        num[ch] += np.bincount(k, weights=np.real(a * np.conj(r)), minlength=n)
-        ds[ch] += np.bincount(k, weights=np.abs(a) ** 2, minlength=n)
-        dt[ch] += np.bincount(k, weights=np.abs(r) ** 2, minlength=n)
+        a, r = half_spectrum(s_pl, win), half_spectrum(t_pl, win)  # real images: half spectra, weighted rings
+        num[ch] += ring_sum(np.real(a * np.conj(r)), h, w, n)
+        ds[ch] += ring_sum(np.abs(a) ** 2, h, w, n)
+        dt[ch] += ring_sum(np.abs(r) ** 2, h, w, n)
     with np.errstate(invalid="ignore", divide="ignore"):
         frc_b = num / np.sqrt(ds * dt)
         ct_b = num / np.maximum(ds, dt)

@@ -24,13 +24,22 @@ def _hann2d(h: int, w: int, window: bool) -> np.ndarray:
     return np.outer(np.hanning(h), np.hanning(w)) if window and min(h, w) > 2 else np.ones((h, w))
 
 
+def _centred(band: np.ndarray, win: np.ndarray) -> np.ndarray:
+    """Mean-removed (NaN -> band mean), windowed band."""
+    ok = np.isfinite(band)
+    m = band[ok].mean() if ok.any() else 0.0
+    return np.where(ok, band - m, 0.0) * win
+
+
 def _band_power(band: np.ndarray, win: np.ndarray) -> np.ndarray:
     """|FFT|^2 of one mean-removed, windowed band (NaN -> band mean), scaled to the unwindowed power."""
     h, w = band.shape
-    ok = np.isfinite(band)
-    m = band[ok].mean() if ok.any() else 0.0
-    b = np.where(ok, band - m, 0.0) * win
-    return np.abs(sfft.fft2(b, workers=-1)) ** 2 / win.sum() ** 2 * (h * w)
+    return np.abs(sfft.fft2(_centred(band, win), workers=-1)) ** 2 / win.sum() ** 2 * (h * w)
+
+
+def half_spectrum(band: np.ndarray, win: np.ndarray) -> np.ndarray:
+    """``rfft2`` of the mean-removed, windowed band: the non-negative-fx half of its (Hermitian) FFT."""
+    return sfft.rfft2(_centred(band, win), workers=-1)
 
 
 def power_spectrum_2d(x: Any, window: bool = True) -> np.ndarray:
@@ -45,28 +54,42 @@ def power_spectrum_2d(x: Any, window: bool = True) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=4)
-def ring_bins(h: int, w: int, n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Annuli of an (h, w) FFT: ``(flat index of the kept coefficients, their ring, ring counts, centres)``.
+def ring_bins(h: int, w: int, n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Annuli of the half spectrum ``rfft2`` of an (h, w) image:
+    ``(flat index of the kept coefficients, their ring, their weight, ring counts, centres)``.
 
     Rings of equal width over 0 < |f| <= 0.5 cycles per pixel, |f| = sqrt(fx^2 + fy^2); DC and the
-    corners beyond 0.5 are dropped. Cached: the digitisation of a 2048^2 grid costs more than a band's FFT.
+    corners beyond 0.5 are dropped. A half-plane coefficient stands for itself and its mirror
+    (weight 2) except on the fx = 0 and fx = 1/2 columns (weight 1), so weighted ring sums and counts
+    equal those of the full FFT of a real image. Cached: the digitisation costs more than an FFT.
     """
     fy = sfft.fftfreq(h)[:, None]
-    fx = sfft.fftfreq(w)[None, :]
-    rad = np.sqrt(fy**2 + fx**2).ravel()
+    fx = sfft.rfftfreq(w)[None, :]
+    rad = np.sqrt(fy**2 + fx**2)
+    wt = np.full(rad.shape, 2.0)
+    wt[:, 0] = 1.0
+    if w % 2 == 0:
+        wt[:, -1] = 1.0
+    rad, wt = rad.ravel(), wt.ravel()
     edges = np.linspace(0.0, 0.5, n_bins + 1)
     keep = np.flatnonzero((rad > 0) & (rad <= 0.5))
     ring = np.digitize(rad[keep], edges[1:-1], right=True)
-    counts = np.bincount(ring, minlength=n_bins).astype(np.float64)
-    for arr in (keep, ring, counts):
+    weight = wt[keep]
+    counts = np.bincount(ring, weights=weight, minlength=n_bins)
+    for arr in (keep, ring, weight, counts):
         arr.flags.writeable = False
-    return keep, ring, counts, 0.5 * (edges[1:] + edges[:-1])
+    return keep, ring, weight, counts, 0.5 * (edges[1:] + edges[:-1])
 
 
-def radial_profile(power: np.ndarray, n_bins: int) -> np.ndarray:
-    """Mean of a 2-D (h, w) FFT-ordered array over the rings of :func:`ring_bins` (n_bins,)."""
-    keep, ring, counts, _ = ring_bins(*power.shape, n_bins)
-    return np.bincount(ring, weights=power.ravel()[keep], minlength=n_bins) / np.maximum(counts, 1)
+def ring_sum(values: np.ndarray, h: int, w: int, n_bins: int) -> np.ndarray:
+    """Weighted sum over the rings of :func:`ring_bins` of a half-spectrum array (h, w // 2 + 1)."""
+    keep, ring, weight, _, _ = ring_bins(h, w, n_bins)
+    return np.bincount(ring, weights=values.ravel()[keep] * weight, minlength=n_bins)
+
+
+def radial_profile(half_power: np.ndarray, h: int, w: int, n_bins: int) -> np.ndarray:
+    """Mean over the rings of a half-spectrum power array (= the ring mean of the full spectrum)."""
+    return ring_sum(half_power, h, w, n_bins) / np.maximum(ring_bins(h, w, n_bins)[3], 1)
 
 
 def radial_power_spectrum(x: Any, n_bins: int | None = None, window: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -80,8 +103,9 @@ def radial_power_spectrum(x: Any, n_bins: int | None = None, window: bool = True
     h, w = a.shape[-2:]
     n = n_bins or max(4, min(h, w) // 2)
     win = _hann2d(h, w, window)
-    power = np.stack([radial_profile(_band_power(band, win), n) for band in a])
-    return ring_bins(h, w, n)[3], power
+    scale = (h * w) / win.sum() ** 2
+    power = np.stack([radial_profile(np.abs(half_spectrum(band, win)) ** 2 * scale, h, w, n) for band in a])
+    return ring_bins(h, w, n)[4], power
 
 
 def aliasing_fraction(x: Any, sigma: float | list[float], scale: int) -> np.ndarray:
