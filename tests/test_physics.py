@@ -140,3 +140,23 @@ def test_registration_of_spline_shifted_real_imagery(dy, dx):
     moved = np.stack([nd_shift(b, (dy, dx), order=3, mode="nearest") for b in img])
     got = estimate_shift(img[:, 10:-10, 10:-10], moved[:, 10:-10, 10:-10])
     assert got == pytest.approx((dy, dx), abs=0.06)
+
+
+def test_radial_spectrum_from_half_spectra_equals_full_fft() -> None:
+    """Half-spectrum rings (rfft2, weight 2 off the fx = 0 / 1/2 columns) equal the full-FFT ring means."""
+    import scipy.fft as sfft
+
+    from eosr.physics.spectrum import radial_power_spectrum
+
+    rng = np.random.default_rng(0)
+    for shape in [(2, 64, 64), (1, 63, 70), (1, 65, 33)]:
+        x = rng.random(shape)
+        h, w = shape[-2:]
+        n = max(4, min(h, w) // 2)
+        win = np.outer(np.hanning(h), np.hanning(w))
+        full = np.stack([np.abs(sfft.fft2((b - b.mean()) * win)) ** 2 / win.sum() ** 2 * h * w for b in x])
+        rad = np.sqrt(sfft.fftfreq(h)[:, None] ** 2 + sfft.fftfreq(w)[None, :] ** 2).ravel()
+        keep = (rad > 0) & (rad <= 0.5)
+        ring = np.digitize(rad[keep], np.linspace(0, 0.5, n + 1)[1:-1], right=True)
+        ref = np.stack([np.bincount(ring, p.ravel()[keep], n) / np.bincount(ring, minlength=n) for p in full])
+        assert np.allclose(radial_power_spectrum(x)[1], ref, rtol=1e-12)
