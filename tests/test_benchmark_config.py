@@ -120,3 +120,25 @@ def test_cli_check_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
         main(["benchmark", str(_write(tmp_path, GOOD)), "--check"])
     assert ei.value.code == 0
     assert "valid (1 methods, 1 datasets)" in capsys.readouterr().out
+
+
+def test_cache_key_follows_the_checkpoint_weights(tmp_path, monkeypatch) -> None:
+    """A retrained shipped checkpoint under the same name gets a new cache key (stale SR outputs are never
+    reused); registry architectures keep a stable key."""
+    import torch
+
+    import eosr.models.registry as registry
+    from eosr.benchmark.config import MethodConfig
+    from eosr.benchmark.methods import load_method
+    from eosr.models import get_model
+    from eosr.models.checkpoint import save_checkpoint
+
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path)
+    torch.manual_seed(0)
+    save_checkpoint(get_model("carn_m", scale=2, n_bands=4), tmp_path / "mynet")
+    k1 = load_method(MethodConfig(name="mynet")).key
+    assert load_method(MethodConfig(name="mynet")).key == k1
+    torch.manual_seed(1)
+    save_checkpoint(get_model("carn_m", scale=2, n_bands=4), tmp_path / "mynet")
+    assert load_method(MethodConfig(name="mynet")).key != k1
+    assert load_method(MethodConfig(name="bicubic")).key == load_method(MethodConfig(name="bicubic")).key

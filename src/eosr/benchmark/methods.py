@@ -167,5 +167,22 @@ def load_method(m: MethodConfig) -> Method:
     from eosr.models import describe_model
 
     info: dict[str, Any] = {"kind": "registry", "model": name}
-    extra: dict[str, Any] = {"impl": "registry", "spec": json.loads(json.dumps(describe_model(name), default=str))}
+    extra: dict[str, Any] = {"impl": "registry", "spec": json.loads(json.dumps(describe_model(name), default=str)),
+                             "weights": _weights_identity(name)}
     return Method(m.name, method_key(m, extra), run_model, info, run_uncertainty)
+
+
+def _weights_identity(name: str) -> dict[str, Any] | None:
+    """Weights hash and architecture record of a trained checkpoint (shipped name or path), so a cached
+    result is never reused for other weights or inference options (e.g. a retrained shipped model)."""
+    from eosr.models.checkpoint import checkpoint_paths
+    from eosr.models.registry import MODELS, shipped_weights
+
+    if name.strip().lower() in MODELS:
+        return None
+    stem = shipped_weights().get(name)
+    card = checkpoint_paths(stem if stem is not None else name)[1]
+    if not card.is_file():
+        return None
+    doc = json.loads(card.read_text())
+    return {"sha256": doc.get("weights_sha256"), "architecture": doc.get("architecture")}
