@@ -1,20 +1,8 @@
-"""A small residual SR net with RCAN channel attention that exports its attention maps.
+"""Attention maps of the RCAN channel-attention SR net written next to its SR output.
 
-The network lives in :mod:`eosr.models.rcan` (registry name ``rcan_ca``); this module writes its maps.
-
-Channel attention (Zhang et al., "Image Super-Resolution Using Very Deep Residual Channel Attention
-Networks", ECCV 2018): w = sigmoid(W_2 ReLU(W_1 GAP(f))), f' = w * f, with 1 x 1 convs W_1 (F -> F/red)
-and W_2 (F/red -> F). Residual channel-attention block (RCAB): f + CA(conv(ReLU(conv(f)))).
-
-Network (any band count C, scale r): head conv3x3 (C -> F), ``n_blocks`` RCABs, conv3x3 with a long
-skip, upsampler (conv3x3 F -> F r^2, PixelShuffle(r)), tail conv3x3 (F -> C), plus the bicubic
-upsampling of the input (the net learns the residual detail). Optional dropout (``dropout`` > 0,
-Dropout2d before each RCAB's second conv) makes it usable for MC dropout.
-
-``forward_with_attention(lr)`` returns ``(sr, maps)`` with ``maps["channel"]`` (B, n_blocks, F) the
-channel weights and ``maps["spatial"]`` (B, n_blocks, h, w) the attention-weighted feature energy
-mean_c(w_c |f_c|) of each block on the LR grid. :func:`write_attention` stores them next to an SR
-output as a GeoTIFF on the LR grid plus a JSON.
+The network and its ``forward_with_attention`` live in :mod:`eosr.models.rcan` (registry name
+``rcan_ca``; re-exported here); :func:`write_attention` stores the maps as a GeoTIFF on the LR grid
+plus a JSON of the channel weights.
 """
 
 from __future__ import annotations
