@@ -148,18 +148,14 @@ def shift_image(x: Any, dy: float, dx: float, pad: int = 8) -> tuple[np.ndarray,
 
 
 def _lowpass(a: np.ndarray, ok: np.ndarray, sigma: float) -> np.ndarray:
-    """Normalised Gaussian convolution per band (invalid pixels carry no weight)."""
+    """Normalised Gaussian convolution of one (H, W) band in float64 (invalid pixels carry no weight)."""
+    a = a.astype(np.float64)
     if sigma <= 0:
         return a
-    out = np.empty_like(a)
-    for i in range(a.shape[0]):
-        if ok[i].all():  # the weights blur to 1 (normalised taps, reflected borders): one blur, not two
-            out[i] = gaussian_blur(a[i], sigma)  # = ndimage.gaussian_filter(mode="reflect")
-            continue
-        w = gaussian_blur(ok[i].astype(np.float64), sigma)
-        s = gaussian_blur(np.where(ok[i], a[i], 0.0), sigma)
-        out[i] = s / np.maximum(w, 1e-12)
-    return out
+    if ok.all():  # the weights blur to 1 (normalised taps, reflected borders): one blur, not two
+        return gaussian_blur(a, sigma)  # = ndimage.gaussian_filter(mode="reflect")
+    w = gaussian_blur(ok.astype(np.float64), sigma)
+    return gaussian_blur(np.where(ok, a, 0.0), sigma) / np.maximum(w, 1e-12)
 
 
 def _moments(y: np.ndarray, x: np.ndarray) -> tuple[float, float, float, float, float]:
@@ -244,8 +240,7 @@ def _estimate(
         if not ok.any():
             gains[i], biases[i] = np.nan, np.nan
             continue
-        ls = _lowpass(back[i : i + 1].astype(np.float64), ok[None], lowpass_sigma)[0]
-        lh = _lowpass(h[i : i + 1].astype(np.float64), ok[None], lowpass_sigma)[0]
+        ls, lh = _lowpass(back[i], ok, lowpass_sigma), _lowpass(h[i], ok, lowpass_sigma)
         parts.append(_moments(ls[ok], lh[ok]))
         gains[i], biases[i] = _fit(parts[-1])
     gp, bp = _fit(_pool_moments(parts))
