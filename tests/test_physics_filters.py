@@ -71,3 +71,15 @@ def test_ssim_keeps_gradients() -> None:
     sr = (hr + 0.05 * torch.rand_like(hr)).requires_grad_(True)
     (1 - S.ssim(sr, hr).value).backward()
     assert sr.grad is not None and float(sr.grad.abs().sum()) > 0
+
+
+def test_pixel_errors_equal_the_single_metrics(s2_10m: np.ndarray) -> None:
+    """One validation and one error image give PSNR, RMSE and MAE exactly as the single functions."""
+    hr = s2_10m.astype(np.float64)
+    sr = hr + np.random.default_rng(0).normal(0, 0.01, hr.shape)
+    sr[0, 3, 4] = np.nan
+    res = S.pixel_errors(sr, hr, data_range=1.0)
+    for name, fn in (("psnr", S.psnr), ("rmse", S.rmse), ("mae", S.mae)):
+        one = fn(sr, hr, data_range=1.0)
+        assert res[name].value == one.value and np.array_equal(res[name].per_band, one.per_band)
+        assert res[name].extra == one.extra

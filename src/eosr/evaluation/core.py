@@ -273,8 +273,8 @@ def evaluate(
 
     # ---------------------------------------------------------------- HR side
     if h is not None:
-        for fn in (S.psnr, S.rmse, S.mae):
-            add(fn(s, h, data_range=data_range, mask=m))
+        for res in S.pixel_errors(s, h, data_range=data_range, mask=m).values():  # one error image
+            add(res)
         res_ssim, res_uiqi, ssim_parts = S.ssim_uiqi(s, h, data_range=data_range, mask=m)  # one window pass
         add(res_ssim)
         add(S.sam(s, h, data_range=data_range, mask=m))
@@ -320,8 +320,9 @@ def evaluate(
         if v_al.any():
             s_al_t = torch.from_numpy(s_al)
             v_al_t = torch.from_numpy(v_al)
-            for fn in (S.psnr, S.rmse, S.mae, S.ssim):
-                res = fn(s_al_t, h, data_range=data_range, mask=v_al_t)
+            aligned = [*S.pixel_errors(s_al_t, h, data_range=data_range, mask=v_al_t).values(),
+                       S.ssim(s_al_t, h, data_range=data_range, mask=v_al_t)]
+            for res in aligned:
                 add(_renamed(res, f"{res.name}_aligned", "; after shift, gain and bias compensation"))
         else:
             skipped["psnr_aligned"] = "no valid pixel left after shift compensation"

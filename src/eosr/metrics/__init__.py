@@ -23,6 +23,7 @@ _EXPORTS = {
     "gaussian_window": "standard",
     "mae": "standard",
     "pixel_error_metric": "standard",
+    "pixel_errors": "standard",
     "psnr": "standard",
     "rmse": "standard",
     "sam": "standard",

@@ -41,6 +41,7 @@ __all__ = [
     "gaussian_window",
     "mae",
     "pixel_error_metric",
+    "pixel_errors",
     "psnr",
     "rmse",
     "sam",
@@ -86,10 +87,18 @@ def pixel_error_metric(name: str, p: Prepared, err: torch.Tensor, valid: torch.T
     return MetricResult(PSNR, p.out(10 * torch.log10(peak / mse)), p.out(10 * torch.log10(peak / mse_b)), n_valid)
 
 
-def _pixel(name: str, sr: Any, hr: Any, data_range: float, mask: Any) -> MetricResult:
+def pixel_errors(sr: Any, hr: Any, *, data_range: float = 1.0, mask: Any = None,
+                 names: tuple[str, ...] = ("psnr", "rmse", "mae")) -> dict[str, MetricResult]:
+    """:func:`psnr`, :func:`rmse` and :func:`mae` (or the ``names`` given) from one validation and one
+    error image, as ``{name: MetricResult}``; the same numbers as the single functions."""
     _check_range(data_range)
     p = prepare(sr, hr, mask=mask)
-    return pixel_error_metric(name, p, p.tensors[0] - p.tensors[1], p.valid, float(data_range))
+    err = p.tensors[0] - p.tensors[1]
+    return {n: pixel_error_metric(n, p, err, p.valid, float(data_range)) for n in names}
+
+
+def _pixel(name: str, sr: Any, hr: Any, data_range: float, mask: Any) -> MetricResult:
+    return pixel_errors(sr, hr, data_range=data_range, mask=mask, names=(name,))[name]
 
 
 def psnr(sr: Any, hr: Any, *, data_range: float = 1.0, mask: Any = None) -> MetricResult:
