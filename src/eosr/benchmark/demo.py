@@ -5,7 +5,7 @@ package ``bigearthnet-common``. Wald protocol x2 on the 10 m bands B02 B03 B04 B
 Sentinel-2 operator (per-band Gaussian PSF from the MTF at Nyquist). Methods: bicubic,
 back-projection, and the shipped CNN ``carn_m_s2_x2`` when its weights are installed. Full
 evaluation, the HTML report, and a leaderboard in the terminal. These patches are evaluation data
-only: shipped weights are never trained on them (FIELD-NOTES 8).
+only: shipped weights are never trained on them (docs/conventions.md#evaluation-data-never-trains-shipped-weights).
 """
 
 from __future__ import annotations

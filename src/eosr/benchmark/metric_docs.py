@@ -25,6 +25,7 @@ class MetricDoc:
 
 
 _D = MetricDoc
+_CONV_DETAIL = "eosr conventions, docs/conventions.md#hallucination-omission-improvement"
 _LIST = [
     _D("psnr", "PSNR", True, "dB", "10 log10(R^2 / MSE), MSE pooled over valid pixels of all bands",
        "Standard; R = data_range (1.0 for reflectance)"),
@@ -56,22 +57,24 @@ _LIST = [
     _D("rmse_high_gradient", "RMSE, high-gradient stratum", False, "reflectance", "RMSE over pixels with g >= q90(g)",
        "Gradient strata (percentile variant)"),
     _D("frr", "Frequency restoration rate", True, "%",
-       "100 sum(max(min(P, T), min(I, T)) - min(T, I)) / sum(T - min(T, I)) on radial power profiles in dB above "
-       "the LR Nyquist (T = HR, I = interpolated LR, P = SR)",
+       "100 sum(max(min(P, T), min(I, T)) - min(T, I)) / sum(T - min(T, I)) on radial power profiles in dB "
+       "over all frequencies (0, 0.5] cycles per HR px (T = HR, I = interpolated LR, P = SR)",
        "Michel et al. 2024, Revisiting remote sensing cross-sensor SISR"),
     _D("shift_x_px", "Shift x", None, "HR px", "SR(row, col) ~ HR(row - dy, col - dx), +x = east; phase correlation",
        "Guizar-Sicairos et al., Opt. Lett. 33(2), 2008", quality=False),
     _D("shift_y_px", "Shift y", None, "HR px", "as shift_x_px, +y = south", "Guizar-Sicairos et al. 2008",
        quality=False),
-    _D("gain", "Gain", None, "", "least squares SR_aligned ~ gain HR + bias", "eosr", quality=False),
-    _D("bias", "Bias", None, "reflectance", "least squares SR_aligned ~ gain HR + bias", "eosr", quality=False),
+    _D("gain", "Gain", None, "", "least squares SR_aligned ~ gain HR + bias",
+       "eosr conventions, docs/conventions.md#gain-and-bias", quality=False),
+    _D("bias", "Bias", None, "reflectance", "least squares SR_aligned ~ gain HR + bias",
+       "eosr conventions, docs/conventions.md#gain-and-bias", quality=False),
     _D("psnr_aligned", "PSNR (aligned)", True, "dB", "PSNR after shift, gain and bias compensation",
        "WorldStrat / MuS2 style compensated metrics"),
     _D("hallucination", "Hallucination", False, "",
        "sum|a - c| / sum|t|; t = HR - I, a = SR' - I, c = sign(t) clip(a sign(t), 0, |t|), SR' compensated",
-       "eosr conventions (FIELD-NOTES 8)"),
-    _D("omission", "Omission", False, "", "sum|t - c| / sum|t|", "eosr conventions (FIELD-NOTES 8)"),
-    _D("improvement", "Improvement", True, "", "sum|c| / sum|t|", "eosr conventions (FIELD-NOTES 8)"),
+       _CONV_DETAIL),
+    _D("omission", "Omission", False, "", "sum|t - c| / sum|t|", _CONV_DETAIL),
+    _D("improvement", "Improvement", True, "", "sum|c| / sum|t|", _CONV_DETAIL),
 ]
 
 #: Known metrics by name.

@@ -1,9 +1,10 @@
-"""Scoring one SR image: ``eosr.evaluate`` when it is available, else a minimal private fallback;
-plus the per-pixel maps the report shows (error, high-frequency difference, hallucination).
+"""Scoring one SR image with ``eosr.evaluate``, plus the per-pixel maps the report shows (error,
+high-frequency difference, hallucination).
 
-The fallback follows the conventions of FIELD-NOTES section 8 (pooled statistics, NaN = nodata,
-percentile gradient strata, shift/gain/bias reported apart, hallucination against the interpolated LR)
-and exists only so the benchmark runs before ``eosr.evaluation`` lands; results say which one was used.
+A minimal private fallback (:func:`fallback_metrics`) computes the same names following
+docs/conventions.md (pooled statistics, NaN = nodata, percentile gradient strata, shift/gain/bias
+reported apart, hallucination against the interpolated LR). It is used only when ``eosr.evaluate``
+cannot be found, which does not happen in an installed eosr; results name the evaluator that was used.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def _psnr(mse: float, data_range: float) -> float:
 
 
 def gradient_magnitude(hr: np.ndarray) -> np.ndarray:
-    """g = mean over bands of sqrt(dx^2 + dy^2), central differences (FIELD-NOTES 8)."""
+    """g = mean over bands of sqrt(dx^2 + dy^2), central differences (docs/conventions.md#gradient-strata)."""
     a = np.nan_to_num(np.asarray(hr, np.float64))
     gy, gx = np.gradient(a, axis=(1, 2))
     return np.sqrt(gx**2 + gy**2).mean(axis=0)
@@ -122,7 +123,7 @@ def compensate(sr: np.ndarray, hr: np.ndarray, scale: int = 2) -> tuple[np.ndarr
 
 def detail_maps(sr: np.ndarray, hr: np.ndarray, interp: np.ndarray, comp: np.ndarray | None = None
                 ) -> dict[str, np.ndarray]:
-    """Per-pixel improvement |c|, hallucination |a - c| and omission |t - c| (FIELD-NOTES 8).
+    """Per-pixel improvement |c|, hallucination |a - c| and omission |t - c| (docs/conventions.md).
 
     t = HR - I (true missing detail), a = SR' - I (added detail), c = sign(t) clip(a sign(t), 0, |t|).
     """

@@ -6,7 +6,8 @@ sensor's PSF, super-resolve it back and compare with the original.
 
 Which sigma: the operator decides. ``Degradation.from_sensor(sensor, bands, r, wald=True)`` uses the
 extra blur sigma = sqrt(r^2 - 1) sqrt(-2 ln m) / pi (HR px) for an HR image that already carries the
-sensor MTF m (FIELD-NOTES section 8); ``wald=False`` uses the full sigma = r sqrt(-2 ln m) / pi.
+sensor MTF m (docs/conventions.md#operator-and-wald-protocol); ``wald=False`` uses the full
+sigma = r sqrt(-2 ln m) / pi.
 The operator's :meth:`~eosr.degrade.Degradation.describe` is recorded in every sample's ``meta``.
 
 The whole image is degraded once (NaN-aware: an LR pixel whose PSF support touches nodata or cloud

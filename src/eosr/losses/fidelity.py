@@ -6,7 +6,7 @@ metric, Michel et al. 2022, used as a loss):
     L_LR = (1/|V|) sum_V rho( D(sr) - lr )          D = Degradation.downsample (noise-free, differentiable)
 
 HR fidelity on high-frequency detail (the seed's definition: LPF = the operator's PSF on the HR grid,
-FIELD-NOTES section 8):
+docs/conventions.md#hr-fidelity):
 
     L_HR = (1/|V|) sum_V rho( (sr - LPF(sr)) - (hr - LPF(hr)) )
 

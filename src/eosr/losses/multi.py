@@ -3,7 +3,7 @@
 a brightness bias, so the loss takes the minimum over integer shifts of a bias-corrected masked L1.
 
 With SR cropped by ``border`` b on each side and, for u, v in {0 .. 2b}, HR_uv = HR[u:u+H-2b, v:v+W-2b]
-and its mask M_uv (as the PROBA-V cPSNR, FIELD-NOTES section 3):
+and its mask M_uv (as the PROBA-V cPSNR of the ESA Kelvins challenge, docs/metrics.md):
 
     bias_uv = mean_{M_uv}(HR_uv - SR_c)
     L = min_{u,v} mean_{M_uv} |HR_uv - SR_c - bias_uv|

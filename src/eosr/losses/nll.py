@@ -7,7 +7,7 @@ The network predicts y_hat and a log-scale s per pixel and band:
     Laplace,  s = log b:        L = (1/|V|) sum_V [ |y - y_hat| e^(-s) + s ]
 
 (constants 0.5 log 2 pi and log 2 dropped). For a fixed residual d, the Gaussian loss is minimised
-at sigma^2 = d^2, the Laplace loss at b = |d| (FIELD-NOTES sections 3 and 8).
+at sigma^2 = d^2, the Laplace loss at b = |d| (docs/conventions.md#losses).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ Smooth-L1 (Girshick, "Fast R-CNN", ICCV 2015), with d = sr - hr and threshold be
            |d| - 0.5 beta      otherwise
 
 On reflectance choose beta explicitly (e.g. 0.01): torch's default beta = 1 makes it 0.5 MSE for
-every realistic error (FIELD-NOTES section 8).
+every realistic error (docs/conventions.md#losses).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ a degradation that is not the sensor's:
   when the noise is known, the RMS of the residual in units of the noise sigma (about 1 for an SR
   that explains the LR down to the noise).
 - HR fidelity: (HR - LPF(HR)) - (SR - LPF(SR)) with LPF = ``operator.blur`` (the same PSF on the HR
-  grid, no decimation): only the detail the LR sensor cannot see is compared (FIELD-NOTES section 8).
+  grid, no decimation): only the detail the LR sensor cannot see is compared (docs/conventions.md#hr-fidelity).
   CESBIO's x - up(down(x)) variant is a different metric and is not offered under this name.
 
 Borders: the operator extends images by half-sample symmetric reflection. NaN: the operator turns

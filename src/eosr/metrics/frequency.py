@@ -14,9 +14,9 @@ dB profiles T (HR target), I (interpolated LR), P (SR prediction) over the bins 
     AFR = sum (max(min(P, T), min(I, T)) - min(T, I))     restored part, capped at T
     FRR = 100 AFR / PFR                                   percent, 0 for P = I, 100 for P = T
 
-Over- and undershoot use dB differences (FIELD-NOTES section 8; the ratio forms of the paper change
-sign with the data's units): overshoot = mean over bins of max(P - T, 0), undershoot = mean of
-max(I - P, 0) (energy the SR removed from its own input), both in dB.
+Over- and undershoot use dB differences (docs/conventions.md#frequency-restoration-in-db; the ratio
+forms of the paper change sign with the data's units): overshoot = mean over bins of max(P - T, 0),
+undershoot = mean of max(I - P, 0) (energy the SR removed from its own input), both in dB.
 
 No-reference variant (no HR): against the interpolated LR only, ``hf_gain_db`` = mean of P - I over
 bins above the LR Nyquist 1/(2r) (detail SR adds, true or not) and ``lf_deviation_db`` = mean

@@ -1,7 +1,7 @@
 """Hallucination, omission and improvement: does SR add the detail HR has, and only that?
 
-One definition that meets every required behaviour (FIELD-NOTES section 8). With I the interpolated
-LR (bicubic on the pixel-is-area grid), SR' the shift-, gain- and bias-compensated SR
+One definition that meets every required behaviour (docs/conventions.md#hallucination-omission-improvement).
+With I the interpolated LR (bicubic on the pixel-is-area grid), SR' the shift-, gain- and bias-compensated SR
 (:mod:`eosr.metrics.registration`), per pixel and band:
 
     t = HR - I                                   true missing detail
@@ -45,7 +45,7 @@ __all__ = [
     "hallucination",
 ]
 
-_SRC = "eosr (FIELD-NOTES 8): t = HR - I, a = SR' - I, c = sign(t) clip(a sign(t), 0, |t|)"
+_SRC = "eosr (docs/conventions.md): t = HR - I, a = SR' - I, c = sign(t) clip(a sign(t), 0, |t|)"
 HALLUCINATION = MetricInfo("hallucination", False, (0.0, math.inf), needs_lr=True, differentiable=False,
                            source=f"sum|a - c| / sum|t|; {_SRC}")
 OMISSION = MetricInfo("omission", False, (0.0, 1.0), needs_lr=True, differentiable=False,

@@ -1,6 +1,6 @@
 """Registration and radiometry of SR against HR, reported apart from quality, and compensated metrics.
 
-Conventions (FIELD-NOTES section 8, docs/metrics.md):
+Conventions (docs/conventions.md#shift and docs/conventions.md#gain-and-bias; docs/metrics.md):
 
 - **Shift** ``shift_x_px``, ``shift_y_px`` in HR pixels, the displacement of SR relative to HR:
   SR(row, col) ~ HR(row - shift_y, col - shift_x); +x = east (+column), +y = south (+row).

@@ -2,7 +2,7 @@
 
 An SR output can look excellent on average while failing where it matters (edges, texture): most
 pixels of Earth-observation images are smooth. Strata come from the HR reference's gradient
-magnitude (FIELD-NOTES section 8):
+magnitude (docs/conventions.md#gradient-strata):
 
     g = (1 / C) sum_c sqrt((d_x HR_c)^2 + (d_y HR_c)^2)
 

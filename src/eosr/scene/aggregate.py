@@ -3,7 +3,7 @@
 Per band b, over the valid pixels P_b (SR and HR finite, mask true), accumulate
 n_b = |P_b|, S2_b = sum (SR - HR)^2, S1_b = sum |SR - HR|, M_b = sum HR, and for SAM the sum of the
 per-pixel spectral angles A and their count n_A (pixels valid in every band). Then, as in
-:mod:`eosr.metrics.standard` (conventions of FIELD-NOTES section 8: values pool all valid pixels of all
+:mod:`eosr.metrics.standard` (docs/conventions.md#aggregates: values pool all valid pixels of all
 bands):
 
     MSE = sum_b S2_b / sum_b n_b,   PSNR = 10 log10(R^2 / MSE),   RMSE = sqrt(MSE),   MAE = sum S1 / sum n

@@ -3,9 +3,9 @@
 For each LR noise level sigma (Gaussian, fixed seed per image, added to the noise-free Wald LR):
 
 - ``psnr``: 10 log10(R^2 / MSE) with the MSE pooled over all valid pixels, bands and images
-  (data_range R = 1 reflectance; FIELD-NOTES section 8);
+  (data_range R = 1 reflectance; docs/conventions.md#data-range);
 - ``psnr_high``: the same over the high-gradient stratum, g >= q90 of each HR image, where
-  g = mean over bands of sqrt(gx^2 + gy^2) with central differences (FIELD-NOTES section 8);
+  g = mean over bands of sqrt(gx^2 + gy^2) with central differences (docs/conventions.md#gradient-strata);
 - ``lr_fidelity``: RMSE between D(SR) and the observed LR (CESBIO, Michel et al. 2022);
 - ``hr_fidelity``: RMSE between the high-pass parts x - LPF(x) of SR and HR, LPF = the operator's PSF
   on the HR grid (the seed's definition).
