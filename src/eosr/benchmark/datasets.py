@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-import os
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,36 +68,10 @@ def operator_for(d: DatasetConfig) -> Any:
 
 
 def samples_dir() -> Path:
-    """Folder of the built-in BigEarthNet-S2 example patches (from the ``bigearthnet-common`` package).
+    """Folder of the built-in BigEarthNet-S2 example patches (:func:`eosr.data.samples.bigearthnet_dir`)."""
+    from eosr.data.samples import bigearthnet_dir
 
-    Uses ``eosr.data.samples`` when it offers a folder; otherwise extracts the package's archive once
-    into ``$XDG_CACHE_HOME/eosr/`` (a private fallback until the data module lands).
-    """
-    try:
-        mod = importlib.import_module("eosr.data.samples")
-    except ModuleNotFoundError as e:
-        if e.name not in ("eosr.data", "eosr.data.samples"):
-            raise
-        mod = None
-    for fn_name in ("bigearthnet_s2_dir", "bigearthnet_dir", "samples_dir", "sample_dir"):
-        fn = getattr(mod, fn_name, None) if mod is not None else None
-        if callable(fn):
-            return Path(fn())
-    from importlib import resources
-
-    try:
-        tar = resources.files("bigearthnet_common") / "BigEarthNet-S2-Example.tar.bz2"
-    except ModuleNotFoundError:
-        raise DataError("the built-in samples need the package bigearthnet-common "
-                        "(pip install --no-deps bigearthnet-common==2.8.0)") from None
-    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "eosr"
-    out = root / "BigEarthNet-S2-Example"
-    if not (out / ".complete").exists():
-        root.mkdir(parents=True, exist_ok=True)
-        with resources.as_file(tar) as p, tarfile.open(p) as t:
-            t.extractall(root, filter="data")
-        (out / ".complete").write_text("ok")
-    return out
+    return bigearthnet_dir()
 
 
 def _band_folders(path: Path, bands: list[str]) -> list[ImageRef] | None:

