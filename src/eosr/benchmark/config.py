@@ -32,7 +32,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from eosr.errors import ConfigError, EosrError
+from eosr.data.samples import resolve
+from eosr.errors import ConfigError, DataError, EosrError
 
 DatasetKind = Literal["wald", "pairs", "lr", "samples", "reader"]
 
@@ -179,15 +180,19 @@ def format_validation_error(e: ValidationError, source: str = "config") -> str:
 
 
 def parse_config(data: dict[str, Any], base_dir: str | Path = ".", source: str = "config") -> BenchmarkConfig:
-    """Validate a config mapping; relative paths are resolved against ``base_dir``."""
+    """Validate a config mapping; relative paths are resolved against ``base_dir``, ``sample:NAME`` paths
+    through :func:`eosr.data.samples.resolve`."""
     try:
         cfg = BenchmarkConfig.model_validate(data)
     except ValidationError as e:
         raise ConfigError(format_validation_error(e, source)) from None
     base = Path(base_dir)
     for d in cfg.datasets:
-        if d.path is not None and not d.path.is_absolute():
-            d.path = (base / d.path).resolve()
+        if d.path is not None:  # ``sample:NAME`` names a built-in real sample (eosr.data.samples)
+            try:
+                d.path = Path(resolve(str(d.path), base))
+            except DataError as e:
+                raise ConfigError(f"{source}: datasets.{d.name}.path: {e}") from None
     for m in cfg.methods:
         if m.folder is not None and not m.folder.is_absolute():
             m.folder = (base / m.folder).resolve()

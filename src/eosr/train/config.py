@@ -1,7 +1,9 @@
 """The training configuration: a TOML file validated with pydantic; every error is one line.
 
-Relative paths in the file are resolved against the file's folder; ``$VARS`` and ``~`` are expanded
-(``${EOSR_SHARED_DATA}`` points at the shared real-data folder). See ``configs/*.toml`` for examples.
+Relative paths in the file are resolved against the file's folder; ``$VARS`` and ``~`` are expanded.
+A data path ``sample:NAME/REST`` names a file of a built-in real sample (:func:`eosr.data.samples.path`):
+it stays as written in the config (so the config hash does not depend on the machine) and is resolved
+when the data is read. See ``configs/*.toml`` for examples.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from eosr.errors import ConfigError
+from eosr.errors import ConfigError, DataError
 
 
 class _Strict(BaseModel):
@@ -206,10 +208,15 @@ def _one_line(e: ValidationError, where: str) -> str:
 
 
 def _resolve(p: str, base: Path) -> str:
-    q = Path(os.path.expanduser(os.path.expandvars(p)))
-    if "$" in str(q):
-        raise ConfigError(f"unset environment variable in path {p!r}")
-    return str(q if q.is_absolute() else (base / q).resolve())
+    from eosr.data.samples import PREFIX, info, resolve
+
+    try:
+        if p.startswith(PREFIX):  # kept as written; checked here, resolved when read
+            info(p.removeprefix(PREFIX).partition("/")[0])
+            return p
+        return resolve(p, base)
+    except DataError as e:
+        raise ConfigError(str(e)) from None
 
 
 def parse_config(doc: dict[str, Any], base: str | os.PathLike[str] = ".", where: str = "config") -> TrainConfig:

@@ -176,7 +176,7 @@ def _card(cfg: TrainConfig, splits: Splits, history: list[dict[str, Any]], best_
         "name": cfg.name,
         "sensor_operator": splits.operator.describe() | {"sensor": cfg.data.sensor, "wald": cfg.data.wald},
         "training": {
-            "config": cfg.model_dump(mode="json"),
+            "config": cfg.model_dump(mode="json", exclude={"output"}),  # where it ran is not provenance
             "config_hash": config_hash(cfg),
             "split_manifest": splits.manifest(),
             "best_epoch": best_epoch,

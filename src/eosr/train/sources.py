@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from eosr.data.samples import resolve
 from eosr.degrade.operator import Degradation
 from eosr.errors import ConfigError, DataError
 from eosr.train.config import SourceCfg, TrainConfig
@@ -90,6 +91,8 @@ def load_images(src: SourceCfg, bands: tuple[str, ...]) -> list[Image]:
     """Read one source as HR images (bands in ``bands`` order), cropped to its window."""
     what = src.path or (src.files[0] if src.files else src.kind)
     loc = src.location or Path(what).stem
+    src = src.model_copy(update={"path": resolve(src.path) if src.path else None,
+                                 "files": [resolve(f) for f in src.files] if src.files else None})
     out: list[Image] = []
     if src.kind == "hvn2_mat":
         from eosr.data.matfiles import read_hvn2_mat
