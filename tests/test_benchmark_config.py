@@ -6,13 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SHARED
+from conftest import BEN
 from eosr.benchmark.config import load_config, parse_config
 from eosr.benchmark.runner import run_benchmark
 from eosr.cli.main import main
 from eosr.errors import ConfigError
-
-BEN = SHARED / "bigearthnet_s2_examples"
 
 GOOD = f"""
 name = "t"
@@ -43,12 +41,6 @@ def _fails(tmp_path: Path, text: str, *needles: str) -> str:
         assert n in msg, msg
     assert not out.exists(), "work started before the config was validated"
     return msg
-
-
-@pytest.fixture(autouse=True)
-def _need_data() -> None:
-    if not BEN.exists():
-        pytest.skip(f"real data not found: {BEN}")
 
 
 def test_good_config_loads_and_resolves_relative_paths(tmp_path: Path) -> None:

@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SHARED, read_s2_10m
+from conftest import BEN, read_s2_10m
 from eosr.benchmark.runner import run_benchmark
 from eosr.cli.main import main
 
-BEN = SHARED / "bigearthnet_s2_examples"
 PATCHES = ["S2A_MSIL2A_20170613T101031_87_48", "S2A_MSIL2A_20170617T113321_36_85"]
 OUTPUTS = ["config.toml", "config.json", "versions.json", "results.json", "report.html", "per_image.csv",
            "per_image.json", "per_image.parquet", "summary.csv", "summary.json", "summary.parquet",
@@ -67,8 +66,6 @@ folder = "oracle"
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, object]:
-    if not BEN.exists():
-        pytest.skip(f"real data not found: {BEN}")
     tmp = tmp_path_factory.mktemp("bench")
     cfg = make_config(tmp)
     res = run_benchmark(cfg, tmp / "out", progress=False)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from affine import Affine
 
-from conftest import BEN, SHARED, _need
+from conftest import BEN, EOPATCH, HVN2
 from eosr.data import (
     MISRAugment,
     SemiSimulatedDataset,
@@ -30,7 +30,7 @@ BANDS = ["B02", "B03", "B04", "B08"]
 @pytest.fixture(scope="module")
 def clear() -> np.ndarray:
     """Real cloud masks (eo-learn CLM, cloud = 1) as boolean valid masks."""
-    return valid_from_cloud_mask(np.load(_need(SHARED / "eolearn_testeopatch_s2" / "CLM.npy")))
+    return valid_from_cloud_mask(np.load(EOPATCH / "CLM.npy"))
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_valid_from_cloud_mask_convention() -> None:
         valid_from_cloud_mask(np.zeros((2, 3, 4, 5)))
 
 
-@pytest.mark.parametrize("patch", sorted(p.name for p in BEN.iterdir() if p.is_dir())[:3] if BEN.exists() else [])
+@pytest.mark.parametrize("patch", sorted(p.name for p in BEN.iterdir() if p.is_dir())[:3])
 def test_simulation_records_shifts_and_registration_recovers_them(patch, op) -> None:
     """Real BigEarthNet 10 m bands as HR; 8 LR frames with random sub-pixel shifts (PSF/gain jitter)."""
     hr = read_s2_band_folder(BEN / patch)[10].data
@@ -59,7 +59,7 @@ def test_simulation_records_shifts_and_registration_recovers_them(patch, op) -> 
 
 
 def test_registration_on_a_larger_real_scene(op) -> None:
-    hr = read_hvn2_mat(_need(SHARED / "s2_ssc_cnn_hvn2" / "CoastalA_cell.mat")).stacks[10][:, :192, :192]
+    hr = read_hvn2_mat(HVN2 / "CoastalA_cell.mat").stacks[10][:, :192, :192]
     s = semi_simulated_set(hr, op, 6, seed=3, max_shift_lr=0.75)
     est = register_frames(s.lr)
     assert np.abs(est - s.meta["shifts_lr"]).max() < 0.05

@@ -169,8 +169,10 @@ def test_probav_round_trip_masks_and_norm(tmp_path) -> None:
     assert read_probav_norm(tmp_path / "norm.csv") == {"imgset0000": 53.1, "imgset0594": 47.25, "imgset1160": 50.5}
 
 
-def test_probav_real_norm_file(shared_data) -> None:
-    norm = read_probav_norm(shared_data / "probav_embiggen_norm" / "norm.csv")
+def test_probav_real_norm_file() -> None:
+    from conftest import PROBAV
+
+    norm = read_probav_norm(PROBAV / "norm.csv")
     assert len(norm) == 1450 and "imgset0000" in norm and "imgset1449" in norm
     assert all(30.0 < v < 80.0 for v in norm.values())
 

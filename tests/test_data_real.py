@@ -6,16 +6,14 @@ import numpy as np
 import pytest
 import rasterio
 
-from conftest import BEN, SHARED, _need
+from conftest import BEN, EOPATCH, HVN2
 from eosr.data import S2BandFolderDataset, read_eopatch_s2, read_hvn2_mat, read_s2_band_folder
 from eosr.data.matfiles import HVN2_KERNEL, MAT_20M
 from eosr.errors import DataError
 
-HVN2 = SHARED / "s2_ssc_cnn_hvn2"
-
 
 def _patches() -> list:
-    return sorted(p for p in _need(BEN).iterdir() if p.is_dir())
+    return sorted(p for p in BEN.iterdir() if p.is_dir())
 
 
 def test_band_folder_stacks_shapes_footprints_and_values() -> None:
@@ -37,7 +35,7 @@ def test_band_folder_stacks_shapes_footprints_and_values() -> None:
 
 
 def test_band_folder_dataset_and_band_selection() -> None:
-    ds = S2BandFolderDataset(_need(BEN))
+    ds = S2BandFolderDataset(BEN)
     assert len(ds) == 6
     s = ds[0]
     assert s.lr.shape == (6, 60, 60) and s.hr is not None and s.hr.shape == (4, 120, 120) and s.scale == 2
@@ -56,7 +54,7 @@ def test_band_folder_missing_band_and_bad_grid(tmp_path) -> None:
 
 
 def test_mat_native_scene_v73() -> None:
-    s = read_hvn2_mat(_need(HVN2 / "CoastalA_cell.mat"))
+    s = read_hvn2_mat(HVN2 / "CoastalA_cell.mat")
     assert not s.reduced and s.placeholders == ()
     assert {g: a.shape for g, a in s.stacks.items()} == {10: (4, 408, 408), 20: (6, 204, 204), 60: (2, 68, 68)}
     assert s.stack_bands[20] == MAT_20M and s.stack_bands[60] == ("B01", "B09")
@@ -68,8 +66,8 @@ def test_mat_native_scene_v73() -> None:
 
 def test_mat_reduced_set_is_the_documented_degradation_of_the_native_scene() -> None:
     """Known answer tying both files together: Xm_im == native 20 m bands, Yim == 4-tap kernel x2."""
-    native = read_hvn2_mat(_need(HVN2 / "CoastalA_cell.mat"))
-    rr = read_hvn2_mat(_need(HVN2 / "coastalA_cell_RR.mat"))
+    native = read_hvn2_mat(HVN2 / "CoastalA_cell.mat")
+    rr = read_hvn2_mat(HVN2 / "coastalA_cell_RR.mat")
     assert rr.reference is not None
     np.testing.assert_array_equal(rr.reference, native.stacks[20])
     k = np.asarray(HVN2_KERNEL)
@@ -88,7 +86,7 @@ def test_mat_reduced_set_is_the_documented_degradation_of_the_native_scene() -> 
 
 
 def test_mat_reduced_v5_reykjavik_placeholders() -> None:
-    s = read_hvn2_mat(_need(HVN2 / "reykjavik_cell_RR.mat"))
+    s = read_hvn2_mat(HVN2 / "reykjavik_cell_RR.mat")
     assert s.placeholders == ("B01", "B09") and 60 not in s.stacks
     assert s.stacks[10].shape == (4, 256, 256) and s.stacks[20].shape == (6, 128, 128)
     assert s.reference is not None and s.reference.shape == (6, 256, 256)
@@ -116,10 +114,10 @@ def test_mat_bad_input(tmp_path) -> None:
 
 
 def test_eopatch_reader() -> None:
-    e = read_eopatch_s2(_need(SHARED / "eolearn_testeopatch_s2"))
+    e = read_eopatch_s2(EOPATCH)
     assert e.scenes.shape == (5, 13, 101, 100) and e.bands[8] == "B8A" and e.bands[10] == "B10"
     assert e.clear is not None and e.clear.shape == (68, 101, 100) and e.clear.dtype == bool
-    raw = np.load(SHARED / "eolearn_testeopatch_s2" / "CLM.npy")[..., 0]
+    raw = np.load(EOPATCH / "CLM.npy")[..., 0]
     np.testing.assert_array_equal(e.clear, raw == 0)  # CLM cloud = 1 -> valid False
     assert str(e.crs) == "EPSG:32633" and e.transform.a == pytest.approx(9.995, abs=0.01)
     assert e.select(["B04"]).shape == (5, 1, 101, 100)

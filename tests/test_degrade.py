@@ -190,13 +190,13 @@ def test_calibration_on_landsat_pan_with_noise(landsat_pan):
     assert fit.mtf[0] == pytest.approx(0.25, abs=0.02)
 
 
-def test_calibration_on_third_party_reduced_resolution_set(shared_data):
+def test_calibration_on_third_party_reduced_resolution_set():
     """s2_ssc_cnn_hvn2: the 20 m bands were degraded x2 by the separable kernel
     [0.053253, 0.446747, 0.446747, 0.053253], block-centred: its MTF at the LR Nyquist is 0.556."""
     h5py = pytest.importorskip("h5py")
-    p = shared_data / "s2_ssc_cnn_hvn2" / "coastalA_cell_RR.mat"
-    if not p.exists():
-        pytest.skip(f"missing {p}")
+    from conftest import HVN2
+
+    p = HVN2 / "coastalA_cell_RR.mat"
     with h5py.File(p) as h:
         hr = np.stack([h["Xm_im"][b].T for b in range(6)])
         refs = h["Yim"][()].ravel()
@@ -220,10 +220,10 @@ def test_frames_record_their_shifts_and_registration_recovers_them(s2_10m):
         assert (dy * 2, dx * 2) == pytest.approx(tuple(fs.shifts[k]), abs=0.1)
 
 
-def test_frames_with_real_cloud_masks(shared_data, s2_10m):
-    p = shared_data / "eolearn_testeopatch_s2" / "CLM.npy"
-    if not p.exists():
-        pytest.skip(f"missing {p}")
+def test_frames_with_real_cloud_masks(s2_10m):
+    from conftest import EOPATCH
+
+    p = EOPATCH / "CLM.npy"
     clm = np.load(p)
     op = Degradation.from_sensor("sentinel2", S2_10M, 2, noise_sigma=0.001)
     fs = simulate_frames(s2_10m, op, 6, cloud_masks=clm, seed=0)

@@ -246,12 +246,12 @@ def test_dists_reproduces_published_values(cache: Path, torch_threads: None) -> 
 
 
 @pytest.fixture(scope="module")
-def worldstrat(shared_data: Path) -> tuple[np.ndarray, np.ndarray]:
+def worldstrat() -> tuple[np.ndarray, np.ndarray]:
     from PIL import Image
 
-    d = shared_data / "worldstrat_demo"
-    if not (d / "HR.png").is_file():
-        pytest.skip(f"real data not found: {d}")
+    from conftest import sample
+
+    d = sample("worldstrat_demo")
     hr = np.asarray(Image.open(d / "HR.png").convert("RGB"))
     sr = np.asarray(Image.open(d / "SR.png").convert("RGB"))
     return hr, sr

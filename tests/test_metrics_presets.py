@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import SHARED
+from conftest import PROBAV
 from eosr.errors import DataError, ShapeError
 from eosr.metrics.presets import (
     cpsnr,
@@ -21,7 +21,7 @@ from eosr.metrics.presets import (
 )
 from eosr.physics.registration import fourier_shift
 
-NORM = SHARED / "probav_embiggen_norm" / "norm.csv"
+NORM = PROBAV / "norm.csv"
 K = 30  # DN amplitude of the checkerboard error
 
 
@@ -90,8 +90,6 @@ def test_cpsnr_bias_and_clear_mask(imgset: Path) -> None:
 
 
 def test_norm_csv_and_score(imgset: Path) -> None:
-    if not NORM.exists():
-        pytest.skip(f"real data not found: {NORM}")
     norm = read_norm_csv(NORM)
     assert len(norm) == 1450 and norm["imgset0000"] == pytest.approx(52.352172662454414)
     assert "imgset1449" in norm  # last line, no trailing newline

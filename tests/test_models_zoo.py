@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import eosr.models as M
+from conftest import BEN
 from eosr.degrade.multi import simulate_frames
 from eosr.degrade.operator import Degradation
 from eosr.errors import ModelError, ShapeError
@@ -101,11 +102,11 @@ def test_s2_multires_shapes_grid_and_identity() -> None:
         m(torch.rand(1, 3, 18, 14), x20)
 
 
-def test_s2_multires_learns_to_sharpen_real_20m_bands(shared_data) -> None:  # type: ignore[no-untyped-def]
+def test_s2_multires_learns_to_sharpen_real_20m_bands() -> None:
     """A few steps on real Sentinel-2 (Wald x2: 20 m -> 40 m, 10 m -> 20 m) beat bicubic on the 20 m bands."""
     import rasterio
 
-    patch = sorted(p for p in (shared_data / "bigearthnet_s2_examples").iterdir() if p.is_dir())[0]
+    patch = sorted(p for p in BEN.iterdir() if p.is_dir())[0]
 
     def read(b: str) -> np.ndarray:
         with rasterio.open(next(patch.glob(f"*_{b}.tif"))) as ds:

@@ -15,18 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SHARED
+from conftest import BEN
 from eosr.benchmark.report import fmt
 from eosr.benchmark.runner import run_benchmark
 
-BEN = SHARED / "bigearthnet_s2_examples"
 METHODS = ["bicubic", "bp", "lanczos", "carn_m_var"]
 
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    if not BEN.exists():
-        pytest.skip(f"real data not found: {BEN}")
     tmp = tmp_path_factory.mktemp("report")
     cfg = tmp / "r.toml"
     cfg.write_text(f"""

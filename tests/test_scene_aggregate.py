@@ -17,7 +17,7 @@ from eosr.metrics.standard import ergas, mae, psnr, rmse, sam
 from eosr.scene.aggregate import PixelStats, blocks, windowed_pixel_stats
 from eosr.scene.simulate import simulate_file
 from test_scene_sr import BANDS, write_tif
-from test_scene_tiling import S2_20M, read_20m
+from test_scene_tiling import read_20m
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +76,6 @@ def test_windowed_pixel_stats_on_files(pair: tuple[np.ndarray, np.ndarray], tmp_
 
 
 def test_simulate_windowed_equals_whole_image(tmp_path: Path) -> None:
-    if not S2_20M.exists():
-        pytest.skip("real data missing")
     hr = np.rint(read_20m(BANDS)[:, :300, :222] * 1e4).astype(np.uint16)
     hr[:, 10:40, 100:130] = 0  # nodata hole
     src = write_tif(tmp_path / "hr.tif", hr)

@@ -10,6 +10,7 @@ import rasterio
 import torch
 from rasterio.transform import from_origin
 
+from conftest import BEN
 from eosr.errors import ConfigError, DataError, GeoError, ModelError, ScaleError
 from eosr.models.base import ModelSpec
 from eosr.scene.infer import predict_array
@@ -83,8 +84,6 @@ def test_float32_and_cog(s2_tif: tuple[Path, np.ndarray], tmp_path: Path) -> Non
 
 
 def test_s2_folder_windowed_and_mixed_resolutions(tmp_path: Path) -> None:
-    if not S2_20M.exists():
-        pytest.skip("real data missing")
     with pytest.raises(GeoError, match="different grids"):
         super_resolve(S2_20M, tmp_path / "x.tif", Bicubic(), progress=False)
     out = super_resolve(S2_20M, tmp_path / "sr.tif", Bicubic(), bands=["B1", "B9"], tile=128, progress=False)
@@ -191,10 +190,6 @@ def test_cli_sr_and_one_line_errors(s2_tif: tuple[Path, np.ndarray], tmp_path: P
                                     ) -> None:
     from eosr.cli.main import main
 
-    try:
-        from eosr.models import get_model  # noqa: F401  (the registry lands with the models issue)
-    except ImportError:
-        pytest.skip("model registry not available yet")
     src, _ = s2_tif
     with pytest.raises(SystemExit) as e:
         main(["sr", str(src), str(tmp_path / "sr.tif"), "--model", "bicubic", "--scale", "2", "--float32",
@@ -226,8 +221,7 @@ def test_dask_cluster_identical_to_single_process(s2_tif: tuple[Path, np.ndarray
 
 
 # ------------------------------------------------------- Sentinel-2 multi-resolution model on a band folder
-BEN_PATCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "bigearthnet_s2_examples" / \
-    "S2A_MSIL2A_20170613T101031_87_48"
+BEN_PATCH = BEN / "S2A_MSIL2A_20170613T101031_87_48"
 
 
 @pytest.mark.parametrize("scale", [1, 2])
@@ -236,8 +230,6 @@ def test_s2_multires_on_a_mixed_resolution_folder(tmp_path: Path, scale: int) ->
     from eosr.models import get_model
     from eosr.scene.source import open_multires
 
-    if not BEN_PATCH.exists():
-        pytest.skip("real data missing")
     torch.manual_seed(0)
     model = get_model("s2_multires", scale=scale, features=8, blocks=1).eval()
     out = super_resolve(BEN_PATCH, tmp_path / "sr.tif", model, tile=24, output_dtype="float32", progress=False)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy import stats
 
-from conftest import SHARED
+from conftest import EOPATCH
 from eosr.errors import DataError, ShapeError
 from eosr.trust.calibration import (
     ConformalCalibration,
@@ -127,9 +127,7 @@ def _wald_ensemble_predict(hr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def fitted() -> ConformalCalibration:
     """Conformal factor fitted on a DIFFERENT real S2 site (eo-learn Slovenia L1C, 5 dates)."""
-    p = SHARED / "eolearn_testeopatch_s2" / "REFERENCE_SCENES.npy"
-    if not p.exists():
-        pytest.skip(f"real data not found: {p}")
+    p = EOPATCH / "REFERENCE_SCENES.npy"
     ref = np.load(p)[:, :100, :100][..., [1, 2, 3, 7]].transpose(0, 3, 1, 2)  # B02 B03 B04 B08
     errs, stds = [], []
     for hr in ref:
