@@ -8,7 +8,7 @@ Example (``configs/benchmark_ben_x2.toml``)::
     [[datasets]]
     name = "ben"
     kind = "wald"                 # wald | pairs | lr | samples | reader
-    path = "../../shared/data/bigearthnet_s2_examples"   # relative to this file
+    path = "sample:bigearthnet_s2_examples"   # a built-in sample (eosr.data.samples), or a folder relative to this file
     sensor = "sentinel2"
     bands = ["B02", "B03", "B04", "B08"]
     scale = 2
