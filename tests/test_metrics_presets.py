@@ -83,7 +83,8 @@ def test_cpsnr_bias_and_clear_mask(imgset: Path) -> None:
     scene = read_probav_scene(imgset)
     hr = scene.hr.astype(np.float64)  # type: ignore[union-attr]
     sr = hr - 500.0  # a pure brightness bias is free
-    assert cpsnr(sr, hr, scene.sm).value > 200
+    perfect = cpsnr(sr, hr, scene.sm)
+    assert perfect.value == 120.0 and perfect.extra["capped"] is True  # the one PSNR cap
     noisy = sr.copy()
     noisy[100:140, :] += 3000  # errors only under cloud: ignored through SM
     assert cpsnr(noisy, hr, scene.sm).value > cpsnr(noisy, hr, None).value + 20
@@ -117,7 +118,8 @@ def test_shift_bias_search_on_real_data(s2_10m: np.ndarray) -> None:
     hr = s2_10m[:, 4:-4, 4:-4]
     sr = s2_10m[:, 3:-5, 6:-2] + 0.01  # SR(r, c) = HR(r - 1, c + 2) plus a brightness bias
     res = shift_bias_psnr_ssim(sr, hr, border=3)
-    assert math.isinf(res["psnr_shift_bias"].value) or res["psnr_shift_bias"].value > 100
+    assert res["psnr_shift_bias"].value == 120.0 and res["psnr_shift_bias"].extra["capped"] is True
+    np.testing.assert_array_equal(res["psnr_shift_bias"].per_band, 120.0)
     assert res["psnr_shift_bias"].extra["shift"] == [-1.0, 2.0]
     assert res["ssim_shift_bias"].value == pytest.approx(1.0, abs=1e-9)
     np.testing.assert_allclose(res["psnr_shift_bias"].extra["bias"], -0.01, atol=1e-12)

@@ -90,7 +90,7 @@ def test_sam_ergas_uiqi_match_torchmetrics(pair: tuple[np.ndarray, np.ndarray]) 
 
 def test_perfect_sr(s2_10m: np.ndarray) -> None:
     hr = s2_10m
-    assert S.psnr(hr, hr).value == math.inf
+    assert S.psnr(hr, hr).value == 120.0  # the one PSNR cap (MSE floored at 1e-12 R^2)
     assert S.rmse(hr, hr).value == 0.0
     assert S.mae(hr, hr).value == 0.0
     assert S.ssim(hr, hr).value == pytest.approx(1.0, abs=1e-12)

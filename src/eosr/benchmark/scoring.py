@@ -17,8 +17,7 @@ import numpy as np
 from scipy import ndimage
 
 from eosr.benchmark.metric_docs import METRICS
-
-PSNR_CAP_DB = 120.0
+from eosr.metrics.base import psnr_db
 
 
 def _evaluate_api() -> Any:
@@ -76,7 +75,7 @@ def _pooled(e: np.ndarray, valid: np.ndarray) -> tuple[float, list[float]]:
 
 
 def _psnr(mse: float, data_range: float) -> float:
-    return PSNR_CAP_DB if mse <= 0 else float(10 * np.log10(data_range**2 / mse))
+    return float(psnr_db(mse, data_range))  # the one 120 dB cap (eosr.metrics.base.PSNR_CAP_DB)
 
 
 def gradient_magnitude(hr: np.ndarray) -> np.ndarray:

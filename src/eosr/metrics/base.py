@@ -24,8 +24,13 @@ from eosr._arrays import to_tensor
 from eosr.errors import ShapeError
 from eosr.physics.filters import all_true, any_true, count_true, isfinite
 
-#: PSNR written to JSON for a perfect match (the API returns inf): 10 log10(range^2 / 1e-12).
-PSNR_CAP_MSE = 1e-12
+#: The one cap of every PSNR-type value (psnr, psnr_aligned, gradient strata, per band, cPSNR,
+#: shift/bias-searched PSNR, benchmark fallback): PSNR = min(10 log10(R^2 / MSE), 120 dB), i.e. the
+#: MSE is floored at 1e-12 R^2. Float64 rounding of a perfect (or perfectly compensated) SR leaves an
+#: MSE of ~1e-33, which would otherwise read as 330 dB.
+PSNR_CAP_DB = 120.0
+#: The MSE floor relative to data_range^2 that gives :data:`PSNR_CAP_DB`.
+PSNR_CAP_MSE = 10.0 ** (-PSNR_CAP_DB / 10.0)
 
 
 @dataclass(frozen=True)
@@ -101,16 +106,41 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
+def psnr_db(mse: Any, data_range: float = 1.0) -> Any:
+    """PSNR = 10 log10(R^2 / max(MSE, 1e-12 R^2)) in dB, R = ``data_range``: capped at
+    :data:`PSNR_CAP_DB` = 120 dB. The single place every PSNR-type value of eosr is computed.
+
+    ``mse``: a float, a NumPy array or a torch tensor (returned in kind; NaN stays NaN; the gradient
+    is zero where the cap applies).
+    """
+    peak = float(data_range) ** 2
+    floor = PSNR_CAP_MSE * peak
+    if isinstance(mse, torch.Tensor):
+        return 10.0 * torch.log10(peak / torch.clamp(mse, min=floor))
+    if isinstance(mse, np.ndarray):
+        with np.errstate(invalid="ignore"):
+            return 10.0 * np.log10(peak / np.maximum(mse, floor))
+    m = float(mse)
+    return math.nan if math.isnan(m) else 10.0 * math.log10(peak / max(m, floor))
+
+
+def psnr_capped(value: Any) -> bool:
+    """True when a PSNR-type value (or any of an array's values) sits at :data:`PSNR_CAP_DB`."""
+    a = np.asarray(_np(value), dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return bool(np.any(a >= PSNR_CAP_DB - 1e-9))
+
+
 def json_float(v: Any, name: str = "") -> tuple[float | None, bool]:
-    """A finite float for JSON. +inf (a perfect PSNR) is capped at 10 log10(1 / 1e-12) = 120 dB
-    (relative to data_range 1) and flagged; NaN becomes None (callers omit such metrics)."""
+    """A finite float for JSON. +inf / -inf (no eosr PSNR returns them: :func:`psnr_db` caps) become
+    +/-120 dB (:data:`PSNR_CAP_DB`) and are flagged; NaN becomes None (callers omit such metrics)."""
     f = float(_np(v))
     if math.isfinite(f):
         return f, False
     if f == math.inf:
-        return 10.0 * math.log10(1.0 / PSNR_CAP_MSE), True
+        return PSNR_CAP_DB, True
     if f == -math.inf:
-        return -10.0 * math.log10(1.0 / PSNR_CAP_MSE), True
+        return -PSNR_CAP_DB, True
     return None, False
 
 

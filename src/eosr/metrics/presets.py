@@ -8,7 +8,8 @@ HR_uv = HR[u:u+H-6, v:v+W-6] and its clear mask SM_uv; C = clear pixels, n = |C|
 
     b = (1/n) sum_C (HR_uv - SR_c),  cMSE = (1/n) sum_C (HR_uv - SR_c - b)^2,  cPSNR = -10 log10(cMSE)
 
-keeping the best (maximum cPSNR) shift. The scene score is N(HR) / cPSNR with N from ``norm.csv``
+keeping the best (maximum cPSNR) shift; cPSNR is capped at 120 dB like every eosr PSNR
+(:func:`eosr.metrics.base.psnr_db`). The scene score is N(HR) / cPSNR with N from ``norm.csv``
 (lower is better, the baseline scores 1). A popular re-implementation loops over 6 x 6 shifts; this
 one uses 7 x 7 as the challenge did.
 
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 
 from eosr.errors import DataError, ShapeError
-from eosr.metrics.base import MetricInfo, MetricResult
+from eosr.metrics.base import MetricInfo, MetricResult, psnr_capped, psnr_db
 from eosr.physics.registration import fourier_shift
 
 __all__ = [
@@ -49,10 +50,10 @@ __all__ = [
 #: PROBA-V values are divided by this before scoring (Kelvins code; not 16383).
 PROBAV_SCALE = 65535.0
 _KELVINS = "ESA Kelvins PROBA-V challenge; Maertens et al., Astrodynamics 3, 2019"
-CPSNR = MetricInfo("cpsnr", True, (-math.inf, math.inf), differentiable=False, unit="dB", source=_KELVINS)
+CPSNR = MetricInfo("cpsnr", True, (-math.inf, 120.0), differentiable=False, unit="dB", source=_KELVINS)
 CMSE = MetricInfo("cmse", False, (0.0, math.inf), differentiable=False, source=_KELVINS)
 _WS = "shift- and bias-searched, as WorldStrat (Cornebise et al. 2022) and MuS2 (Kowaleczko et al. 2023)"
-PSNR_SEARCHED = MetricInfo("psnr_shift_bias", True, (0.0, math.inf), differentiable=False, unit="dB", source=_WS)
+PSNR_SEARCHED = MetricInfo("psnr_shift_bias", True, (-math.inf, 120.0), differentiable=False, unit="dB", source=_WS)
 SSIM_SEARCHED = MetricInfo("ssim_shift_bias", True, (-1.0, 1.0), differentiable=False, source=_WS)
 
 
@@ -97,14 +98,16 @@ def cpsnr(sr: Any, hr: Any, clear: Any = None, *, scale: float = PROBAV_SCALE, c
             d = (h[u : u + hh, v : v + ww] - sc)[m]
             b = d.mean()
             mse = float(((d - b) ** 2).mean())
-            val = math.inf if mse == 0 else -10.0 * math.log10(mse)
+            val = float(psnr_db(mse, 1.0))  # -10 log10(cMSE), capped at 120 dB
             if val > best[0]:
                 best = (val, mse, (u, v), n)
     if best[3] == 0:
         raise ShapeError("cPSNR: the clear mask is empty for every shift")
     val, mse, uv, n = best
-    return MetricResult(CPSNR, val, np.array([val]), {"cmse": mse, "shift": list(uv), "n_clear": n,
-                                                       "n_shifts": n_off * n_off})
+    extra = {"cmse": mse, "shift": list(uv), "n_clear": n, "n_shifts": n_off * n_off}
+    if psnr_capped(val):
+        extra["capped"] = True
+    return MetricResult(CPSNR, val, np.array([val]), extra)
 
 
 def probav_score(sr: Any, hr: Any, clear: Any, norm: float, *, scale: float = PROBAV_SCALE) -> float:
@@ -221,7 +224,7 @@ def shift_bias_psnr_ssim(
         n_b = mm.sum(axis=(1, 2))
         b = d.sum(axis=(1, 2)) / np.maximum(n_b, 1)
         mse = float((np.where(mm, d - b[:, None, None], 0.0) ** 2).sum() / mm.sum())
-        return (math.inf if mse == 0 else 10 * math.log10(data_range**2 / mse)), b
+        return float(psnr_db(mse, data_range)), b  # capped at 120 dB
 
     valid_c = ok[:, B : hh - B, B : ww - B]
     best: tuple[float, tuple[float, float], np.ndarray, np.ndarray, np.ndarray] = (
@@ -235,7 +238,7 @@ def shift_bias_psnr_ssim(
                 best = (val, (float(u), float(v)), b, hw, m)
     if best[0] == -math.inf:
         raise ShapeError("no valid pixel: the inputs are all NaN or the mask is empty")
-    if subpixel_step and 0 < subpixel_step < 1 and math.isfinite(best[0]):
+    if subpixel_step and 0 < subpixel_step < 1 and not psnr_capped(best[0]):
         iu, iv = int(best[1][0]), int(best[1][1])
         steps = np.arange(-0.5, 0.5 + 1e-9, subpixel_step)
         hf = np.where(np.isfinite(h), h, np.nanmean(h))
@@ -254,9 +257,11 @@ def shift_bias_psnr_ssim(
     from eosr.metrics.standard import ssim
 
     ss = ssim(corrected, np.where(m, hw, np.nan), data_range=data_range)
-    extra = {"shift": [bu, bv], "bias": b.tolist(), "border": B}
+    extra: dict[str, Any] = {"shift": [bu, bv], "bias": b.tolist(), "border": B}
+    pb = _per_band_psnr(corrected, hw, data_range)
+    p_extra = {**extra, "capped": True} if psnr_capped(pb) or psnr_capped(best_val) else extra
     return {
-        "psnr_shift_bias": MetricResult(PSNR_SEARCHED, best_val, _per_band_psnr(corrected, hw, data_range), extra),
+        "psnr_shift_bias": MetricResult(PSNR_SEARCHED, best_val, pb, p_extra),
         "ssim_shift_bias": MetricResult(SSIM_SEARCHED, float(ss.value), np.asarray(ss.per_band), extra),
     }
 
@@ -264,5 +269,5 @@ def shift_bias_psnr_ssim(
 def _per_band_psnr(x: np.ndarray, y: np.ndarray, data_range: float) -> np.ndarray:
     ok = np.isfinite(x) & np.isfinite(y)
     mse = np.array([float(((x[i] - y[i])[ok[i]] ** 2).mean()) for i in range(x.shape[0])])
-    with np.errstate(divide="ignore"):
-        return 10 * np.log10(data_range**2 / mse)
+    out: np.ndarray = psnr_db(mse, data_range)
+    return out

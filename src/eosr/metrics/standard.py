@@ -25,7 +25,16 @@ import torch
 import torch.nn.functional as F
 
 from eosr.errors import EosrError, ScaleError, ShapeError
-from eosr.metrics.base import MetricInfo, MetricResult, Prepared, pooled_mean, prepare, zero_invalid
+from eosr.metrics.base import (
+    MetricInfo,
+    MetricResult,
+    Prepared,
+    pooled_mean,
+    prepare,
+    psnr_capped,
+    psnr_db,
+    zero_invalid,
+)
 from eosr.physics.filters import all_true, any_true, count_true, sep_correlate_valid, usable
 
 __all__ = [
@@ -54,7 +63,8 @@ __all__ = [
 
 _WANG04 = "Wang, Bovik, Sheikh, Simoncelli, IEEE TIP 13(4), 2004"
 
-PSNR = MetricInfo("psnr", True, (0.0, math.inf), unit="dB", source="10 log10(data_range^2 / MSE)")
+PSNR = MetricInfo("psnr", True, (-math.inf, 120.0), unit="dB",
+                  source="10 log10(data_range^2 / MSE), capped at 120 dB (MSE floored at 1e-12 data_range^2)")
 RMSE = MetricInfo("rmse", False, (0.0, math.inf), unit="reflectance", source="root mean square error")
 MAE = MetricInfo("mae", False, (0.0, math.inf), unit="reflectance", source="mean absolute error")
 SSIM = MetricInfo("ssim", True, (-1.0, 1.0), source=_WANG04)
@@ -83,8 +93,11 @@ def pixel_error_metric(name: str, p: Prepared, err: torch.Tensor, valid: torch.T
     mse_b, mse = pooled_mean(err * err, valid)
     if name == "rmse":
         return MetricResult(RMSE, p.out(torch.sqrt(mse)), p.out(torch.sqrt(mse_b)), n_valid)
-    peak = float(data_range) ** 2
-    return MetricResult(PSNR, p.out(10 * torch.log10(peak / mse)), p.out(10 * torch.log10(peak / mse_b)), n_valid)
+    value, per_band = psnr_db(mse, data_range), psnr_db(mse_b, data_range)  # the one 120 dB cap
+    extra: dict[str, Any] = dict(n_valid)
+    if psnr_capped(per_band.detach()) or psnr_capped(value.detach()):
+        extra["capped"] = True
+    return MetricResult(PSNR, p.out(value), p.out(per_band), extra)
 
 
 def pixel_errors(sr: Any, hr: Any, *, data_range: float = 1.0, mask: Any = None,
@@ -102,10 +115,11 @@ def _pixel(name: str, sr: Any, hr: Any, data_range: float, mask: Any) -> MetricR
 
 
 def psnr(sr: Any, hr: Any, *, data_range: float = 1.0, mask: Any = None) -> MetricResult:
-    """Peak signal-to-noise ratio, PSNR = 10 log10(data_range^2 / MSE) in dB.
+    """Peak signal-to-noise ratio, PSNR = 10 log10(data_range^2 / max(MSE, 1e-12 data_range^2)) in dB.
 
     ``value`` comes from the MSE pooled over all valid pixels of all bands (not the mean of per-band
-    PSNRs). A perfect match gives ``inf`` (JSON writers cap it, see ``MetricResult.to_dict``).
+    PSNRs). Capped at 120 dB (:func:`eosr.metrics.base.psnr_db`): a perfect match gives 120.0 with
+    ``extra["capped"] = True``.
     """
     return _pixel("psnr", sr, hr, data_range, mask)
 
