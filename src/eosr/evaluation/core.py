@@ -13,6 +13,10 @@ Which metrics (names as in the JSON; definitions in docs/metrics.md):
   ``{psnr,rmse,mae,ssim}_aligned``; ``effective_resolution_px``;
 - with HR and LR (or an operator to simulate it): ``frr`` (+ over/undershoot),
   ``hallucination``, ``omission``, ``improvement``;
+- the shift-, gain- and bias-compensated SR' (one alignment per item) serves the ``_aligned`` metrics,
+  ``effective_resolution_px``, ``frr`` (+ over/undershoot) and the hallucination scores, so a pure
+  shift or gain leaves them equal to the perfect SR's;
+- every PSNR-type value is capped at 120 dB (:func:`eosr.metrics.base.psnr_db`).
 - ``lpips`` only when ``lpips_weights`` is a local weights file, or "alex" / "vgg" for the weights
   assembled offline from installed pip packages (``eosr.metrics.perceptual.default_lpips_weights``).
 
@@ -291,7 +295,6 @@ def evaluate(
             if maps:
                 keep_map("hf_difference", hf_map)
             del hf_map
-        add(frequency.effective_resolution(s, h, mask=m))
         if maps:
             err = s - h
             if m is not None:
@@ -315,7 +318,7 @@ def evaluate(
                                                 alignments=als)
         for k, v in reg.items():
             add(v, k)
-        s_al = np.stack(comp) if s.ndim == 4 else comp[0]
+        s_al = np.stack(comp) if s.ndim == 4 else comp[0]  # SR' = (shift^-1(SR) - bias) / gain, computed once
         v_al = np.stack(cvalid) if s.ndim == 4 else cvalid[0]
         if v_al.any():
             s_al_t = torch.from_numpy(s_al)
@@ -324,15 +327,24 @@ def evaluate(
                        S.ssim(s_al_t, h, data_range=data_range, mask=v_al_t)]
             for res in aligned:
                 add(_renamed(res, f"{res.name}_aligned", "; after shift, gain and bias compensation"))
+            # frequency metrics on the compensated SR, as the hallucination scores: a shift or a gain
+            # is reported once, as registration/radiometry, not as lost resolution or overshoot
+            er = frequency.effective_resolution(s_al_t, h, mask=v_al_t)
+            er.extra["compensated"] = True
+            add(er)
+            if interp is not None:
+                try:
+                    for k, v in frequency.frequency_restoration(s_al_t, h, interp, mask=v_al_t,
+                                                                data_range=data_range).items():
+                        v.extra["compensated"] = True
+                        add(v, k)
+                except EosrError as e:
+                    skipped["frr"] = str(e)
         else:
-            skipped["psnr_aligned"] = "no valid pixel left after shift compensation"
+            for k in ("psnr_aligned", "effective_resolution_px", "frr"):
+                skipped[k] = "no valid pixel left after shift compensation"
 
         if interp is not None:
-            try:
-                out.update({k: _to_float(v) for k, v in frequency.frequency_restoration(
-                    s, h, interp, mask=m, data_range=data_range).items()})
-            except EosrError as e:
-                skipped["frr"] = str(e)
             hs = h.numpy().astype(npdt, copy=False)
             it = interp.numpy().astype(npdt, copy=False)
             valid = v_al & np.isfinite(hs) & np.isfinite(it)

@@ -29,7 +29,13 @@ sum_ring |H|^2) = FRC min(A, 1/A) (A the ring amplitude ratio), which also drops
 noise; rings as the spectra, pooled over bands and batch. The cut-off f_c is the first frequency
 where CT falls below 0.5 (linear interpolation between bins, starting from CT(0) = 1); f_c = 0.5
 when it never does. The effective resolution is 0.5 / f_c HR pixels (1.0 = full HR resolution;
-2.0 = coherent detail only down to twice the HR pixel). The interpolated LR is computed by the
+2.0 = coherent detail only down to twice the HR pixel), bounded by the image size: f_c is not taken
+below the centre f_1 of the lowest ring (the lowest frequency measured), so the value is at most
+0.5 / f_1 = min(H, W) HR px with the default rings (``extra["bounded"]`` says when the bound
+applies: no coherent detail at any measured frequency). ``eosr.evaluate`` computes FRR, over- and
+undershoot and the effective resolution on the shift-, gain- and bias-compensated SR (as the
+hallucination scores), so registration and radiometry are reported once, as such, and do not
+read as overshoot or lost resolution. The interpolated LR is computed by the
 caller (bicubic on the pixel-is-area grid, e.g.
 ``torch.nn.functional.interpolate(mode="bicubic", align_corners=False)`` for integer scales).
 """
@@ -293,24 +299,31 @@ def effective_resolution(
     CT combines decorrelation (FRC; Saxton & Baumeister 1982) and amplitude mismatch (blur, noise,
     overshoot): CT >= 0.5 means SR carries at least half of HR's signal at f, in phase. 1.0 px when
     SR stays coherent up to the HR Nyquist; 3.0 / 5.9 px for the bicubic upsampling of a x2 / x4
-    Sentinel-2 LR (measured on a BigEarthNet patch: PSF and bicubic both attenuate).
-    ``extra``: ``cutoff_frequency`` (cycles per HR pixel), ``decorrelation_frequency`` (where FRC
-    alone < ``threshold``), and the pooled CT / FRC profiles.
+    Sentinel-2 LR (measured on a BigEarthNet patch: PSF and bicubic both attenuate). Bounded by
+    the image size: f_c >= f_1, the centre of the lowest ring, so the value (and each band's) is at
+    most 0.5 / f_1 = min(H, W) px with the default rings.
+    ``extra``: ``cutoff_frequency`` (cycles per HR pixel), ``bounded`` (the bound applied),
+    ``max_px`` (0.5 / f_1), ``decorrelation_frequency`` (where FRC alone < ``threshold``), and the
+    pooled CT / FRC profiles.
     """
     if not 0.0 < threshold < 1.0:
         raise EosrError(f"the threshold must lie in (0, 1), got {threshold}")
     freqs, frc, ct, _, ct_b = fourier_ring_correlation(sr, hr, mask=mask, n_bins=n_bins)
-    fc = _cutoff(freqs, ct, threshold)
-    if fc <= 0:
+    f_min = float(freqs[0])  # centre of the lowest ring: the image measures nothing below it
+    fc_raw = _cutoff(freqs, ct, threshold)
+    if not fc_raw > 0:
         raise ShapeError("SR and HR are incoherent at every frequency")
-    fc_b = np.array([_cutoff(freqs, pb, threshold) for pb in ct_b])
+    fc = max(fc_raw, f_min)
+    fc_b = np.array([max(_cutoff(freqs, pb, threshold), f_min) for pb in ct_b])
     tt = isinstance(sr, torch.Tensor)
     extra = {
         "cutoff_frequency": fc,
+        "bounded": fc_raw < f_min,
+        "max_px": 0.5 / f_min,
         "decorrelation_frequency": _cutoff(freqs, frc, threshold),
         "threshold": threshold,
         "freqs": freqs.tolist(),
         "coherent_transfer": np.nan_to_num(ct).tolist(),
         "frc": np.nan_to_num(frc).tolist(),
     }
-    return MetricResult(EFFECTIVE_RESOLUTION, _out(0.5 / fc, tt), _out(0.5 / np.maximum(fc_b, 1e-12), tt), extra)
+    return MetricResult(EFFECTIVE_RESOLUTION, _out(0.5 / fc, tt), _out(0.5 / fc_b, tt), extra)
