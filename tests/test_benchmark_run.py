@@ -106,6 +106,38 @@ def test_json_is_strict_and_tables_agree(run: tuple) -> None:
     assert [r["method"] for r in board] == ["oracle", "bp", "bicubic"]  # ranked by PSNR
 
 
+def test_per_image_outputs_carry_per_band_values(run: tuple) -> None:
+    """Long format: band "all" holds the metric's value over all bands (what the summary uses), then one
+    row per band with the per-band value, in csv, json and parquet alike."""
+    import pyarrow.parquet as pq
+
+    tmp, _, res = run
+    out = tmp / "out"
+    rows = res.results["per_image"]
+    assert {r["band"] for r in rows} == {"all", "B02", "B03", "B04", "B08"}
+    one = [r for r in rows if r["image"] == PATCHES[0] and r["method"] == "bicubic" and r["metric"] == "psnr"]
+    assert [r["band"] for r in one] == ["all", "B02", "B03", "B04", "B08"]
+    # the per-band PSNR is each band's own 10 log10(1 / MSE_b) and the "all" value pools the MSE
+    per_band = [r["value"] for r in one[1:]]
+    mse_b = [10 ** (-v / 10) for v in per_band]
+    assert one[0]["value"] == pytest.approx(10 * np.log10(1 / np.mean(mse_b)), abs=1e-9)
+    assert min(per_band) < one[0]["value"] < max(per_band)
+    # the oracle (SR = HR) sits at the one 120 dB cap in every band
+    orc = [r for r in rows if r["method"] == "oracle" and r["metric"] == "psnr"]
+    assert len(orc) == 2 * 5 and all(r["value"] == 120.0 for r in orc)
+    # SAM has no per-band value: only its "all" row
+    assert {r["band"] for r in rows if r["metric"] == "sam_deg"} == {"all"}
+    with open(out / "per_image.csv") as f:
+        csv_rows = list(csv.DictReader(f))
+    assert list(csv_rows[0]) == ["dataset", "image", "method", "metric", "band", "value"]
+    assert [(r["band"], float(r["value"])) for r in csv_rows] == [(r["band"], r["value"]) for r in rows]
+    assert pq.read_table(out / "per_image.parquet").to_pylist() == rows
+    # the summary is over the "all" rows only
+    bic = _summary(res, "bicubic", "psnr")
+    alls = [r["value"] for r in rows if r["method"] == "bicubic" and r["metric"] == "psnr" and r["band"] == "all"]
+    assert bic["mean"] == pytest.approx(np.mean(alls), abs=1e-12) and bic["n"] == 2
+
+
 def test_known_answers_on_real_data(run: tuple) -> None:
     _, _, res = run
     # SR = HR: PSNR capped (flagged), LR fidelity 0 (LR came from the same operator), no hallucination.

@@ -4,7 +4,9 @@ Output folder::
 
     config.toml / config.json      the exact config given, and the resolved one
     versions.json                  Python, eosr, library versions, git commit, evaluator
-    per_image.{csv,json,parquet}   one row per dataset x image x method x metric
+    per_image.{csv,json,parquet}   one row per dataset x image x method x metric x band (long format):
+                                   band "all" = the metric's value over all bands, then one row per
+                                   band name with the metric's per-band value (when it has one)
     summary.{csv,json,parquet}     mean, bootstrap CI, paired difference to the baseline with its CI
     leaderboard.{csv,json}         methods ranked per dataset
     results.json                   all of the above in one strict-JSON file (the report reads it)
@@ -29,7 +31,7 @@ import numpy as np
 
 from eosr.benchmark.cache import Cache, hash_of
 from eosr.benchmark.config import BenchmarkConfig, MethodConfig, check_config, load_config
-from eosr.benchmark.datasets import ImageRef, Sample, dataset_key, list_images, load_sample
+from eosr.benchmark.datasets import ImageRef, Sample, dataset_bands, dataset_key, list_images, load_sample
 from eosr.benchmark.methods import Method, load_method
 from eosr.benchmark.metric_docs import doc_for
 from eosr.benchmark.scoring import evaluator_name, score
@@ -120,6 +122,7 @@ def run_benchmark(config: BenchmarkConfig | str | Path, out_dir: str | Path, *, 
     for d in cfg.datasets:
         refs: list[ImageRef] = list_images(d)
         dkey = dataset_key(d, refs)
+        band_names = dataset_bands(d)
         datasets_info.append({"name": d.name, "kind": d.kind, "key": dkey, "n_images": len(refs),
                               "images": [r.id for r in refs], "sensor": d.sensor, "scale": d.scale, "psf": d.psf,
                               "has_hr": d.has_hr})
@@ -148,8 +151,7 @@ def run_benchmark(config: BenchmarkConfig | str | Path, out_dir: str | Path, *, 
                         cache.save_scores(dkey, m.key, skey, ref.id, sc)
                         counts["scores_computed"] += 1
                     for name, val in sorted(sc.items()):
-                        rows.append({"dataset": d.name, "image": ref.id, "method": m.name, "metric": name,
-                                     "value": float(val["value"])})
+                        rows.extend(_metric_rows(d.name, ref.id, m.name, name, val, band_names))
                     bar.update(1)
         finally:
             bar.close()
@@ -184,6 +186,23 @@ def run_benchmark(config: BenchmarkConfig | str | Path, out_dir: str | Path, *, 
     return res
 
 
+#: ``band`` of the row that holds a metric's value over all bands (the value the summary uses).
+ALL_BANDS = "all"
+
+
+def _metric_rows(dataset: str, image: str, method: str, metric: str, score: dict[str, Any], bands: list[str]
+                 ) -> list[dict[str, Any]]:
+    """Per-image rows of one metric (long format): band ``"all"`` with the metric's value, then one row
+    per band with its per-band value when the metric has one value per band (non-finite ones omitted)."""
+    base = {"dataset": dataset, "image": image, "method": method, "metric": metric}
+    out = [{**base, "band": ALL_BANDS, "value": float(score["value"])}]
+    pb = score.get("per_band") or []
+    if len(pb) == len(bands):
+        out += [{**base, "band": b, "value": float(v)} for b, v in zip(bands, pb, strict=True)
+                if isinstance(v, (int, float)) and np.isfinite(v)]
+    return out
+
+
 def _doc_dict(name: str) -> dict[str, Any]:
     d = doc_for(name)
     return {"title": d.title, "higher_is_better": d.higher_is_better, "unit": d.unit, "formula": d.formula,
@@ -192,9 +211,12 @@ def _doc_dict(name: str) -> dict[str, Any]:
 
 def summarise(rows: list[dict[str, Any]], methods: list[str], baseline: str, cfg: BenchmarkConfig
               ) -> list[dict[str, Any]]:
-    """Per dataset, method and metric: mean with bootstrap CI, and the paired difference to the baseline."""
+    """Per dataset, method and metric: mean with bootstrap CI, and the paired difference to the baseline
+    (of the values over all bands: rows with band ``"all"``, or rows without a band)."""
     table: dict[tuple[str, str, str], dict[str, float]] = {}
     for r in rows:
+        if r.get("band", ALL_BANDS) != ALL_BANDS:
+            continue
         table.setdefault((r["dataset"], r["method"], r["metric"]), {})[r["image"]] = r["value"]
     out = []
     kw: dict[str, Any] = {"n_boot": cfg.bootstrap, "confidence": cfg.confidence, "seed": cfg.seed}
