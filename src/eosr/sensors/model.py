@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from eosr.errors import SensorError
 
@@ -14,6 +16,11 @@ class Band:
 
     ``mtf_nyquist`` is the system MTF (optics + detector + motion) at the Nyquist frequency
     ``1 / (2 * gsd_m)`` of the band's own sampling grid.
+
+    A band calibrated by ``eosr calibrate --write-sensor`` also carries its fitted separable kernel:
+    ``kernel_y``/``kernel_x`` (1-D taps on the HR grid, centred on the LR block centre, sum 1) valid at
+    scale ``kernel_scale``, the ``kernel_family`` and the fit's ``calibration`` record (quality,
+    uncertainties, "unreliable" flag); :func:`eosr.degrade.calibrate.operator_from_file` applies them.
     """
 
     name: str
@@ -23,8 +30,21 @@ class Band:
     mtf_nyquist: float
     source: str = ""
     assumed_mtf: bool = False
+    kernel_y: tuple[float, ...] | None = None
+    kernel_x: tuple[float, ...] | None = None
+    kernel_scale: int | None = None
+    kernel_family: str | None = None
+    calibration: dict[str, Any] | None = field(default=None, compare=False, hash=False)
 
     def __post_init__(self) -> None:
+        if (self.kernel_y is None) != (self.kernel_x is None) or (self.kernel_y is not None
+                                                                  and self.kernel_scale is None):
+            raise SensorError(f"band {self.name}: a calibrated kernel needs kernel_y, kernel_x and kernel_scale")
+        for k in (self.kernel_y, self.kernel_x):
+            if k is not None and (len(k) < 1 or not all(math.isfinite(v) for v in k) or not sum(k) > 0):
+                raise SensorError(f"band {self.name}: kernel taps must be finite with a positive sum")
+        if self.kernel_scale is not None and (int(self.kernel_scale) != self.kernel_scale or self.kernel_scale < 1):
+            raise SensorError(f"band {self.name}: kernel_scale must be an integer >= 1, got {self.kernel_scale}")
         if not 0.0 < self.mtf_nyquist < 1.0:
             raise SensorError(f"band {self.name}: MTF at Nyquist must lie in (0, 1), got {self.mtf_nyquist}")
         if self.gsd_m <= 0:
@@ -40,6 +60,7 @@ class Sensor:
     bands: tuple[Band, ...]
     aliases: tuple[str, ...] = field(default=())
     source: str = ""
+    calibration: dict[str, Any] | None = field(default=None, compare=False, hash=False)
 
     @property
     def band_names(self) -> list[str]:
