@@ -1,5 +1,6 @@
-"""``eosr calibrate HR LR``: fit the PSF (sigma, MTF at Nyquist), sub-pixel offset, gain and bias of
-a real LR/HR GeoTIFF pair, so the operator of a cross-sensor pair is derived instead of guessed."""
+"""``eosr calibrate HR LR``: fit the PSF kernel (family chosen by BIC), MTF at the LR Nyquist, shift, gain
+and bias of each band of a real LR/HR raster pair, with a quality report and an "unreliable" flag
+(docs/physics.md, "PSF calibration"); ``--write-sensor`` turns the fit into a sensor/operator file."""
 
 from __future__ import annotations
 
@@ -14,29 +15,82 @@ def register(app: typer.Typer) -> None:
 
     @app.command("calibrate")
     def calibrate(
-        hr: Path = typer.Argument(..., help="HR GeoTIFF"),
-        lr: Path = typer.Argument(..., help="LR GeoTIFF on the same origin, integer coarser pixel size"),
-        json_out: Path = typer.Option(None, "--json", help="write the fit as JSON"),
+        hr: Path = typer.Argument(..., help="HR raster (one band for every LR band, or as many bands)"),
+        lr: Path = typer.Argument(..., help="LR raster: same origin and an integer coarser pixel (or --register)"),
+        json_out: Path = typer.Option(None, "--json", help="write the whole fit as JSON"),
+        register_: bool = typer.Option(
+            False, "--register",
+            help="grids may be offset (e.g. Landsat pan/MS): estimate the integer + sub-pixel offset first"),
+        dn_scale: float = typer.Option(None, "--dn-scale", help="reflectance = DN * scale + offset (both rasters)"),
+        dn_offset: float = typer.Option(None, "--dn-offset", help="DN offset (with --dn-scale)"),
+        write_sensor: Path = typer.Option(
+            None, "--write-sensor", help="write the calibrated operator as a sensor file (.toml) for --operator"),
+        scale: int = typer.Option(None, "--scale", help="scale factor (needed only without georeference)"),
+        families: str = typer.Option(
+            "gaussian,keys,box,separable,separable_nonneg", "--families", help="kernel families to compare (BIC)"),
+        n_boot: int = typer.Option(200, "--n-boot", help="block-bootstrap resamples for the uncertainties"),
     ) -> None:
-        """Fit per-band Gaussian PSF sigma, MTF at the LR Nyquist, offset, gain and bias of a real pair."""
-        from eosr.degrade.calibrate import calibrate_psf
-        from eosr.errors import ShapeError
+        """Fit per-band PSF kernel, MTF at the LR Nyquist, shift, gain and bias of a real pair, with uncertainties."""
+        from eosr.degrade.calibrate import calibrate_pair, schema_version
+        from eosr.errors import GeoError, ScaleError, SensorError, ShapeError
         from eosr.io import check_pair, read_raster
         from eosr.io.raster import atomic_path
 
-        h, lo = read_raster(hr), read_raster(lr)
-        r = check_pair(h, lo)
-        if h.shape[0] != lo.shape[0]:
-            raise ShapeError(f"HR has {h.shape[0]} bands, LR {lo.shape[0]}")
-        fit = calibrate_psf(h.data, lo.data, r)
-        rows = [
-            {"band": b, "sigma_hr_px": s, "mtf_at_lr_nyquist": m, "shift_y_px": dy, "shift_x_px": dx,
-             "gain": g, "bias": o, "rmse": e}
-            for b, s, m, dy, dx, g, o, e in zip(h.band_names, fit.sigma, fit.mtf, fit.shift_y, fit.shift_x,
-                                                fit.gain, fit.bias, fit.rmse, strict=True)
-        ]
-        for row in rows:
-            typer.echo("  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        if write_sensor is not None and write_sensor.suffix.lower() != ".toml":
+            raise SensorError(f"--write-sensor needs a .toml path, got {write_sensor}")
+        if dn_offset is not None and dn_scale is None:
+            raise ScaleError("--dn-offset needs --dn-scale")
+        h = read_raster(hr, dn_scale=dn_scale, dn_offset=dn_offset)
+        lo = read_raster(lr, dn_scale=dn_scale, dn_offset=dn_offset)
+        if h.shape[0] not in (1, lo.shape[0]):
+            raise ShapeError(f"HR has {h.shape[0]} bands and LR {lo.shape[0]}: give as many, or one HR band")
+        georef = h.georeferenced and lo.georeferenced
+        prior = None
+        if not georef:
+            if scale is None:
+                raise ScaleError("rasters without georeference need --scale")
+            r = int(scale)
+        elif not register_:
+            try:
+                r = check_pair(h, lo, scale)
+            except GeoError as e:
+                raise GeoError(f"{e} (use --register for offset grids such as pan/MS pairs)") from None
+        else:
+            if h.crs != lo.crs:
+                raise GeoError(f"CRS mismatch: {h.crs} vs {lo.crs}")
+            ratio = lo.pixel_size[0] / h.pixel_size[0]
+            r = int(round(ratio))
+            if r < 1 or abs(ratio - r) > 1e-6 * ratio or abs(lo.pixel_size[1] / h.pixel_size[1] - r) > 1e-6 * ratio:
+                raise ScaleError(f"pixel sizes {lo.pixel_size} and {h.pixel_size} are not an integer ratio")
+            if scale is not None and scale != r:
+                raise ScaleError(f"the rasters are at scale {r}, not the requested {scale}")
+            # where the LR origin falls on the HR pixel grid: LR sees HR displaced by -that (operator convention)
+            py = (lo.transform.f - h.transform.f) / h.transform.e
+            px = (lo.transform.c - h.transform.c) / h.transform.a
+            prior = (-float(py), -float(px))
+        fams = [f.strip() for f in families.split(",") if f.strip()]
+        cal = calibrate_pair(
+            h.data, lo.data, r, families=fams, band_names=lo.band_names, register=register_,
+            prior_shift=prior, n_boot=n_boot, hr_gsd_m=h.pixel_size[0] if georef else None,
+            lr_gsd_m=lo.pixel_size[0] if georef else None)
+        if register_:
+            g = cal.registration
+            exp = "none (no georeference)" if prior is None else f"({prior[0]:+.3f}, {prior[1]:+.3f})"
+            typer.echo(f"registration: expected shift from the georeference {exp} HR px; coarse estimate "
+                       f"({g['coarse_shift_px'][0]:+.3f}, {g['coarse_shift_px'][1]:+.3f}); per-band fit below "
+                       "(shift: LR = D(HR(. - shift)), +y south, +x east, HR px)")
+        typer.echo(cal.table())
+        if cal.unreliable:
+            typer.echo("UNRELIABLE fit: see the reasons above (limits in docs/physics.md, 'PSF calibration')")
+        doc = ({"schema_version": schema_version()} if schema_version() else {}) | {
+               "hr": str(hr), "lr": str(lr),
+               "radiometry": {"hr": {"dn_scale": h.dn_scale, "dn_offset": h.dn_offset, "rule": h.radiometry},
+                              "lr": {"dn_scale": lo.dn_scale, "dn_offset": lo.dn_offset, "rule": lo.radiometry}},
+               "georeferenced": georef, **cal.as_dict()}
+        if write_sensor is not None:
+            cal.write_sensor(write_sensor, description=f"calibrated x{r} operator from {hr.name} -> {lr.name}")
+            doc["sensor_file"] = str(write_sensor)
+            typer.echo(f"sensor file: {write_sensor}")
         if json_out is not None:
             with atomic_path(json_out) as tmp:
-                tmp.write_text(json.dumps({"scale": r, "bands": rows}, indent=2))
+                tmp.write_text(json.dumps(doc, indent=2, allow_nan=False))
