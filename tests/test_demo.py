@@ -33,7 +33,7 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert f"Report:  {out / 'report.html'}" in " ".join(text.split()) or str(out / "report.html") in text
     results = json.loads((out / "results.json").read_text())
     assert results["datasets"][0]["n_images"] == 2
-    assert results["datasets"][0]["kind"] == "samples" and results["datasets"][0]["psf"] == "wald"
+    assert results["datasets"][0]["kind"] == "samples" and results["datasets"][0]["operator"] == "wald"
     names = [r["method"] for r in results["leaderboard"]]
     expected = {"bicubic", "backprojection"} | ({DEMO_CNN} if cnn_available() else set())
     assert set(names) == expected
@@ -45,8 +45,8 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert (out / "config.toml").read_text().count("[[methods]]") == len(expected)
 
 
-def test_demo_rejects_a_bad_psf(capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_rejects_a_bad_operator(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as ei:
-        main(["demo", "--psf", "box"])
+        main(["demo", "--operator", "box"])
     assert ei.value.code == 2
-    assert "--psf must be" in capsys.readouterr().err
+    assert capsys.readouterr().err == "error: --operator must be 'wald' or 'full', got 'box'\n"

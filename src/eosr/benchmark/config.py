@@ -12,6 +12,7 @@ Example (``configs/benchmark_ben_x2.toml``)::
     sensor = "sentinel2"
     bands = ["B02", "B03", "B04", "B08"]
     scale = 2
+    operator = "wald"             # wald | full (the old key 'psf' is a deprecated alias)
 
     [[methods]]
     name = "bicubic"              # registry model of the same name
@@ -32,6 +33,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from eosr._deprecation import renamed_keys
 from eosr.data.samples import resolve
 from eosr.errors import ConfigError, DataError, EosrError
 
@@ -67,8 +69,9 @@ class DatasetConfig(BaseModel):
     """One dataset.
 
     - ``wald``: real images at ``path`` (BigEarthNet-style band folders or multi-band GeoTIFFs) are the HR
-      references; LR = D(HR) with the sensor operator (``psf = "wald"``: the extra blur sqrt(r^2 - 1) sigma
-      for HR that already carries the sensor's MTF; ``"full"``: the LR sensor's whole PSF).
+      references; LR = D(HR) with the sensor operator (``operator = "wald"``: the extra blur sqrt(r^2 - 1)
+      sigma for HR that already carries the sensor's MTF; ``"full"``: the LR sensor's whole PSF; the old
+      key ``psf`` is accepted with a deprecation warning).
     - ``samples``: the same on the built-in BigEarthNet-S2 example patches (``eosr.data.samples``).
     - ``pairs``: ``path/hr/*.tif`` and ``path/lr/*.tif`` with matching names (real LR/HR pairs).
     - ``lr``: ``path/*.tif`` LR images only (no reference: only no-reference metrics apply).
@@ -84,11 +87,17 @@ class DatasetConfig(BaseModel):
     sensor: str = "sentinel2"
     bands: list[str] | None = None
     scale: int = Field(default=2, ge=1, le=16)
-    psf: Literal["wald", "full"] = "wald"
+    operator: Literal["wald", "full"] = "wald"
     noise_sigma: float = Field(default=0.0, ge=0.0)
     limit: int | None = Field(default=None, ge=1)
     reader: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, data: Any) -> Any:
+        name = data.get("name") if isinstance(data, dict) else None
+        return renamed_keys(data, {"psf": "operator"}, f"dataset {name!r}" if name else "dataset")
 
     @property
     def has_hr(self) -> bool:

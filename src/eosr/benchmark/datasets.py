@@ -63,7 +63,7 @@ def operator_for(d: DatasetConfig) -> Any:
     """The degradation operator of a dataset (sensor PSF per band at the dataset's scale)."""
     from eosr.degrade.operator import Degradation
 
-    return Degradation.from_sensor(d.sensor, dataset_bands(d), d.scale, wald=d.psf == "wald",
+    return Degradation.from_sensor(d.sensor, dataset_bands(d), d.scale, wald=d.operator == "wald",
                                    noise_sigma=d.noise_sigma)
 
 

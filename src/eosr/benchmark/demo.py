@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from eosr._deprecation import renamed_option
 from eosr.benchmark.config import BenchmarkConfig, parse_config
 
 #: The shipped CNN the demo evaluates when its weights exist.
@@ -28,11 +29,13 @@ def cnn_available(name: str = DEMO_CNN) -> bool:
     return name in shipped_weights()
 
 
-def demo_config(psf: str = "wald", with_cnn: bool | None = None, limit: int | None = None
-                ) -> tuple[BenchmarkConfig, list[str]]:
+def demo_config(operator: str | None = None, with_cnn: bool | None = None, limit: int | None = None, *,
+                psf: str | None = None) -> tuple[BenchmarkConfig, list[str]]:
     """The demo benchmark config, and notes to print (e.g. that the CNN weights are missing).
 
-    ``limit`` keeps only the first patches (a quick look; the demo proper uses all six)."""
+    ``operator``: ``"wald"`` (default) or ``"full"`` (``psf`` is its deprecated alias). ``limit`` keeps
+    only the first patches (a quick look; the demo proper uses all six)."""
+    operator = renamed_option(("operator", operator), ("psf", psf), "wald")
     notes = []
     methods: list[dict[str, Any]] = [{"name": "bicubic"}, {"name": "backprojection"}]
     use_cnn = cnn_available() if with_cnn is None else with_cnn
@@ -45,14 +48,16 @@ def demo_config(psf: str = "wald", with_cnn: bool | None = None, limit: int | No
         "name": "demo-bigearthnet-s2-x2",
         "methods": methods,
         "datasets": [{"name": "bigearthnet-s2", "kind": "samples", "sensor": "sentinel2",
-                      "bands": ["B02", "B03", "B04", "B08"], "scale": 2, "psf": psf, "limit": limit}],
+                      "bands": ["B02", "B03", "B04", "B08"], "scale": 2, "operator": operator, "limit": limit}],
     }
     return parse_config(data), notes
 
 
-def run_demo(out_dir: str | Path = "eosr-demo", *, progress: bool = True, psf: str = "wald",
-             limit: int | None = None, console: Any = None) -> Any:
-    """Run the demo into ``out_dir``, print the leaderboard and where the report is; return the result."""
+def run_demo(out_dir: str | Path = "eosr-demo", *, progress: bool = True, operator: str | None = None,
+             limit: int | None = None, console: Any = None, psf: str | None = None) -> Any:
+    """Run the demo into ``out_dir``, print the leaderboard and where the report is; return the result.
+
+    ``operator``: ``"wald"`` (default) or ``"full"`` (``psf`` is its deprecated alias)."""
 
     from rich.console import Console
 
@@ -60,11 +65,13 @@ def run_demo(out_dir: str | Path = "eosr-demo", *, progress: bool = True, psf: s
     from eosr.benchmark.terminal import print_summary
 
     con = console or Console()
-    cfg, notes = demo_config(psf, limit=limit)
+    operator = renamed_option(("operator", operator), ("psf", psf), "wald")
+    cfg, notes = demo_config(operator, limit=limit)
     for n in notes:
         con.print(f"note: {n}")
+    blur = "Wald extra blur" if operator == "wald" else "full PSF"
     con.print("eosr demo: BigEarthNet-S2 example patches (bigearthnet-common), Wald protocol x2 on "
-              f"B02 B03 B04 B08 with the Sentinel-2 operator ({'Wald extra blur' if psf == 'wald' else 'full PSF'}); "
+              f"B02 B03 B04 B08 with the Sentinel-2 operator ({blur}); "
               f"methods: {', '.join(m.name for m in cfg.methods)}")
     res = run_benchmark(cfg, out_dir, progress=progress, config_text=_to_toml(cfg))
     print_summary(res, con)
@@ -77,7 +84,7 @@ def _to_toml(cfg: BenchmarkConfig) -> str:
     for d in cfg.datasets:
         lines += ["[[datasets]]", f'name = "{d.name}"', f'kind = "{d.kind}"', f'sensor = "{d.sensor}"',
                   "bands = [" + ", ".join(f'"{b}"' for b in d.bands or []) + "]", f"scale = {d.scale}",
-                  f'psf = "{d.psf}"'] + ([f"limit = {d.limit}"] if d.limit else []) + [""]
+                  f'operator = "{d.operator}"'] + ([f"limit = {d.limit}"] if d.limit else []) + [""]
     for m in cfg.methods:
         lines += ["[[methods]]", f'name = "{m.name}"', ""]
     return "\n".join(lines)

@@ -124,8 +124,8 @@ def run_benchmark(config: BenchmarkConfig | str | Path, out_dir: str | Path, *, 
         dkey = dataset_key(d, refs)
         band_names = dataset_bands(d)
         datasets_info.append({"name": d.name, "kind": d.kind, "key": dkey, "n_images": len(refs),
-                              "images": [r.id for r in refs], "sensor": d.sensor, "scale": d.scale, "psf": d.psf,
-                              "has_hr": d.has_hr})
+                              "images": [r.id for r in refs], "sensor": d.sensor, "scale": d.scale,
+                              "operator": d.operator, "has_hr": d.has_hr})
         bar = _progress(len(refs) * len(methods), progress, f"{d.name}")
         try:
             for i, ref in enumerate(refs):

@@ -13,15 +13,19 @@ def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(
         out: Path = typer.Option(Path("eosr-demo"), "--out", "-o", help="output folder"),
-        psf: str = typer.Option("wald", help="Wald-protocol blur: 'wald' (extra blur, HR already carries the MTF) "
-                                             "or 'full' (the whole LR-sensor PSF)"),
+        operator: str = typer.Option(None, "--operator",
+                                     help="degradation operator: 'wald' (default: extra blur, the HR already "
+                                          "carries the MTF) or 'full' (the whole LR-sensor PSF)"),
+        psf: str = typer.Option(None, "--psf", hidden=True, help="deprecated alias of --operator"),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars"),
         limit: int = typer.Option(None, min=1, help="use only the first N patches (a quick look; default: all six)"),
     ) -> None:
         """Wald x2 on Sentinel-2 10 m bands: bicubic, back-projection, shipped CNN; evaluation, report, leaderboard."""
+        from eosr._deprecation import renamed_option
         from eosr.benchmark.demo import run_demo
         from eosr.errors import ConfigError
 
-        if psf not in ("wald", "full"):
-            raise ConfigError(f"--psf must be 'wald' or 'full', got {psf!r}")
-        run_demo(out, progress=progress, psf=psf, limit=limit)
+        op = renamed_option(("--operator", operator), ("--psf", psf), "wald")
+        if op not in ("wald", "full"):
+            raise ConfigError(f"--operator must be 'wald' or 'full', got {op!r}")
+        run_demo(out, progress=progress, operator=op, limit=limit)

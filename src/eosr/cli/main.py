@@ -2,7 +2,9 @@
 
 Each sub-command lives in its own module ``eosr.cli.cmd_<name>`` with a ``register(app)`` function;
 modules are found by name, so adding a command never edits another's file. Errors of the API
-(:class:`eosr.errors.EosrError`) end with a one-line message and exit code 2, never a traceback.
+(:class:`eosr.errors.EosrError`) end with a one-line message and exit code 2, never a traceback. A renamed
+option or config key used under its old name prints one line ``warning: ... is deprecated; use ...``
+on stderr (:mod:`eosr._deprecation`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sys
 import click
 import typer
 
+from eosr._deprecation import deprecations_to_stderr
 from eosr.errors import EosrError
 
 COMMANDS = ("sensors", "simulate", "evaluate", "models", "sr", "train", "benchmark", "export", "explain",
@@ -47,7 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
     app = build_app()
     try:
-        rv = app(args=argv, standalone_mode=False)
+        with deprecations_to_stderr():
+            rv = app(args=argv, standalone_mode=False)
     except EosrError as e:
         fail(str(e))
     except click.exceptions.Abort:
