@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import BEN, read_s2_10m
+from eosr import SCHEMA_VERSION
 from eosr.benchmark.runner import run_benchmark
 from eosr.cli.main import main
 
@@ -83,6 +84,12 @@ def test_every_output_file_is_written(run: tuple) -> None:
     assert (tmp / "out" / "config.toml").read_text() == cfg.read_text()
     ver = json.loads((tmp / "out" / "versions.json").read_text())
     assert ver["eosr"] and ver["torch"] and ver["numpy"]
+    for name in OUTPUTS:  # every JSON output is versioned; row tables are {"schema_version", "<name>": [rows]}
+        if name.endswith(".json"):
+            doc = json.loads((tmp / "out" / name).read_text())
+            assert next(iter(doc)) == "schema_version" and doc["schema_version"] == SCHEMA_VERSION, name
+    for name in ("per_image", "summary", "leaderboard"):
+        assert json.loads((tmp / "out" / f"{name}.json").read_text())[name] == res.results[name]
     assert res.counts["sr_computed"] == 2 * 3 and res.counts["scores_computed"] == 2 * 3
 
 
@@ -103,7 +110,9 @@ def test_json_is_strict_and_tables_agree(run: tuple) -> None:
 
     assert pq.read_table(out / "summary.parquet").to_pylist() == results["summary"]
     board = json.loads((out / "leaderboard.json").read_text())
-    assert [r["method"] for r in board] == ["oracle", "bp", "bicubic"]  # ranked by PSNR
+    assert board["schema_version"] == results["schema_version"] == SCHEMA_VERSION
+    assert board["leaderboard"] == results["leaderboard"]
+    assert [r["method"] for r in board["leaderboard"]] == ["oracle", "bp", "bicubic"]  # ranked by PSNR
 
 
 def test_per_image_outputs_carry_per_band_values(run: tuple) -> None:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import eosr.models as M
+from eosr import SCHEMA_VERSION
 from eosr.errors import ModelError
 
 onnxruntime = pytest.importorskip("onnxruntime")
@@ -68,7 +69,9 @@ def test_cli_models_lists_every_model(capsys) -> None:  # type: ignore[no-untype
     assert "bicubic" in out and "964,163" in out
     with pytest.raises(SystemExit):
         main(["models", "--json"])
-    rows = json.loads(capsys.readouterr().out)
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["schema_version"] == SCHEMA_VERSION
+    rows = doc["models"]
     carn = next(r for r in rows if r["name"] == "carn")
     assert carn["params"] == 964_163 and carn["receptive_field"] == 21 and carn["scale"] == 2
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from conftest import EOPATCH, HVN2
+from eosr import SCHEMA_VERSION
 from eosr.degrade.operator import Degradation
 from eosr.errors import ConfigError
 from eosr.train.config import load_config, parse_config
@@ -218,6 +219,9 @@ def test_training_reduces_the_loss_on_real_patches(tmp_path: Path, real_data: No
     assert l1 < 0.7 * l0
     assert res.history[0]["val"]["sigma=0"]["psnr"] > 30
     assert (tmp_path / "o" / "tiny.safetensors").is_file() and (tmp_path / "o" / "split_manifest.json").is_file()
+    for name in ("history.json", "split_manifest.json", "tiny.json", "best.json"):  # versioned JSON
+        assert json.loads((tmp_path / "o" / name).read_text())["schema_version"] == SCHEMA_VERSION, name
+    assert json.loads((tmp_path / "o" / "history.json").read_text())["history"] == res.history
 
 
 def _weights(m: torch.nn.Module) -> dict[str, torch.Tensor]:

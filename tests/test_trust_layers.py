@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from eosr import SCHEMA_VERSION
 from eosr.errors import ConfigError, ModelError
 from eosr.trust.attention_model import ChannelAttentionSR, write_attention
 from eosr.trust.layers import (
@@ -190,6 +191,8 @@ def test_cli_explain_writes_json_figures_and_geotiffs(lr_tif: Path, tmp_path: Pa
     assert ex.value.code == 0
     doc = json.loads((out / "explain.json").read_text())  # strict JSON (json.loads rejects nothing, so check)
     json.dumps(doc, allow_nan=False)
+    assert doc["schema_version"] == SCHEMA_VERSION
+    assert json.loads((out / "image_attention.json").read_text())["schema_version"] == SCHEMA_VERSION
     assert set(doc["stimuli"]) == {"edge", "stripes"}
     assert doc["model"]["n_bands"] == 4 and doc["model"]["scale"] == 2
     assert doc["image"]["integrated_gradients"]["mass_within_erf95"] > 0.5

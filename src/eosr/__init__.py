@@ -5,12 +5,14 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from eosr._schema import SCHEMA_VERSION
+
 try:
     __version__ = version("eosr")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
-__all__ = ["__version__", "evaluate"]
+__all__ = ["SCHEMA_VERSION", "__version__", "evaluate"]
 
 
 def __getattr__(name: str) -> Any:

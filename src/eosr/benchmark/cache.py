@@ -3,7 +3,7 @@
 Layout under the cache root::
 
     sr/<dataset_key>/<method_key>/<image_id>.npy          SR output (float32, C x H x W)
-    scores/<dataset_key>/<method_key>/<score_key>/<image_id>.json
+    scores/<dataset_key>/<method_key>/<score_key>/<image_id>.json   {"schema_version", "scores": {...}}
 
 ``dataset_key`` hashes the dataset's config and files, ``method_key`` the method's config (and model
 info), ``score_key`` the metric selection, data range, evaluator and eosr version: changing one of them
@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from eosr._schema import SCHEMA_KEY, check_schema, stamped
+from eosr.errors import EosrError
 from eosr.io.raster import atomic_path
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -75,14 +77,20 @@ class Cache:
         if not p.exists():
             return None
         try:
-            out: dict[str, Any] = json.loads(p.read_text())
-            return out
+            doc = json.loads(p.read_text())
+            check_schema(doc, str(p))
+        except EosrError:
+            return None  # written by a newer eosr: recompute
         except (OSError, ValueError):
             return None
+        if not isinstance(doc, dict):
+            return None
+        out: dict[str, Any] = doc.get("scores", {}) if SCHEMA_KEY in doc else doc  # older files: bare scores
+        return out
 
     def save_scores(self, dkey: str, mkey: str, skey: str, image_id: str, scores: dict[str, Any]) -> None:
         """Store the scores of one image atomically (strict JSON)."""
         p = self.score_path(dkey, mkey, skey, image_id)
         p.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(p) as tmp:
-            tmp.write_text(json.dumps(scores, allow_nan=False, sort_keys=True))
+            tmp.write_text(json.dumps(stamped({"scores": scores}), allow_nan=False, sort_keys=True))

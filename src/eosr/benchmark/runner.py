@@ -12,6 +12,9 @@ Output folder::
     results.json                   all of the above in one strict-JSON file (the report reads it)
     report.html                    the self-contained report
     cache/                         SR outputs and per-image scores (see eosr.benchmark.cache)
+
+Every JSON file starts with ``"schema_version"`` (:mod:`eosr._schema`); the row tables are
+``{"schema_version": ..., "<name>": [rows]}``, the same lists as in ``results.json``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from eosr._schema import stamped
 from eosr.benchmark.cache import Cache, hash_of
 from eosr.benchmark.config import BenchmarkConfig, MethodConfig, check_config, load_config
 from eosr.benchmark.datasets import ImageRef, Sample, dataset_bands, dataset_key, list_images, load_sample
@@ -158,7 +162,7 @@ def run_benchmark(config: BenchmarkConfig | str | Path, out_dir: str | Path, *, 
 
     summary = summarise(rows, [m.name for m in methods], baseline, cfg)
     board = leaderboard(summary, cfg, [d.name for d in cfg.datasets], [bool(dd["has_hr"]) for dd in datasets_info])
-    results: dict[str, Any] = {
+    results: dict[str, Any] = stamped({
         "name": cfg.name,
         "config": cfg.hashable(),
         "versions": ver,
@@ -174,7 +178,7 @@ def run_benchmark(config: BenchmarkConfig | str | Path, out_dir: str | Path, *, 
         "summary": summary,
         "leaderboard": board,
         "cache": counts,
-    }
+    })
     _write_outputs(out, results, cfg, config_text)
     res = BenchmarkResult(out, results, counts)
     do_report = cfg.report if report is None else report
@@ -288,11 +292,11 @@ def _write_outputs(out: Path, results: dict[str, Any], cfg: BenchmarkConfig, con
     if config_text is not None:
         with atomic_path(out / "config.toml") as tmp:
             tmp.write_text(config_text, encoding="utf-8")
-    _write_json(out / "config.json", results["config"])
-    _write_json(out / "versions.json", results["versions"])
+    _write_json(out / "config.json", stamped(results["config"]))
+    _write_json(out / "versions.json", stamped(results["versions"]))
     for name in ("per_image", "summary", "leaderboard"):
         _write_csv(out / f"{name}.csv", results[name])
-        _write_json(out / f"{name}.json", results[name])
+        _write_json(out / f"{name}.json", stamped({name: results[name]}))
         if name != "leaderboard":
             _write_parquet(out / f"{name}.parquet", results[name])
-    _write_json(out / "results.json", results)
+    _write_json(out / "results.json", stamped(results))

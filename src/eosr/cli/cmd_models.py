@@ -12,14 +12,17 @@ def register(app: typer.Typer) -> None:
 
     @app.command("models")
     def models(
-        as_json: bool = typer.Option(False, "--json", help="print a JSON list instead of a table"),
+        as_json: bool = typer.Option(False, "--json", help='print JSON {"schema_version", "models": [...]} '
+                                                           "instead of a table"),
     ) -> None:
         """List the SR models: architectures (default options) and shipped trained weights."""
         from eosr.models import describe_model, list_models
 
         rows = [describe_model(n) for n in list_models()]
         if as_json:
-            typer.echo(json.dumps(rows, indent=2))
+            from eosr import SCHEMA_VERSION
+
+            typer.echo(json.dumps({"schema_version": SCHEMA_VERSION, "models": rows}, indent=2))
             return
         from rich.console import Console
         from rich.table import Table

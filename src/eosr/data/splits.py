@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from eosr._schema import SCHEMA_VERSION, check_schema
 from eosr.errors import DataError
 
 DEFAULT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
@@ -83,6 +84,7 @@ def write_manifest(
 
     assign_splits([], splits)  # raises if a location is in two splits
     doc: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
         "version": MANIFEST_VERSION,
         "seed": int(seed),
         "fractions": dict(fractions or {}),
@@ -109,6 +111,7 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise DataError(f"{p}: not valid JSON ({e})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("splits"), dict):
         raise DataError(f"{p}: not a split manifest (no 'splits' object)")
+    check_schema(doc, str(p))  # manifests without schema_version (older files) are read as they are
     try:
         assign_splits([], doc["splits"])
     except DataError as e:

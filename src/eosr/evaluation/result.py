@@ -109,10 +109,11 @@ class EvaluationResult:
         return float(self.metrics[name].value)
 
     def to_dict(self) -> dict[str, Any]:
-        """Strict-JSON dict: ``{"metrics": {name: {"value", "per_band", ...}}, "bands",
+        """Strict-JSON dict: ``{"schema_version", "metrics": {name: {"value", "per_band", ...}}, "bands",
         "data_range", "operator", "eosr_version", ...}``, metrics in table order, each with its ``group``;
         ``per_band`` lists values in ``bands`` order. A metric whose value is NaN is omitted."""
         from eosr import __version__
+        from eosr._schema import stamped
 
         metrics: dict[str, Any] = {}
         for name in sorted(self.metrics, key=_sort_key):
@@ -121,14 +122,14 @@ class EvaluationResult:
             if v is None:
                 continue
             metrics[name] = {**r.to_dict(), "group": metric_group(name)}
-        return {
+        return stamped({
             "metrics": metrics,
             "bands": list(self.bands),
             "data_range": float(self.data_range),
             "operator": self.operator,
             "eosr_version": __version__,
             **{k: v for k, v in self.info.items() if k not in ("metrics", "bands", "data_range", "operator")},
-        }
+        })
 
     def to_json(self, path: str | os.PathLike[str] | None = None, indent: int = 2) -> str:
         """The strict JSON text (``allow_nan=False``); written atomically to ``path`` when given."""

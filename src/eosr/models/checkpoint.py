@@ -3,8 +3,9 @@
 The card records what is needed to rebuild and to trust the model: ``name``, ``architecture``
 ({"model", "kwargs"}), ``bands``, ``scale``, ``normalisation`` ({"mean", "std"}), ``receptive_field``,
 ``n_params``, ``sensor_operator`` (e.g. ``Degradation.describe()``), ``training`` (data, split manifest,
-config), ``metrics``, ``eosr_version``, ``format`` and the SHA-256 of the weights file. Both files are
-written to temporary names and renamed at the end (weights first, so a card always has its weights).
+config), ``metrics``, ``eosr_version``, ``format`` and the SHA-256 of the weights file, after the card's
+``schema_version`` (:mod:`eosr._schema`; cards without one, written before it existed, still load). Both
+files are written to temporary names and renamed at the end (weights first, so a card always has its weights).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import torch
 
+from eosr._schema import check_schema, stamped
 from eosr.errors import ModelError
 from eosr.models.base import SRNet
 
@@ -86,7 +88,7 @@ def save_checkpoint(model: SRNet, path: str | Path, card: dict[str, Any] | None 
     with atomic_path(wpath) as tmp:
         save_file(state, str(tmp), metadata={"format": FORMAT, "model": str(model.arch.get("model"))})
         info["weights_sha256"] = hashlib.sha256(tmp.read_bytes()).hexdigest()
-    text = json.dumps(_clean(info), indent=2, allow_nan=False)
+    text = json.dumps(_clean(stamped(info)), indent=2, allow_nan=False)
     with atomic_path(jpath) as tmp:
         tmp.write_text(text + "\n")
     return wpath, jpath
@@ -103,6 +105,7 @@ def read_card(path: str | Path) -> dict[str, Any]:
         raise ModelError(f"unreadable checkpoint card {jpath}: {e}") from None
     if not isinstance(card, dict) or "architecture" not in card:
         raise ModelError(f"{jpath} is not an eosr checkpoint card (no 'architecture')")
+    check_schema(card, str(jpath), ModelError)
     return card
 
 

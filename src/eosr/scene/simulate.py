@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from eosr import __version__
+from eosr import SCHEMA_VERSION, __version__
 from eosr.degrade import Degradation, simulate_frames
 from eosr.errors import ScaleError, SensorError
 from eosr.io import read_raster, write_raster
@@ -142,7 +142,8 @@ def simulate_file(
     for k in range(frames):
         write_raster(folder / f"frame_{k:03d}.tif", np.asarray(fs.frames[k], dtype=np.float32),
                      tags={**tags, "eosr_frame": k}, **out_kw)
-    meta = {"scale": r, "shifts_hr_px_dy_dx": fs.shifts.tolist(), "sigmas_hr_px": fs.sigmas.tolist(),
+    meta = {"schema_version": SCHEMA_VERSION,
+            "scale": r, "shifts_hr_px_dy_dx": fs.shifts.tolist(), "sigmas_hr_px": fs.sigmas.tolist(),
             "gains": fs.gains.tolist(), "biases": fs.biases.tolist(), "operator": op.describe(), "seed": seed}
     with atomic_path(folder / "frames.json") as tmp:
         tmp.write_text(json.dumps(meta, indent=2))

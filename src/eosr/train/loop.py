@@ -11,6 +11,7 @@ Resume state: ``<output>/state.pt`` (``torch.save`` of tensors and plain values,
 ``weights_only=True``), written atomically every ``checkpoint_every`` steps and at each epoch end.
 Model checkpoints: ``<output>/best.{safetensors,json}`` (best validation score) and, at the end,
 ``<output>/<name>.{safetensors,json}`` (= the best weights) via :func:`eosr.models.save_checkpoint`.
+Training history: ``<output>/history.json`` = ``{"schema_version", "history": [one record per epoch]}``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from eosr._schema import stamped
 from eosr.errors import ConfigError
 from eosr.train.config import TrainConfig
 from eosr.train.sources import Splits, build_datasets
@@ -313,5 +315,6 @@ def train(
     card = _card(cfg, sp, history, best_epoch)
     ck = out / cfg.name
     save_checkpoint(best_model, ck, card)
-    (out / "history.json").write_text(json.dumps(history, indent=1, allow_nan=False) + "\n")
+    doc = stamped({"history": history})  # {"schema_version", "history": [one record per epoch]}
+    (out / "history.json").write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
     return TrainResult(best_model, history, best_epoch, best, ck, gstep, stopped, resumed, sp)

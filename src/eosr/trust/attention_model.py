@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from eosr._schema import SCHEMA_VERSION
 from eosr.models.rcan import RCAB, ChannelAttention, ChannelAttentionSR
 
 __all__ = ["RCAB", "ChannelAttention", "ChannelAttentionSR", "write_attention"]
@@ -37,7 +38,7 @@ def write_attention(maps: dict[str, Any], out_stem: str | os.PathLike[str], *, c
     write_raster(tif, sp, crs=crs, transform=transform if transform is not None else Affine.identity(),
                  band_names=[f"block{i}" for i in range(sp.shape[0])],
                  tags={"EOSR_CONTENT": "RCAN channel-attention weighted feature energy per block (LR grid)"})
-    doc = {"kind": "RCAN channel attention", "blocks": [
+    doc = {"schema_version": SCHEMA_VERSION, "kind": "RCAN channel attention", "blocks": [
         {"block": i, "channel_weights": [round(float(v), 6) for v in ch[i]]} for i in range(ch.shape[0])]}
     with atomic_path(js) as tmp:
         tmp.write_text(json.dumps(doc, indent=1) + "\n")

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from eosr._schema import check_schema, stamped
 from eosr.errors import DataError, ShapeError
 
 DISTRIBUTIONS = ("gaussian", "laplace")
@@ -168,17 +169,21 @@ class ConformalCalibration:
         from eosr.io.raster import atomic_path
 
         with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+            tmp.write_text(json.dumps(stamped(self.to_json()), indent=2) + "\n")
         return Path(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ConformalCalibration:
-        """Read a calibration JSON written by :meth:`save`."""
+        """Read a calibration JSON written by :meth:`save` (with or without ``schema_version``)."""
         p = Path(path)
         if not p.exists():
             raise DataError(f"calibration file not found: {p}")
         try:
             d = json.loads(p.read_text())
+        except ValueError as e:
+            raise DataError(f"{p}: not a calibration file ({e})") from None
+        check_schema(d, str(p))
+        try:
             return cls(**{k: d[k] for k in ("factor", "p", "dist", "n", "coverage_before")},
                        kind=d.get("kind", "split-conformal scaling"), version=int(d.get("version", 1)))
         except (ValueError, KeyError, TypeError) as e:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from eosr._schema import SCHEMA_VERSION
 from eosr.errors import ConfigError, DataError, ModelError
 from eosr.trust.layers import STIMULI, activation_stats, filter_responses, hallucination_trace, make_stimulus
 
@@ -97,6 +98,7 @@ def explain(model: nn.Module, out_dir: str | os.PathLike[str], *, stimuli: Seque
     model.eval()
     spec = getattr(model, "spec", None)
     doc: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
         "model": {"name": getattr(spec, "name", type(model).__name__), "class": type(model).__name__, "scale": r,
                   "n_bands": c, "declared_receptive_field_lr_px": getattr(spec, "receptive_field", None),
                   "parameters": int(sum(p.numel() for p in model.parameters())),
