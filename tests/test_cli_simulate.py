@@ -23,9 +23,11 @@ def write_real_s2(path: Path, hr: np.ndarray, dtype: str = "uint16", describe: b
                 crs="EPSG:32633", transform=from_origin(600000.0, 5100000.0, 10.0, 10.0))
     with rasterio.open(path, "w", **prof) as ds:
         ds.write((np.round(hr * 1e4)).astype(dtype) if dtype == "uint16" else hr.astype(dtype))
-        if describe:
+        if describe:  # Sentinel-2 band names: DN x 1e-4 by the product convention
             for i, b in enumerate(["B02", "B03", "B04", "B08"]):
                 ds.set_band_description(i + 1, b)
+        elif dtype == "uint16":  # no names: the scale must be in the metadata (or given as --dn-scale)
+            ds.scales = [1e-4] * hr.shape[0]
 
 
 def test_simulate_keeps_origin_crs_and_integer_scale(tmp_path, s2_10m, capsys):
@@ -115,4 +117,4 @@ def test_calibrate_command_recovers_the_simulation(tmp_path, s2_10m):
     assert call(["calibrate", str(hr_p), str(lr_p), "--json", str(js)]) == 0
     fit = json.loads(js.read_text())
     assert fit["scale"] == 2
-    assert [round(b["mtf_at_lr_nyquist"], 2) for b in fit["bands"]] == [0.3] * 4
+    assert [round(b["mtf"], 2) for b in fit["bands"]] == [0.3] * 4

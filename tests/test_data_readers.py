@@ -241,30 +241,32 @@ def _paired(tmp_path: Path, rng: np.random.Generator) -> tuple[Path, Path, dict[
 
 def test_paired_geotiff_round_trip_and_scale(tmp_path) -> None:
     lr_d, hr_d, arr = _paired(tmp_path, np.random.default_rng(5))
-    ds = PairedGeoTiffDataset(lr_d, hr_d, location_of=lambda n: n.upper())
+    with pytest.raises(DataError, match="give --dn-scale"):  # integers without metadata: never guessed
+        PairedGeoTiffDataset(lr_d, hr_d)[0]
+    ds = PairedGeoTiffDataset(lr_d, hr_d, location_of=lambda n: n.upper(), dn_scale=1e-4)
     assert len(ds) == 2 and ds.location_ids == ["A", "B"]
     s = ds[1]
     np.testing.assert_array_equal(s.lr.numpy(), _f32(arr["b_lr"], 1e-4))
     np.testing.assert_array_equal(s.hr.numpy(), _f32(arr["b_hr"], 1e-4))
     assert s.scale == 3 and s.lr_transform.a == 30 and s.hr_transform.a == 10
     with pytest.raises(ScaleError):
-        PairedGeoTiffDataset(lr_d, hr_d, scale=2)[0]
+        PairedGeoTiffDataset(lr_d, hr_d, scale=2, dn_scale=1e-4)[0]
 
 
 def test_paired_geotiff_errors(tmp_path) -> None:
     lr_d, hr_d, _ = _paired(tmp_path, np.random.default_rng(6))
     _tif(hr_d / "a.tif", np.zeros((2, 18, 18), np.uint16), 10.0, crs="EPSG:32632")
     with pytest.raises(GeoError, match=r"a\.tif: CRS mismatch"):
-        PairedGeoTiffDataset(lr_d, hr_d)[0]
+        PairedGeoTiffDataset(lr_d, hr_d, dn_scale=1e-4)[0]
     _tif(hr_d / "a.tif", np.zeros((2, 15, 15), np.uint16), 12.0)
     with pytest.raises(ScaleError, match="not an integer ratio"):
-        PairedGeoTiffDataset(lr_d, hr_d)[0]
+        PairedGeoTiffDataset(lr_d, hr_d, dn_scale=1e-4)[0]
     _tif(hr_d / "a.tif", np.zeros((2, 18, 18), np.uint16), 10.0, x0=500010.0)
     with pytest.raises(GeoError, match="origins differ"):
-        PairedGeoTiffDataset(lr_d, hr_d)[0]
+        PairedGeoTiffDataset(lr_d, hr_d, dn_scale=1e-4)[0]
     (hr_d / "a.tif").write_bytes(b"II*\x00" + b"\x00" * 40)
     with pytest.raises(DataError, match=r"a\.tif"):
-        PairedGeoTiffDataset(lr_d, hr_d)[0]
+        PairedGeoTiffDataset(lr_d, hr_d, dn_scale=1e-4)[0]
     (hr_d / "a.tif").unlink()
     with pytest.raises(DataError, match="unmatched LR/HR files.*: a"):
         PairedGeoTiffDataset(lr_d, hr_d)

@@ -42,5 +42,5 @@ def test_readme_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ca
     first = out.splitlines()[0].split() if out else []
     assert first[:2] == ["metric", "value"], out[:200]
     for metric in ("psnr", "lr_fidelity", "hr_fidelity", "shift_x_px", "gain", "hallucination", "improvement"):
-        assert re.search(rf"^{metric}\s", out, re.MULTILINE), f"{metric} missing from the README output"
-    assert first[2:] == ["B02", "B03", "B04", "B08"]
+        assert re.search(rf"^\s*[↑↓—]?\s*{metric}\s", out, re.MULTILINE), f"{metric} missing from the README output"
+    assert first[2:] == ["unit", "B02", "B03", "B04", "B08"]

@@ -114,6 +114,7 @@ with rasterio.open(path + ".in.tif", "w", driver="GTiff", width=n, height=n, cou
         h = min(256, n - y)
         ds.write((np.random.default_rng(y).random((2, h, n)) * 3000).astype("uint16"),
                  window=rasterio.windows.Window(0, y, n, h))
+    ds.scales = [1e-4, 1e-4]
 S.super_resolve(path + ".in.tif", path + ".out.tif", Up(), tile=256, progress=False)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 """

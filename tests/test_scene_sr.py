@@ -128,6 +128,7 @@ def test_bad_inputs_one_line_errors_no_partial_files(s2_tif: tuple[Path, np.ndar
     with rasterio.open(tmp_path / "big.tif", "w", driver="GTiff", width=151, height=203, count=3, dtype="uint16",
                        crs="EPSG:32618", transform=from_origin(0, 0, 20, 20)) as ds:
         ds.write(dn)
+        ds.scales = [1e-4] * 3
     data = (tmp_path / "big.tif").read_bytes()
     trunc.write_bytes(data[: len(data) // 2])
     with pytest.raises(DataError, match="cannot read"):

@@ -16,8 +16,15 @@ def register(app: typer.Typer) -> None:
         hr: Path = typer.Option(None, help="HR reference GeoTIFF (same grid as SR)"),
         lr: Path = typer.Option(None, help="LR GeoTIFF (same origin, pixel size x r)"),
         sensor: str = typer.Option(None, help="sensor name or .toml file, for the operator (LR/HR fidelity)"),
+        operator: str = typer.Option(None, help="operator: 'full' (sensor PSF), 'wald' (extra blur for an HR that "
+                                                "carries the MTF) or a sensor file; default: the LR's eosr_operator "
+                                                "tag, else full"),
+        dn_scale: float = typer.Option(None, help="DN -> reflectance scale of integer inputs (e.g. 0.00392156862745 "
+                                                  "= 1/255); default: file metadata or product convention"),
+        dn_offset: float = typer.Option(None, help="DN -> reflectance offset of integer inputs"),
         bands: str = typer.Option(None, help="comma-separated sensor bands, in the files' band order"),
-        scale: int = typer.Option(None, help="scale factor r (inferred from SR and LR when both are given)"),
+        scale: int = typer.Option(None, help="scale factor r (inferred from georeferenced SR and LR; needed for "
+                                             "images without georeference)"),
         mask: Path = typer.Option(None, help="validity raster on the SR grid (non-zero = valid)"),
         uncertainty: Path = typer.Option(None, help="predictive std GeoTIFF on the SR grid (calibration metrics)"),
         data_range: float = typer.Option(1.0, help="data range for PSNR/SSIM (1.0 = reflectance)"),
@@ -31,7 +38,8 @@ def register(app: typer.Typer) -> None:
         """Evaluate an SR result: pixel, physical (LR/HR fidelity), stratified, spectral, registration metrics."""
         from eosr.scene.evaluate import evaluate_files
 
-        res = evaluate_files(sr, hr, lr, sensor=sensor, bands=bands, scale=scale, mask=mask, uncertainty=uncertainty,
+        res = evaluate_files(sr, hr, lr, sensor=sensor, bands=bands, scale=scale, operator=operator,
+                             dn_scale=dn_scale, dn_offset=dn_offset, mask=mask, uncertainty=uncertainty,
                              data_range=data_range, noise_sigma=noise_sigma,
                              lpips_weights=None if lpips_weights is None else str(lpips_weights),
                              maps_dir=maps, windowed=windowed)

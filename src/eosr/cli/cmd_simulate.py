@@ -18,7 +18,9 @@ def register(app: typer.Typer) -> None:
         bands: str = typer.Option(None, help="comma-separated sensor bands, in the file's band order"),
         scale: str = typer.Option("2", help="integer scale factor r >= 1 (1 = blur only)"),
         mtf: str = typer.Option(None, help="override: MTF at LR Nyquist, one value or one per band"),
-        wald: bool = typer.Option(False, help="Wald-protocol PSF: extra blur sqrt(r^2-1)... for a real HR"),
+        operator: str = typer.Option(None, help="'full' (the sensor's whole PSF, default), 'wald' (extra blur "
+                                                "sqrt(r^2-1)... for an HR that carries the MTF) or a sensor file"),
+        wald: bool = typer.Option(False, hidden=True, help="deprecated: use --operator wald"),
         noise: float = typer.Option(0.0, help="Gaussian noise sigma (reflectance)"),
         snr: float = typer.Option(None, help="signal-dependent noise: SNR at --snr-reference"),
         snr_reference: float = typer.Option(0.1, help="reference reflectance of --snr"),
@@ -30,14 +32,26 @@ def register(app: typer.Typer) -> None:
         max_shift: float = typer.Option(1.0, help="frames: max random shift in LR pixels"),
         crop: bool = typer.Option(False, help="crop HR to a multiple of the scale instead of failing"),
         seed: int = typer.Option(0, help="random seed"),
-        dn_scale: float = typer.Option(None, help="DN -> reflectance scale (default: file metadata, 1e-4 ints)"),
+        dn_scale: float = typer.Option(None, help="DN -> reflectance scale (default: the file's metadata or "
+                                                  "product convention; required for other integer data)"),
+        dn_offset: float = typer.Option(None, help="DN -> reflectance offset"),
     ) -> None:
         """Simulate LR data from HR with the sensor-aware operator (PSF from MTF, area-aligned decimation)."""
         from eosr.scene.simulate import simulate_file
 
+        if wald:
+            typer.echo("warning: --wald is deprecated; use --operator wald", err=True)
         out = simulate_file(
             hr, lr, sensor=sensor, bands=bands, scale=scale, mtf=mtf, wald=wald, noise=noise, snr=snr,
             snr_reference=snr_reference, bits=bits, quant_range=quant_range, gain=gain, offset=offset,
-            frames=frames, max_shift=max_shift, crop=crop, seed=seed, dn_scale=dn_scale,
+            frames=frames, max_shift=max_shift, crop=crop, seed=seed, dn_scale=dn_scale, operator=operator,
+            dn_offset=dn_offset,
         )
         typer.echo(f"wrote {out}")
+        if out.is_file():
+            from eosr.io.raster import open_quietly
+
+            with open_quietly(out) as ds:
+                window = ds.tags().get("eosr_hr_window")
+            if window:
+                typer.echo(f"the LR covers {window} (eosr evaluate uses the common footprint of HR and SR)")

@@ -28,6 +28,13 @@ def register(app: typer.Typer) -> None:
         self_ensemble: bool = typer.Option(None, "--self-ensemble/--no-self-ensemble",
                                            help="average over the 8 flips/rotations (8x the time; default: "
                                                 "the model's own setting)"),
+        dn_scale: float = typer.Option(None, help="DN -> reflectance scale (default: the file's metadata or "
+                                                  "product convention; required for other integer data)"),
+        dn_offset: float = typer.Option(None, help="DN -> reflectance offset (default: as --dn-scale)"),
+        operator: str = typer.Option(None, help="operator of a physics-based model (backprojection): 'full', "
+                                                "'wald' (with --sensor) or a sensor file; default: the input's "
+                                                "eosr_operator tag"),
+        sensor: str = typer.Option(None, help="sensor of --operator full|wald"),
     ) -> None:
         """Super-resolve a scene tile by tile: same CRS and origin, pixel size / r, nodata and band names kept."""
         from eosr.errors import ConfigError
@@ -39,5 +46,6 @@ def register(app: typer.Typer) -> None:
         path = super_resolve(inp, out, model, bands=band_list, scale=scale, tile=tile, overlap=overlap, cog=cog,
                              workers=workers, scheduler=scheduler, uncertainty=uncertainty,
                              output_dtype="float32" if float32 else None, progress=progress,
-                             self_ensemble=self_ensemble)
+                             self_ensemble=self_ensemble, dn_scale=dn_scale, dn_offset=dn_offset, operator=operator,
+                             sensor=sensor)
         typer.echo(f"wrote {path}")

@@ -254,8 +254,35 @@ class Degradation:
                 d["mtf_at_lr_nyquist"] = [round(mtf_from_sigma(s, self.scale), 6) for s in self.sigmas]
         else:
             d["psf"] = "explicit"
+            d["kernels"] = [np.round(k, 9).tolist() for k in self.kernels or ()]
         d.update(gain=self.gain, offset=self.offset, noise_sigma=self.noise_sigma, snr=self.snr, bits=self.bits)
+        if self.snr is not None:
+            d["snr_reference"] = self.snr_reference
+        if self.bits is not None:
+            d["quant_range"] = self.quant_range
         return d
+
+    @classmethod
+    def from_description(cls, d: dict[str, Any]) -> Degradation:
+        """The operator that :meth:`describe` described (sigmas to 6 decimals; explicit kernels to 1e-9),
+        e.g. from the ``eosr_operator`` tag that ``eosr simulate`` writes. One-line SensorError if malformed."""
+        try:
+            psf = d.get("psf", "gaussian")
+            common: dict[str, Any] = {
+                "scale": int(d["scale"]), "bands": tuple(d["bands"]) if d.get("bands") else None,
+                "shift": tuple(float(v) for v in d.get("shift", (0.0, 0.0))), "gain": float(d.get("gain", 1.0)),
+                "offset": float(d.get("offset", 0.0)), "noise_sigma": float(d.get("noise_sigma") or 0.0),
+                "snr": None if d.get("snr") is None else float(d["snr"]),
+                "snr_reference": float(d.get("snr_reference", 0.1)),
+                "bits": None if d.get("bits") is None else int(d["bits"]),
+                "quant_range": float(d.get("quant_range", 1.0)), "description": str(d.get("description", ""))}
+            if psf == "gaussian":
+                return cls(sigmas=tuple(float(s) for s in d["sigma_hr_px"]), **common)
+            if psf == "explicit" and "kernels" in d:
+                return cls(kernels=tuple(np.asarray(k, dtype=np.float64) for k in d["kernels"]), **common)
+        except (KeyError, TypeError, ValueError) as e:
+            raise SensorError(f"not an operator description ({type(e).__name__}: {e})") from None
+        raise SensorError(f"an operator description with psf {d.get('psf')!r} and no kernels cannot be rebuilt")
 
 
 def _check_kernel(k: Any) -> np.ndarray:

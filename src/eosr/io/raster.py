@@ -1,17 +1,25 @@
 """Read and write rasters as float32 reflectance (C, H, W), NaN = nodata.
 
-DN -> reflectance: ``reflectance = DN * dn_scale + dn_offset``. When not given explicitly, the
-scale/offset come from the file's GDAL metadata (band scales/offsets) when set, else 1e-4 for
-integer data (the Sentinel-2 / Landsat Collection convention of reflectance x 10000) and 1 for float
-data. The rule used is recorded on the returned :class:`Raster` so that writers can invert it.
-Every output goes to a temporary name in the target folder and is renamed at the end.
+DN -> reflectance: ``reflectance = DN * dn_scale + dn_offset``, resolved by :func:`resolve_radiometry`
+in this order (docs/conventions.md, "Radiometry"): the caller's explicit ``dn_scale``/``dn_offset``;
+the file's own GDAL band scale/offset metadata; a product convention the file identifies (Sentinel-2
+band names on 16-bit integers: reflectance x 10000); float data as it is; otherwise a one-line
+:class:`DataError` naming ``--dn-scale``. 8-bit data (display PNG/JPEG renderings) is never taken for
+reflectance x 1e-4. The scale and the rule used are recorded on the returned :class:`Raster`, so that
+writers can invert them and results can say what they assumed.
+
+Images without georeference (PNG, JPEG, plain TIFF) are read too (``Raster.georeferenced`` is False;
+GDAL's warning about them is not passed on). Every output goes to a temporary name in the target
+folder and is renamed at the end.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +30,81 @@ import numpy as np
 from eosr.errors import DataError, GeoError, ScaleError
 from eosr.sensors import normalise_band_name
 
-INTEGER_DN_SCALE = 1e-4
+INTEGER_DN_SCALE = 1e-4  # Sentinel-2 L1C/L2A: reflectance x 10000
+#: A Sentinel-2 band token in a band description or file name (``B02``, ``B8A``; not Landsat's ``B2``).
+_S2_TOKEN = re.compile(r"(?:^|[_\-.\s])(B0[1-9]|B1[0-2]|B8A)(?:$|[_\-.\s])", re.IGNORECASE)
+_LANDSAT_NAME = re.compile(r"^(L[COTEM]0?\d|l[4-9]_)", re.IGNORECASE)  # LC08_..., LC80..., l8_B10
+
+
+@dataclass(frozen=True)
+class Radiometry:
+    """How stored values become reflectance: ``DN * dn_scale + dn_offset``, and why."""
+
+    dn_scale: float
+    dn_offset: float
+    rule: str  # "explicit", "file metadata", "Sentinel-2 convention", "float values"
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly record (for results and reports)."""
+        return {"dn_scale": self.dn_scale, "dn_offset": self.dn_offset, "rule": self.rule}
+
+
+def resolve_radiometry(
+    where: str,
+    dtype: str,
+    *,
+    scales: Sequence[float | None] | None = None,
+    offsets: Sequence[float | None] | None = None,
+    labels: Sequence[str] = (),
+    dn_scale: float | None = None,
+    dn_offset: float | None = None,
+) -> Radiometry:
+    """DN -> reflectance for one raster (module docstring): explicit > file metadata > Sentinel-2
+    convention (uint16/int16 whose band ``labels``, descriptions or file names, are all Sentinel-2
+    band tokens) > float as is > :class:`DataError` naming ``--dn-scale``."""
+    for v, what in ((dn_scale, "dn_scale"), (dn_offset, "dn_offset")):
+        if v is not None and not np.isfinite(v):
+            raise DataError(f"{what} must be finite, got {v}")
+    if dn_scale is not None and dn_scale == 0:
+        raise DataError("dn_scale must not be 0")
+    if dn_scale is not None:
+        return Radiometry(float(dn_scale), float(dn_offset or 0.0), "explicit")
+    sc = [float(s) if s is not None else 1.0 for s in scales or []]
+    of = [float(o) if o is not None else 0.0 for o in offsets or []]
+    if any(s != 1.0 for s in sc) or any(o != 0.0 for o in of):
+        if len(set(sc)) > 1 or len(set(of)) > 1:
+            raise DataError(f"{where}: bands with different scale/offset metadata ({sc}, {of}); read them apart "
+                            "or give --dn-scale/--dn-offset")
+        found = Radiometry(sc[0] if sc else 1.0, of[0] if of else 0.0, "file metadata")
+    elif not np.issubdtype(np.dtype(dtype), np.integer):
+        found = Radiometry(1.0, 0.0, "float values")
+    elif (dtype in ("uint16", "int16") and labels
+          and all(_S2_TOKEN.search(f"_{x}_") and not _LANDSAT_NAME.match(x) for x in labels)):
+        found = Radiometry(INTEGER_DN_SCALE, 0.0, "Sentinel-2 convention")
+    else:
+        kind = "8-bit (display rendering?)" if dtype == "uint8" else f"integer ({dtype})"
+        raise DataError(f"{where}: {kind} values without a scale in the file's metadata: give --dn-scale "
+                        "(Python: dn_scale=), e.g. 1/255 for 8-bit renderings or 1e-4 for reflectance x 10000")
+    if dn_offset is not None:
+        return Radiometry(found.dn_scale, float(dn_offset), f"{found.rule}, offset explicit")
+    return found
+
+
+def is_georeferenced(ds: Any) -> bool:
+    """Whether a dataset has a CRS or a non-identity geotransform (GDAL gives the identity otherwise)."""
+    from affine import Affine
+
+    return ds.crs is not None or ds.transform != Affine.identity()
+
+
+def open_quietly(path: str | os.PathLike[str]) -> Any:
+    """``rasterio.open`` without GDAL's NotGeoreferencedWarning (images without georeference are fine)."""
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        return rasterio.open(path)
 
 
 @dataclass
@@ -39,6 +121,9 @@ class Raster:
     dn_offset: float = 0.0
     tags: dict[str, str] = field(default_factory=dict)
     path: str | None = None
+    radiometry: str = "explicit"
+    georeferenced: bool = True
+    described: bool = True  # the file names every band (else band_names are B1, B2, ... by position)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -53,14 +138,13 @@ class Raster:
 
 
 def _open(path: str | os.PathLike[str]) -> Any:
-    import rasterio
     from rasterio.errors import RasterioIOError
 
     p = Path(path)
     if not p.exists():
         raise DataError(f"file not found: {p}")
     try:
-        return rasterio.open(p)
+        return open_quietly(p)
     except RasterioIOError as e:
         raise DataError(f"cannot read {p}: {str(e).splitlines()[0]}") from None
 
@@ -84,16 +168,6 @@ def _band_index(ds: Any, bands: Sequence[str | int] | None) -> list[int]:
     return out
 
 
-def default_dn_scale(dtype: str, scales: Sequence[float] | None = None, offsets: Sequence[float] | None = None
-                     ) -> tuple[float, float]:
-    """The documented DN -> reflectance rule when the caller gives none (see module docstring)."""
-    if scales is not None and any(s not in (None, 1.0) for s in scales):
-        return float(scales[0]), float((offsets or [0.0])[0] or 0.0)
-    if np.issubdtype(np.dtype(dtype), np.integer):
-        return INTEGER_DN_SCALE, 0.0
-    return 1.0, 0.0
-
-
 def read_raster(
     path: str | os.PathLike[str],
     bands: Sequence[str | int] | None = None,
@@ -104,7 +178,8 @@ def read_raster(
 ) -> Raster:
     """Read a GeoTIFF (or any GDAL raster) as float32 reflectance, NaN where nodata or non-finite.
 
-    ``bands`` selects by 1-based index or by band description (``B2`` == ``B02``).
+    ``bands`` selects by 1-based index or by band description (``B2`` == ``B02``). The DN scale and
+    offset follow :func:`resolve_radiometry` (explicit ``dn_scale``/``dn_offset`` first).
     """
     from rasterio.errors import RasterioIOError
 
@@ -117,9 +192,12 @@ def read_raster(
             raw = ds.read(idx, window=window, masked=False)
         except RasterioIOError as e:
             raise DataError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
-        s0, o0 = default_dn_scale(dtype, [ds.scales[i - 1] for i in idx], [ds.offsets[i - 1] for i in idx])
-        s = s0 if dn_scale is None else float(dn_scale)
-        o = o0 if dn_offset is None else float(dn_offset)
+        desc = [ds.descriptions[i - 1] for i in idx]
+        labels = desc if all(desc) else ([Path(path).stem] if len(idx) == 1 else [])
+        rad = resolve_radiometry(str(path), dtype, scales=[ds.scales[i - 1] for i in idx],
+                                 offsets=[ds.offsets[i - 1] for i in idx], labels=labels, dn_scale=dn_scale,
+                                 dn_offset=dn_offset)
+        s, o = rad.dn_scale, rad.dn_offset
         data = raw.astype(np.float32) * np.float32(s) + np.float32(o)
         if ds.nodata is not None:
             nd = ds.nodata
@@ -128,7 +206,8 @@ def read_raster(
         data[~np.isfinite(data)] = np.nan
         names = [normalise_band_name(ds.descriptions[i - 1]) if ds.descriptions[i - 1] else f"B{i}" for i in idx]
         transform = ds.window_transform(window) if window is not None else ds.transform
-        return Raster(data, ds.crs, transform, names, dtype, ds.nodata, s, o, dict(ds.tags()), str(path))
+        return Raster(data, ds.crs, transform, names, dtype, ds.nodata, s, o, dict(ds.tags()), str(path), rad.rule,
+                      is_georeferenced(ds), all(desc))
 
 
 @contextlib.contextmanager
@@ -207,7 +286,10 @@ def write_raster(
     with atomic_path(path) as tmp:
         stage = tmp.with_suffix(".stage.tif") if cog else tmp
         try:
-            with rasterio.open(stage, "w", **profile) as ds:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+                ds = rasterio.open(stage, "w", **profile)
+            with ds:
                 ds.write(vals)
                 for i, n in enumerate(band_names or []):
                     ds.set_band_description(i + 1, str(n))

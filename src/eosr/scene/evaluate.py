@@ -1,21 +1,32 @@
 """Evaluate rasters on disk: ``eosr evaluate``'s Python twin, whole image or window by window.
 
-:func:`evaluate_files` checks the grids (SR and HR share CRS, transform and size; LR has the same
-origin and an integer multiple of the pixel size, GDAL pixel-is-area), then
+:func:`evaluate_files` (rules in docs/metrics.md, "Evaluating files"):
 
-- **whole image** (default up to :data:`WHOLE_LIMIT` values per raster): reads everything and calls
-  :func:`eosr.evaluate`, so every metric the inputs allow is computed, maps included;
-- **windowed** (larger scenes, or ``windowed=True``): streams blocks and pools exact sums, so the
-  pixel metrics (PSNR, RMSE, MAE, SAM, ERGAS; :class:`eosr.scene.aggregate.PixelStats`) and the LR
-  fidelity (L1, L2: mean |LR - D(SR)| with D applied to each SR block plus a halo that covers the PSF)
-  equal the whole-image values to float error, with memory bounded by the block size. Windowed
-  (SSIM, UIQI), spectral and registration metrics need the whole image and are listed as skipped.
+- **radiometry**: each file is read as reflectance by :func:`eosr.io.raster.resolve_radiometry`
+  (``dn_scale``/``dn_offset`` for integer files, else their metadata or the Sentinel-2 convention;
+  float files as they are; 8-bit renderings are never guessed); the rule used per file is recorded;
+- **grids**: georeferenced SR and HR share CRS and pixel size, LR has an integer multiple of it, and
+  all origins lie on the LR grid (GDAL pixel-is-area). Different extents are evaluated on their
+  **common footprint** (recorded). Images without georeference (PNG, JPEG) need ``scale`` when an LR
+  is given; their grids come from the shapes (SR = HR, SR = r x LR exactly); mixing them with
+  georeferenced files is refused;
+- **operator**: :func:`eosr.degrade.resolve.resolve_operator`: ``operator`` ("full", "wald" or a
+  sensor file), else the ``eosr_operator`` tag of the LR file (written by ``eosr simulate``), else the
+  full PSF of ``sensor``;
+- **whole image** (default up to :data:`WHOLE_LIMIT` values per raster): every metric the inputs allow
+  (:func:`eosr.evaluate`), maps included; **windowed** (larger scenes, or ``windowed=True``): blocks
+  with pooled exact sums, so the pixel metrics (PSNR, RMSE, MAE, SAM, ERGAS;
+  :class:`eosr.scene.aggregate.PixelStats`) and the LR fidelity (L1, L2: mean |LR - D(SR)| with D applied
+  to each SR block plus a halo that covers the PSF) equal the whole-image values to float error, with
+  memory bounded by the block size. Windowed (SSIM, UIQI), spectral and registration metrics need the
+  whole image and are listed as skipped.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,30 +39,146 @@ WHOLE_LIMIT = 4 * 2048 * 2048
 PathLike = str | os.PathLike[str]
 
 
-def _grid(path: PathLike) -> Any:
+def _grid(path: PathLike, dn_scale: float | None, dn_offset: float | None) -> Any:
+    """A windowed source; the explicit DN scale applies to integer files only (float files are reflectance)."""
+    from pathlib import Path
+
+    from eosr.io.raster import open_quietly
     from eosr.scene.source import open_source
 
-    return open_source(path)
+    p = Path(path)
+    if (dn_scale is None and dn_offset is None) or p.is_dir() or not p.exists():
+        return open_source(p)
+    with open_quietly(p) as ds:
+        integer = np.issubdtype(np.dtype(ds.dtypes[0]), np.integer)
+    return open_source(p, dn_scale=dn_scale, dn_offset=dn_offset) if integer else open_source(p)
 
 
-def _same_grid(a: Any, b: Any, names: tuple[str, str]) -> None:
-    if (a.count, a.height, a.width) != (b.count, b.height, b.width):
-        raise ShapeError(f"{names[0]} {a.count}x{a.height}x{a.width} and {names[1]} {b.count}x{b.height}x{b.width} "
-                         "differ in bands or size")
-    if a.crs != b.crs:
-        raise GeoError(f"{names[0]} and {names[1]}: CRS mismatch ({a.crs} vs {b.crs})")
-    if not a.transform.almost_equals(b.transform):
-        raise GeoError(f"{names[0]} and {names[1]} lie on different grids: {tuple(a.transform)[:6]} vs "
-                       f"{tuple(b.transform)[:6]}")
+@dataclass
+class _Crop:
+    """A source seen through a window of rows ``y0..`` and columns ``x0..`` (the common footprint)."""
+
+    src: Any
+    y0: int
+    x0: int
+    height: int
+    width: int
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.src, name)
+
+    @property
+    def transform(self) -> Any:
+        from affine import Affine
+
+        return self.src.transform * Affine.translation(self.x0, self.y0)
+
+    def read(self, win: tuple[int, int, int, int]) -> np.ndarray:
+        y0, y1, x0, x1 = win
+        return self.src.read((y0 + self.y0, y1 + self.y0, x0 + self.x0, x1 + self.x0))
 
 
-def _lr_scale(sr: Any, lr: Any, scale: Any) -> int:
-    """Scale of LR against the SR grid from the transforms: integer, same origin, same footprint."""
+def _offset_px(fine: Any, other: Any, step: float, names: tuple[str, str]) -> tuple[int, int]:
+    """Origin of ``other`` in ``fine`` pixels (row, column); must be whole pixels."""
+    a, e = float(fine.transform.a), float(fine.transform.e)
+    dx = (float(other.transform.c) - float(fine.transform.c)) / a
+    dy = (float(other.transform.f) - float(fine.transform.f)) / e
+    ox, oy = round(dx), round(dy)
+    if abs(dx - ox) > 1e-3 or abs(dy - oy) > 1e-3:
+        raise GeoError(f"{names[1]}'s origin lies {dy:.3f}, {dx:.3f} {names[0]} pixels from {names[0]}'s: the grids "
+                       "are not aligned (pixel-is-area grids share whole pixels)")
+    return oy, ox
+
+
+def _footprint(g_sr: Any, g_hr: Any, g_lr: Any, scale: int | None) -> tuple[Any, Any, Any, int | None, dict[str, Any]]:
+    """Check the grids and restrict every source to the common footprint (module docstring)."""
     from eosr.io.raster import check_grids
 
-    if lr.count != sr.count:
-        raise ShapeError(f"LR has {lr.count} bands, SR {sr.count}")
-    return check_grids(sr, lr, scale, names=("SR", "LR"))
+    geo = [g.georeferenced for g in (g_sr, g_hr, g_lr) if g is not None]
+    if any(geo) and not all(geo):
+        raise GeoError("some inputs are georeferenced and others are not: give all with georeference or none")
+    if g_lr is not None and g_lr.count != g_sr.count:
+        raise ShapeError(f"LR has {g_lr.count} bands, SR {g_sr.count}")
+    if g_hr is not None and g_hr.count != g_sr.count:
+        raise ShapeError(f"SR has {g_sr.count} bands, HR {g_hr.count}")
+    if not all(geo):  # grids from the shapes
+        if g_hr is not None and (g_hr.height, g_hr.width) != (g_sr.height, g_sr.width):
+            raise ShapeError(f"SR {g_sr.height}x{g_sr.width} and HR {g_hr.height}x{g_hr.width} differ in size (images "
+                             "without georeference must cover the same footprint)")
+        if g_lr is not None:
+            if scale is None:
+                raise ScaleError("images without georeference need --scale (Python: scale=) to pair SR and LR")
+            if (g_lr.height * scale, g_lr.width * scale) != (g_sr.height, g_sr.width):
+                raise ShapeError(f"SR {g_sr.height}x{g_sr.width} is not LR {g_lr.height}x{g_lr.width} x{scale}")
+        return g_sr, g_hr, g_lr, scale, {"georeferenced": False}
+    for g, n in ((g_hr, "HR"), (g_lr, "LR")):
+        if g is not None and g.crs != g_sr.crs:
+            raise GeoError(f"SR and {n}: CRS mismatch ({g_sr.crs} vs {g.crs})")
+    r = 1
+    if g_lr is not None:
+        px_s, px_l = abs(float(g_sr.transform.a)), abs(float(g_lr.transform.a))
+        r = int(round(px_l / px_s))
+        if r < 1 or abs(px_l / px_s - r) > 1e-6 * max(1.0, r):
+            raise ScaleError(f"pixel sizes {px_l} (LR) and {px_s} (SR) are not an integer ratio (the LR pixel must be "
+                             "an integer multiple of the SR pixel)")
+        if scale is not None and int(scale) != r:
+            raise ScaleError(f"the rasters are at scale {r}, not the requested {scale}")
+    if g_hr is not None and not np.allclose(tuple(g_hr.transform)[:6:4] + tuple(g_hr.transform)[1:5:3],
+                                            tuple(g_sr.transform)[:6:4] + tuple(g_sr.transform)[1:5:3], rtol=1e-9):
+        raise GeoError(f"SR and HR lie on different grids (pixel sizes or rotation differ): "
+                       f"{tuple(g_sr.transform)[:6]} vs {tuple(g_hr.transform)[:6]}")
+    # rows/columns of each footprint in SR pixels
+    boxes = {"sr": (0, g_sr.height, 0, g_sr.width)}
+    if g_hr is not None:
+        oy, ox = _offset_px(g_sr, g_hr, 1, ("SR", "HR"))
+        boxes["hr"] = (oy, oy + g_hr.height, ox, ox + g_hr.width)
+    lro = (0, 0)
+    if g_lr is not None:
+        lro = _offset_px(g_sr, g_lr, r, ("SR", "LR"))
+        boxes["lr"] = (lro[0], lro[0] + g_lr.height * r, lro[1], lro[1] + g_lr.width * r)
+    y0 = max(b[0] for b in boxes.values())
+    y1 = min(b[1] for b in boxes.values())
+    x0 = max(b[2] for b in boxes.values())
+    x1 = min(b[3] for b in boxes.values())
+    y0 += (lro[0] - y0) % r  # snap to the LR grid
+    x0 += (lro[1] - x0) % r
+    y1 -= (y1 - y0) % r
+    x1 -= (x1 - x0) % r
+    if y1 <= y0 or x1 <= x0:
+        raise GeoError("the footprints of " + ", ".join(k.upper() for k in boxes) + " do not overlap")
+    whole = all(b == (y0, y1, x0, x1) for k, b in boxes.items())
+    if g_lr is not None:
+        check_grids(g_sr if whole else _Crop(g_sr, y0, x0, y1 - y0, x1 - x0),
+                    g_lr if whole else _Crop(g_lr, (y0 - lro[0]) // r, (x0 - lro[1]) // r, (y1 - y0) // r,
+                                             (x1 - x0) // r), r, names=("SR", "LR"))
+    info: dict[str, Any] = {"georeferenced": True}
+    if whole:
+        return g_sr, g_hr, g_lr, (r if g_lr is not None else scale), info
+    h, w = y1 - y0, x1 - x0
+    out_sr = _Crop(g_sr, y0, x0, h, w)
+    out_hr = _Crop(g_hr, y0 - boxes["hr"][0], x0 - boxes["hr"][2], h, w) if g_hr is not None else None
+    out_lr = (_Crop(g_lr, (y0 - lro[0]) // r, (x0 - lro[1]) // r, h // r, w // r) if g_lr is not None else None)
+    t = out_sr.transform
+    info["footprint"] = {"bounds": [t.c, t.f + h * t.e, t.c + w * t.a, t.f], "sr_window": [y0, y1, x0, x1],
+                         "note": "common footprint of inputs with different extents"}
+    for k, g in (("hr", out_hr), ("lr", out_lr)):
+        if g is not None:
+            info["footprint"][f"{k}_window"] = [g.y0, g.y0 + g.height, g.x0, g.x0 + g.width]
+    return out_sr, out_hr, out_lr, (r if g_lr is not None else scale), info
+
+
+def _tag(path: PathLike | None, key: str) -> str | None:
+    if path is None:
+        return None
+    from pathlib import Path
+
+    from eosr.io.raster import open_quietly
+
+    p = Path(path)
+    if p.is_dir():
+        return None
+    with open_quietly(p) as ds:
+        return ds.tags().get(key)
 
 
 def evaluate_files(
@@ -62,6 +189,7 @@ def evaluate_files(
     sensor: Any = None,
     bands: Sequence[str] | str | None = None,
     scale: int | None = None,
+    operator: str | None = None,
     mask: PathLike | None = None,
     uncertainty: PathLike | None = None,
     data_range: float = 1.0,
@@ -70,31 +198,38 @@ def evaluate_files(
     maps_dir: PathLike | None = None,
     windowed: bool | None = None,
     block: int = 1024,
+    dn_scale: float | None = None,
+    dn_offset: float | None = None,
 ) -> Any:
-    """Evaluate an SR GeoTIFF against an optional HR (same grid) and LR (coarser by an integer r).
+    """Evaluate an SR raster against an optional HR (same grid) and LR (coarser by an integer r).
 
-    Files are read as reflectance (DN scale from the file metadata, 1e-4 for integers; NaN and the
-    file's nodata value = nodata). ``bands`` names the files' bands in order (for the sensor
-    operator); ``mask`` is a raster on the SR grid, non-zero = valid. ``maps_dir`` receives the
-    per-pixel maps as GeoTIFF on the SR grid (the LR residual on the LR grid). Returns an
-    :class:`eosr.evaluation.EvaluationResult`; bad input raises a one-line :class:`eosr.errors.EosrError`.
+    Rules for radiometry, grids, footprints and the operator: module docstring. ``bands`` names the
+    files' bands in order (for the sensor operator); ``mask`` is a raster on the SR grid, non-zero =
+    valid. ``maps_dir`` receives the per-pixel maps as GeoTIFF on the SR grid (the LR residual on the LR
+    grid). Returns an :class:`eosr.evaluation.EvaluationResult` whose ``info`` records the radiometry,
+    georeference, footprint and operator used; bad input raises a one-line :class:`eosr.errors.EosrError`.
     """
+    from eosr.degrade.resolve import TAG, resolve_operator
     from eosr.evaluation import evaluate
 
     if hr is None and lr is None:
         raise DataError("give HR, LR or both to evaluate SR against")
-    g_sr = _grid(sr)
-    g_hr = _grid(hr) if hr is not None else None
-    g_lr = _grid(lr) if lr is not None else None
+    opened: list[Any] = []
     try:
-        if g_hr is not None:
-            _same_grid(g_sr, g_hr, ("SR", "HR"))
-        r = _lr_scale(g_sr, g_lr, scale) if g_lr is not None else scale
+        for p in (sr, hr, lr):
+            opened.append(_grid(p, dn_scale, dn_offset) if p is not None else None)
+        radiometry = {k: {"dn_scale": g.dn_scale, "dn_offset": g.dn_offset, "rule": g.radiometry}
+                      for k, g in zip(("sr", "hr", "lr"), opened, strict=True) if g is not None}
+        g_sr, g_hr, g_lr, r, geo = _footprint(opened[0], opened[1], opened[2], scale)
         names = None
         if bands is not None:
             names = [b.strip() for b in bands.split(",") if b.strip()] if isinstance(bands, str) else list(bands)
             if len(names) != g_sr.count:
                 raise ShapeError(f"{len(names)} band names for rasters of {g_sr.count} bands")
+        sensor_bands = names if names is not None else (list(g_sr.band_names) if sensor is not None and
+                                                        _described(g_sr.band_names) else None)
+        choice = resolve_operator(operator, sensor=sensor, bands=sensor_bands, scale=r, n_bands=g_sr.count,
+                                  tag=_tag(lr, TAG), default="full")
         n_values = g_sr.count * g_sr.height * g_sr.width
         if windowed is None:
             windowed = n_values > WHOLE_LIMIT
@@ -102,49 +237,72 @@ def evaluate_files(
             if maps_dir is not None or uncertainty is not None or lpips_weights is not None:
                 raise DataError("maps, uncertainty and LPIPS need the whole image: pass windowed=False "
                                 f"(this scene has {n_values} values)")
-            return _windowed(g_sr, g_hr, g_lr, sensor=sensor, bands=names, scale=r, mask=mask, data_range=data_range,
-                             block=block)
+            mask_src = _open_mask(mask, g_sr, geo) if mask is not None else None
+            res = _windowed(g_sr, g_hr, g_lr, op=choice.operator, bands=names, scale=r, mask=mask_src,
+                            data_range=data_range, block=block)
+        else:
+            full = (0, g_sr.height, 0, g_sr.width)
+            s = g_sr.read(full)
+            h = g_hr.read(full) if g_hr is not None else None
+            lo = g_lr.read((0, g_lr.height, 0, g_lr.width)) if g_lr is not None else None
+            m = _read_mask(_open_mask(mask, g_sr, geo), full) if mask is not None else None
+            u = (_crop_like(_grid(uncertainty, None, None), g_sr, geo).read(full) if uncertainty is not None
+                 else None)
+            res = evaluate(s, h, lo, operator=choice.operator, bands=names, scale=r, mask=m, data_range=data_range,
+                           noise_sigma=noise_sigma, lpips_weights=lpips_weights, uncertainty=u,
+                           maps=maps_dir is not None)
+            res.info["aggregation"] = "whole image"
+            if maps_dir is not None:
+                res.write_maps(maps_dir, crs=g_sr.crs if geo["georeferenced"] else None,
+                               transform=g_sr.transform if geo["georeferenced"] else None)
     finally:
-        for g in (g_sr, g_hr, g_lr):
+        for g in opened:
             if g is not None:
                 g.close()
-
-    from eosr.io.raster import read_raster
-
-    s = read_raster(sr)
-    h = read_raster(hr).data if hr is not None else None
-    lo = read_raster(lr).data if lr is not None else None
-    m = _read_mask(mask, s.data.shape[-2:]) if mask is not None else None
-    u = read_raster(uncertainty).data if uncertainty is not None else None
-    if names is None and sensor is not None:
-        names = [n for n in s.band_names]
-    res = evaluate(s.data, h, lo, sensor=sensor, bands=names, scale=r, mask=m, data_range=data_range,
-                   noise_sigma=noise_sigma, lpips_weights=lpips_weights, uncertainty=u, maps=maps_dir is not None)
     res.info["files"] = {"sr": str(sr), "hr": None if hr is None else str(hr), "lr": None if lr is None else str(lr)}
-    res.info["aggregation"] = "whole image"
-    if maps_dir is not None:
-        res.write_maps(maps_dir, crs=s.crs, transform=s.transform)
+    res.info["radiometry"] = radiometry
+    res.info.update(geo)
+    res.info["operator_choice"] = {"mode": choice.mode, "source": choice.source}
     return res
 
 
-def _read_mask(path: PathLike, shape: tuple[int, ...], window: Any = None) -> np.ndarray:
-    from eosr.io.raster import read_raster
+def _described(names: Sequence[str]) -> bool:
+    return all(n and not n.lower().startswith("band") for n in names)
 
-    a = read_raster(path, window=window, dn_scale=1.0, dn_offset=0.0).data
-    if a.shape[-2:] != tuple(shape):
-        raise ShapeError(f"mask {a.shape[-2:]} is not on the SR grid {tuple(shape)}")
+
+def _crop_like(src: Any, g_sr: Any, geo: dict[str, Any]) -> Any:
+    """A raster on the SR file's grid, restricted like the SR to the common footprint."""
+    fp = geo.get("footprint")
+    if fp is None:
+        if (src.height, src.width) != (g_sr.height, g_sr.width):
+            raise ShapeError(f"{src.paths[0]} is not on the SR grid ({src.height}x{src.width} vs "
+                             f"{g_sr.height}x{g_sr.width})")
+        return src
+    y0, y1, x0, x1 = fp["sr_window"]
+    return _Crop(src, y0, x0, y1 - y0, x1 - x0)
+
+
+def _open_mask(path: PathLike, g_sr: Any, geo: dict[str, Any]) -> Any:
+    """The validity raster (non-zero = valid, values as stored) on the SR grid, cut to the footprint."""
+    from eosr.scene.source import open_source
+
+    return _crop_like(open_source(path, dn_scale=1.0, dn_offset=0.0), g_sr, geo)
+
+
+def _read_mask(mask: Any, win: tuple[int, int, int, int]) -> np.ndarray:
+    a = mask.read(win)
     ok = np.isfinite(a) & (a != 0)
     return ok[0] if ok.shape[0] == 1 else ok
 
 
-def _windowed(g_sr: Any, g_hr: Any, g_lr: Any, *, sensor: Any, bands: list[str] | None, scale: int | None,
-              mask: PathLike | None, data_range: float, block: int) -> Any:
+def _windowed(g_sr: Any, g_hr: Any, g_lr: Any, *, op: Any, bands: list[str] | None, scale: int | None,
+              mask: Any, data_range: float, block: int) -> Any:
     """Pooled pixel metrics and LR fidelity block by block (see the module docstring)."""
     from eosr.evaluation.result import EvaluationResult
     from eosr.metrics.base import MetricResult
     from eosr.metrics.fidelity import LR_FIDELITY, LR_FIDELITY_L2
     from eosr.scene.aggregate import PixelStats, blocks
-    from eosr.scene.simulate import build_operator, psf_halo_lr
+    from eosr.scene.simulate import psf_halo_lr
 
     if block < 1:
         raise ScaleError(f"block must be >= 1 pixel, got {block}")
@@ -154,12 +312,10 @@ def _windowed(g_sr: Any, g_hr: Any, g_lr: Any, *, sensor: Any, bands: list[str] 
     if g_hr is not None:
         st = PixelStats(g_sr.count)
         for win in blocks(g_sr.height, g_sr.width, block):
-            m = _read_mask(mask, (win[1] - win[0], win[3] - win[2]), _rio_window(win)) if mask is not None else None
+            m = _read_mask(mask, win) if mask is not None else None
             st.update(g_sr.read(win), g_hr.read(win), m)
         metrics.update(st.results(data_range=data_range, scale=scale))
-    op = None
-    if g_lr is not None and scale is not None and (sensor is not None):
-        op = build_operator(sensor, bands, scale, g_sr.count)
+    if g_lr is not None and op is not None:
         r = op.scale
         halo = psf_halo_lr(op)
         n = np.zeros(g_sr.count, np.int64)
@@ -184,7 +340,7 @@ def _windowed(g_sr: Any, g_hr: Any, g_lr: Any, *, sensor: Any, bands: list[str] 
             metrics["lr_fidelity_l2"] = MetricResult(LR_FIDELITY_L2, float(np.sqrt(s2.sum() / n.sum())),
                                                      np.sqrt(s2 / n), {"n_valid": int(n.sum())})
     elif g_lr is not None:
-        skipped["lr_fidelity"] = "needs an operator (sensor and bands)"
+        skipped["lr_fidelity"] = "needs an operator (--operator, a sensor, or an LR written by eosr simulate)"
     info = {"scale": scale, "inputs": {"sr": True, "hr": g_hr is not None, "lr": g_lr is not None,
                                        "lr_simulated": False},
             "shape": [g_sr.count, g_sr.height, g_sr.width], "aggregation": f"windowed, blocks of {block} px",
@@ -194,13 +350,6 @@ def _windowed(g_sr: Any, g_hr: Any, g_lr: Any, *, sensor: Any, bands: list[str] 
     names = bands if bands is not None else list(g_sr.band_names)
     return EvaluationResult(metrics, {}, list(names), float(data_range), op.describe() if op is not None else None,
                             info)
-
-
-def _rio_window(win: tuple[int, int, int, int]) -> Any:
-    from rasterio.windows import Window
-
-    y0, y1, x0, x1 = win
-    return Window(x0, y0, x1 - x0, y1 - y0)
 
 
 __all__ = ["WHOLE_LIMIT", "evaluate_files"]

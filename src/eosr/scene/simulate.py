@@ -91,6 +91,8 @@ def simulate_file(
     seed: int = 0,
     dn_scale: float | None = None,
     block: int | None = None,
+    operator: str | None = None,
+    dn_offset: float | None = None,
 ) -> Path:
     """Degrade ``hr_path`` and write the LR raster with the same CRS and origin, pixel size x r.
 
@@ -98,29 +100,47 @@ def simulate_file(
     otherwise ``bands`` names the sensor bands of the file's bands in order. With ``frames`` > 0,
     ``lr_path`` is a folder receiving ``frame_000.tif``... and ``frames.json`` (shifts, PSF, gains).
     ``block`` (LR pixels) forces windowed simulation with that block size (see the module docstring).
+    ``operator``: ``"full"`` (default), ``"wald"`` (same as ``wald=True``) or a sensor/calibration file
+    (:mod:`eosr.degrade.resolve`); the LR records it in its ``eosr_operator`` tag, and with ``crop`` the
+    HR window it covers in ``eosr_hr_window``. ``dn_scale``/``dn_offset``: DN -> reflectance of the HR
+    (else :func:`eosr.io.raster.resolve_radiometry`).
     """
+    from eosr.degrade.resolve import check_mode
+
     r = check_scale(scale)
+    mode = check_mode(operator)
+    if mode is not None and wald and mode != "wald":
+        raise SensorError(f"give either --operator {mode} or --wald, not both")
+    if mode not in (None, "full", "wald"):
+        if mtf is not None:
+            raise SensorError("give either an operator file or --mtf, not both")
+        sensor = mode
+    wald = wald or mode == "wald"
     band_list = [b.strip() for b in bands.split(",")] if bands else None
-    if frames <= 0 and dn_scale is None:
+    if frames <= 0:
         from eosr.scene.source import open_source
 
-        src = open_source(hr_path, band_list)
+        src = open_source(hr_path, band_list, dn_scale=dn_scale, dn_offset=dn_offset)
         if block is not None or src.height * src.width > WINDOWED_PIXELS:
-            op = build_operator(sensor, band_list, r, src.count, mtf=mtf, wald=wald, noise_sigma=noise, snr=snr,
+            described = list(src.descriptions) if all(src.descriptions) else None
+            op = build_operator(sensor, band_list or described, r, src.count, mtf=mtf, wald=wald, noise_sigma=noise,
+                                snr=snr,
                                 snr_reference=snr_reference, bits=bits, quant_range=quant_range, gain=gain,
                                 offset=offset)
             return _simulate_windowed(src, lr_path, op, crop=crop, seed=seed, block=block or 1024)
+        src.close()
     try:
-        hr = read_raster(hr_path, band_list, dn_scale=dn_scale)
+        hr = read_raster(hr_path, band_list, dn_scale=dn_scale, dn_offset=dn_offset)
     except Exception as e:  # fall back to positional bands when the file has no such descriptions
         from eosr.errors import DataError
 
         if not isinstance(e, DataError) or band_list is None or "no band described" not in str(e):
             raise
-        hr = read_raster(hr_path, None, dn_scale=dn_scale)
+        hr = read_raster(hr_path, None, dn_scale=dn_scale, dn_offset=dn_offset)
         if hr.shape[0] != len(band_list):
             raise SensorError(f"{len(band_list)} bands named for a file of {hr.shape[0]} bands") from None
-    op = build_operator(sensor, band_list, r, hr.shape[0], mtf=mtf, wald=wald, noise_sigma=noise, snr=snr,
+    op = build_operator(sensor, band_list or (hr.band_names if hr.described else None), r, hr.shape[0], mtf=mtf,
+                        wald=wald, noise_sigma=noise, snr=snr,
                         snr_reference=snr_reference, bits=bits, quant_range=quant_range, gain=gain, offset=offset)
     data = hr.data
     h, w = data.shape[-2:]
@@ -129,7 +149,8 @@ def simulate_file(
             raise ScaleError(f"HR size {h}x{w} is not divisible by the scale {r} (use --crop)")
         data = op.crop(data)
     names = list(op.bands) if op.bands else hr.band_names
-    tags = {"eosr_version": __version__, "eosr_operator": json.dumps(op.describe()), "eosr_seed": seed}
+    tags = {"eosr_version": __version__, "eosr_operator": json.dumps(op.describe()), "eosr_seed": seed,
+            **_crop_tag(h, w, r)}
     transform = lr_transform(hr.transform, r)
     out_kw: dict[str, Any] = dict(crs=hr.crs, transform=transform, band_names=names, dtype=hr.dtype,
                                   dn_scale=hr.dn_scale, dn_offset=hr.dn_offset, nodata=hr.nodata)
@@ -148,6 +169,13 @@ def simulate_file(
     with atomic_path(folder / "frames.json") as tmp:
         tmp.write_text(json.dumps(meta, indent=2))
     return folder
+
+
+def _crop_tag(h: int, w: int, r: int) -> dict[str, str]:
+    """``eosr_hr_window`` when the HR was cropped to a multiple of the scale (the LR covers only that)."""
+    if not (h % r or w % r):
+        return {}
+    return {"eosr_hr_window": f"rows 0:{h - h % r}, columns 0:{w - w % r} of the {h}x{w} HR"}
 
 
 def psf_halo_lr(op: Degradation) -> int:
@@ -179,7 +207,7 @@ def _simulate_windowed(src: Any, lr_path: str | os.PathLike[str], op: Degradatio
     dtype = src.dtype if is_int or src.dtype == "float32" else "float32"
     nodata = src.out_nodata if src.out_nodata is not None or is_int else float("nan")
     tags = {"eosr_version": __version__, "eosr_operator": json.dumps(op.describe()), "eosr_seed": seed,
-            "eosr_windowed": f"block {block} LR px, noise seeded per block"}
+            "eosr_windowed": f"block {block} LR px, noise seeded per block", **_crop_tag(src.height, src.width, r)}
     halo = psf_halo_lr(op)
     out = Path(lr_path)
     check_writable(out)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from eosr.errors import DataError, GeoError, ScaleError
-from eosr.io.raster import check_grids, default_dn_scale
+from eosr.io.raster import check_grids, is_georeferenced, open_quietly, resolve_radiometry
 from eosr.sensors import normalise_band_name
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
@@ -44,6 +44,8 @@ class SceneSource:
     nodata: tuple[float | None, ...]  # per file
     dn_scale: float
     dn_offset: float
+    radiometry: str = "explicit"
+    georeferenced: bool = True
     _handles: dict[int, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -99,11 +101,10 @@ class SceneSource:
 
 
 def _open(path: str | os.PathLike[str]) -> Any:
-    import rasterio
     from rasterio.errors import RasterioError
 
     try:
-        return rasterio.open(path)
+        return open_quietly(path)
     except RasterioError as e:
         raise DataError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
 
@@ -118,8 +119,12 @@ def _check_dtype(path: Any, dtype: str) -> None:
         raise DataError(f"{path}: unsupported data type {dtype} (supported: {', '.join(SUPPORTED_DTYPES)})")
 
 
-def open_source(path: str | os.PathLike[str], bands: Sequence[str | int] | None = None) -> SceneSource:
+def open_source(path: str | os.PathLike[str], bands: Sequence[str | int] | None = None, *,
+                dn_scale: float | None = None, dn_offset: float | None = None) -> SceneSource:
     """Open a GeoTIFF or a folder of single-band files (``*_B05.tif``) for windowed reading.
+
+    DN -> reflectance follows :func:`eosr.io.raster.resolve_radiometry` (explicit ``dn_scale`` /
+    ``dn_offset`` first, then the files' metadata, the Sentinel-2 naming convention, float as is).
 
     GeoTIFF: ``bands`` selects by 1-based index or by band description (``B5`` == ``B05``); when the
     file has no band descriptions, names in ``bands`` label the file's bands in order (their count
@@ -130,7 +135,7 @@ def open_source(path: str | os.PathLike[str], bands: Sequence[str | int] | None 
     if not p.exists():
         raise DataError(f"input not found: {p}")
     if p.is_dir():
-        return _open_folder(p, bands)
+        return _open_folder(p, bands, dn_scale, dn_offset)
     with _open(p) as ds:
         _check_dtype(p, ds.dtypes[0])
         if len(set(ds.dtypes)) > 1:
@@ -159,13 +164,18 @@ def open_source(path: str | os.PathLike[str], bands: Sequence[str | int] | None 
                     raise DataError(f"{p}: no band described as {b!r} (bands: {', '.join(d or '?' for d in desc)})")
                 idx.append(desc.index(key) + 1)
                 names.append(key)
-        s, o = default_dn_scale(ds.dtypes[0], [ds.scales[i - 1] for i in idx], [ds.offsets[i - 1] for i in idx])
         descriptions = tuple(ds.descriptions[i - 1] or "" for i in idx)
+        labels = list(descriptions) if all(descriptions) else ([p.stem] if len(idx) == 1 else [])
+        rad = resolve_radiometry(str(p), ds.dtypes[0], scales=[ds.scales[i - 1] for i in idx],
+                                 offsets=[ds.offsets[i - 1] for i in idx], labels=labels, dn_scale=dn_scale,
+                                 dn_offset=dn_offset)
         return SceneSource((str(p),), tuple((0, i) for i in idx), tuple(names), descriptions, ds.height, ds.width,
-                           ds.crs, ds.transform, ds.dtypes[0], (ds.nodata,), s, o)
+                           ds.crs, ds.transform, ds.dtypes[0], (ds.nodata,), rad.dn_scale, rad.dn_offset, rad.rule,
+                           is_georeferenced(ds))
 
 
-def _open_folder(p: Path, bands: Sequence[str | int] | None) -> SceneSource:
+def _open_folder(p: Path, bands: Sequence[str | int] | None, dn_scale: float | None = None,
+                 dn_offset: float | None = None) -> SceneSource:
     files = {}
     for f in sorted(p.iterdir()):
         if f.suffix.lower() in (".tif", ".tiff") and (name := _file_band_name(f)):
@@ -189,6 +199,8 @@ def _open_folder(p: Path, bands: Sequence[str | int] | None) -> SceneSource:
             grid = (str(ds.crs), tuple(round(v, 6) for v in ds.transform[:6]), ds.height, ds.width)
             grids.setdefault(grid, []).append(name)
             info[name] = (ds.dtypes[0], ds.nodata, ds.scales[0], ds.offsets[0], ds.crs, ds.transform)
+            if not is_georeferenced(ds):
+                raise GeoError(f"{files[name]}: a band folder needs georeferenced files")
     if len(grids) > 1:
         groups = "; ".join(f"{abs(k[1][0]):g} m {k[2]}x{k[3]}: {','.join(v)}" for k, v in grids.items())
         raise GeoError(f"{p}: the bands lie on different grids ({groups}); choose one group with --bands")
@@ -196,10 +208,12 @@ def _open_folder(p: Path, bands: Sequence[str | int] | None) -> SceneSource:
     if len(dtypes) > 1:
         raise DataError(f"{p}: band files of different data types {sorted(dtypes)}")
     (grid,) = grids
-    dt, _, sc, off, crs, tr = info[sel[0]]
-    s, o = default_dn_scale(dt, [sc], [off])
+    dt, _, _, _, crs, tr = info[sel[0]]
+    rad = resolve_radiometry(str(p), dt, scales=[info[n][2] for n in sel], offsets=[info[n][3] for n in sel],
+                             labels=[files[n].stem for n in sel], dn_scale=dn_scale, dn_offset=dn_offset)
     return SceneSource(tuple(str(files[n]) for n in sel), tuple((k, 1) for k in range(len(sel))), tuple(sel),
-                       tuple(sel), grid[2], grid[3], crs, tr, dt, tuple(info[n][1] for n in sel), s, o)
+                       tuple(sel), grid[2], grid[3], crs, tr, dt, tuple(info[n][1] for n in sel), rad.dn_scale,
+                       rad.dn_offset, rad.rule)
 
 
 @dataclass
@@ -243,7 +257,8 @@ class PackedSource:
         self.s20.close()
 
 
-def open_multires(path: str | os.PathLike[str], bands_10m: Sequence[str], bands_20m: Sequence[str]) -> PackedSource:
+def open_multires(path: str | os.PathLike[str], bands_10m: Sequence[str], bands_20m: Sequence[str], *,
+                  dn_scale: float | None = None, dn_offset: float | None = None) -> PackedSource:
     """Open the 10 m and 20 m bands of a band folder as one :class:`PackedSource` on the 20 m grid.
 
     The groups must share CRS, origin and footprint with exactly twice the pixel size (GDAL pixel-is-area).
@@ -251,7 +266,8 @@ def open_multires(path: str | os.PathLike[str], bands_10m: Sequence[str], bands_
     p = Path(path)
     if not p.is_dir():
         raise DataError(f"a multi-resolution model needs a folder of band files (*_B05.tif), got {p}")
-    s10, s20 = _open_folder(p, list(bands_10m)), _open_folder(p, list(bands_20m))
+    s10 = _open_folder(p, list(bands_10m), dn_scale, dn_offset)
+    s20 = _open_folder(p, list(bands_20m), dn_scale, dn_offset)
     try:
         check_grids(s10, s20, 2, names=("10 m bands", "20 m bands"))
     except (GeoError, ScaleError) as e:

@@ -75,6 +75,33 @@ def _resolve(model: Any, source_names: Sequence[str], n_bands: int, scale: Any) 
     return model
 
 
+def _with_operator(model: Any, operator: str | None, sensor: str | None, in_path: Any, src: Any, scale: Any) -> Any:
+    """Back-projection built with the chosen operator (option > the input's eosr_operator tag > its default)."""
+    from eosr.degrade.resolve import TAG, resolve_operator
+    from eosr.io.raster import open_quietly
+    from eosr.models.backprojection import BackProjection
+
+    is_bp = isinstance(model, BackProjection) or (isinstance(model, str) and model.strip().lower() == "backprojection")
+    if not is_bp:
+        if operator is not None:
+            name = model if isinstance(model, str) else model.spec.name
+            raise ModelError(f"--operator applies to physics-based models (backprojection); {name} uses the "
+                             "operator it was trained with")
+        return model
+    tag = None
+    if Path(in_path).is_file():
+        with open_quietly(in_path) as ds:
+            tag = ds.tags().get(TAG)
+    r = check_scale(scale) if scale is not None else None
+    names = list(src.band_names) if _described(src.band_names) else None
+    choice = resolve_operator(operator, sensor=sensor, bands=names, scale=r if r is not None or operator is None else 2,
+                              n_bands=src.count, tag=tag, default=None)
+    if choice.operator is None:
+        return model
+    kw = dict(model.spec.extra.get("options", {})) if isinstance(model, BackProjection) else {}
+    return BackProjection(choice.operator.scale, names, src.count, operator=choice.operator, **kw)
+
+
 def _multires(model: Any, scale: Any, bands: Sequence[str | int] | None) -> Any:
     """The packed single-input form of a Sentinel-2 multi-resolution model, or None for other models.
 
@@ -245,6 +272,10 @@ def super_resolve(
     output_dtype: str | None = None,
     progress: bool = True,
     self_ensemble: bool | None = None,
+    dn_scale: float | None = None,
+    dn_offset: float | None = None,
+    operator: str | None = None,
+    sensor: str | None = None,
 ) -> Path:
     """Super-resolve a GeoTIFF (or a folder of band files) window by window into a GeoTIFF / COG.
 
@@ -255,7 +286,11 @@ def super_resolve(
     ``in_path`` themselves, so it must be visible to them. ``output_dtype``: None keeps the input
     type and DN scale, "float32" writes reflectance. ``self_ensemble`` (True / False) overrides a model's
     geometric self-ensemble (8 passes per tile; :func:`eosr.models.base.dihedral_ensemble`); None keeps the
-    model's own setting. Returns the output path.
+    model's own setting. ``dn_scale``/``dn_offset``: DN -> reflectance, else resolved from the input
+    (:func:`eosr.io.raster.resolve_radiometry`). ``operator`` (``"full"``, ``"wald"`` or a sensor file, with
+    ``sensor`` for the first two) sets the operator of a physics-based model (back-projection); without it
+    such a model uses the input's ``eosr_operator`` tag (written by ``eosr simulate``), else its default.
+    Returns the output path.
     """
     import rasterio
 
@@ -270,10 +305,12 @@ def super_resolve(
         from eosr.scene.source import open_multires
 
         model = packed
-        src: Any = open_multires(in_path, packed.inner.spec.extra["bands_10m"], packed.inner.spec.extra["bands_20m"])
+        src: Any = open_multires(in_path, packed.inner.spec.extra["bands_10m"], packed.inner.spec.extra["bands_20m"],
+                                 dn_scale=dn_scale, dn_offset=dn_offset)
         out_names = list(packed.spec.bands)
     else:
-        src = open_source(in_path, bands)
+        src = open_source(in_path, bands, dn_scale=dn_scale, dn_offset=dn_offset)
+        model = _with_operator(model, operator, sensor, in_path, src, scale)
         model = _resolve(model, src.band_names, src.count, scale)
         out_names = [src.descriptions[b] or (src.band_names[b] if _described(src.band_names) else "")
                      for b in range(src.count)]
