@@ -86,10 +86,12 @@ class PixelStats:
         return float(self.sse.sum() / max(int(self.n.sum()), 1)) if self.n.sum() else math.nan, self._div(self.sse)
 
     def psnr(self, data_range: float = 1.0) -> tuple[float, np.ndarray]:
-        """PSNR in dB from the pooled MSE (inf for a perfect match), and per band."""
+        """PSNR in dB from the pooled MSE, and per band, with eosr's one cap (:func:`eosr.metrics.base.psnr_db`:
+        120 dB for a perfect match)."""
+        from eosr.metrics.base import psnr_db
+
         v, pb = self.mse()
-        with np.errstate(divide="ignore"):
-            return float(10 * np.log10(data_range**2 / np.float64(v))), 10 * np.log10(data_range**2 / pb)
+        return float(psnr_db(float(v), data_range)), np.asarray(psnr_db(np.asarray(pb, np.float64), data_range))
 
     def rmse(self) -> tuple[float, np.ndarray]:
         """Pooled and per-band RMSE."""
@@ -120,7 +122,7 @@ class PixelStats:
 
         extra = {"n_valid": int(self.n.sum()), "aggregation": "pooled over tiles"}
         out = {
-            "psnr": MetricResult(PSNR, *self.psnr(data_range), dict(extra)),
+            "psnr": _capped(MetricResult(PSNR, *self.psnr(data_range), dict(extra))),
             "rmse": MetricResult(RMSE, *self.rmse(), dict(extra)),
             "mae": MetricResult(MAE, *self.mae(), dict(extra)),
             "sam_deg": MetricResult(SAM, self.sam_deg(), np.zeros(0), {"n_valid": self.sam_n}),
@@ -163,3 +165,13 @@ def windowed_pixel_stats(
     finally:
         sr.close()
         hr.close()
+
+
+def _capped(r: Any) -> Any:
+    """Flag a PSNR at the cap (``extra["capped"]``), as the whole-image metrics do."""
+    from eosr.metrics.base import psnr_capped
+
+    if psnr_capped(r.value) or psnr_capped(r.per_band):
+        r.extra["capped"] = True
+    return r
+
