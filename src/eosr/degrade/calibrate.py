@@ -40,7 +40,7 @@ from eosr.degrade.kernels import (
     taps_mtf,
     trim,
 )
-from eosr.degrade.operator import Degradation, _recentre
+from eosr.degrade.operator import Degradation, _recentre, pad_stack
 from eosr.errors import ConfigError, DataError, GeoError, ScaleError, SensorError, ShapeError
 from eosr.physics.psf import check_scale, mtf_from_sigma
 from eosr.physics.registration import estimate_shift
@@ -797,14 +797,7 @@ class CalibratedDegradation(Degradation):
             return replace(self, kernels=tuple(ks), scale=1)._base_stack(c, 1, dtype)
         if self.shift != (0.0, 0.0) or stride % 2:
             return super()._kernel_stack(c, stride, dtype)
-        size = max(max(k.shape) for k in ks)
-        if (size - stride) % 2:
-            size += 1
-        out = np.zeros((c, size, size))
-        for i, k in enumerate(ks):
-            oy, ox = (size - k.shape[0]) // 2, (size - k.shape[1]) // 2
-            out[i, oy : oy + k.shape[0], ox : ox + k.shape[1]] = k
-        return torch.tensor(out, dtype=dtype)
+        return pad_stack(ks, stride, dtype)
 
     def _base_stack(self, c: int, stride: int, dtype: torch.dtype) -> torch.Tensor:
         return Degradation._kernel_stack(self, c, stride, dtype)

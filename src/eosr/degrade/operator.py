@@ -155,14 +155,7 @@ class Degradation:
     def _kernel_stack(self, c: int, stride: int, dtype: torch.dtype) -> torch.Tensor:
         neg = (-self.shift[0], -self.shift[1])
         ks = [_recentre(k, stride, neg) for k in self._band_values(self.kernels or (), c)]
-        size = max(max(k.shape) for k in ks)
-        if (size - stride) % 2:
-            size += 1
-        out = np.zeros((c, size, size))
-        for i, k in enumerate(ks):
-            oy, ox = (size - k.shape[0]) // 2, (size - k.shape[1]) // 2
-            out[i, oy : oy + k.shape[0], ox : ox + k.shape[1]] = k
-        return torch.tensor(out, dtype=dtype)
+        return pad_stack(ks, stride, dtype)
 
     def _band_values(self, vals: Sequence[Any], c: int) -> list[Any]:
         if len(vals) == c:
@@ -283,6 +276,18 @@ class Degradation:
         except (KeyError, TypeError, ValueError) as e:
             raise SensorError(f"not an operator description ({type(e).__name__}: {e})") from None
         raise SensorError(f"an operator description with psf {d.get('psf')!r} and no kernels cannot be rebuilt")
+
+
+def pad_stack(ks: Sequence[np.ndarray], stride: int, dtype: torch.dtype) -> torch.Tensor:
+    """Per-band kernels zero-padded, centred, into one (C, S, S) stack with S - stride even."""
+    size = max(max(k.shape) for k in ks)
+    if (size - stride) % 2:
+        size += 1
+    out = np.zeros((len(ks), size, size))
+    for i, k in enumerate(ks):
+        oy, ox = (size - k.shape[0]) // 2, (size - k.shape[1]) // 2
+        out[i, oy : oy + k.shape[0], ox : ox + k.shape[1]] = k
+    return torch.tensor(out, dtype=dtype)
 
 
 def _check_kernel(k: Any) -> np.ndarray:
