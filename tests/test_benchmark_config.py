@@ -134,3 +134,24 @@ def test_cache_key_follows_the_checkpoint_weights(tmp_path, monkeypatch) -> None
     save_checkpoint(get_model("carn_m", scale=2, n_bands=4), tmp_path / "mynet")
     assert load_method(MethodConfig(name="mynet")).key != k1
     assert load_method(MethodConfig(name="bicubic")).key == load_method(MethodConfig(name="bicubic")).key
+
+
+def test_operator_file_and_dn_scale_keys(tmp_path: Path) -> None:
+    """``operator`` takes a sensor file (relative to the config); ``dn_scale``/``dn_offset`` reach the reader."""
+    from eosr.benchmark.datasets import operator_for
+    from eosr.degrade import Degradation
+    from eosr.sensors import get_sensor
+
+    s2 = get_sensor("sentinel2")
+    (tmp_path / "s.toml").write_text(f'name = "mys2"\n[[bands]]\nname = "B02"\ngsd_m = 10\nmtf_nyquist = 0.25\n'
+                                     f'center_nm = {s2.band("B02").center_nm}\n')
+    cfg = parse_config({"methods": [{"name": "bicubic"}],
+                        "datasets": [{"name": "d", "path": str(BEN), "bands": ["B02"], "operator": "s.toml",
+                                      "dn_scale": 1e-4}]}, base_dir=tmp_path)
+    d = cfg.datasets[0]
+    assert d.operator == str(tmp_path / "s.toml") and d.dn_scale == 1e-4
+    want = Degradation.from_mtf(0.25, 2)
+    assert operator_for(d).sigmas == pytest.approx(want.sigmas)
+    with pytest.raises(ConfigError, match="operator"):
+        parse_config({"methods": [{"name": "bicubic"}],
+                      "datasets": [{"name": "d", "path": str(BEN), "operator": "sharp"}]}, base_dir=tmp_path)

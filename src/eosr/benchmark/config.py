@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from eosr._deprecation import renamed_keys
 from eosr.data.samples import resolve
+from eosr.degrade.resolve import check_mode
 from eosr.errors import ConfigError, DataError, EosrError
 
 DatasetKind = Literal["wald", "pairs", "lr", "samples", "reader"]
@@ -87,8 +88,10 @@ class DatasetConfig(BaseModel):
     sensor: str = "sentinel2"
     bands: list[str] | None = None
     scale: int = Field(default=2, ge=1, le=16)
-    operator: Literal["wald", "full"] = "wald"
+    operator: str = "wald"  # "wald", "full" or a sensor file (.toml, relative to the config)
     noise_sigma: float = Field(default=0.0, ge=0.0)
+    dn_scale: float | None = None  # DN -> reflectance of the dataset's integer files (else resolved per file)
+    dn_offset: float | None = None
     limit: int | None = Field(default=None, ge=1)
     reader: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
@@ -197,6 +200,13 @@ def parse_config(data: dict[str, Any], base_dir: str | Path = ".", source: str =
         raise ConfigError(format_validation_error(e, source)) from None
     base = Path(base_dir)
     for d in cfg.datasets:
+        if d.operator not in ("wald", "full"):  # a sensor / calibration file
+            op_path = Path(d.operator)
+            d.operator = str(op_path if op_path.is_absolute() else (base / op_path).resolve())
+            try:
+                check_mode(d.operator)
+            except EosrError as e:
+                raise ConfigError(f"{source}: datasets.{d.name}.operator: {e}") from None
         if d.path is not None:  # ``sample:NAME`` names a built-in real sample (eosr.data.samples)
             try:
                 d.path = Path(resolve(str(d.path), base))

@@ -60,11 +60,13 @@ def dataset_bands(d: DatasetConfig) -> list[str]:
 
 
 def operator_for(d: DatasetConfig) -> Any:
-    """The degradation operator of a dataset (sensor PSF per band at the dataset's scale)."""
-    from eosr.degrade.operator import Degradation
+    """The degradation operator of a dataset (``operator``: the sensor's Wald or full PSF per band at the
+    dataset's scale, or a sensor/calibration file; :func:`eosr.degrade.resolve.resolve_operator`)."""
+    from eosr.degrade.resolve import resolve_operator
 
-    return Degradation.from_sensor(d.sensor, dataset_bands(d), d.scale, wald=d.operator == "wald",
-                                   noise_sigma=d.noise_sigma)
+    op = resolve_operator(d.operator, sensor=d.sensor, bands=dataset_bands(d), scale=d.scale).operator
+    assert op is not None
+    return op.with_options(noise_sigma=d.noise_sigma) if d.noise_sigma else op
 
 
 def samples_dir() -> Path:
@@ -168,15 +170,15 @@ def dataset_key(d: DatasetConfig, refs: list[ImageRef]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _read(path: Path, bands: list[str] | None) -> np.ndarray:
+def _read(path: Path, bands: list[str] | None, d: DatasetConfig) -> np.ndarray:
     from eosr.io.raster import read_raster
 
     try:
-        return read_raster(path, bands).data
-    except DataError:
-        if bands is None:
+        return read_raster(path, bands, dn_scale=d.dn_scale, dn_offset=d.dn_offset).data
+    except DataError as e:
+        if bands is None or "no band described" not in str(e):
             raise
-        r = read_raster(path)  # no band descriptions: take the first bands in order
+        r = read_raster(path, dn_scale=d.dn_scale, dn_offset=d.dn_offset)  # undescribed: the first bands in order
         if r.data.shape[0] < len(bands):
             raise DataError(f"{path}: {r.data.shape[0]} bands, the dataset needs {len(bands)}") from None
         return r.data[: len(bands)]
@@ -195,10 +197,11 @@ def load_sample(d: DatasetConfig, ref: ImageRef, index: int = 0) -> Sample:
     elif set(ref.files) - {"hr", "lr"}:
         from eosr.io.raster import read_raster
 
-        hr = np.stack([read_raster(ref.files[b]).data[0] for b in bands])
+        hr = np.stack([read_raster(ref.files[b], dn_scale=d.dn_scale, dn_offset=d.dn_offset).data[0]
+                       for b in bands])
     else:
-        hr = _read(ref.files["hr"], bands) if "hr" in ref.files else None
-        lr = _read(ref.files["lr"], bands) if "lr" in ref.files else None
+        hr = _read(ref.files["hr"], bands, d) if "hr" in ref.files else None
+        lr = _read(ref.files["lr"], bands, d) if "lr" in ref.files else None
     if hr is not None and lr is None:
         hr = np.asarray(op.crop(hr), dtype=np.float32)
         lr = np.asarray(op(hr, seed=index) if op.has_noise else op.downsample(hr), dtype=np.float32)
