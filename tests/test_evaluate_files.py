@@ -228,3 +228,22 @@ def test_no_library_warning_reaches_the_terminal(tmp_path: Path) -> None:
     assert p.returncode == 0 and p.stderr == "", p.stderr
     with pytest.raises(ScaleError):
         evaluate_files(tmp_path / "sr.png", lr=tmp_path / "hr.png", dn_scale=0.004)
+
+
+def test_calibrated_operator_survives_the_tag() -> None:
+    """A fitted (block-centred, signed) kernel described in an eosr_operator tag is rebuilt exactly."""
+    import torch
+
+    from eosr.data.s2bands import read_s2_band_folder
+    from eosr.degrade.calibrate import CalibratedDegradation
+    from eosr.degrade.kernels import family_taps
+    from eosr.degrade.resolve import operator_from_tag
+
+    t = np.asarray(family_taps("keys", 2, 8), np.float64)
+    t = np.concatenate([[0.0], t])  # even taps stored odd-sized with a leading zero, as calibrate does
+    op = CalibratedDegradation(scale=2, kernels=(np.outer(t, t),))
+    back = operator_from_tag(json.dumps(op.describe()))
+    assert isinstance(back, CalibratedDegradation)
+    x = torch.from_numpy(np.asarray(read_s2_band_folder(BEN / "S2A_MSIL2A_20170613T101031_87_48")[10].data[:1],
+                                    np.float64))
+    np.testing.assert_allclose(np.asarray(back(x)), np.asarray(op(x)), atol=1e-8)

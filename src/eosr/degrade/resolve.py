@@ -57,7 +57,12 @@ def operator_from_tag(tag: str | None) -> Degradation | None:
         d = json.loads(tag)
     except json.JSONDecodeError:
         raise SensorError(f"unreadable {TAG} tag: {tag[:60]!r}") from None
-    op = Degradation.from_description(d)
+    cls: type[Degradation] = Degradation
+    if isinstance(d, dict) and d.get("block_centred"):  # fitted taps applied as stored (eosr calibrate)
+        from eosr.degrade.calibrate import CalibratedDegradation
+
+        cls = CalibratedDegradation
+    op = cls.from_description(d)
     return op.with_options(noise_sigma=0.0, snr=None)
 
 
