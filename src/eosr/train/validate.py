@@ -41,7 +41,10 @@ def noisy_lr(lr: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
 
 
 def _psnr(mse: float) -> float:
-    return math.inf if mse <= 0 else -10.0 * math.log10(mse)
+    """PSNR of reflectance (data range 1) with eosr's one cap (:func:`eosr.metrics.base.psnr_db`, 120 dB)."""
+    from eosr.metrics.base import psnr_db
+
+    return float(psnr_db(float(mse), 1.0))
 
 
 def evaluate_model(
