@@ -70,12 +70,13 @@ class PSFFit:
         )
 
 
-def _np(x: Any) -> np.ndarray:
+def _np(x: Any, name: str = "an array") -> np.ndarray:
+    """``x`` (NumPy or torch, (C, H, W) or (H, W)) as a float64 (C, H, W) array; one-line ShapeError otherwise."""
     a = np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, dtype=np.float64)
     if a.ndim == 2:
         a = a[None]
     if a.ndim != 3:
-        raise ShapeError(f"calibration needs (C, H, W) arrays, got shape {a.shape}")
+        raise ShapeError(f"calibration needs (C, H, W) arrays, got {name} of shape {a.shape}")
     return a
 
 
@@ -595,8 +596,8 @@ def coarse_offset(hr: np.ndarray, lr: np.ndarray, scale: int, prior: tuple[float
     returned as ``prior``'s integer part plus r times the LR-pixel shift found.
     """
     r = check_scale(scale)
-    h = _as3(hr, "HR")
-    lo = _as3(lr, "LR")
+    h = _np(hr, "HR")
+    lo = _np(lr, "LR")
     oy, ox = int(math.floor(0.5 - prior[0])), int(math.floor(0.5 - prior[1]))  # HR index of LR block 0
     i0, i1 = max(0, -(oy // r)), min(lo.shape[1], (h.shape[1] - oy) // r)
     j0, j1 = max(0, -(ox // r)), min(lo.shape[2], (h.shape[2] - ox) // r)
@@ -610,15 +611,6 @@ def coarse_offset(hr: np.ndarray, lr: np.ndarray, scale: int, prior: tuple[float
         ref = ref if d.shape[0] == ref.shape[0] else ref.mean(0, keepdims=True)
     sy, sx = estimate_shift(d, ref)
     return r * sy - oy, r * sx - ox
-
-
-def _as3(x: Any, name: str) -> np.ndarray:
-    a = np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, dtype=np.float64)
-    if a.ndim == 2:
-        a = a[None]
-    if a.ndim != 3:
-        raise ShapeError(f"calibration needs (C, H, W) arrays, got {name} of shape {a.shape}")
-    return a
 
 
 def calibrate_pair(
@@ -655,7 +647,7 @@ def calibrate_pair(
     """
     t_start = time.perf_counter()
     r = check_scale(scale)
-    h, lo = _as3(hr, "HR"), _as3(lr, "LR")
+    h, lo = _np(hr, "HR"), _np(lr, "LR")
     if h.shape[0] not in (1, lo.shape[0]):
         raise ShapeError(f"HR has {h.shape[0]} bands and LR {lo.shape[0]}: give as many, or one HR band")
     bad_fam = [f for f in families if f not in FAMILIES]
