@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import HVN2, SAT, call_cli
+from conftest import BEN, HVN2, SAT, call_cli
 from eosr.data.matfiles import read_hvn2_mat
 from eosr.degrade import Degradation
-from eosr.degrade.calibrate import Calibration, calibrate_pair, operator_from_file
+from eosr.degrade.calibrate import Calibration, calibrate_pair, check_operator, operator_from_file
 from eosr.degrade.kernels import family_taps, taps_mtf
 from eosr.errors import ScaleError, SensorError, ShapeError
 from eosr.sensors import get_sensor, load_sensor
@@ -213,3 +213,109 @@ def test_cli_bad_input_one_line_exit_2(landsat_crops: Path, capsys: pytest.Captu
 def test_cli_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert call_cli(["calibrate", str(tmp_path / "a.tif"), str(tmp_path / "b.tif"), "--dn-scale", "1"]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ stated operator
+def test_check_operator_separates_the_true_kernel_from_wrong_ones(
+        reykjavik: tuple[Calibration, np.ndarray, np.ndarray]) -> None:
+    """The Reykjavik set is MATLAB bicubic: the calibrated operator explains it as well as the fit; a
+    Gaussian of the same MTF (0.49) needs a 5 % gain and leaves 3e-3 of residual: it disagrees."""
+    cal, hr, lr = reykjavik
+    same = check_operator(hr, lr, cal.operator(), cal)
+    assert same.consistent and all(abs(b["excess"]) < 0.05 and b["gain"] == pytest.approx(1, abs=1e-4)
+                                   for b in same.bands)
+    gauss = check_operator(hr, lr, Degradation.from_mtf(0.49, 2), cal)
+    assert not gauss.consistent and all(b["residual_rms"] > 1e-3 and b["gain"] > 1.02 for b in gauss.bands)
+    assert "DISAGREES" in gauss.table() and gauss.as_dict()["consistent"] is False
+    with pytest.raises(ScaleError, match="scale 3"):
+        check_operator(hr, lr, Degradation.from_mtf(0.49, 3), cal)
+
+
+@pytest.fixture(scope="module")
+def s2_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A real BigEarthNet 10 m patch (float32 reflectance, band names) and its LR from ``eosr simulate``
+    (full Sentinel-2 PSF, noise 0.002): the LR carries the operator in its eosr_operator tag."""
+    import rasterio
+
+    from eosr.data.s2bands import read_s2_band_folder
+
+    st = read_s2_band_folder(BEN / "S2A_MSIL2A_20170613T101031_87_48")[10]
+    d = tmp_path_factory.mktemp("s2pair")
+    hr = d / "hr.tif"
+    with rasterio.open(hr, "w", driver="GTiff", width=120, height=120, count=4, dtype="float32", crs=st.crs,
+                       transform=st.transform) as o:
+        o.write(np.asarray(st.data, np.float32))
+        for i, b in enumerate(st.band_names):
+            o.set_band_description(i + 1, b)
+    assert call_cli(["simulate", str(hr), str(d / "lr.tif"), "--sensor", "sentinel2", "--operator", "full",
+                     "--noise", "0.002"]) == 0
+    return hr, d / "lr.tif"
+
+
+def test_cli_scores_the_tagged_operator_and_a_stated_one(s2_pair: tuple[Path, Path], tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    hr, lr = s2_pair
+    capsys.readouterr()
+    j = tmp_path / "c.json"
+    assert call_cli(["calibrate", str(hr), str(lr), "--n-boot", "20", "--json", str(j)]) == 0
+    out = capsys.readouterr().out
+    assert "stated operator (tag, from the tag)" in out
+    doc = json.loads(j.read_text())["stated_operator"]
+    assert doc["source"] == "tag" and doc["consistent"] is True and len(doc["bands"]) == 4
+    assert all(abs(b["gain"] - 1) < 0.02 and abs(b["excess"]) < 0.1 for b in doc["bands"])
+    # Wald's extra blur is far narrower than the sensor PSF that made this LR: it disagrees
+    assert call_cli(["calibrate", str(hr), str(lr), "--n-boot", "20", "--json", str(j), "--operator", "wald",
+                     "--sensor", "sentinel2"]) == 0
+    assert "DISAGREES" in capsys.readouterr().out
+    doc = json.loads(j.read_text())["stated_operator"]
+    assert doc["source"] == "option" and doc["mode"] == "wald" and doc["consistent"] is False
+    assert doc["operator"]["description"].startswith("sentinel2 Wald")
+
+
+def test_cli_sensor_file_round_trip_scores_consistent(landsat_crops: Path, capsys: pytest.CaptureFixture[str],
+                                                     tmp_path: Path) -> None:
+    pan, ms = str(landsat_crops / "pan_clear.tif"), str(landsat_crops / "b4_clear.tif")
+    s, j = tmp_path / "l8.toml", tmp_path / "c.json"
+    common = ["--register", "--dn-scale", "2e-5", "--dn-offset", "-0.1", "--n-boot", "20"]
+    assert call_cli(["calibrate", pan, ms, *common, "--write-sensor", str(s)]) == 0
+    assert call_cli(["calibrate", pan, ms, *common, "--operator", str(s), "--json", str(j)]) == 0
+    doc = json.loads(j.read_text())["stated_operator"]
+    assert doc["mode"] == str(s) and doc["consistent"] is True
+    assert abs(doc["bands"][0]["excess"]) < 0.01 and doc["bands"][0]["shift_applied_px"] == [0.0, 0.0]
+    capsys.readouterr()
+    assert call_cli(["calibrate", pan, ms, *common, "--operator", "full"]) == 2
+    assert "needs a sensor" in capsys.readouterr().err
+
+
+def test_cli_mask_on_the_lr_or_hr_grid(s2_pair: tuple[Path, Path], tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A validity raster (non-zero = use) on either grid leaves pixels out of the fit; the masked share is
+    reported; a mask on neither grid is a one-line error."""
+    import rasterio
+
+    hr, lr = s2_pair
+    for n, grid in ((60, lr), (120, hr)):
+        m = np.ones((n, n), np.uint8)
+        m[:, : n // 2 + n // 20] = 0  # the west half and a bit: > 50 % masked
+        path = tmp_path / f"m{n}.tif"
+        with rasterio.open(grid) as g, rasterio.open(path, "w", driver="GTiff", width=n, height=n, count=1,
+                                                     dtype="uint8", crs=g.crs, transform=g.transform) as o:
+            o.write(m[None])
+        j = tmp_path / f"c{n}.json"
+        assert call_cli(["calibrate", str(hr), str(lr), "--n-boot", "20", "--mask", str(path),
+                         "--json", str(j)]) == 0
+        b = json.loads(j.read_text())["bands"][0]
+        assert b["quality"]["masked_share"] > 0.5 and b["unreliable"] is True
+        assert any("masked" in r for r in b["reasons"])
+    with rasterio.open(lr) as g:
+        crs, t = g.crs, g.transform
+    for name, n, tr, needle in (("size", 50, t, "LR grid (60x60)"),
+                                ("shifted", 60, t * rasterio.Affine.translation(1, 0), "not on the same grid")):
+        bad = tmp_path / f"{name}.tif"
+        with rasterio.open(bad, "w", driver="GTiff", width=n, height=n, count=1, dtype="uint8", crs=crs,
+                           transform=tr) as o:
+            o.write(np.ones((1, n, n), np.uint8))
+        capsys.readouterr()
+        assert call_cli(["calibrate", str(hr), str(lr), "--mask", str(bad)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert needle in err and len(err.splitlines()) == 1

@@ -6,8 +6,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from eosr.io import Raster
 
 
 def register(app: typer.Typer) -> None:
@@ -29,9 +35,17 @@ def register(app: typer.Typer) -> None:
         families: str = typer.Option(
             "gaussian,keys,box,separable,separable_nonneg", "--families", help="kernel families to compare (BIC)"),
         n_boot: int = typer.Option(200, "--n-boot", help="block-bootstrap resamples for the uncertainties"),
+        operator: str = typer.Option(
+            None, "--operator",
+            help="also score a stated operator on the pair: 'full', 'wald' (with --sensor) or a sensor file; "
+                 "default: the LR file's eosr_operator tag, if any"),
+        sensor: str = typer.Option(None, "--sensor", help="sensor name or .toml for --operator full|wald"),
+        mask: Path = typer.Option(
+            None, "--mask", help="validity raster on the LR (or HR) grid, non-zero = use (e.g. clear sky)"),
     ) -> None:
         """Fit per-band PSF kernel, MTF at the LR Nyquist, shift, gain and bias of a real pair, with uncertainties."""
-        from eosr.degrade.calibrate import calibrate_pair, schema_version
+        from eosr.degrade.calibrate import calibrate_pair, check_operator, schema_version
+        from eosr.degrade.resolve import TAG, check_mode, resolve_operator
         from eosr.errors import GeoError, ScaleError, SensorError, ShapeError
         from eosr.io import check_pair, read_raster
         from eosr.io.raster import atomic_path
@@ -40,6 +54,7 @@ def register(app: typer.Typer) -> None:
             raise SensorError(f"--write-sensor needs a .toml path, got {write_sensor}")
         if dn_offset is not None and dn_scale is None:
             raise ScaleError("--dn-offset needs --dn-scale")
+        check_mode(operator)
         h = read_raster(hr, dn_scale=dn_scale, dn_offset=dn_offset)
         lo = read_raster(lr, dn_scale=dn_scale, dn_offset=dn_offset)
         if h.shape[0] not in (1, lo.shape[0]):
@@ -69,9 +84,10 @@ def register(app: typer.Typer) -> None:
             px = (lo.transform.c - h.transform.c) / h.transform.a
             prior = (-float(py), -float(px))
         fams = [f.strip() for f in families.split(",") if f.strip()]
+        exclude = _mask(mask, lo, h if not register_ else None, r) if mask is not None else None
         cal = calibrate_pair(
             h.data, lo.data, r, families=fams, band_names=lo.band_names, register=register_,
-            prior_shift=prior, n_boot=n_boot, hr_gsd_m=h.pixel_size[0] if georef else None,
+            prior_shift=prior, n_boot=n_boot, mask=exclude, hr_gsd_m=h.pixel_size[0] if georef else None,
             lr_gsd_m=lo.pixel_size[0] if georef else None)
         if register_:
             g = cal.registration
@@ -87,6 +103,16 @@ def register(app: typer.Typer) -> None:
                "radiometry": {"hr": {"dn_scale": h.dn_scale, "dn_offset": h.dn_offset, "rule": h.radiometry},
                               "lr": {"dn_scale": lo.dn_scale, "dn_offset": lo.dn_offset, "rule": lo.radiometry}},
                "georeferenced": georef, **cal.as_dict()}
+        choice = resolve_operator(operator, sensor=sensor, bands=lo.band_names if sensor is not None else None,
+                                  scale=r, n_bands=lo.shape[0], tag=lo.tags.get(TAG), default=None)
+        if choice.operator is not None:
+            chk = check_operator(h.data, lo.data, choice.operator, cal, mask=exclude)
+            typer.echo(f"\nstated operator ({choice.mode}, from the {choice.source}) on the same pixels, "
+                       "gain/bias refitted, the fit's sub-pixel shift applied:")
+            typer.echo(chk.table())
+            doc["stated_operator"] = {"mode": choice.mode, "source": choice.source, **chk.as_dict()}
+        if mask is not None:
+            doc["mask"] = str(mask)
         if write_sensor is not None:
             cal.write_sensor(write_sensor, description=f"calibrated x{r} operator from {hr.name} -> {lr.name}")
             doc["sensor_file"] = str(write_sensor)
@@ -94,3 +120,27 @@ def register(app: typer.Typer) -> None:
         if json_out is not None:
             with atomic_path(json_out) as tmp:
                 tmp.write_text(json.dumps(doc, indent=2, allow_nan=False))
+
+
+def _mask(path: Path, lo: Raster, hr: Raster | None, r: int) -> np.ndarray:
+    """Exclusion mask (h, w), True = leave out, from a validity raster (non-zero = use) on the LR grid,
+    or on the HR grid (``hr`` given: pixel-is-area, same origin): an LR pixel is used only if its whole
+    block is valid. A georeferenced mask must share the grid's origin and pixel size."""
+    import numpy as np
+
+    from eosr.errors import GeoError, ShapeError
+    from eosr.io import read_raster
+
+    v = read_raster(path, dn_scale=1.0)
+    if v.shape[0] != 1:
+        raise ShapeError(f"--mask needs one band, {path} has {v.shape[0]}")
+    ok = np.isfinite(v.data[0]) & (v.data[0] != 0)
+    h, w = int(lo.shape[1]), int(lo.shape[2])
+    for grid, shape in ((lo, (h, w)), (hr, (h * r, w * r))):
+        if grid is None or ok.shape != shape:
+            continue
+        if v.georeferenced and grid.georeferenced and not v.transform.almost_equals(grid.transform):
+            raise GeoError(f"--mask {path} is {shape[0]}x{shape[1]} but not on the same grid (origin, pixel size)")
+        return ~ok if grid is lo else ~ok.reshape(h, r, w, r).all(axis=(1, 3))
+    raise ShapeError(f"--mask is {ok.shape[0]}x{ok.shape[1]}; it must be on the LR grid ({h}x{w})"
+                     + ("" if hr is None else f" or the HR grid ({h * r}x{w * r})"))

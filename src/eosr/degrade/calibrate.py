@@ -769,6 +769,116 @@ def calibrate_pair(
     return Calibration(r, tuple(fits), reg, hr_gsd_m, lr_gsd_m, boot, lim)
 
 
+# ------------------------------------------------------------------------------------------ stated operator
+STATED_EXCESS = 0.10  # a stated operator whose residual RMS exceeds the fit's by more than 10 % "disagrees"
+
+
+@dataclass(frozen=True)
+class OperatorCheck:
+    """How well a stated operator D explains an LR/HR pair, next to the calibrated fit (per band).
+
+    ``residual_rms`` is that of LR - (g D(HR) + o) with g, o fitted by least squares on the fit's window
+    and validity; ``excess`` = (residual_rms - fit residual_rms) / max(fit residual_rms, 1e-4 std(LR))
+    (the floor keeps noise-free pairs meaningful). ``consistent`` when every band's excess is at most
+    ``limit`` (docs/physics.md, "PSF calibration").
+    """
+
+    operator: dict[str, Any]
+    bands: tuple[dict[str, Any], ...]
+    limit: float = STATED_EXCESS
+
+    @property
+    def consistent(self) -> bool:
+        """Whether the stated operator explains every band within ``limit`` of the calibrated fit."""
+        return all(b["excess"] <= self.limit for b in self.bands)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly record."""
+        return _finite({"operator": self.operator, "limit": self.limit, "consistent": self.consistent,
+                        "bands": list(self.bands)})
+
+    def table(self) -> str:
+        """One line per band: gain, bias, residual of the stated operator against the fit's."""
+        head = f"{'band':<6} {'gain':>7} {'bias':>9} {'resid':>9} {'fit resid':>9} {'excess':>8}  verdict"
+        lines = [head, "-" * len(head)]
+        for b in self.bands:
+            ok = "ok" if b["excess"] <= self.limit else f"DISAGREES (> {self.limit:.0%} above the fit)"
+            ex = f"{b['excess']:+8.1%}" if abs(b["excess"]) < 10 else f"{'>+999%' if b['excess'] > 0 else '<-999%':>8}"
+            lines.append(f"{b['band']:<6} {b['gain']:7.3f} {b['bias']:+9.5f} {b['residual_rms']:9.2e} "
+                         f"{b['fit_residual_rms']:9.2e} {ex}  {ok}")
+        return "\n".join(lines)
+
+
+def _reach(op: Degradation) -> int:
+    """HR pixels an operator's kernel reaches from its centre (its half length plus the shift)."""
+    from eosr.physics.psf import kernel_length
+
+    shift = max(abs(op.shift[0]), abs(op.shift[1]))
+    if op.kernels is not None:
+        half = max(max(k.shape) for k in op.kernels) // 2
+    else:
+        half = kernel_length(max(op.sigmas or (0.0,)), op.scale) // 2
+    return int(math.ceil(half + shift)) + 1
+
+
+def check_operator(hr: Any, lr: Any, op: Degradation, cal: Calibration, *, mask: Any = None,
+                   limit: float = STATED_EXCESS) -> OperatorCheck:
+    """Score a stated operator ``op`` (e.g. ``--operator full``) on the pair that ``cal`` was fitted on.
+
+    Per band: g, o = argmin || LR - (g D(HR) + o) ||^2 over the LR pixels the calibration used (its
+    window, mask and NaN validity; LR pixels whose operator support leaves the HR are dropped), then
+    residual RMS and its excess over the calibrated fit's. Arrays as for :func:`calibrate_pair`.
+    """
+    r = cal.scale
+    if op.scale != r:
+        raise ScaleError(f"the stated operator is for scale {op.scale}, the calibration for {r}")
+    h, lo = _np(hr, "HR"), _np(lr, "LR")
+    if op.n_bands not in (1, lo.shape[0]):
+        raise SensorError(f"the stated operator has {op.n_bands} band PSFs for {lo.shape[0]} LR bands")
+    m = None if mask is None else np.asarray(mask, dtype=bool)
+    if m is not None and m.shape != lo.shape[1:]:
+        raise ShapeError(f"mask {m.shape} does not match the LR {lo.shape[1:]}")
+    oy, ox = cal.registration.get("hr_index_of_lr_origin", (0, 0))
+    det = op.with_options(noise_sigma=0.0, snr=None, bits=None, gain=1.0, offset=0.0)
+    pad = -(-_reach(op) // r) + 1  # LR pixels of NaN padding: outputs that reach it become NaN
+    rows = []
+    for b, fit in enumerate(cal.bands):
+        i0, i1, j0, j1 = fit.window
+        # HR block of LR pixel (i, j) starts at (oy + r i, ox + r j); NaN outside the HR
+        hy0, hx0 = oy + r * (i0 - pad), ox + r * (j0 - pad)
+        ny, nx = r * (i1 - i0 + 2 * pad), r * (j1 - j0 + 2 * pad)
+        src = h[0 if h.shape[0] == 1 else b]
+        block = np.full((ny, nx), np.nan, np.float32)
+        ys, xs = max(0, hy0), max(0, hx0)
+        ye, xe = min(src.shape[0], hy0 + ny), min(src.shape[1], hx0 + nx)
+        if ye > ys and xe > xs:
+            block[ys - hy0 : ye - hy0, xs - hx0 : xe - hx0] = src[ys:ye, xs:xe]
+        one = replace(det, sigmas=None if det.sigmas is None else (det._band_values(det.sigmas, lo.shape[0])[b],),
+                      kernels=None if det.kernels is None else (det._band_values(det.kernels, lo.shape[0])[b],),
+                      bands=None)
+        sub = (0.0, 0.0)
+        if not isinstance(op, CalibratedDegradation):  # its taps carry their own shift
+            sub = (fit.shift_y + oy, fit.shift_x + ox)  # the fit's sub-pixel shift: compare kernels, not registration
+            one = replace(one, shift=(op.shift[0] + sub[0], op.shift[1] + sub[1]))
+        pred = np.asarray(one.downsample(block[None]), dtype=np.float64)[0, pad:-pad, pad:-pad]
+        y = lo[b, i0:i1, j0:j1].astype(np.float64)
+        valid = np.isfinite(pred) & np.isfinite(y)
+        if m is not None:
+            valid &= ~m[i0:i1, j0:j1]
+        n = int(valid.sum())
+        if n < 50:
+            raise DataError(f"band {fit.band}: only {n} LR pixels to score the stated operator on")
+        g, o, res = _linfit(pred[valid], y[valid])
+        rms = float(np.sqrt(np.mean(res**2)))
+        # floor: a noise-free pair fits to ~1e-8; float32 arithmetic alone leaves ~1e-7 relative
+        ref = max(fit.residual_rms, 1e-4 * float(np.std(y[valid])), 1e-12)
+        excess = (rms - fit.residual_rms) / ref
+        rows.append({"band": fit.band, "gain": g, "bias": o, "residual_rms": rms,
+                     "fit_residual_rms": fit.residual_rms, "excess": excess, "n_pixels": n,
+                     "shift_applied_px": [sub[0], sub[1]]})
+    return OperatorCheck(det.describe(), tuple(rows), limit)
+
+
 # ------------------------------------------------------------------------------------------ operator
 @dataclass(frozen=True, eq=False)
 class CalibratedDegradation(Degradation):
