@@ -203,3 +203,14 @@ def test_cli_runs_a_benchmark(run: tuple, capsys: pytest.CaptureFixture[str]) ->
     assert ei.value.code == 0
     out = capsys.readouterr().out
     assert "oracle" in out and "bicubic" in out and "from the cache" in out
+
+
+def test_radiometry_is_recorded_per_dataset_in_json_and_report(run: tuple) -> None:
+    """The DN -> reflectance rule each dataset resolved to is in results.json and the report's dataset table."""
+    tmp, _, res = run
+    rad = json.loads((tmp / "out" / "results.json").read_text())["datasets"][0]["radiometry"]
+    assert rad == [{"dn_scale": 1e-4, "dn_offset": 0.0, "rule": "Sentinel-2 convention", "files": 2 * 4}]
+    html = (tmp / "out" / "report.html").read_text()
+    table = html[html.index('id="datasets-table"'):]
+    table = table[: table.index("</table>")]
+    assert "Sentinel-2 convention: scale 0.0001</td>" in table and "radiometry" in table

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,6 +182,31 @@ def _read(path: Path, bands: list[str] | None, d: DatasetConfig) -> np.ndarray:
         if r.data.shape[0] < len(bands):
             raise DataError(f"{path}: {r.data.shape[0]} bands, the dataset needs {len(bands)}") from None
         return r.data[: len(bands)]
+
+
+def dataset_radiometry(d: DatasetConfig, refs: Sequence[ImageRef]) -> list[dict[str, Any]]:
+    """The DN -> reflectance rules the dataset's files resolve to (docs/conventions.md, "Radiometry"),
+    distinct records ``{dn_scale, dn_offset, rule, files}``; reader datasets: the reader's arrays as given.
+    Metadata only: no pixel is read."""
+    from eosr.io.raster import raster_radiometry
+
+    if d.kind == "reader":
+        return [{"dn_scale": None, "dn_offset": None, "rule": "reader arrays (reflectance as returned)",
+                 "files": len(refs)}]
+    bands = dataset_bands(d)
+    seen: dict[tuple[float, float, str], int] = {}
+    for ref in refs:
+        for key, path in ref.files.items():
+            sel = bands if key in ("hr", "lr") else None
+            try:
+                rad = raster_radiometry(path, sel, dn_scale=d.dn_scale, dn_offset=d.dn_offset)
+            except DataError as e:
+                if sel is None or "no band described" not in str(e):
+                    raise
+                rad = raster_radiometry(path, dn_scale=d.dn_scale, dn_offset=d.dn_offset)
+            k = (rad.dn_scale, rad.dn_offset, rad.rule)
+            seen[k] = seen.get(k, 0) + 1
+    return [{"dn_scale": k[0], "dn_offset": k[1], "rule": k[2], "files": n} for k, n in seen.items()]
 
 
 def load_sample(d: DatasetConfig, ref: ImageRef, index: int = 0) -> Sample:

@@ -35,7 +35,15 @@ import numpy as np
 from eosr._schema import stamped
 from eosr.benchmark.cache import Cache, hash_of
 from eosr.benchmark.config import BenchmarkConfig, MethodConfig, check_config, load_config
-from eosr.benchmark.datasets import ImageRef, Sample, dataset_bands, dataset_key, list_images, load_sample
+from eosr.benchmark.datasets import (
+    ImageRef,
+    Sample,
+    dataset_bands,
+    dataset_key,
+    dataset_radiometry,
+    list_images,
+    load_sample,
+)
 from eosr.benchmark.methods import Method, load_method
 from eosr.benchmark.metric_docs import doc_for
 from eosr.benchmark.scoring import evaluator_name, score
@@ -129,7 +137,8 @@ def run_benchmark(config: BenchmarkConfig | str | Path, out_dir: str | Path, *, 
         band_names = dataset_bands(d)
         datasets_info.append({"name": d.name, "kind": d.kind, "key": dkey, "n_images": len(refs),
                               "images": [r.id for r in refs], "sensor": d.sensor, "scale": d.scale,
-                              "operator": d.operator, "has_hr": d.has_hr})
+                              "operator": d.operator, "has_hr": d.has_hr,
+                              "radiometry": dataset_radiometry(d, refs)})
         bar = _progress(len(refs) * len(methods), progress, f"{d.name}")
         try:
             for i, ref in enumerate(refs):

@@ -186,17 +186,12 @@ def read_raster(
     with _open(path) as ds:
         idx = _band_index(ds, bands)
         dtype = ds.dtypes[0]
-        if dtype not in ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64"):
-            raise DataError(f"{path}: unsupported data type {dtype}")
+        rad = _radiometry_of(ds, path, idx, dn_scale, dn_offset)
         try:
             raw = ds.read(idx, window=window, masked=False)
         except RasterioIOError as e:
             raise DataError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
         desc = [ds.descriptions[i - 1] for i in idx]
-        labels = desc if all(desc) else ([Path(path).stem] if len(idx) == 1 else [])
-        rad = resolve_radiometry(str(path), dtype, scales=[ds.scales[i - 1] for i in idx],
-                                 offsets=[ds.offsets[i - 1] for i in idx], labels=labels, dn_scale=dn_scale,
-                                 dn_offset=dn_offset)
         s, o = rad.dn_scale, rad.dn_offset
         data = raw.astype(np.float32) * np.float32(s) + np.float32(o)
         if ds.nodata is not None:
@@ -208,6 +203,30 @@ def read_raster(
         transform = ds.window_transform(window) if window is not None else ds.transform
         return Raster(data, ds.crs, transform, names, dtype, ds.nodata, s, o, dict(ds.tags()), str(path), rad.rule,
                       is_georeferenced(ds), all(desc))
+
+
+def _radiometry_of(ds: Any, path: str | os.PathLike[str], idx: list[int], dn_scale: float | None,
+                   dn_offset: float | None) -> Radiometry:
+    dtype = ds.dtypes[0]
+    if dtype not in ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64"):
+        raise DataError(f"{path}: unsupported data type {dtype}")
+    desc = [ds.descriptions[i - 1] for i in idx]
+    labels = desc if all(desc) else ([Path(path).stem] if len(idx) == 1 else [])
+    return resolve_radiometry(str(path), dtype, scales=[ds.scales[i - 1] for i in idx],
+                              offsets=[ds.offsets[i - 1] for i in idx], labels=labels, dn_scale=dn_scale,
+                              dn_offset=dn_offset)
+
+
+def raster_radiometry(
+    path: str | os.PathLike[str],
+    bands: Sequence[str | int] | None = None,
+    *,
+    dn_scale: float | None = None,
+    dn_offset: float | None = None,
+) -> Radiometry:
+    """The DN -> reflectance rule :func:`read_raster` would apply to ``path`` (metadata only, no pixels read)."""
+    with _open(path) as ds:
+        return _radiometry_of(ds, path, _band_index(ds, bands), dn_scale, dn_offset)
 
 
 @contextlib.contextmanager
