@@ -40,6 +40,9 @@ def register(app: typer.Typer) -> None:
             help="also score a stated operator on the pair: 'full', 'wald' (with --sensor) or a sensor file; "
                  "default: the LR file's eosr_operator tag, if any"),
         sensor: str = typer.Option(None, "--sensor", help="sensor name or .toml for --operator full|wald"),
+        bands: str = typer.Option(
+            None, "--bands", help="comma-separated sensor band names of the LR bands, in order (else the LR's "
+                                  "band descriptions)"),
         mask: Path = typer.Option(
             None, "--mask", help="validity raster on the LR (or HR) grid, non-zero = use (e.g. clear sky)"),
     ) -> None:
@@ -57,6 +60,9 @@ def register(app: typer.Typer) -> None:
         check_mode(operator)
         h = read_raster(hr, dn_scale=dn_scale, dn_offset=dn_offset)
         lo = read_raster(lr, dn_scale=dn_scale, dn_offset=dn_offset)
+        names = [b.strip() for b in bands.split(",") if b.strip()] if bands else None
+        if names is not None and len(names) != lo.shape[0]:
+            raise ShapeError(f"--bands names {len(names)} bands, the LR has {lo.shape[0]}")
         if h.shape[0] not in (1, lo.shape[0]):
             raise ShapeError(f"HR has {h.shape[0]} bands and LR {lo.shape[0]}: give as many, or one HR band")
         georef = h.georeferenced and lo.georeferenced
@@ -86,7 +92,7 @@ def register(app: typer.Typer) -> None:
         fams = [f.strip() for f in families.split(",") if f.strip()]
         exclude = _mask(mask, lo, h if not register_ else None, r) if mask is not None else None
         cal = calibrate_pair(
-            h.data, lo.data, r, families=fams, band_names=lo.band_names, register=register_,
+            h.data, lo.data, r, families=fams, band_names=names or lo.band_names, register=register_,
             prior_shift=prior, n_boot=n_boot, mask=exclude, hr_gsd_m=h.pixel_size[0] if georef else None,
             lr_gsd_m=lo.pixel_size[0] if georef else None)
         if register_:
@@ -103,7 +109,8 @@ def register(app: typer.Typer) -> None:
                "radiometry": {"hr": {"dn_scale": h.dn_scale, "dn_offset": h.dn_offset, "rule": h.radiometry},
                               "lr": {"dn_scale": lo.dn_scale, "dn_offset": lo.dn_offset, "rule": lo.radiometry}},
                "georeferenced": georef, **cal.as_dict()}
-        choice = resolve_operator(operator, sensor=sensor, bands=lo.band_names if sensor is not None else None,
+        choice = resolve_operator(operator, sensor=sensor,
+                                  bands=names or (lo.band_names if sensor is not None and lo.described else None),
                                   scale=r, n_bands=lo.shape[0], tag=lo.tags.get(TAG), default=None)
         if choice.operator is not None:
             chk = check_operator(h.data, lo.data, choice.operator, cal, mask=exclude)

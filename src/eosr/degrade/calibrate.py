@@ -656,7 +656,7 @@ def calibrate_pair(
     if n_boot < 2:
         raise ConfigError(f"n_boot must be >= 2, got {n_boot}")
     lim = dict(LIMITS, **(limits or {}))
-    names = list(band_names) if band_names is not None else [f"B{i + 1}" for i in range(lo.shape[0])]
+    names = list(band_names) if band_names is not None else [f"band{i + 1}" for i in range(lo.shape[0])]
     if len(names) != lo.shape[0]:
         raise ShapeError(f"{len(names)} band names for {lo.shape[0]} LR bands")
     m = None

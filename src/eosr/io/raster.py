@@ -123,7 +123,7 @@ class Raster:
     path: str | None = None
     radiometry: str = "explicit"
     georeferenced: bool = True
-    described: bool = True  # the file names every band (else band_names are B1, B2, ... by position)
+    described: bool = True  # the file names every band (else band_names are band1, band2, ... by position)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -199,7 +199,7 @@ def read_raster(
             bad = np.isnan(raw) if np.isnan(nd) else raw == nd
             data[bad] = np.nan
         data[~np.isfinite(data)] = np.nan
-        names = [normalise_band_name(ds.descriptions[i - 1]) if ds.descriptions[i - 1] else f"B{i}" for i in idx]
+        names = [normalise_band_name(ds.descriptions[i - 1]) if ds.descriptions[i - 1] else f"band{i}" for i in idx]
         transform = ds.window_transform(window) if window is not None else ds.transform
         return Raster(data, ds.crs, transform, names, dtype, ds.nodata, s, o, dict(ds.tags()), str(path), rad.rule,
                       is_georeferenced(ds), all(desc))
