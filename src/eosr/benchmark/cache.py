@@ -8,13 +8,20 @@ Layout under the cache root::
 ``dataset_key`` hashes the dataset's config and files, ``method_key`` the method's config (and model
 info), ``score_key`` the metric selection, data range, evaluator and eosr version: changing one of them
 recomputes only what depends on it.
+
+Entries are validated when read: an unreadable file, a scores document of the wrong structure (e.g.
+hand-edited) or an SR array of the wrong shape or type is a miss. It is recomputed and overwritten,
+with one ``warning: ...`` line on stderr, and counted in :attr:`Cache.invalid`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +47,32 @@ def hash_of(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _valid_scores(scores: Any) -> bool:
+    """``{name: {"value": finite number, "per_band": list | None (optional), ...}}``."""
+    if not isinstance(scores, dict):
+        return False
+    for name, sc in scores.items():
+        if not isinstance(name, str) or not isinstance(sc, dict) or not _is_number(sc.get("value")):
+            return False
+        if sc.get("per_band") is not None and not isinstance(sc["per_band"], list):
+            return False
+    return True
+
+
 class Cache:
-    """SR and score cache rooted at ``root``."""
+    """SR and score cache rooted at ``root``; :attr:`invalid` counts the entries found broken (recomputed)."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        self.invalid = 0
+
+    def _miss(self, p: Path, why: str) -> None:
+        self.invalid += 1
+        print(f"warning: invalid cache entry {p} ({why}): recomputed", file=sys.stderr, flush=True)
 
     def sr_path(self, dkey: str, mkey: str, image_id: str) -> Path:
         """Where the SR output of one image is stored."""
@@ -54,15 +82,26 @@ class Cache:
         """Where the scores of one image are stored."""
         return self.root / "scores" / dkey / mkey / skey / f"{safe_name(image_id)}.json"
 
-    def load_sr(self, dkey: str, mkey: str, image_id: str) -> np.ndarray | None:
-        """The cached SR output, or None (also for an unreadable, e.g. truncated, file)."""
+    def load_sr(self, dkey: str, mkey: str, image_id: str, shape: Sequence[int] | None = None
+                ) -> np.ndarray | None:
+        """The cached SR output (float32, C x H x W, of ``shape`` when given), or None: missing, or invalid
+        (unreadable e.g. truncated, not a 3-D real array, wrong shape; then a warning line)."""
         p = self.sr_path(dkey, mkey, image_id)
         if not p.exists():
             return None
         try:
-            return np.load(p, allow_pickle=False)
-        except (OSError, ValueError):
+            a = np.load(p, allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            self._miss(p, "unreadable")
             return None
+        if not isinstance(a, np.ndarray) or a.ndim != 3 or a.dtype.kind not in "fiu":
+            self._miss(p, f"not a (C, H, W) real array: {getattr(a, 'dtype', type(a).__name__)} "
+                          f"{getattr(a, 'shape', '')}")
+            return None
+        if shape is not None and tuple(a.shape) != tuple(shape):
+            self._miss(p, f"shape {tuple(a.shape)}, expected {tuple(shape)}")
+            return None
+        return a.astype(np.float32, copy=False)
 
     def save_sr(self, dkey: str, mkey: str, image_id: str, sr: np.ndarray) -> None:
         """Store an SR output atomically."""
@@ -77,16 +116,19 @@ class Cache:
         if not p.exists():
             return None
         try:
-            doc = json.loads(p.read_text())
+            doc = json.loads(p.read_text(encoding="utf-8"))
             check_schema(doc, str(p))
-        except EosrError:
-            return None  # written by a newer eosr: recompute
+        except EosrError as e:  # e.g. written by a newer eosr: recompute
+            self._miss(p, str(e).removeprefix(f"{p}: ").removeprefix(f"{p} "))
+            return None
         except (OSError, ValueError):
+            self._miss(p, "unreadable JSON")
             return None
-        if not isinstance(doc, dict):
+        out = doc.get("scores") if isinstance(doc, dict) and SCHEMA_KEY in doc else doc  # older files: bare
+        if not _valid_scores(out):
+            self._miss(p, "not a {metric: {value, per_band}} mapping")
             return None
-        out: dict[str, Any] = doc.get("scores", {}) if SCHEMA_KEY in doc else doc  # older files: bare scores
-        return out
+        return out  # type: ignore[no-any-return]
 
     def save_scores(self, dkey: str, mkey: str, skey: str, image_id: str, scores: dict[str, Any]) -> None:
         """Store the scores of one image atomically (strict JSON)."""

@@ -76,8 +76,10 @@ class DatasetConfig(BaseModel):
     - ``samples``: the same on the built-in BigEarthNet-S2 example patches (``eosr.data.samples``).
     - ``pairs``: ``path/hr/*.tif`` and ``path/lr/*.tif`` with matching names (real LR/HR pairs).
     - ``lr``: ``path/*.tif`` LR images only (no reference: only no-reference metrics apply).
-    - ``reader``: ``reader = "package.module:function"`` called with ``options``; it yields
-      ``(image_id, hr)`` pairs or dicts with ``id``, ``hr`` and optionally ``lr``.
+    - ``reader``: ``reader = NAME`` of eosr's readers or of an installed package's entry point (group
+      ``eosr.readers``; a dotted path ``package.module:function`` only with ``--allow-code``), called
+      with ``options``; it yields ``(image_id, hr)`` pairs, dicts with ``id``, ``hr`` and optionally
+      ``lr``, or :class:`eosr.data.sample.Sample` records (:mod:`eosr.benchmark.plugins`).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -234,16 +236,19 @@ def load_config(path: str | Path) -> BenchmarkConfig:
     return parse_config(data, p.parent, p.name)
 
 
-def check_config(cfg: BenchmarkConfig) -> None:
+def check_config(cfg: BenchmarkConfig, *, allow_code: bool = False) -> None:
     """Semantic checks that need no computation: models exist, paths exist, sensors and bands are known,
-    metrics are known and their inputs (HR) are available. Raises a one-line :class:`ConfigError`."""
+    metrics are known and their inputs (HR) are available. Raises a one-line :class:`ConfigError`.
+
+    Readers and methods are checked by name (:mod:`eosr.benchmark.plugins`): nothing of theirs is imported
+    or run. A dotted path ``module:function`` is refused unless ``allow_code`` (``--allow-code``)."""
     from eosr.benchmark.datasets import check_dataset
     from eosr.benchmark.methods import check_method
     from eosr.benchmark.metric_docs import METRICS, known_metric_names
 
     for i, d in enumerate(cfg.datasets):
         try:
-            check_dataset(d)
+            check_dataset(d, allow_code)
         except ConfigError:
             raise
         except EosrError as e:
@@ -251,7 +256,7 @@ def check_config(cfg: BenchmarkConfig) -> None:
     scales = {d.scale for d in cfg.datasets}
     for i, m in enumerate(cfg.methods):
         try:
-            check_method(m, scales)
+            check_method(m, scales, allow_code)
         except EosrError as e:
             raise ConfigError(f"methods[{i}] {m.name!r}: {e}") from None
     if cfg.metrics is not None:

@@ -8,7 +8,6 @@ PE&RS 63(6), 1997): LR = D(HR), noise-free unless ``noise_sigma`` is set (then s
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -98,12 +97,14 @@ def _tifs(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.suffix.lower() in (".tif", ".tiff") and p.is_file())
 
 
-def list_images(d: DatasetConfig) -> list[ImageRef]:
-    """The images of a dataset, in a stable order, without reading pixels (``limit`` applied)."""
+def list_images(d: DatasetConfig, allow_code: bool = False) -> list[ImageRef]:
+    """The images of a dataset, in a stable order, without reading pixels (``limit`` applied).
+
+    A ``reader`` dataset runs its reader here (a registered name, or a dotted path with ``allow_code``)."""
     bands = dataset_bands(d)
     refs: list[ImageRef]
     if d.kind == "reader":
-        refs = [ImageRef(str(i), {}, item) for i, item in _reader_items(d)]
+        refs = [ImageRef(str(i), {}, item) for i, item in _reader_items(d, allow_code)]
     else:
         path = samples_dir() if d.kind == "samples" else d.path
         if path is None:
@@ -131,31 +132,48 @@ def list_images(d: DatasetConfig) -> list[ImageRef]:
     return refs[: d.limit] if d.limit else refs
 
 
-def _reader_items(d: DatasetConfig) -> Iterator[tuple[str, Any]]:
-    if not d.reader or ":" not in d.reader:
-        raise ConfigError(f"dataset {d.name!r}: kind 'reader' needs reader = \"package.module:function\"")
-    mod_name, fn_name = d.reader.split(":", 1)
-    try:
-        fn = getattr(importlib.import_module(mod_name), fn_name)
-    except (ImportError, AttributeError):
-        raise ConfigError(f"dataset {d.name!r}: cannot import reader {d.reader!r}") from None
+def _reader_items(d: DatasetConfig, allow_code: bool) -> Iterator[tuple[str, Any]]:
+    from eosr.benchmark.plugins import load_reader
+
+    fn = load_reader(d.reader, allow_code)
     for k, item in enumerate(fn(**d.options)):
         if isinstance(item, dict):
             yield str(item.get("id", k)), item
         elif isinstance(item, tuple) and len(item) == 2:
             yield str(item[0]), {"id": item[0], "hr": item[1]}
+        elif hasattr(item, "sample_id") and hasattr(item, "lr"):  # eosr.data.sample.Sample (eosr's readers)
+            yield str(item.sample_id), _from_sample(item, d.reader)
         else:
-            raise DataError(f"reader {d.reader!r} must yield (id, hr) or dicts with 'id' and 'hr'")
+            raise DataError(f"reader {d.reader!r} must yield (id, hr), dicts with 'id' and 'hr', or eosr Samples")
 
 
-def check_dataset(d: DatasetConfig) -> None:
-    """Validate a dataset without loading pixels: sensor, bands, scale and at least one image."""
+def _from_sample(s: Any, reader: str | None) -> dict[str, Any]:
+    """An :class:`eosr.data.sample.Sample` as a reader item (single-image only)."""
+    if s.lr.ndim != 3:
+        raise DataError(f"reader {reader!r} yields multi-image samples; a benchmark takes single images")
+    hr = None if s.hr is None else np.asarray(s.hr, np.float32)
+    return {"id": s.sample_id, "hr": hr, "lr": np.asarray(s.lr, np.float32)}
+
+
+def check_dataset(d: DatasetConfig, allow_code: bool = False) -> None:
+    """Validate a dataset without loading pixels: sensor, bands, scale and at least one image.
+
+    A ``reader`` dataset is checked by name only (:func:`eosr.benchmark.plugins.check_reader`): checking
+    never imports or runs reader code; its images are listed when the benchmark runs."""
+    from eosr.benchmark.plugins import check_reader
+
     if d.kind in ("wald", "pairs", "lr") and d.path is None:
         raise ConfigError(f"dataset {d.name!r} (kind {d.kind!r}) needs a 'path'")
     if d.kind != "reader" and d.reader is not None:
         raise ConfigError(f"dataset {d.name!r}: 'reader' is only for kind 'reader'")
+    if d.kind == "reader":
+        try:
+            check_reader(d.reader, allow_code)
+        except ConfigError as e:
+            raise ConfigError(f"dataset {d.name!r}: {e}") from None
     operator_for(d)  # raises SensorError for an unknown sensor or band
-    list_images(d)
+    if d.kind != "reader":
+        list_images(d)
 
 
 def dataset_key(d: DatasetConfig, refs: list[ImageRef]) -> str:

@@ -54,10 +54,11 @@ def demo_config(operator: str | None = None, with_cnn: bool | None = None, limit
 
 
 def run_demo(out_dir: str | Path = "eosr-demo", *, progress: bool = True, operator: str | None = None,
-             limit: int | None = None, console: Any = None, psf: str | None = None) -> Any:
+             limit: int | None = None, console: Any = None, psf: str | None = None, overwrite: bool = False) -> Any:
     """Run the demo into ``out_dir``, print the leaderboard and where the report is; return the result.
 
-    ``operator``: ``"wald"`` (default) or ``"full"`` (``psf`` is its deprecated alias)."""
+    ``operator``: ``"wald"`` (default) or ``"full"`` (``psf`` is its deprecated alias). A populated
+    ``out_dir`` that holds no eosr results is refused unless ``overwrite``."""
 
     from rich.console import Console
 
@@ -73,7 +74,7 @@ def run_demo(out_dir: str | Path = "eosr-demo", *, progress: bool = True, operat
     con.print("eosr demo: BigEarthNet-S2 example patches (bigearthnet-common), Wald protocol x2 on "
               f"B02 B03 B04 B08 with the Sentinel-2 operator ({blur}); "
               f"methods: {', '.join(m.name for m in cfg.methods)}")
-    res = run_benchmark(cfg, out_dir, progress=progress, config_text=_to_toml(cfg))
+    res = run_benchmark(cfg, out_dir, progress=progress, config_text=_to_toml(cfg), overwrite=overwrite)
     print_summary(res, con)
     return res
 

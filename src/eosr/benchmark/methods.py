@@ -35,20 +35,23 @@ def _canonical(name: str) -> str:
     return _ALIASES.get(name.lower(), name)
 
 
-def check_method(m: MethodConfig, scales: set[int]) -> None:
-    """Fail early (one line) for an unknown model or a missing SR folder."""
+def check_method(m: MethodConfig, scales: set[int], allow_code: bool = False) -> None:
+    """Fail early (one line) for an unknown model, a dotted path without ``allow_code`` or a missing SR
+    folder. Imports no method code (:mod:`eosr.benchmark.plugins`)."""
+    from eosr.benchmark.plugins import METHOD_GROUP, check_method_model, entry_point_map
+
     if m.folder is not None:
         if not m.folder.is_dir():
             raise DataError(f"SR folder not found: {m.folder}")
         return
-    name = _canonical(str(m.model))
-    known = known_models()
-    if name not in known:
+    if check_method_model(str(m.model), allow_code) == "unknown":
         import difflib
 
-        near = difflib.get_close_matches(name, known, n=1)
+        known = known_models() + sorted(entry_point_map(METHOD_GROUP))
+        near = difflib.get_close_matches(_canonical(str(m.model)), known, n=1)
         hint = f" (did you mean {near[0]!r}?)" if near else ""
-        raise ModelError(f"unknown model {m.model!r}{hint}; known: {', '.join(known)}")
+        raise ModelError(f"unknown model {m.model!r}{hint}; known: {', '.join(known)} "
+                         f"(entry points of group {METHOD_GROUP!r} add more)")
 
 
 @dataclass
@@ -108,8 +111,26 @@ def folder_file(folder: Path, dataset: str, image_id: str) -> Path:
     raise DataError(f"no SR file for image {image_id!r} in {folder} (expected {folder / dataset / image_id}.tif)")
 
 
-def load_method(m: MethodConfig) -> Method:
-    """Build a method from its config (models are built lazily per operator and cached)."""
+def _external_model(factory: Callable[..., Any], sample: Any, options: dict[str, Any]) -> Any:
+    """``factory(scale=, bands=, **options)`` of an entry-point or dotted-path method (``operator=`` too
+    when the factory takes it)."""
+    import inspect
+
+    kw: dict[str, Any] = {"scale": sample.scale, "bands": list(sample.bands), **options}
+    try:
+        params = inspect.signature(factory).parameters
+        if "operator" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            kw.setdefault("operator", sample.operator)
+    except (TypeError, ValueError):
+        pass
+    return factory(**kw)
+
+
+def load_method(m: MethodConfig, allow_code: bool = False) -> Method:
+    """Build a method from its config (models are built lazily per operator and cached); entry-point and
+    dotted-path methods (the latter only with ``allow_code``) are imported here, never when checking."""
+    from eosr.benchmark.plugins import check_method_model, load_method_factory
+
     if m.folder is not None:
         folder = m.folder
 
@@ -122,14 +143,19 @@ def load_method(m: MethodConfig) -> Method:
         files = sorted(str(p.relative_to(folder)) + f":{p.stat().st_mtime_ns}" for p in folder.rglob("*.tif"))
         return Method(m.name, method_key(m, {"files": files}), run_folder, {"kind": "folder", "folder": str(folder)})
 
-    name = _canonical(str(m.model))
+    kind = check_method_model(str(m.model), allow_code)
+    if kind == "unknown":
+        check_method(m, set(), allow_code)  # raises the one-line 'unknown model' error
+    name = _canonical(str(m.model)) if kind == "eosr" else str(m.model)
+    factory, ident = load_method_factory(name, allow_code) if kind != "eosr" else (None, {})
     opts = dict(m.options)
     cache: dict[Any, Any] = {}
 
     def model_for(sample: Any) -> Any:
         k = (sample.scale, tuple(sample.bands), sample.sensor)
         if k not in cache:
-            cache[k] = _get_registry_model(name, sample.scale, sample, opts)
+            cache[k] = (_get_registry_model(name, sample.scale, sample, opts) if factory is None
+                        else _external_model(factory, sample, opts))
         return cache[k]
 
     def run_model(lr: np.ndarray, sample: Any) -> np.ndarray:
@@ -164,6 +190,9 @@ def load_method(m: MethodConfig) -> Method:
             out = out[-1]
         return _as_numpy(out)[0].astype(np.float32)
 
+    if factory is not None:
+        return Method(m.name, method_key(m, {"impl": kind, **ident}), run_model, {"kind": kind, "model": name},
+                      run_uncertainty)
     from eosr.models import describe_model
 
     info: dict[str, Any] = {"kind": "registry", "model": name}

@@ -59,20 +59,22 @@ def _lr_up(lr: np.ndarray, r: int) -> np.ndarray:
     return np.repeat(np.repeat(lr, r, axis=-2), r, axis=-1)
 
 
-def showcase(results: dict[str, Any], cfg: BenchmarkConfig, cache: Cache, methods: list[Any]) -> dict[str, Any]:
-    """Figures on one image of the first dataset: spectra, triptychs, maps, uncertainty."""
+def showcase(results: dict[str, Any], cfg: BenchmarkConfig, cache: Cache, methods: list[Any],
+             refs: list[Any] | None = None) -> dict[str, Any]:
+    """Figures on one image of the first dataset (``refs``: its images, listed again when not given):
+    spectra, triptychs, maps, uncertainty."""
     from eosr.benchmark.methods import bicubic
     from eosr.benchmark.scoring import compensate, detail_maps
     from eosr.physics.spectrum import radial_power_spectrum
 
     d = cfg.datasets[0]
     info = results["datasets"][0]
-    refs = list_images(d)
+    refs = refs if refs is not None else list_images(d)
     i = min(cfg.showcase, len(refs) - 1)
     sample = load_sample(d, refs[i], i)
     srs: dict[str, np.ndarray] = {}
     for m in methods:
-        sr = cache.load_sr(info["key"], m.key, refs[i].id)
+        sr = cache.load_sr(info["key"], m.key, refs[i].id, None if sample.hr is None else sample.hr.shape)
         srs[m.name] = sr if sr is not None else np.asarray(m.run(sample.lr, sample), np.float32)
     out: dict[str, Any] = {"dataset": d.name, "image": refs[i].id, "has_hr": sample.hr is not None,
                            "bands": sample.bands, "scale": sample.scale}
@@ -145,9 +147,9 @@ def _title(metric: str) -> str:
     return f"{d.title} ({d.unit})" if d.unit else d.title
 
 
-def build_context(results: dict[str, Any], cfg: BenchmarkConfig, cache: Cache, methods: list[Any]
-                  ) -> dict[str, Any]:
-    """Everything the template shows."""
+def build_context(results: dict[str, Any], cfg: BenchmarkConfig, cache: Cache, methods: list[Any],
+                  refs: list[Any] | None = None) -> dict[str, Any]:
+    """Everything the template shows (``refs``: the images of the first dataset, when known)."""
     idx = _index(results["summary"])
     method_names = [m["name"] for m in results["methods"]]
     baseline = results["baseline"]
@@ -203,7 +205,7 @@ def build_context(results: dict[str, Any], cfg: BenchmarkConfig, cache: Cache, m
         "methods": method_names,
         "baseline": baseline,
         "datasets": datasets,
-        "showcase": showcase(results, cfg, cache, methods),
+        "showcase": showcase(results, cfg, cache, methods, refs),
         "docs": docs,
         "config_json": json.dumps(results["config"], indent=1),
         "versions": results["versions"],
@@ -223,7 +225,8 @@ def render(context: dict[str, Any]) -> str:
 
 def write_report(res: Any, cfg: BenchmarkConfig, cache: Cache, methods: list[Any]) -> Path:
     """Write ``report.html`` into the result's output folder (atomically) and return its path."""
-    ctx = build_context(res.results, cfg, cache, methods)
+    refs = getattr(res, "refs", {}).get(cfg.datasets[0].name)
+    ctx = build_context(res.results, cfg, cache, methods, refs)
     path = Path(res.out_dir) / "report.html"
     with atomic_path(path) as tmp:
         tmp.write_text(render(ctx), encoding="utf-8")

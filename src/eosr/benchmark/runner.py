@@ -11,7 +11,12 @@ Output folder::
     leaderboard.{csv,json}         methods ranked per dataset
     results.json                   all of the above in one strict-JSON file (the report reads it)
     report.html                    the self-contained report
+    .eosr-benchmark                marks the folder as eosr's (eosr.benchmark.outdir)
     cache/                         SR outputs and per-image scores (see eosr.benchmark.cache)
+
+The folder is claimed first (a populated folder that is not eosr's is refused unless ``overwrite``);
+the result files are written into a staging sibling and replace the previous set as a whole at the
+end (:mod:`eosr.benchmark.outdir`); the cache is kept from run to run.
 
 Every JSON file starts with ``"schema_version"`` (:mod:`eosr._schema`); the row tables are
 ``{"schema_version": ..., "<name>": [rows]}``, the same lists as in ``results.json``.
@@ -22,6 +27,7 @@ from __future__ import annotations
 import csv
 import json
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -46,6 +52,7 @@ from eosr.benchmark.datasets import (
 )
 from eosr.benchmark.methods import Method, load_method
 from eosr.benchmark.metric_docs import doc_for
+from eosr.benchmark.outdir import claim, commit, release, staging
 from eosr.benchmark.scoring import evaluator_name, score
 from eosr.benchmark.stats import bootstrap_mean, paired_difference
 from eosr.errors import DataError
@@ -61,6 +68,7 @@ class BenchmarkResult:
     counts: dict[str, int] = field(default_factory=dict)
     report: Path | None = None
     seconds: float = 0.0
+    refs: dict[str, list[ImageRef]] = field(default_factory=dict)  # the images of each dataset, by name
 
     @property
     def leaderboard(self) -> list[dict[str, Any]]:
@@ -105,10 +113,14 @@ def _progress(total: int, enabled: bool, desc: str) -> Any:
 
 
 def run_benchmark(config: BenchmarkConfig | str | Path, out_dir: str | Path, *, progress: bool = True,
-                  report: bool | None = None, config_text: str | None = None) -> BenchmarkResult:
-    """Run a benchmark into ``out_dir`` (created); resumes from the cache of a previous or interrupted run.
+                  report: bool | None = None, config_text: str | None = None, allow_code: bool = False,
+                  overwrite: bool = False) -> BenchmarkResult:
+    """Run a benchmark into ``out_dir``; resumes from the cache of a previous or interrupted run.
 
-    Every config problem raises :class:`eosr.errors.ConfigError` before any image is processed.
+    Every config problem raises :class:`eosr.errors.ConfigError` before any image is processed; readers
+    and methods given as dotted paths run only with ``allow_code`` (:mod:`eosr.benchmark.plugins`).
+    A populated ``out_dir`` that holds no eosr results is refused unless ``overwrite``; the result files
+    replace the previous set as a whole at the end (:mod:`eosr.benchmark.outdir`).
     """
     t0 = time.perf_counter()
     if not isinstance(config, BenchmarkConfig):
@@ -117,22 +129,53 @@ def run_benchmark(config: BenchmarkConfig | str | Path, out_dir: str | Path, *, 
         config_text = cfg_path.read_text(encoding="utf-8")
     else:
         cfg = config
-    check_config(cfg)
-    methods_cfg, baseline, auto_baseline = _with_baseline(cfg)
+    check_config(cfg, allow_code=allow_code)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    do_report = cfg.report if report is None else report
+    lock = claim(out, overwrite)
+    try:
+        res, cache, methods = _run(cfg, out, progress, allow_code)
+        stage = staging(out)
+        try:
+            res.out_dir = stage
+            _write_outputs(stage, res.results, cfg, config_text)
+            if do_report:
+                from eosr.benchmark.report import write_report
+
+                write_report(res, cfg, cache, methods)
+            commit(stage, out)
+        finally:
+            if stage.exists():
+                shutil.rmtree(stage, ignore_errors=True)
+        res.out_dir = out
+        res.report = out / "report.html" if do_report else None
+    finally:
+        release(lock)
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _expected_shape(sample: Sample) -> tuple[int, ...] | None:
+    return None if sample.hr is None else tuple(sample.hr.shape)
+
+
+def _run(cfg: BenchmarkConfig, out: Path, progress: bool, allow_code: bool
+         ) -> tuple[BenchmarkResult, Cache, list[Method]]:
+    """SR and score every image (cached) and aggregate; writes only the cache."""
+    methods_cfg, baseline, auto_baseline = _with_baseline(cfg)
     cache = Cache(cfg.cache_dir or out / "cache")
-    methods: list[Method] = [load_method(m) for m in methods_cfg]
+    all_refs = {d.name: list_images(d, allow_code) for d in cfg.datasets}  # readers run here, before any work
+    methods: list[Method] = [load_method(m, allow_code) for m in methods_cfg]
     metric_sel = list(cfg.metrics) if cfg.metrics is not None else None
     ver = versions()
     skey = hash_of({"metrics": metric_sel, "data_range": cfg.data_range, "evaluator": ver["evaluator"],
                     "eosr": ver["eosr"]})
 
     rows: list[dict[str, Any]] = []
-    counts = {"sr_computed": 0, "sr_cached": 0, "scores_computed": 0, "scores_cached": 0}
+    counts = {"sr_computed": 0, "sr_cached": 0, "scores_computed": 0, "scores_cached": 0, "cache_invalid": 0}
     datasets_info: list[dict[str, Any]] = []
     for d in cfg.datasets:
-        refs: list[ImageRef] = list_images(d)
+        refs = all_refs[d.name]
         dkey = dataset_key(d, refs)
         band_names = dataset_bands(d)
         datasets_info.append({"name": d.name, "kind": d.kind, "key": dkey, "n_images": len(refs),
@@ -150,7 +193,7 @@ def run_benchmark(config: BenchmarkConfig | str | Path, out_dir: str | Path, *, 
                     else:
                         if sample is None:
                             sample = load_sample(d, ref, i)
-                        sr = cache.load_sr(dkey, m.key, ref.id)
+                        sr = cache.load_sr(dkey, m.key, ref.id, _expected_shape(sample))
                         if sr is None:
                             sr = np.asarray(m.run(sample.lr, sample), dtype=np.float32)
                             if sample.hr is not None and sr.shape != sample.hr.shape:
@@ -168,6 +211,7 @@ def run_benchmark(config: BenchmarkConfig | str | Path, out_dir: str | Path, *, 
                     bar.update(1)
         finally:
             bar.close()
+    counts["cache_invalid"] = cache.invalid
 
     summary = summarise(rows, [m.name for m in methods], baseline, cfg)
     board = leaderboard(summary, cfg, [d.name for d in cfg.datasets], [bool(dd["has_hr"]) for dd in datasets_info])
@@ -188,15 +232,7 @@ def run_benchmark(config: BenchmarkConfig | str | Path, out_dir: str | Path, *, 
         "leaderboard": board,
         "cache": counts,
     })
-    _write_outputs(out, results, cfg, config_text)
-    res = BenchmarkResult(out, results, counts)
-    do_report = cfg.report if report is None else report
-    if do_report:
-        from eosr.benchmark.report import write_report
-
-        res.report = write_report(res, cfg, cache, methods)
-    res.seconds = time.perf_counter() - t0
-    return res
+    return BenchmarkResult(out, results, counts, refs=all_refs), cache, methods
 
 
 #: ``band`` of the row that holds a metric's value over all bands (the value the summary uses).

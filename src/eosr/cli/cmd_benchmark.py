@@ -16,7 +16,14 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(None, "--out", "-o", help="output folder (default: benchmark-<name>)"),
         report: bool = typer.Option(True, "--report/--no-report", help="write report.html"),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars"),
-        check: bool = typer.Option(False, "--check", help="only validate the config, run nothing"),
+        check: bool = typer.Option(False, "--check", help="only validate the config, run nothing (imports no "
+                                                        "reader or method code)"),
+        allow_code: bool = typer.Option(False, "--allow-code",
+                                        help="allow readers and methods given as dotted paths 'module:function' "
+                                             "in the config (runs that code; registry names need no flag)"),
+        overwrite: bool = typer.Option(False, "--overwrite",
+                                       help="write into a populated --out folder that holds no eosr results "
+                                            "(its result files are replaced, other files kept)"),
     ) -> None:
         """Run methods x datasets x metrics; write per-image and aggregated results, leaderboard and report."""
         from eosr.benchmark.config import check_config, load_config
@@ -24,10 +31,11 @@ def register(app: typer.Typer) -> None:
         from eosr.benchmark.terminal import print_summary
 
         cfg = load_config(config)
-        check_config(cfg)
+        check_config(cfg, allow_code=allow_code)
         if check:
             typer.echo(f"{config}: valid ({len(cfg.methods)} methods, {len(cfg.datasets)} datasets)")
             return
         res = run_benchmark(cfg, out or Path(f"benchmark-{cfg.name}"), progress=progress, report=report,
-                            config_text=config.read_text(encoding="utf-8"))
+                            config_text=config.read_text(encoding="utf-8"), allow_code=allow_code,
+                            overwrite=overwrite)
         print_summary(res)

@@ -19,6 +19,9 @@ def register(app: typer.Typer) -> None:
         psf: str = typer.Option(None, "--psf", hidden=True, help="deprecated alias of --operator"),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars"),
         limit: int = typer.Option(None, min=1, help="use only the first N patches (a quick look; default: all six)"),
+        overwrite: bool = typer.Option(False, "--overwrite",
+                                       help="write into a populated --out folder that holds no eosr results "
+                                            "(its result files are replaced, other files kept)"),
     ) -> None:
         """Wald x2 on Sentinel-2 10 m bands: bicubic, back-projection, shipped CNN; evaluation, report, leaderboard."""
         from eosr._deprecation import renamed_option
@@ -28,4 +31,4 @@ def register(app: typer.Typer) -> None:
         op = renamed_option(("--operator", operator), ("--psf", psf), "wald")
         if op not in ("wald", "full"):
             raise ConfigError(f"--operator must be 'wald' or 'full', got {op!r}")
-        run_demo(out, progress=progress, operator=op, limit=limit)
+        run_demo(out, progress=progress, operator=op, limit=limit, overwrite=overwrite)
