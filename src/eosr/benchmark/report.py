@@ -175,7 +175,7 @@ def build_context(results: dict[str, Any], cfg: BenchmarkConfig, cache: Cache, m
                                         signed=True) for n in method_names]})
         reg = [{"method": n, "cells": [cell(idx.get((ds, n, m))) for m in REG_METRICS]} for n in method_names
                if any((ds, n, m) in idx for m in REG_METRICS)]
-        figs: dict[str, str] = {}
+        figs: dict[str, str] = {"leaderboard": "", "strata": ""}  # "": no figure (e.g. metrics selected)
         if board and metric:
             d = doc_for(metric)
             figs["leaderboard"] = plots.bar_with_ci(

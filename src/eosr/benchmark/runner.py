@@ -27,7 +27,6 @@ from __future__ import annotations
 import csv
 import json
 import platform
-import shutil
 import subprocess
 import sys
 import time
@@ -52,7 +51,7 @@ from eosr.benchmark.datasets import (
 )
 from eosr.benchmark.methods import Method, load_method
 from eosr.benchmark.metric_docs import doc_for
-from eosr.benchmark.outdir import claim, commit, release, staging
+from eosr.benchmark.outdir import claim, commit, recover, release, staging
 from eosr.benchmark.scoring import evaluator_name, score
 from eosr.benchmark.stats import bootstrap_mean, paired_difference
 from eosr.errors import DataError
@@ -132,9 +131,13 @@ def run_benchmark(config: BenchmarkConfig | str | Path, out_dir: str | Path, *, 
     check_config(cfg, allow_code=allow_code)
     out = Path(out_dir)
     do_report = cfg.report if report is None else report
+    all_refs = {d.name: list_images(d, allow_code) for d in cfg.datasets}  # readers run here, before any work
+    methods_cfg, baseline, auto_baseline = _with_baseline(cfg)
+    methods: list[Method] = [load_method(m, allow_code) for m in methods_cfg]
     lock = claim(out, overwrite)
     try:
-        res, cache, methods = _run(cfg, out, progress, allow_code)
+        cache = Cache(cfg.cache_dir or out / "cache")
+        res = _run(cfg, out, progress, all_refs, methods, (baseline, auto_baseline), cache)
         stage = staging(out)
         try:
             res.out_dir = stage
@@ -145,8 +148,7 @@ def run_benchmark(config: BenchmarkConfig | str | Path, out_dir: str | Path, *, 
                 write_report(res, cfg, cache, methods)
             commit(stage, out)
         finally:
-            if stage.exists():
-                shutil.rmtree(stage, ignore_errors=True)
+            recover(out)  # after a failure: the previous set (and the cache) back in place, no staging left
         res.out_dir = out
         res.report = out / "report.html" if do_report else None
     finally:
@@ -159,13 +161,10 @@ def _expected_shape(sample: Sample) -> tuple[int, ...] | None:
     return None if sample.hr is None else tuple(sample.hr.shape)
 
 
-def _run(cfg: BenchmarkConfig, out: Path, progress: bool, allow_code: bool
-         ) -> tuple[BenchmarkResult, Cache, list[Method]]:
+def _run(cfg: BenchmarkConfig, out: Path, progress: bool, all_refs: dict[str, list[ImageRef]],
+         methods: list[Method], baseline_of: tuple[str, bool], cache: Cache) -> BenchmarkResult:
     """SR and score every image (cached) and aggregate; writes only the cache."""
-    methods_cfg, baseline, auto_baseline = _with_baseline(cfg)
-    cache = Cache(cfg.cache_dir or out / "cache")
-    all_refs = {d.name: list_images(d, allow_code) for d in cfg.datasets}  # readers run here, before any work
-    methods: list[Method] = [load_method(m, allow_code) for m in methods_cfg]
+    baseline, auto_baseline = baseline_of
     metric_sel = list(cfg.metrics) if cfg.metrics is not None else None
     ver = versions()
     skey = hash_of({"metrics": metric_sel, "data_range": cfg.data_range, "evaluator": ver["evaluator"],
@@ -232,7 +231,7 @@ def _run(cfg: BenchmarkConfig, out: Path, progress: bool, allow_code: bool
         "leaderboard": board,
         "cache": counts,
     })
-    return BenchmarkResult(out, results, counts, refs=all_refs), cache, methods
+    return BenchmarkResult(out, results, counts, refs=all_refs)
 
 
 #: ``band`` of the row that holds a metric's value over all bands (the value the summary uses).

@@ -14,7 +14,8 @@ def register(app: typer.Typer) -> None:
     def benchmark(
         config: Path = typer.Argument(..., help="benchmark config (TOML), see docs/benchmark.md"),
         out: Path = typer.Option(None, "--out", "-o", help="output folder (default: benchmark-<name>)"),
-        report: bool = typer.Option(True, "--report/--no-report", help="write report.html"),
+        report: bool = typer.Option(None, "--report/--no-report",
+                                    help="write report.html (default: the config's report key, true)"),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars"),
         check: bool = typer.Option(False, "--check", help="only validate the config, run nothing (imports no "
                                                         "reader or method code)"),
