@@ -209,6 +209,7 @@ def test_frame_set_is_all_or_nothing_and_replaced_whole(tmp_path: Path, hr_tif: 
     assert call_cli([*args, "--frames", "3", "--seed", "2"]) == 130
     assert _snapshot(out) == full and listing(tmp_path) == ["set"]  # the previous set, untouched
     monkeypatch.undo()
+    (out / ".frame_005.tif.k2j3x9_a.tmp").write_bytes(b"x")  # left in the set by an older eosr: replaced with it
     assert call_cli([*args, "--frames", "3", "--seed", "2"]) == 0
     assert listing(out) == ["frame_000.tif", "frame_001.tif", "frame_002.tif", "frames.json"]
     assert len(json.loads((out / "frames.json").read_text())["shifts_hr_px_dy_dx"]) == 3

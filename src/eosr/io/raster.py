@@ -249,6 +249,15 @@ def _tmp_prefix(target: Path) -> str:
     return f".{target.name}.eosr-{os.getpid()}-"
 
 
+_TEMPORARY = re.compile(r"^\..+\.(eosr-\d+-[A-Za-z0-9_]+\.|[a-z0-9_]{8}\.(tmp|stage\.tif))")
+
+
+def is_eosr_temporary(name: str) -> bool:
+    """True for the name of a temporary of an eosr writer (``.<name>.eosr-<pid>-<random>.*``, or the
+    ``.<name>.XXXXXXXX.tmp`` of older versions)."""
+    return _TEMPORARY.match(name) is not None
+
+
 def _process_alive(pid: int) -> bool:
     """True if process ``pid`` exists on this machine and is not a zombie (unknown counts as alive)."""
     if pid == os.getpid():
@@ -337,12 +346,13 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 def check_output_folder(path: str | os.PathLike[str], owned: Callable[[Path], bool], what: str) -> None:
     """Raise :class:`DataError` if ``path`` is a file, or a folder holding anything ``owned`` does not
-    recognise as a member of ``what`` (eosr replaces a set as a whole and never deletes other files)."""
+    recognise as a member of ``what`` other than eosr temporaries (eosr replaces a set as a whole and
+    never deletes other files)."""
     target = Path(path)
     if target.exists() and not target.is_dir():
         raise DataError(f"the output of {what} must be a folder, got a file: {target}")
     if target.is_dir():
-        foreign = sorted(p.name for p in target.iterdir() if not owned(p))
+        foreign = sorted(p.name for p in target.iterdir() if not (owned(p) or is_eosr_temporary(p.name)))
         if foreign:
             raise DataError(f"{target} holds files that are not {what} ({', '.join(foreign[:3])}"
                             f"{', ...' if len(foreign) > 3 else ''}): choose a new or empty folder")

@@ -25,7 +25,6 @@ import hashlib
 import json
 import math
 import pickle
-import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -43,7 +42,6 @@ from eosr.train.sources import Splits, build_datasets
 from eosr.train.validate import HIGHER_IS_BETTER, evaluate_model, monitored
 
 STATE_FILE = "state.pt"
-_TMP_NAME = re.compile(r"^\..+\.eosr-\d+-[A-Za-z0-9_]+\.")  # temporaries (eosr.io.raster.atomic_path)
 _RESUME_IGNORES = ("output", "progress", "epochs", "checkpoint_every", "threads", "early_stopping")
 
 
@@ -217,7 +215,9 @@ def check_run_folder(out: Path, *, overwrite: bool = False) -> None:
         raise DataError(f"training output must be a folder, got a file: {out}")
     if overwrite or not out.is_dir() or is_run_folder(out):
         return
-    content = sorted(p.name for p in out.iterdir() if not _TMP_NAME.match(p.name))
+    from eosr.io.raster import is_eosr_temporary
+
+    content = sorted(p.name for p in out.iterdir() if not is_eosr_temporary(p.name))
     if content:
         raise DataError(f"{out} is not empty and not an eosr training folder ({', '.join(content[:3])}"
                         f"{', ...' if len(content) > 3 else ''}): choose a new output or pass --overwrite")
