@@ -188,8 +188,8 @@ def _load_state(path: Path) -> dict[str, Any]:
     """``state.pt`` as a dict (tensors and plain values only), or a one-line :class:`DataError`."""
     try:
         st = torch.load(path, weights_only=True)
-    except _STATE_ERRORS as e:
-        raise _unusable(path, e) from None
+    except _STATE_ERRORS:  # torch's own message is many lines about weights_only
+        raise _unusable(path, ValueError("torch.load(weights_only=True) cannot read it")) from None
     if not isinstance(st, dict):
         raise _unusable(path, TypeError(f"a {type(st).__name__}, not a dict"))
     if "config_hash" not in st:
