@@ -16,6 +16,8 @@ def register(app: typer.Typer) -> None:
         output: Path = typer.Option(None, help="override the config's output folder"),
         epochs: int = typer.Option(None, help="override the number of epochs"),
         restart: bool = typer.Option(False, help="ignore a saved state in the output folder and start over"),
+        overwrite: bool = typer.Option(False, help="use a non-empty output folder that is not an eosr training "
+                                                   "folder (eosr's files in it are replaced, others kept)"),
         progress: bool = typer.Option(True, help="show progress bars"),
     ) -> None:
         """Train (or resume training) deterministically on CPU; writes checkpoints, history and the split manifest."""
@@ -32,5 +34,5 @@ def register(app: typer.Typer) -> None:
                 raise ConfigError(f"--epochs must be >= 1, got {epochs}")
             cfg.epochs = epochs
         cfg.progress = cfg.progress and progress
-        res = train(cfg, resume=not restart)
+        res = train(cfg, resume=not restart, overwrite=overwrite)
         typer.echo(f"wrote {res.checkpoint}.safetensors (best epoch {res.best_epoch}, score {res.best_score:.4f})")

@@ -18,9 +18,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
+import sys
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -229,24 +231,161 @@ def raster_radiometry(
         return _radiometry_of(ds, path, _band_index(ds, bands), dn_scale, dn_offset)
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux ``/proc``)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (not thread-safe, but only for an instant)
+    os.umask(mask)
+    return mask
+
+
+def _tmp_prefix(target: Path) -> str:
+    """``.<name>.eosr-<pid>-``: temporaries of ``target`` say whose they are and which process owns them."""
+    return f".{target.name}.eosr-{os.getpid()}-"
+
+
+_TEMPORARY = re.compile(r"^\..+\.(eosr-\d+-[A-Za-z0-9_]+\.|[a-z0-9_]{8}\.(tmp|stage\.tif))")
+
+
+def is_eosr_temporary(name: str) -> bool:
+    """True for the name of a temporary of an eosr writer (``.<name>.eosr-<pid>-<random>.*``, or the
+    ``.<name>.XXXXXXXX.tmp`` of older versions)."""
+    return _TEMPORARY.match(name) is not None
+
+
+def _process_alive(pid: int) -> bool:
+    """True if process ``pid`` exists on this machine and is not a zombie (unknown counts as alive)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process: alive
+        return True
+    try:  # a killed child not yet reaped by its parent still answers os.kill
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike[str]) -> int:
+    """Remove the temporaries of ``path`` (``.<name>.eosr-<pid>-*``: files, stage files, staging folders)
+    left by eosr runs whose process no longer exists, e.g. after a SIGKILL; returns how many were
+    removed and says so in one line on stderr. A live process's temporaries are never touched;
+    temporaries named by older eosr versions (``.<name>.XXXXXXXX.tmp``, no process id) are reported, not removed."""
+    target = Path(os.path.abspath(path))
+    folder = target.parent
+    ours = re.compile(rf"^\.{re.escape(target.name)}\.eosr-(\d+)-[A-Za-z0-9_]+\.")
+    legacy = re.compile(rf"^\.{re.escape(target.name)}\.[a-z0-9_]{{8}}\.(tmp|stage\.tif)")
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    removed, old = 0, []
+    for e in entries:
+        m = ours.match(e.name)
+        if m is None:
+            if legacy.match(e.name):
+                old.append(e.name)
+            continue
+        if _process_alive(int(m.group(1))):
+            continue
+        try:
+            if e.is_dir(follow_symlinks=False):
+                shutil.rmtree(e.path)
+            else:
+                os.unlink(e.path)
+            removed += 1
+        except FileNotFoundError:  # another run cleaned it meanwhile
+            pass
+        except OSError:
+            continue
+    if removed:
+        print(f"removed {removed} stale temporary file{'s' if removed > 1 else ''} of {target} from a killed run",
+              file=sys.stderr)
+    if old:
+        print(f"found {len(old)} temporary file{'s' if len(old) > 1 else ''} of {target} from an older eosr "
+              f"({', '.join(sorted(old)[:3])}{', ...' if len(old) > 3 else ''}): delete them if no run is writing it",
+              file=sys.stderr)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    The temporary is ``.<name>.eosr-<pid>-<random>.tmp`` (writers may add stage files named after it);
+    temporaries of the same target left by a killed run are removed first
+    (:func:`remove_stale_temporaries`). The final file gets the mode the umask gives a new file
+    (e.g. 0644 under umask 022), not the 0600 of the temporary.
+    """
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise DataError(f"output folder does not exist: {folder}")
     if not os.access(folder, os.W_OK):
         raise DataError(f"output folder is not writable: {folder}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    remove_stale_temporaries(target)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(target), suffix=".tmp", dir=folder)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def check_output_folder(path: str | os.PathLike[str], owned: Callable[[Path], bool], what: str) -> None:
+    """Raise :class:`DataError` if ``path`` is a file, or a folder holding anything ``owned`` does not
+    recognise as a member of ``what`` other than eosr temporaries (eosr replaces a set as a whole and
+    never deletes other files)."""
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise DataError(f"the output of {what} must be a folder, got a file: {target}")
+    if target.is_dir():
+        foreign = sorted(p.name for p in target.iterdir() if not (owned(p) or is_eosr_temporary(p.name)))
+        if foreign:
+            raise DataError(f"{target} holds files that are not {what} ({', '.join(foreign[:3])}"
+                            f"{', ...' if len(foreign) > 3 else ''}): choose a new or empty folder")
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike[str], owned: Callable[[Path], bool], what: str) -> Iterator[Path]:
+    """Yield an empty staging folder beside ``path``; if the block succeeds it replaces ``path`` as a
+    whole (an earlier set there is removed), else it is deleted. An interruption leaves the previous
+    set or none, never part of one. ``path`` must be absent, empty or hold only files ``owned``
+    recognises (:func:`check_output_folder`); missing parent folders are created."""
+    target = Path(os.path.abspath(path))
+    check_output_folder(target, owned, what)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(target)
+    stage = Path(tempfile.mkdtemp(prefix=_tmp_prefix(target), suffix=".tmp", dir=target.parent))
+    try:
+        yield stage
+        os.chmod(stage, 0o777 & ~_umask())
+        check_output_folder(target, owned, what)  # nothing foreign arrived meanwhile
+        old = stage.with_suffix(".old")
+        if target.exists():
+            os.rename(target, old)
+        try:
+            os.rename(stage, target)
+        except OSError:
+            if old.exists():
+                os.rename(old, target)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)
 
 
 def to_dn(data: np.ndarray, dtype: str, dn_scale: float, dn_offset: float, nodata: float | None) -> np.ndarray:

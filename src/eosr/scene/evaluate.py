@@ -27,12 +27,14 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from eosr.errors import DataError, GeoError, ScaleError, ShapeError
 
+MAP_SET = "eosr evaluate maps (GeoTIFFs tagged eosr_map)"
 #: Above this many values (bands x rows x columns) per raster, :func:`evaluate_files` goes windowed.
 WHOLE_LIMIT = 4 * 2048 * 2048
 
@@ -206,14 +208,20 @@ def evaluate_files(
     Rules for radiometry, grids, footprints and the operator: module docstring. ``bands`` names the
     files' bands in order (for the sensor operator); ``mask`` is a raster on the SR grid, non-zero =
     valid. ``maps_dir`` receives the per-pixel maps as GeoTIFF on the SR grid (the LR residual on the LR
-    grid). Returns an :class:`eosr.evaluation.EvaluationResult` whose ``info`` records the radiometry,
-    georeference, footprint and operator used; bad input raises a one-line :class:`eosr.errors.EosrError`.
+    grid), staged beside it and moved into place as a whole (a re-run replaces the set; a folder holding
+    other files is refused: docs/conventions.md, "Outputs"). Returns an
+    :class:`eosr.evaluation.EvaluationResult` whose ``info`` records the radiometry, georeference, footprint
+    and operator used; bad input raises a one-line :class:`eosr.errors.EosrError`.
     """
     from eosr.degrade.resolve import TAG, resolve_operator
     from eosr.evaluation import evaluate
 
     if hr is None and lr is None:
         raise DataError("give HR, LR or both to evaluate SR against")
+    if maps_dir is not None:
+        from eosr.io.raster import check_output_folder
+
+        check_output_folder(maps_dir, is_map_file, MAP_SET)  # before the work
     opened: list[Any] = []
     try:
         for p in (sr, hr, lr):
@@ -253,8 +261,11 @@ def evaluate_files(
                            maps=maps_dir is not None)
             res.info["aggregation"] = "whole image"
             if maps_dir is not None:
-                res.write_maps(maps_dir, crs=g_sr.crs if geo["georeferenced"] else None,
-                               transform=g_sr.transform if geo["georeferenced"] else None)
+                from eosr.io.raster import atomic_folder
+
+                with atomic_folder(maps_dir, is_map_file, MAP_SET) as stage:  # all maps or none
+                    res.write_maps(stage, crs=g_sr.crs if geo["georeferenced"] else None,
+                                   transform=g_sr.transform if geo["georeferenced"] else None)
     finally:
         for g in opened:
             if g is not None:
@@ -264,6 +275,24 @@ def evaluate_files(
     res.info.update(geo)
     res.info["operator_choice"] = {"mode": choice.mode, "source": choice.source}
     return res
+
+
+def is_map_file(path: Path) -> bool:
+    """A member of a maps folder: a GeoTIFF tagged ``eosr_map`` (or a GDAL ``.aux.xml`` beside one)."""
+    from rasterio.errors import RasterioError
+
+    from eosr.io.raster import open_quietly
+
+    name = path.name
+    if name.endswith(".tif.aux.xml"):
+        return True
+    if not name.endswith(".tif") or not path.is_file():
+        return False
+    try:
+        with open_quietly(path) as ds:
+            return "eosr_map" in ds.tags()
+    except (OSError, RasterioError):  # unreadable: not one of ours
+        return False
 
 
 def _described(names: Sequence[str]) -> bool:

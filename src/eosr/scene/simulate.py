@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,13 @@ from eosr import SCHEMA_VERSION, __version__
 from eosr.degrade import Degradation, simulate_frames
 from eosr.errors import ScaleError, SensorError
 from eosr.io import read_raster, write_raster
-from eosr.io.raster import atomic_path, lr_transform, to_dn
+from eosr.io.raster import atomic_folder, atomic_path, check_output_folder, lr_transform, to_dn
 from eosr.physics import check_scale
 from eosr.physics.psf import kernel_length
 
 WINDOWED_PIXELS = 4096 * 4096
+FRAME_SET = "an eosr frame set (frame_NNN.tif, frames.json)"
+_FRAME_FILE = re.compile(r"frame_\d{3,}\.tif(\.aux\.xml)?|frames\.json")
 
 
 def _parse_floats(s: str | None) -> list[float] | None:
@@ -98,7 +101,9 @@ def simulate_file(
 
     Band selection: if the file's bands are described (e.g. ``B04``), ``bands`` selects them by name;
     otherwise ``bands`` names the sensor bands of the file's bands in order. With ``frames`` > 0,
-    ``lr_path`` is a folder receiving ``frame_000.tif``... and ``frames.json`` (shifts, PSF, gains).
+    ``lr_path`` is a folder receiving ``frame_000.tif``... and ``frames.json`` (shifts, PSF, gains), staged
+    beside it and moved into place as a whole: a re-run replaces the whole set, an interruption leaves
+    the previous set or none, and a folder holding other files is refused (docs/conventions.md, "Outputs").
     ``block`` (LR pixels) forces windowed simulation with that block size (see the module docstring).
     ``operator``: ``"full"`` (default), ``"wald"`` (same as ``wald=True``) or a sensor/calibration file
     (:mod:`eosr.degrade.resolve`); the LR records it in its ``eosr_operator`` tag, and with ``crop`` the
@@ -157,18 +162,23 @@ def simulate_file(
     if frames <= 0:
         lr = op(data.astype(np.float64), seed=seed).astype(np.float32)
         return write_raster(lr_path, lr, tags=tags, **out_kw)
-    fs = simulate_frames(data.astype(np.float64), op, frames, max_shift_lr=max_shift, seed=seed)
     folder = Path(lr_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    for k in range(frames):
-        write_raster(folder / f"frame_{k:03d}.tif", np.asarray(fs.frames[k], dtype=np.float32),
-                     tags={**tags, "eosr_frame": k}, **out_kw)
+    check_output_folder(folder, is_frame_file, FRAME_SET)  # before the work
+    fs = simulate_frames(data.astype(np.float64), op, frames, max_shift_lr=max_shift, seed=seed)
     meta = {"schema_version": SCHEMA_VERSION,
             "scale": r, "shifts_hr_px_dy_dx": fs.shifts.tolist(), "sigmas_hr_px": fs.sigmas.tolist(),
             "gains": fs.gains.tolist(), "biases": fs.biases.tolist(), "operator": op.describe(), "seed": seed}
-    with atomic_path(folder / "frames.json") as tmp:
-        tmp.write_text(json.dumps(meta, indent=2))
+    with atomic_folder(folder, is_frame_file, FRAME_SET) as stage:  # the set appears (or is replaced) whole
+        for k in range(frames):
+            write_raster(stage / f"frame_{k:03d}.tif", np.asarray(fs.frames[k], dtype=np.float32),
+                         tags={**tags, "eosr_frame": k}, **out_kw)
+        (stage / "frames.json").write_text(json.dumps(meta, indent=2))
     return folder
+
+
+def is_frame_file(path: Path) -> bool:
+    """A member of a simulated frame set: ``frame_NNN.tif``, ``frames.json`` (or a GDAL ``.aux.xml`` of a frame)."""
+    return _FRAME_FILE.fullmatch(path.name) is not None
 
 
 def _crop_tag(h: int, w: int, r: int) -> dict[str, str]:

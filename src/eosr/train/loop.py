@@ -12,6 +12,10 @@ Resume state: ``<output>/state.pt`` (``torch.save`` of tensors and plain values,
 Model checkpoints: ``<output>/best.{safetensors,json}`` (best validation score) and, at the end,
 ``<output>/<name>.{safetensors,json}`` (= the best weights) via :func:`eosr.models.save_checkpoint`.
 Training history: ``<output>/history.json`` = ``{"schema_version", "history": [one record per epoch]}``.
+
+The output folder must be new, empty or a run folder of eosr (it holds eosr's ``split_manifest.json``);
+any other populated folder is refused unless ``overwrite`` (CLI ``--overwrite``). A ``state.pt`` that
+cannot be resumed (foreign, truncated, edited) is a one-line error naming it and ``--restart``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import contextlib
 import hashlib
 import json
 import math
+import pickle
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +36,7 @@ import numpy as np
 import torch
 
 from eosr._schema import stamped
-from eosr.errors import ConfigError
+from eosr.errors import ConfigError, DataError
 from eosr.train.config import TrainConfig
 from eosr.train.sources import Splits, build_datasets
 from eosr.train.validate import HIGHER_IS_BETTER, evaluate_model, monitored
@@ -166,6 +171,58 @@ def _epoch_order(seed: int, epoch: int, n: int, steps: int, batch: int) -> np.nd
     return np.concatenate(reps)[:need]
 
 
+#: What a foreign, truncated or hand-edited state.pt raises while being read or applied.
+_STATE_ERRORS = (OSError, EOFError, RuntimeError, KeyError, IndexError, TypeError, ValueError, AttributeError,
+                 pickle.UnpicklingError)
+
+
+def _unusable(path: Path, e: BaseException) -> DataError:
+    reason = " ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
+    if isinstance(e, KeyError):
+        reason = f"no {e.args[0]!r} entry" if e.args else "a missing entry"
+    reason = reason[:160] + ("..." if len(reason) > 160 else "")
+    return DataError(f"{path} is not a usable eosr training state ({reason}); start over with --restart")
+
+
+def _load_state(path: Path) -> dict[str, Any]:
+    """``state.pt`` as a dict (tensors and plain values only), or a one-line :class:`DataError`."""
+    try:
+        st = torch.load(path, weights_only=True)
+    except _STATE_ERRORS:  # torch's own message is many lines about weights_only
+        raise _unusable(path, ValueError("torch.load(weights_only=True) cannot read it")) from None
+    if not isinstance(st, dict):
+        raise _unusable(path, TypeError(f"a {type(st).__name__}, not a dict"))
+    if "config_hash" not in st:
+        raise _unusable(path, KeyError("config_hash"))
+    return st
+
+
+def is_run_folder(out: Path) -> bool:
+    """True if ``out`` is an output folder of ``eosr train``: it holds eosr's split manifest
+    (``split_manifest.json``, the first file a run writes, with eosr's ``schema_version`` and ``splits``)."""
+    try:
+        doc = json.loads((out / "split_manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and "schema_version" in doc and "splits" in doc
+
+
+def check_run_folder(out: Path, *, overwrite: bool = False) -> None:
+    """Refuse (:class:`DataError`) an output that is a file, or a non-empty folder that is not a run
+    folder of eosr (:func:`is_run_folder`) unless ``overwrite``: then eosr's files in it are replaced
+    and the others left alone. Temporaries of a killed eosr run do not count."""
+    if out.exists() and not out.is_dir():
+        raise DataError(f"training output must be a folder, got a file: {out}")
+    if overwrite or not out.is_dir() or is_run_folder(out):
+        return
+    from eosr.io.raster import is_eosr_temporary
+
+    content = sorted(p.name for p in out.iterdir() if not is_eosr_temporary(p.name))
+    if content:
+        raise DataError(f"{out} is not empty and not an eosr training folder ({', '.join(content[:3])}"
+                        f"{', ...' if len(content) > 3 else ''}): choose a new output or pass --overwrite")
+
+
 def _save_state(path: Path, state: dict[str, Any]) -> None:
     from eosr.io.raster import atomic_path
 
@@ -195,10 +252,13 @@ def train(
     on_step: Callable[[int, float], None] | None = None,
     log: Callable[[str], None] | None = None,
     splits: Splits | None = None,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train ``cfg.model`` on ``cfg.data`` (see the module docstring). Resumes from ``<output>/state.pt``
     when ``resume`` and the state matches the config. ``on_step(global_step, loss)`` is called after each
     optimiser step (a hook for tests and progress); an exception there interrupts the run like a kill.
+    A non-empty output folder that is not an eosr run folder is refused unless ``overwrite``
+    (:func:`check_run_folder`); a ``state.pt`` that cannot be resumed is a one-line :class:`DataError`.
     """
     from tqdm import tqdm
 
@@ -207,8 +267,9 @@ def train(
     from eosr.models.checkpoint import save_checkpoint
 
     say = log or (lambda m: print(m, file=sys.stderr))
-    torch.set_num_threads(cfg.threads)
     out = Path(cfg.output)
+    check_run_folder(out, overwrite=overwrite)
+    torch.set_num_threads(cfg.threads)
     out.mkdir(parents=True, exist_ok=True)
     sp = splits if splits is not None else build_datasets(cfg)
     write_manifest(out / "split_manifest.json", sp.locations, seed=cfg.data.split_seed,
@@ -233,14 +294,19 @@ def train(
     state_path = out / STATE_FILE
     resumed = 0
     if resume and state_path.is_file():
-        st = torch.load(state_path, weights_only=True)
+        st = _load_state(state_path)
         if st.get("config_hash") != chash:
             raise ConfigError(f"{state_path} belongs to another configuration: use a new output or --restart")
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        epoch, step0, gstep = int(st["epoch"]), int(st["step_in_epoch"]), int(st["global_step"])
-        best, best_epoch, bad = float(st["best"]), int(st["best_epoch"]), int(st["bad_epochs"])
-        history = json.loads(st["history"])
+        try:
+            model.load_state_dict(st["model"])
+            opt.load_state_dict(st["optimizer"])
+            epoch, step0, gstep = int(st["epoch"]), int(st["step_in_epoch"]), int(st["global_step"])
+            best, best_epoch, bad = float(st["best"]), int(st["best_epoch"]), int(st["bad_epochs"])
+            history = json.loads(st["history"])
+            if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+                raise TypeError("history is not a list of epoch records")
+        except _STATE_ERRORS as e:
+            raise _unusable(state_path, e) from None
         resumed = gstep
         say(f"resumed from epoch {epoch}, step {step0} (global step {gstep})")
     stopped = bool(history and history[-1].get("stopped_early"))
@@ -316,5 +382,8 @@ def train(
     ck = out / cfg.name
     save_checkpoint(best_model, ck, card)
     doc = stamped({"history": history})  # {"schema_version", "history": [one record per epoch]}
-    (out / "history.json").write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
+    from eosr.io.raster import atomic_path
+
+    with atomic_path(out / "history.json") as tmp:
+        tmp.write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
     return TrainResult(best_model, history, best_epoch, best, ck, gstep, stopped, resumed, sp)
