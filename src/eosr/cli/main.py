@@ -5,7 +5,7 @@ modules are found by name, so adding a command never edits another's file. A ren
 used under its old name prints one line ``warning: ... is deprecated; use ...`` on stderr
 (:mod:`eosr._deprecation`).
 
-One error discipline, never a traceback for these (docs/conventions.md, "CLI errors and exit codes"):
+One error discipline, never a traceback for these (``docs/conventions.md#cli-errors-and-exit-codes``):
 
 - a usage error (unknown option, missing argument, bad choice or number) prints ``error: ...`` and a
   ``try 'eosr CMD --help'`` line, exit 2;
