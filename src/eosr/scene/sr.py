@@ -11,6 +11,7 @@ end: an error or Ctrl-C leaves no partial output.
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from collections import deque
@@ -267,10 +268,16 @@ def _run_dask(plan: TilePlan, model: Any, source: Any, done: Any, *, uncertainty
             (i, j), fut = queue.popleft()
             done(i, j, fut.result())
     finally:
-        if client is not scheduler:
-            client.close()
-        if cluster is not None:
-            cluster.close()
+        disabled = logging.root.manager.disable
+        if cluster is not None:  # closing mid-run (Ctrl-C, an error) makes the scheduler and nannies complain
+            logging.disable(logging.CRITICAL)
+        try:
+            if client is not scheduler:
+                client.close()
+            if cluster is not None:
+                cluster.close()
+        finally:
+            logging.disable(disabled)
 
 
 def super_resolve_array(lr: Any, model: Any, *, tile: int = 512, overlap: int | None = None,
