@@ -20,8 +20,10 @@ def register(app: typer.Typer) -> None:
         tile: int = typer.Option(512, help="tile size in LR pixels"),
         overlap: int = typer.Option(None, help="tile overlap in LR pixels (default: from the receptive field)"),
         cog: bool = typer.Option(False, help="write a Cloud-Optimized GeoTIFF"),
-        workers: int = typer.Option(None, help="run on a local Dask cluster of N worker processes"),
-        scheduler: str = typer.Option(None, help="run on the Dask scheduler at this address"),
+        workers: int = typer.Option(None, help="run on a private local Dask cluster of N worker processes (TLS, "
+                                               "no dashboard; at most 4 per CPU)"),
+        scheduler: str = typer.Option(None, help="run on the Dask scheduler at this address (TLS settings from "
+                                                 "Dask's config, see docs/scenes.md)"),
         uncertainty: bool = typer.Option(False, help="also write OUT.uncertainty.tif (model must offer it)"),
         float32: bool = typer.Option(False, "--float32", help="write float32 reflectance instead of the input type"),
         progress: bool = typer.Option(True, help="show a progress bar"),
@@ -38,10 +40,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Super-resolve a scene tile by tile: same CRS and origin, pixel size / r, nodata and band names kept."""
         from eosr.errors import ConfigError
-        from eosr.scene.sr import super_resolve
+        from eosr.scene.sr import check_workers, super_resolve
 
         if workers is not None and scheduler is not None:
             raise ConfigError("give either --workers or --scheduler, not both")
+        if workers is not None:
+            check_workers(workers)  # before any work: 1 to what this machine allows
         band_list = [b.strip() for b in bands.split(",") if b.strip()] if bands else None
         path = super_resolve(inp, out, model, bands=band_list, scale=scale, tile=tile, overlap=overlap, cog=cog,
                              workers=workers, scheduler=scheduler, uncertainty=uncertainty,

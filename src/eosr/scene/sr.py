@@ -11,6 +11,7 @@ end: an error or Ctrl-C leaves no partial output.
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from collections import deque
@@ -165,22 +166,78 @@ def _run_tiles(plan: TilePlan, model: Any, source: SceneSource | np.ndarray, ble
         bar.close()
 
 
+#: a local cluster has at most this many worker processes per CPU, and each needs this much available memory
+MAX_WORKERS_PER_CPU = 4
+WORKER_MEMORY = 2**29
+
+
+def max_local_workers() -> int:
+    """The most worker processes a local cluster may start here: CPUs x 4, 0.5 GiB of available memory each."""
+    import psutil
+
+    by_memory = int(psutil.virtual_memory().available // WORKER_MEMORY)
+    return max(1, min((os.cpu_count() or 1) * MAX_WORKERS_PER_CPU, by_memory))
+
+
+def check_workers(workers: int) -> int:
+    """``workers`` if it is a worker count a local cluster may start here, else :class:`ConfigError`."""
+    if isinstance(workers, bool) or int(workers) != workers or workers < 1:
+        raise ConfigError(f"workers must be an integer >= 1, got {workers}")
+    limit = max_local_workers()
+    if workers > limit:
+        raise ConfigError(f"workers must be <= {limit} on this machine ({os.cpu_count()} CPUs x "
+                          f"{MAX_WORKERS_PER_CPU}, {WORKER_MEMORY / 2**30:g} GiB of available memory each), "
+                          f"got {workers}")
+    return int(workers)
+
+
+def local_cluster(workers: int) -> tuple[Any, Any]:
+    """Start a private local Dask cluster of ``workers`` processes; returns ``(cluster, client)``.
+
+    Private: TLS on 127.0.0.1 with a certificate generated for this run (``distributed.Security.temporary``),
+    so only this client can connect; no dashboard, and the HTTP servers of scheduler and workers serve no
+    route. The caller closes the client and the cluster (every process ends with them).
+    """
+    import dask
+    from distributed import Client, LocalCluster, Security
+
+    n = check_workers(workers)
+    try:
+        security = Security.temporary()
+    except ImportError:
+        raise ConfigError("a local Dask cluster needs the package 'cryptography' (a TLS certificate per run): "
+                          "pip install cryptography") from None
+    with dask.config.set({"distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []}):
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, protocol="tls", host="127.0.0.1",
+                               dashboard_address=None, worker_dashboard_address=None, security=security)
+    try:
+        client = Client(cluster, security=security)
+        client.run_on_scheduler(_stop_http)  # distributed starts them even without a dashboard
+        client.run(_stop_http)
+    except BaseException:
+        cluster.close()
+        raise
+    return cluster, client
+
+
+def _stop_http(dask_worker: Any = None, dask_scheduler: Any = None) -> None:
+    """Close the HTTP server (health/metrics routes) of a scheduler or worker: nothing listens but the TLS comm."""
+    server = dask_worker or dask_scheduler
+    if getattr(server, "http_server", None) is not None:
+        server.http_server.stop()
+
+
 def _run_dask(plan: TilePlan, model: Any, source: Any, done: Any, *, uncertainty: bool, workers: int | None,
               scheduler: Any) -> None:
     """Tiles as tasks on a ``distributed`` cluster; the model is scattered to every worker once."""
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     if workers is not None and scheduler is not None:
         raise ConfigError("give either workers (a local cluster) or a scheduler address, not both")
     cluster = None
     threads = None
     if scheduler is None:
-        n = int(workers or 1)
-        if n < 1:
-            raise ConfigError(f"workers must be >= 1, got {n}")
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address=None)
-        client = Client(cluster)
+        cluster, client = local_cluster(1 if workers is None else workers)
         threads = 1
     elif isinstance(scheduler, Client):
         client = scheduler
@@ -211,10 +268,16 @@ def _run_dask(plan: TilePlan, model: Any, source: Any, done: Any, *, uncertainty
             (i, j), fut = queue.popleft()
             done(i, j, fut.result())
     finally:
-        if client is not scheduler:
-            client.close()
-        if cluster is not None:
-            cluster.close()
+        disabled = logging.root.manager.disable
+        if cluster is not None:  # closing mid-run (Ctrl-C, an error) makes the scheduler and nannies complain
+            logging.disable(logging.CRITICAL)
+        try:
+            if client is not scheduler:
+                client.close()
+            if cluster is not None:
+                cluster.close()
+        finally:
+            logging.disable(disabled)
 
 
 def super_resolve_array(lr: Any, model: Any, *, tile: int = 512, overlap: int | None = None,
