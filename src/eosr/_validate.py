@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from eosr.errors import ConfigError, EosrError
 
-N = TypeVar("N", int, float, None)
+N = TypeVar("N", bound="float | None")
 
 
 def _range(lo: float | None, hi: float | None, lo_open: bool) -> str:
