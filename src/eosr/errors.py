@@ -36,3 +36,7 @@ class ModelError(EosrError):
 
 class ConfigError(EosrError):
     """A configuration file is invalid."""
+
+
+class ResourceError(EosrError):
+    """The work would need more memory or disk than is available, or a file declares an absurd size."""

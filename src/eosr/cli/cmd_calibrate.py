@@ -45,21 +45,30 @@ def register(app: typer.Typer) -> None:
                                   "band descriptions)"),
         mask: Path = typer.Option(
             None, "--mask", help="validity raster on the LR (or HR) grid, non-zero = use (e.g. clear sky)"),
+        no_size_check: bool = typer.Option(
+            False, "--no-size-check", help="skip the memory estimate and the declared-size limit"),
     ) -> None:
         """Fit per-band PSF kernel, MTF at the LR Nyquist, shift, gain and bias of a real pair, with uncertainties."""
+        from eosr._validate import check_dn, check_number, check_scale_option
         from eosr.degrade.calibrate import calibrate_pair, check_operator, schema_version
         from eosr.degrade.resolve import TAG, check_mode, resolve_operator
         from eosr.errors import GeoError, ScaleError, SensorError, ShapeError
         from eosr.io import check_pair, read_raster
-        from eosr.io.raster import atomic_path
+        from eosr.io.raster import atomic_path, size_checks
+        from eosr.scene.source import check_calibrate_budget
 
+        check_scale_option("--scale", scale)
+        check_number("--n-boot", n_boot, lo=2, hi=100_000, integer=True)
+        check_dn(dn_scale, dn_offset)
         if write_sensor is not None and write_sensor.suffix.lower() != ".toml":
             raise SensorError(f"--write-sensor needs a .toml path, got {write_sensor}")
         if dn_offset is not None and dn_scale is None:
             raise ScaleError("--dn-offset needs --dn-scale")
         check_mode(operator)
-        h = read_raster(hr, dn_scale=dn_scale, dn_offset=dn_offset)
-        lo = read_raster(lr, dn_scale=dn_scale, dn_offset=dn_offset)
+        with size_checks(not no_size_check):
+            check_calibrate_budget(hr, lr)
+            h = read_raster(hr, dn_scale=dn_scale, dn_offset=dn_offset)
+            lo = read_raster(lr, dn_scale=dn_scale, dn_offset=dn_offset)
         names = [b.strip() for b in bands.split(",") if b.strip()] if bands else None
         if names is not None and len(names) != lo.shape[0]:
             raise ShapeError(f"--bands names {len(names)} bands, the LR has {lo.shape[0]}")
@@ -90,7 +99,8 @@ def register(app: typer.Typer) -> None:
             px = (lo.transform.c - h.transform.c) / h.transform.a
             prior = (-float(py), -float(px))
         fams = [f.strip() for f in families.split(",") if f.strip()]
-        exclude = _mask(mask, lo, h if not register_ else None, r) if mask is not None else None
+        with size_checks(not no_size_check):
+            exclude = _mask(mask, lo, h if not register_ else None, r) if mask is not None else None
         cal = calibrate_pair(
             h.data, lo.data, r, families=fams, band_names=names or lo.band_names, register=register_,
             prior_shift=prior, n_boot=n_boot, mask=exclude, hr_gsd_m=h.pixel_size[0] if georef else None,

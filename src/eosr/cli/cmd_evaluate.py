@@ -34,15 +34,26 @@ def register(app: typer.Typer) -> None:
         maps: Path = typer.Option(None, help="write per-pixel maps (error, hallucination, ...) as GeoTIFF here"),
         windowed: bool = typer.Option(None, "--windowed/--whole", help="force block-wise (large scenes) or whole"),
         quiet: bool = typer.Option(False, help="do not print the table"),
+        no_size_check: bool = typer.Option(False, "--no-size-check",
+                                           help="skip the memory/disk estimate and the declared-size limit"),
     ) -> None:
         """Evaluate an SR result: pixel, physical (LR/HR fidelity), stratified, spectral, registration metrics."""
+        from eosr._validate import check_dn, check_number, check_scale_option
+        from eosr.io.raster import size_checks
         from eosr.scene.evaluate import evaluate_files
+        from eosr.scene.source import check_evaluate_budget
 
-        res = evaluate_files(sr, hr, lr, sensor=sensor, bands=bands, scale=scale, operator=operator,
-                             dn_scale=dn_scale, dn_offset=dn_offset, mask=mask, uncertainty=uncertainty,
-                             data_range=data_range, noise_sigma=noise_sigma,
-                             lpips_weights=None if lpips_weights is None else str(lpips_weights),
-                             maps_dir=maps, windowed=windowed)
+        check_scale_option("--scale", scale)
+        check_number("--data-range", data_range, lo=0, lo_open=True, hi=1e9)
+        check_number("--noise-sigma", noise_sigma, lo=0, lo_open=True, hi=10)
+        check_dn(dn_scale, dn_offset)
+        with size_checks(not no_size_check):
+            check_evaluate_budget(sr, whole=None if windowed is None else not windowed, maps_dir=maps)
+            res = evaluate_files(sr, hr, lr, sensor=sensor, bands=bands, scale=scale, operator=operator,
+                                 dn_scale=dn_scale, dn_offset=dn_offset, mask=mask, uncertainty=uncertainty,
+                                 data_range=data_range, noise_sigma=noise_sigma,
+                                 lpips_weights=None if lpips_weights is None else str(lpips_weights),
+                                 maps_dir=maps, windowed=windowed)
         if json_out is not None:
             res.to_json(json_out)
         if not quiet:

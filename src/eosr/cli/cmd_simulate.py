@@ -35,18 +35,36 @@ def register(app: typer.Typer) -> None:
         dn_scale: float = typer.Option(None, help="DN -> reflectance scale (default: the file's metadata or "
                                                   "product convention; required for other integer data)"),
         dn_offset: float = typer.Option(None, help="DN -> reflectance offset"),
+        no_size_check: bool = typer.Option(False, "--no-size-check",
+                                           help="skip the memory/disk estimate and the declared-size limit"),
     ) -> None:
         """Simulate LR data from HR with the sensor-aware operator (PSF from MTF, area-aligned decimation)."""
+        from eosr._validate import check_dn, check_numbers, check_scale_option
+        from eosr.io.raster import size_checks
         from eosr.scene.simulate import simulate_file
+        from eosr.scene.source import check_simulate_budget
 
+        r = check_scale_option("--scale", scale)
+        check_numbers({
+            "--noise": (noise, dict(lo=0, hi=10)), "--snr": (snr, dict(lo=0, lo_open=True, hi=1e6)),
+            "--snr-reference": (snr_reference, dict(lo=0, lo_open=True, hi=10)),
+            "--bits": (bits, dict(lo=1, hi=32, integer=True)),
+            "--quant-range": (quant_range, dict(lo=0, lo_open=True, hi=1e6)),
+            "--gain": (gain, dict(lo=0, lo_open=True, hi=1e3)), "--offset": (offset, dict(lo=-10, hi=10)),
+            "--frames": (frames, dict(lo=0, hi=1000, integer=True)), "--max-shift": (max_shift, dict(lo=0, hi=100)),
+            "--seed": (seed, dict(lo=0, hi=2**63 - 1, integer=True)),
+        })
+        check_dn(dn_scale, dn_offset)
         if wald:
             typer.echo("warning: --wald is deprecated; use --operator wald", err=True)
-        out = simulate_file(
-            hr, lr, sensor=sensor, bands=bands, scale=scale, mtf=mtf, wald=wald, noise=noise, snr=snr,
-            snr_reference=snr_reference, bits=bits, quant_range=quant_range, gain=gain, offset=offset,
-            frames=frames, max_shift=max_shift, crop=crop, seed=seed, dn_scale=dn_scale, operator=operator,
-            dn_offset=dn_offset,
-        )
+        with size_checks(not no_size_check):
+            check_simulate_budget(hr, lr, scale=r or 1, frames=frames)
+            out = simulate_file(
+                hr, lr, sensor=sensor, bands=bands, scale=scale, mtf=mtf, wald=wald, noise=noise, snr=snr,
+                snr_reference=snr_reference, bits=bits, quant_range=quant_range, gain=gain, offset=offset,
+                frames=frames, max_shift=max_shift, crop=crop, seed=seed, dn_scale=dn_scale, operator=operator,
+                dn_offset=dn_offset,
+            )
         typer.echo(f"wrote {out}")
         if out.is_file():
             from eosr.io.raster import open_quietly

@@ -37,19 +37,32 @@ def register(app: typer.Typer) -> None:
                                                 "'wald' (with --sensor) or a sensor file; default: the input's "
                                                 "eosr_operator tag"),
         sensor: str = typer.Option(None, help="sensor of --operator full|wald"),
+        no_size_check: bool = typer.Option(False, "--no-size-check",
+                                           help="skip the disk estimate and the declared-size limit"),
     ) -> None:
         """Super-resolve a scene tile by tile: same CRS and origin, pixel size / r, nodata and band names kept."""
+        from eosr._validate import check_dn, check_number, check_scale_option
         from eosr.errors import ConfigError
+        from eosr.io.raster import size_checks
+        from eosr.scene.source import check_sr_budget, model_scale_hint
         from eosr.scene.sr import check_workers, super_resolve
+
+        r = check_scale_option("--scale", scale)
+        check_number("--tile", tile, lo=1, hi=8192, integer=True)
+        check_number("--overlap", overlap, lo=0, hi=4096, integer=True)
+        check_dn(dn_scale, dn_offset)
 
         if workers is not None and scheduler is not None:
             raise ConfigError("give either --workers or --scheduler, not both")
         if workers is not None:
             check_workers(workers)  # before any work: 1 to what this machine allows
         band_list = [b.strip() for b in bands.split(",") if b.strip()] if bands else None
-        path = super_resolve(inp, out, model, bands=band_list, scale=scale, tile=tile, overlap=overlap, cog=cog,
-                             workers=workers, scheduler=scheduler, uncertainty=uncertainty,
-                             output_dtype="float32" if float32 else None, progress=progress,
-                             self_ensemble=self_ensemble, dn_scale=dn_scale, dn_offset=dn_offset, operator=operator,
-                             sensor=sensor)
+        with size_checks(not no_size_check):
+            check_sr_budget(inp, out, scale=r or model_scale_hint(model), bands=band_list, float32=float32,
+                            uncertainty=uncertainty)
+            path = super_resolve(inp, out, model, bands=band_list, scale=scale, tile=tile, overlap=overlap, cog=cog,
+                                 workers=workers, scheduler=scheduler, uncertainty=uncertainty,
+                                 output_dtype="float32" if float32 else None, progress=progress,
+                                 self_ensemble=self_ensemble, dn_scale=dn_scale, dn_offset=dn_offset,
+                                 operator=operator, sensor=sensor)
         typer.echo(f"wrote {path}")

@@ -19,20 +19,22 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, help="use a non-empty output folder that is not an eosr training "
                                                    "folder (eosr's files in it are replaced, others kept)"),
         progress: bool = typer.Option(True, help="show progress bars"),
+        no_size_check: bool = typer.Option(False, "--no-size-check", help="skip the memory estimate"),
     ) -> None:
         """Train (or resume training) deterministically on CPU; writes checkpoints, history and the split manifest."""
-        from eosr.train.config import load_config
+        from eosr._validate import check_number
+        from eosr.io.raster import check_budget, size_checks
+        from eosr.train.config import load_config, training_memory_bytes
         from eosr.train.loop import train
 
+        check_number("--epochs", epochs, lo=1, hi=100_000, integer=True)
         cfg = load_config(config)
         if output is not None:
             cfg.output = str(output.resolve())
         if epochs is not None:
-            if epochs < 1:
-                from eosr.errors import ConfigError
-
-                raise ConfigError(f"--epochs must be >= 1, got {epochs}")
             cfg.epochs = epochs
-        cfg.progress = cfg.progress and progress
-        res = train(cfg, resume=not restart, overwrite=overwrite)
+        with size_checks(not no_size_check):
+            check_budget(f"training (batch {cfg.batch_size} of {cfg.patch} px)", memory=training_memory_bytes(cfg))
+            cfg.progress = cfg.progress and progress
+            res = train(cfg, resume=not restart, overwrite=overwrite)
         typer.echo(f"wrote {res.checkpoint}.safetensors (best epoch {res.best_epoch}, score {res.best_score:.4f})")

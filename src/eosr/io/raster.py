@@ -23,19 +23,109 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from eosr.errors import DataError, GeoError, ScaleError
+from eosr.errors import DataError, GeoError, ResourceError, ScaleError
 from eosr.sensors import normalise_band_name
 
 INTEGER_DN_SCALE = 1e-4  # Sentinel-2 L1C/L2A: reflectance x 10000
 #: A Sentinel-2 band token in a band description or file name (``B02``, ``B8A``; not Landsat's ``B2``).
 _S2_TOKEN = re.compile(r"(?:^|[_\-.\s])(B0[1-9]|B1[0-2]|B8A)(?:$|[_\-.\s])", re.IGNORECASE)
 _LANDSAT_NAME = re.compile(r"^(L[COTEM]0?\d|l[4-9]_)", re.IGNORECASE)  # LC08_..., LC80..., l8_B10
+
+
+#: A raster declaring more pixels per band than this is refused before any pixel is read (2^31: GDAL's
+#: int32 pixel offsets; 46341 x 46341 px). Override: ``--no-size-check`` / :func:`size_checks`.
+MAX_PIXELS_PER_BAND = 2**31
+#: Whole reads and windows below this many bytes skip the free-memory check (it costs a /proc read).
+MEMORY_CHECK_BYTES = 64 * 2**20
+_SIZE_CHECKS: ContextVar[bool] = ContextVar("eosr_size_checks", default=True)
+OVERRIDE_HINT = "pass --no-size-check to try anyway"
+
+
+@contextlib.contextmanager
+def size_checks(enabled: bool = True) -> Iterator[None]:
+    """Turn the resource guards (:func:`check_declared_size`, :func:`check_budget`) on or off inside the
+    block; ``size_checks(False)`` is the CLI's ``--no-size-check``."""
+    token = _SIZE_CHECKS.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _SIZE_CHECKS.reset(token)
+
+
+def human_bytes(n: float) -> str:
+    """``1.5 GiB``-style size."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PiB"  # pragma: no cover
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation without swapping (``psutil``'s ``available``)."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def free_disk(folder: str | os.PathLike[str]) -> int:
+    """Free bytes on the file system of ``folder`` (its nearest existing parent)."""
+    p = Path(folder).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return int(shutil.disk_usage(p).free)
+
+
+def raster_bytes(count: int, height: int, width: int, dtype: str = "float32") -> int:
+    """Uncompressed size of a (count, height, width) raster of ``dtype``."""
+    return int(count) * int(height) * int(width) * np.dtype(dtype).itemsize
+
+
+def check_declared_size(where: str, count: int, height: int, width: int) -> None:
+    """Refuse (:class:`ResourceError`) a raster whose header declares more than
+    :data:`MAX_PIXELS_PER_BAND` pixels per band, or no pixel at all, before any pixel is read."""
+    if int(height) < 1 or int(width) < 1 or int(count) < 1:
+        raise DataError(f"{where}: empty raster ({count} bands of {height}x{width} px)")
+    n = int(height) * int(width)
+    if _SIZE_CHECKS.get() and n > MAX_PIXELS_PER_BAND:
+        raise ResourceError(f"{where}: the header declares {height}x{width} px per band ({n / 1e9:.1f} Gpx), "
+                            f"above the limit of 2^31 px; refusing before reading ({OVERRIDE_HINT})")
+
+
+def check_budget(what: str, *, memory: int = 0, disk: int = 0, folder: str | os.PathLike[str] | None = None) -> None:
+    """Refuse work (:class:`ResourceError`, one line) whose estimate exceeds what the machine has: ``memory``
+    bytes against :func:`available_memory`, ``disk`` bytes against the free space of ``folder``
+    (:func:`free_disk`). Call it before reading or writing any pixel; ``size_checks(False)`` disables it."""
+    if not _SIZE_CHECKS.get():
+        return
+    if memory > 0:
+        have = available_memory()
+        if memory > have:
+            raise ResourceError(f"{what} needs about {human_bytes(memory)} of memory, {human_bytes(have)} available "
+                                f"({OVERRIDE_HINT})")
+    if disk > 0 and folder is not None:
+        have = free_disk(folder)
+        if disk > have:
+            raise ResourceError(f"{what} needs about {human_bytes(disk)} of disk in {folder}, {human_bytes(have)} free "
+                                f"({OVERRIDE_HINT})")
+
+
+def check_north_up(transform: Any, where: str) -> None:
+    """Refuse (:class:`GeoError`) a rotated or sheared geotransform, or one with a zero pixel size: eosr's grids
+    are north-up (docs/conventions.md, "Grid: pixel is area")."""
+    t = transform
+    if float(t.b) != 0.0 or float(t.d) != 0.0:
+        raise GeoError(f"{where}: rotated or sheared geotransform {tuple(t)[:6]} is not supported; warp it to a "
+                       "north-up grid first (e.g. gdalwarp)")
+    if float(t.a) == 0.0 or float(t.e) == 0.0 or not (np.isfinite(float(t.a)) and np.isfinite(float(t.e))):
+        raise GeoError(f"{where}: geotransform {tuple(t)[:6]} has a zero or non-finite pixel size")
 
 
 @dataclass(frozen=True)
@@ -189,6 +279,16 @@ def read_raster(
         idx = _band_index(ds, bands)
         dtype = ds.dtypes[0]
         rad = _radiometry_of(ds, path, idx, dn_scale, dn_offset)
+        check_declared_size(str(path), ds.count, ds.height, ds.width)
+        check_north_up(ds.transform, str(path))
+        if window is not None and not hasattr(window, "height"):  # ((row0, row1), (col0, col1))
+            from rasterio.windows import Window
+
+            window = Window.from_slices(*window)
+        h, w = (ds.height, ds.width) if window is None else (int(window.height), int(window.width))
+        need = raster_bytes(len(idx), h, w, "float32") + raster_bytes(len(idx), h, w, dtype)
+        if need > MEMORY_CHECK_BYTES:
+            check_budget(f"reading {path} ({len(idx)} bands of {h}x{w} px)", memory=need)
         try:
             raw = ds.read(idx, window=window, masked=False)
         except RasterioIOError as e:
@@ -487,6 +587,8 @@ def check_grids(fine: Any, coarse: Any, scale: int | None = None, names: tuple[s
     """
     if fine.crs != coarse.crs:
         raise GeoError(f"CRS mismatch: {fine.crs} vs {coarse.crs}")
+    check_north_up(fine.transform, names[0])
+    check_north_up(coarse.transform, names[1])
     px_f, px_c = abs(float(fine.transform.a)), abs(float(coarse.transform.a))
     ratio = px_c / px_f
     r = int(round(ratio))

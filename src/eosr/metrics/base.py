@@ -2,7 +2,8 @@
 
 Conventions (docs/metrics.md):
 - Inputs are ``(C, H, W)`` or ``(B, C, H, W)``, NumPy or torch; computation runs in torch (float64
-  for NumPy input, the tensor's dtype otherwise) so differentiable metrics can serve as losses.
+  for NumPy input, the tensor's dtype otherwise; float16 / bfloat16 tensors in float32, which CPU
+  kernels such as the FFT need) so differentiable metrics can serve as losses.
 - A pixel is valid where ``mask`` is True (when given) and every input is finite: NaN is nodata
   and never poisons a result. ``mask`` broadcasts to (B, C, H, W): (H, W), (C, H, W), (B, 1, H, W)...
 - ``value`` pools the metric's statistics over all valid pixels of all bands (and batch items):
@@ -166,6 +167,15 @@ class Prepared:
         return float(a) if a.ndim == 0 else a
 
 
+def upcast_half(x: Any) -> Any:
+    """``x`` in float32 if it is a float16 / bfloat16 array or tensor (gradients kept), else ``x`` itself."""
+    if isinstance(x, torch.Tensor):
+        return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    if isinstance(x, np.ndarray) and x.dtype == np.float16:
+        return x.astype(np.float32)
+    return x
+
+
 def prepare(*arrays: Any, mask: Any = None, names: tuple[str, ...] = ("sr", "hr"), min_size: int = 1) -> Prepared:
     """Check shapes (all equal, 3-D or 4-D), convert to torch, and build the validity mask.
 
@@ -175,7 +185,7 @@ def prepare(*arrays: Any, mask: Any = None, names: tuple[str, ...] = ("sr", "hr"
     is_np = not isinstance(arrays[0], torch.Tensor)
     ts = [to_tensor(a) for a in arrays]
     dtype = torch.float64 if is_np else ts[0].dtype
-    if not dtype.is_floating_point:
+    if not dtype.is_floating_point or dtype in (torch.float16, torch.bfloat16):
         dtype = torch.float32
     out, was3d = [], False
     for t, n in zip(ts, names, strict=False):

@@ -31,7 +31,7 @@ import torch
 from eosr._arrays import to_tensor
 from eosr.degrade.operator import Degradation
 from eosr.errors import EosrError, ShapeError
-from eosr.metrics.base import MetricInfo, MetricResult, Prepared, pooled_mean, prepare
+from eosr.metrics.base import MetricInfo, MetricResult, Prepared, pooled_mean, prepare, upcast_half
 from eosr.physics.filters import any_true, count_true
 
 __all__ = [
@@ -105,7 +105,7 @@ def lr_fidelity_metrics(
     for norm in norms:
         if norm not in ("l1", "l2", "sigma"):
             raise EosrError(f"norm must be 'l1', 'l2' or 'sigma', got {norm!r}")
-    d = op.downsample(sr)
+    d = op.downsample(upcast_half(sr))
     p = prepare(d, lr, mask=mask, names=("D(sr)", "lr"))
     d_t, lr_t = p.tensors
     res = lr_t - d_t
@@ -165,7 +165,7 @@ def lr_fidelity(
 def high_pass(x: Any, operator: Degradation) -> Any:
     """x - LPF(x), LPF = ``operator.blur`` (the sensor PSF on the HR grid): the detail the LR cannot see."""
     _check_operator(operator)
-    t = to_tensor(x)
+    t = to_tensor(upcast_half(x))
     hp = t - to_tensor(operator.blur(t))
     return hp if isinstance(x, torch.Tensor) else hp.detach().cpu().numpy()
 

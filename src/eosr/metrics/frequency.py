@@ -246,6 +246,10 @@ def frequency_restoration_lr(
     }
 
 
+#: The smallest image side of :func:`fourier_ring_correlation` (4 rings of at least one frequency each).
+FRC_MIN_SIZE = 8
+
+
 def fourier_ring_correlation(
     sr: Any, hr: Any, *, mask: Any = None, n_bins: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -257,11 +261,17 @@ def fourier_ring_correlation(
 
     Returns ``(freqs, frc (n,), ct (n,), frc_per_band (C, n), ct_per_band (C, n))``; the pooled
     profiles sum numerators and denominators over bands and batch items. Mean removed and Hann window
-    as the spectra; invalid pixels of either image are filled with the band mean in both.
+    as the spectra; invalid pixels of either image are filled with the band mean in both. Images under
+    :data:`FRC_MIN_SIZE` px, or more ``n_bins`` than the image has frequency rings, raise
+    :class:`ShapeError` (such rings are empty: no NaN is returned for them). A ring where SR or HR has no
+    power at all (a constant image) is NaN.
     """
-    p = prepare(sr, hr, mask=mask, min_size=4)
+    p = prepare(sr, hr, mask=mask, min_size=FRC_MIN_SIZE)
     _, c, h, w = p.tensors[0].shape
     n = n_bins or max(4, min(h, w) // 2)
+    if n < 1 or (ring_bins(h, w, n)[3] == 0).any():
+        raise ShapeError(f"{n} rings for a {h}x{w} image leave rings without any frequency: use n_bins <= "
+                         f"{min(h, w) // 2}")
     win = np.outer(np.hanning(h), np.hanning(w))
     freqs = ring_bins(h, w, n)[4]
     num, ds, dt = (np.zeros((c, n)) for _ in range(3))

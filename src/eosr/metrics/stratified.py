@@ -40,6 +40,7 @@ __all__ = ["INFOS", "STRATA", "Strata", "gradient_magnitude", "gradient_strata",
 STRATA = ("low", "high")
 
 _BASE: dict[str, MetricInfo] = {"psnr": S.PSNR, "rmse": S.RMSE, "mae": S.MAE, "ssim": S.SSIM}
+_SSIM_WIN = 11  # the SSIM window of the strata (Wang et al. 2004)
 _SRC = "gradient strata of HR (Michel et al., IEEE JSTARS 2024; CESBIO sen2venus evaluation)"
 
 
@@ -148,7 +149,8 @@ def stratified_metrics(
     returning a :class:`MetricResult` (any pixel metric). SSIM uses the SSIM map averaged over the
     stratum's pixels (window centres; the 5-pixel border and windows touching invalid pixels are
     excluded). Each result's ``extra`` holds ``n_pixels`` (stratum size), ``threshold`` and ``quantile``.
-    An empty stratum raises :class:`ShapeError` unless ``skip_empty`` (then it is omitted).
+    An empty stratum raises :class:`ShapeError` unless ``skip_empty`` (then it is omitted); so does SSIM on
+    images under 11 px (its window; the pixel metrics are computed on any size).
     ``ssim_parts`` = (SSIM map, window validity) as returned by :func:`eosr.metrics.standard.ssim_uiqi`
     for the same inputs skips recomputing the SSIM map.
     """
@@ -168,6 +170,11 @@ def stratified_metrics(
                     continue
                 raise ShapeError(f"the {name}-gradient stratum is empty (threshold {thr:.6g})")
             if m == "ssim":
+                if ssim_parts is None and min(p.tensors[0].shape[-2:]) < _SSIM_WIN:
+                    if skip_empty:
+                        continue
+                    raise ShapeError(f"stratified SSIM needs images of at least {_SSIM_WIN}x{_SSIM_WIN} px (its "
+                                     f"window), got {tuple(p.tensors[0].shape[-2:])}: leave 'ssim' out of metrics")
                 if ssim_parts is None:
                     smap, ok, _ = S._ssim_core(p, float(data_range), 11, 1.5, 0.01, 0.03)
                     ssim_parts = (

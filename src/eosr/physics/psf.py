@@ -17,18 +17,23 @@ import numpy as np
 
 from eosr.errors import ScaleError, SensorError
 
+#: The largest scale factor eosr accepts (aerial 0.3 m -> Sentinel-2 10 m is ~33); a larger one is
+#: refused before any kernel or image is allocated.
+MAX_SCALE = 64
 TRUNCATE = 4.0  # half-width of a Gaussian kernel in sigmas
 _MIN_SIGMA = 0.05  # below this a Gaussian is replaced by linear interpolation (a sampling delta)
 
 
 def check_scale(scale: object) -> int:
-    """Return ``scale`` as an int >= 1, or raise :class:`ScaleError`."""
+    """Return ``scale`` as an int in 1..:data:`MAX_SCALE`, or raise :class:`ScaleError`."""
     try:
         f = float(scale)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise ScaleError(f"scale must be an integer >= 1, got {scale!r}") from None
     if not math.isfinite(f) or f != int(f) or f < 1:
         raise ScaleError(f"scale must be an integer >= 1, got {scale!r}")
+    if f > MAX_SCALE:
+        raise ScaleError(f"scale must be at most {MAX_SCALE}, got {scale!r}")
     return int(f)
 
 

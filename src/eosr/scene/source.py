@@ -18,8 +18,18 @@ from typing import Any
 
 import numpy as np
 
-from eosr.errors import DataError, GeoError, ScaleError
-from eosr.io.raster import check_grids, is_georeferenced, open_quietly, resolve_radiometry
+from eosr.errors import DataError, EosrError, GeoError, ResourceError, ScaleError
+from eosr.io.raster import (
+    MEMORY_CHECK_BYTES,
+    check_budget,
+    check_declared_size,
+    check_grids,
+    check_north_up,
+    is_georeferenced,
+    open_quietly,
+    raster_bytes,
+    resolve_radiometry,
+)
 from eosr.sensors import normalise_band_name
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
@@ -83,6 +93,9 @@ class SceneSource:
 
         r0, r1, c0, c1 = window
         win = RioWindow(c0, r0, c1 - c0, r1 - r0)
+        need = 2 * raster_bytes(self.count, r1 - r0, c1 - c0, "float32")
+        if need > MEMORY_CHECK_BYTES:
+            check_budget(f"reading {self.count} bands of {r1 - r0}x{c1 - c0} px of {self.paths[0]}", memory=need)
         out = np.empty((self.count, r1 - r0, c1 - c0), dtype=np.float32)
         for k, (f, b) in enumerate(self.bands):
             try:
@@ -138,6 +151,8 @@ def open_source(path: str | os.PathLike[str], bands: Sequence[str | int] | None 
         return _open_folder(p, bands, dn_scale, dn_offset)
     with _open(p) as ds:
         _check_dtype(p, ds.dtypes[0])
+        check_declared_size(str(p), ds.count, ds.height, ds.width)
+        check_north_up(ds.transform, str(p))
         if len(set(ds.dtypes)) > 1:
             raise DataError(f"{p}: bands of different data types {sorted(set(ds.dtypes))}")
         desc = [normalise_band_name(d) if d else "" for d in ds.descriptions]
@@ -196,6 +211,8 @@ def _open_folder(p: Path, bands: Sequence[str | int] | None, dn_scale: float | N
     for name in sel:
         with _open(files[name]) as ds:
             _check_dtype(files[name], ds.dtypes[0])
+            check_declared_size(str(files[name]), ds.count, ds.height, ds.width)
+            check_north_up(ds.transform, str(files[name]))
             grid = (str(ds.crs), tuple(round(v, 6) for v in ds.transform[:6]), ds.height, ds.width)
             grids.setdefault(grid, []).append(name)
             info[name] = (ds.dtypes[0], ds.nodata, ds.scales[0], ds.offsets[0], ds.crs, ds.transform)
@@ -275,3 +292,109 @@ def open_multires(path: str | os.PathLike[str], bands_10m: Sequence[str], bands_
     if s10.dtype != s20.dtype or (s10.dn_scale, s10.dn_offset) != (s20.dn_scale, s20.dn_offset):
         raise DataError(f"{p}: 10 m and 20 m bands differ in data type or DN scale")
     return PackedSource(s10, s20)
+
+
+# --- resource guards: estimates made from the headers, before any pixel is read or written -------------
+#: Peak bytes per SR value of whole-image evaluation (float64 copies of SR, HR, LR, SSIM moments, maps) and
+#: per HR + LR value of calibration (float64 pair, kernel fits, bootstrap): measured ~175 and ~205 (4 x 1024^2
+#: SR with HR and LR; 1024^2 HR with its x2 LR), x 1.5 (docs/conventions.md, "Limits and guards").
+EVALUATE_BYTES_PER_VALUE = 260
+CALIBRATE_BYTES_PER_VALUE = 300
+
+
+def _header(path: str | os.PathLike[str], bands: Sequence[str | int] | None = None) -> SceneSource | None:
+    """The source's grid from its header (declared size and geotransform checked), or None when the header
+    cannot say (e.g. a band folder needing a choice of bands): the run itself then reports the problem."""
+    try:
+        src = open_source(path, bands, dn_scale=1.0)  # radiometry plays no part in sizes
+    except ResourceError:
+        raise
+    except EosrError:
+        return None
+    src.close()
+    return src
+
+
+def check_simulate_budget(hr_path: str | os.PathLike[str], lr_path: str | os.PathLike[str], *, scale: int,
+                          frames: int = 0) -> None:
+    """Refuse ``eosr simulate`` when its output (a stage file and the final LR in the windowed path; every
+    frame) does not fit the free disk of the output folder, or the whole-image path does not fit in memory."""
+    from eosr.scene.simulate import WINDOWED_PIXELS
+
+    src = _header(hr_path)
+    if src is None:
+        return
+    c, h, w = src.count, src.height, src.width
+    out_dtype = src.dtype if np.issubdtype(np.dtype(src.dtype), np.integer) or src.dtype == "float32" else "float32"
+    lr = raster_bytes(c, h // scale, w // scale, out_dtype)
+    windowed = frames <= 0 and h * w > WINDOWED_PIXELS
+    disk = 2 * lr if windowed else lr * max(1, frames)
+    memory = 0 if windowed else raster_bytes(c, h, w, "float64") * 3 + raster_bytes(c, h // scale, w // scale,
+                                                                                    "float64") * max(1, frames)
+    folder = Path(lr_path) if frames > 0 else Path(lr_path).parent
+    check_budget(f"simulating {c}x{h}x{w} px at x{scale}" + (f" ({frames} frames)" if frames > 0 else ""),
+                 memory=memory, disk=disk, folder=folder)
+
+
+def model_scale_hint(model: str) -> int:
+    """The scale of a model name or checkpoint from its card or spec (2 when it cannot be told cheaply)."""
+    import json
+
+    from eosr.models.registry import describe_model
+
+    try:
+        s = describe_model(str(model)).get("scale")
+    except (EosrError, TypeError):
+        s = None
+    card = Path(str(model)).with_suffix(".json")
+    if s is None and card.is_file():
+        try:
+            s = json.loads(card.read_text()).get("scale")
+        except (OSError, ValueError, AttributeError):
+            s = None
+    return int(s) if isinstance(s, int) and s >= 1 else 2
+
+
+def check_sr_budget(in_path: str | os.PathLike[str], out_path: str | os.PathLike[str], *, scale: int,
+                    bands: Sequence[str | int] | None = None, float32: bool = False,
+                    uncertainty: bool = False) -> None:
+    """Refuse ``eosr sr`` when the uncompressed stage file plus the final GeoTIFF (and the uncertainty
+    sidecar) at ``scale`` do not fit the free disk of the output folder."""
+    src = _header(in_path, bands)
+    if src is None:
+        return
+    c, h, w = src.count, src.height * scale, src.width * scale
+    dtype = src.dtype if np.issubdtype(np.dtype(src.dtype), np.integer) and not float32 else "float32"
+    one = raster_bytes(c, h, w, dtype) + (raster_bytes(c, h, w, "float32") if uncertainty else 0)
+    check_budget(f"super-resolving {src.count}x{src.height}x{src.width} px at x{scale} ({c}x{h}x{w} px out)",
+                 disk=2 * one, folder=Path(out_path).parent)
+
+
+def check_evaluate_budget(sr: str | os.PathLike[str], *, whole: bool | None = None,
+                          maps_dir: str | os.PathLike[str] | None = None) -> None:
+    """Refuse ``eosr evaluate`` when its whole-image path (default below ``WHOLE_LIMIT`` values, or forced)
+    does not fit in memory, or its maps do not fit the free disk."""
+    from eosr.scene.evaluate import WHOLE_LIMIT
+
+    src = _header(sr)
+    if src is None:
+        return
+    n = src.count * src.height * src.width
+    if whole is None:
+        whole = n <= WHOLE_LIMIT
+    if not whole:
+        return
+    check_budget(f"evaluating {src.count}x{src.height}x{src.width} px as a whole image",
+                 memory=EVALUATE_BYTES_PER_VALUE * n, disk=8 * 4 * n if maps_dir is not None else 0,
+                 folder=Path(maps_dir).parent if maps_dir is not None else None)
+
+
+def check_calibrate_budget(hr_path: str | os.PathLike[str], lr_path: str | os.PathLike[str]) -> None:
+    """Refuse ``eosr calibrate`` (whole-image) when the pair does not fit in memory."""
+    n = 0
+    for p in (hr_path, lr_path):
+        src = _header(p)
+        if src is None:
+            return
+        n += src.count * src.height * src.width
+    check_budget("calibrating the pair", memory=CALIBRATE_BYTES_PER_VALUE * n)

@@ -8,6 +8,7 @@ when the data is read. See ``configs/*.toml`` for examples.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from pathlib import Path
@@ -17,9 +18,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from eosr.errors import ConfigError, DataError
 
+#: Upper bounds of the model options that size the network (docs/conventions.md, "Limits and guards"):
+#: feature channels and blocks. Numbers in a config are finite everywhere (no ``nan`` / ``inf``).
+MAX_WIDTH = 1024
+MAX_DEPTH = 256
+_WIDTH_KEYS = ("channels", "n_feats", "features")
+_DEPTH_KEYS = ("n_blocks", "blocks", "fuse_blocks")
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False)
+    model_config = ConfigDict(extra="forbid", frozen=False, allow_inf_nan=False)
 
 
 class ModelCfg(_Strict):
@@ -27,6 +35,17 @@ class ModelCfg(_Strict):
 
     name: str
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("options")
+    @classmethod
+    def _sizes(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for k, x in v.items():
+            if isinstance(x, float) and not math.isfinite(x):
+                raise ValueError(f"option {k} must be finite, got {x}")
+            hi = MAX_WIDTH if k in _WIDTH_KEYS else MAX_DEPTH if k in _DEPTH_KEYS else None
+            if hi is not None and (not isinstance(x, int) or isinstance(x, bool) or not 1 <= x <= hi):
+                raise ValueError(f"option {k} must be an integer in [1, {hi}], got {x!r}")
+        return v
 
 
 class SourceCfg(_Strict):
@@ -53,6 +72,8 @@ class SourceCfg(_Strict):
 
     @model_validator(mode="after")
     def _paths(self) -> SourceCfg:
+        if self.dn_scale == 0:
+            raise ValueError("dn_scale must not be 0")
         if self.kind == "geotiff" and not (self.files or self.path):
             raise ValueError("a geotiff source needs 'path' or 'files'")
         if self.kind != "geotiff" and not self.path:
@@ -73,7 +94,7 @@ class DataCfg(_Strict):
     wald: bool = True
     sources: list[SourceCfg] = Field(min_length=1)
     split_fractions: dict[str, float] = Field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
-    split_seed: int = 0
+    split_seed: int = Field(0, ge=0)
     max_invalid: float = Field(0.0, ge=0.0, le=1.0)
 
 
@@ -81,8 +102,8 @@ class NoiseCfg(_Strict):
     """Noise augmentation: each training patch gets Gaussian LR noise of sigma ~ U(min, max)
     (sigma = 0 with probability ``p_clean``), drawn from the seed, epoch and step."""
 
-    sigma_min: float = Field(0.0, ge=0.0)
-    sigma_max: float = Field(0.0, ge=0.0)
+    sigma_min: float = Field(0.0, ge=0.0, le=1.0)
+    sigma_max: float = Field(0.0, ge=0.0, le=1.0)
     p_clean: float = Field(0.0, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
@@ -112,14 +133,14 @@ class RadiometricCfg(_Strict):
 class LossCfg(BaseModel):
     """One loss term: ``name``, ``weight`` and the term's options (checked by eosr.losses.build_loss)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
     name: str
     weight: float = Field(1.0, ge=0.0)
 
 
 class OptimCfg(_Strict):
     name: Literal["adam", "adamw", "sgd"] = "adam"
-    lr: float = Field(1e-3, gt=0.0)
+    lr: float = Field(1e-3, gt=0.0, le=10.0)
     weight_decay: float = Field(0.0, ge=0.0)
     betas: tuple[float, float] = (0.9, 0.999)
     momentum: float = Field(0.9, ge=0.0)
@@ -153,8 +174,8 @@ class ValidationCfg(_Strict):
     @field_validator("noise_sigmas")
     @classmethod
     def _nonneg(cls, v: list[float]) -> list[float]:
-        if not v or any(s < 0 for s in v):
-            raise ValueError("noise_sigmas must be a non-empty list of values >= 0")
+        if not v or any(not 0 <= s <= 1 for s in v):
+            raise ValueError("noise_sigmas must be a non-empty list of values in [0, 1]")
         return v
 
 
@@ -162,16 +183,16 @@ class TrainConfig(_Strict):
     """The whole ``eosr train`` configuration."""
 
     name: str = "model"
-    seed: int = 0
-    epochs: int = Field(10, ge=1)
-    steps_per_epoch: int = Field(0, ge=0)  # 0 = one pass over the training patches
-    batch_size: int = Field(16, ge=1)
-    patch: int = Field(64, ge=4)  # HR px
-    stride: int | None = Field(None, ge=1)  # HR px between training patches (default: patch / 2)
-    val_patch: int | None = Field(None, ge=4)
+    seed: int = Field(0, ge=0)
+    epochs: int = Field(10, ge=1, le=100_000)
+    steps_per_epoch: int = Field(0, ge=0, le=10_000_000)  # 0 = one pass over the training patches
+    batch_size: int = Field(16, ge=1, le=1024)
+    patch: int = Field(64, ge=4, le=2048)  # HR px
+    stride: int | None = Field(None, ge=1, le=2048)  # HR px between training patches (default: patch / 2)
+    val_patch: int | None = Field(None, ge=4, le=4096)
     augment: bool = True  # random flips and 90-degree rotations (valid for an isotropic PSF)
-    threads: int = Field(2, ge=1)
-    checkpoint_every: int = Field(0, ge=0)  # steps between resume states (0 = end of epoch only)
+    threads: int = Field(2, ge=1, le=256)
+    checkpoint_every: int = Field(0, ge=0, le=10_000_000)  # steps between resume states (0 = end of epoch only)
     progress: bool = True
     normalise: bool = True  # per-band mean/std of the training HR become the model's normalisation
     output: str = "runs/model"
@@ -197,6 +218,20 @@ class TrainConfig(_Strict):
     def loss_specs(self) -> list[dict[str, Any]]:
         """The loss terms as plain dicts for :func:`eosr.losses.build_loss`."""
         return [t.model_dump() for t in self.losses]
+
+
+def training_memory_bytes(cfg: TrainConfig) -> int:
+    """A rough peak-memory estimate of training (bytes): activations kept for the backward pass,
+    2 x batch x width x (patch / r)^2 x layers float32, plus weights, gradients and Adam's two moments,
+    4 x 9 width^2 x layers float32; width = the ``channels``/``n_feats``/``features`` option (default 64),
+    layers = 4 x the ``n_blocks``/``blocks`` option + 8 (default 40). Compared with the free memory by
+    ``eosr train`` before any data is read (docs/conventions.md, "Limits and guards")."""
+    o = cfg.model.options
+    width = next((int(o[k]) for k in _WIDTH_KEYS if k in o), 64)
+    depth = next((int(o[k]) for k in _DEPTH_KEYS if k in o), None)
+    layers = 40 if depth is None else 4 * depth + 8
+    lr_px = (max(cfg.patch, cfg.val_patch or 0) // cfg.data.scale) ** 2
+    return 4 * (2 * cfg.batch_size * width * lr_px * layers + 4 * 9 * width * width * layers)
 
 
 def _one_line(e: ValidationError, where: str) -> str:
