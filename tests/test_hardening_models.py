@@ -351,6 +351,20 @@ def test_explain_refuses_a_file_declaring_too_many_bands(tmp_path: Path, capsys:
     assert not (tmp_path / "x").exists()
 
 
+def test_explain_refuses_blocks_too_large_to_read_a_window(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """One compressed strip holding the whole image: any window would decode all of it (37 GiB)."""
+    import rasterio
+
+    p = tmp_path / "strip.tif"
+    with rasterio.open(p, "w", driver="GTiff", width=100_000, height=100_000, count=1, dtype="float32",
+                       tiled=False, blockysize=100_000, compress="deflate", sparse_ok=True):
+        pass
+    assert call_cli(["explain", "bicubic", "--image", str(p), "--out", str(tmp_path / "x")]) == 2
+    assert "100000 x 100000 blocks" in _one_line(capsys.readouterr().err)
+    assert not (tmp_path / "x").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [(["--size", "100000"], "explain size must be an integer in 8..512"),

@@ -55,6 +55,7 @@ def resolve_model(name: str, scale: int = 2, n_bands: int | None = None, **kw: A
 
 #: inclusive bounds of the numeric options of :func:`explain` (``eosr explain``)
 OPTION_LIMITS = {"size": (8, 512), "max_lr": (8, 1024), "ig_steps": (1, 256), "erf_samples": (1, 64)}
+MAX_BLOCK_BYTES = 256 * 2**20  # largest storage block (all bands) decoded to read a window
 
 
 def check_explain_options(**options: int) -> None:
@@ -69,7 +70,8 @@ def read_centre_window(path: str | os.PathLike[str], max_lr: int) -> tuple[Any, 
     """The centre crop (at most ``max_lr`` x ``max_lr`` LR px) of a raster file and its (row, col) offset.
 
     Only that window is read (the header's declared size may be anything); a file declaring more than
-    :data:`eosr.models.limits.MAX_BANDS` bands is refused before any pixel is read.
+    :data:`eosr.models.limits.MAX_BANDS` bands, or storage blocks over :data:`MAX_BLOCK_BYTES` (one strip
+    holding a whole huge image), is refused before any pixel is read.
     """
     from rasterio.errors import RasterioIOError
     from rasterio.windows import Window
@@ -83,10 +85,16 @@ def read_centre_window(path: str | os.PathLike[str], max_lr: int) -> tuple[Any, 
     try:
         with open_quietly(p) as ds:
             count, h, w = ds.count, ds.height, ds.width
+            bh, bw = ds.block_shapes[0] if count else (0, 0)
+            item = np.dtype(ds.dtypes[0]).itemsize if count else 0
     except RasterioIOError as e:
         raise DataError(f"cannot read {p}: {str(e).splitlines()[0]}") from None
     if not 1 <= count <= MAX_BANDS:
         raise DataError(f"{p} declares {count} bands; explain analyses 1..{MAX_BANDS}")
+    block = bh * bw * item * count  # GDAL decodes whole blocks (strips or tiles), even for a small window
+    if block > MAX_BLOCK_BYTES:
+        raise DataError(f"{p} stores its pixels in {bh} x {bw} blocks ({block / 2**20:.0f} MiB to decode for any "
+                        f"window, limit {MAX_BLOCK_BYTES // 2**20} MiB); retile it (gdal_translate -co TILED=YES)")
     y0, x0 = max(0, (h - max_lr) // 2), max(0, (w - max_lr) // 2)
     window = Window(x0, y0, min(max_lr, w), min(max_lr, h))
     return read_raster(p, window=window), (y0, x0)
