@@ -264,6 +264,11 @@ def test_checkpoint_wrong_bands_scale_or_weights_is_a_model_error(tmp_path) -> N
     other = M.get_model("carn_m", scale=2, bands=S2_10M, channels=16)
     M.save_checkpoint(other, tmp_path / "other", {})
     (tmp_path / "ck.safetensors").write_bytes((tmp_path / "other.safetensors").read_bytes())
+    with pytest.raises(ModelError, match="do not match their card"):  # the card's hash catches the swap
+        M.load_checkpoint(tmp_path / "ck")
+    card = json.loads((tmp_path / "ck.json").read_text())  # a card whose hash was updated but not its architecture
+    card["weights_sha256"] = json.loads((tmp_path / "other.json").read_text())["weights_sha256"]
+    (tmp_path / "ck.json").write_text(json.dumps(card))
     with pytest.raises(ModelError, match="do not fit architecture carn_m"):
         M.load_checkpoint(tmp_path / "ck")
     with pytest.raises(ModelError, match="no model or checkpoint"):

@@ -20,27 +20,29 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("explain"), help="output folder (created)"),
         scale: int = typer.Option(2, help="scale factor for architectures built by name"),
         n_bands: int = typer.Option(None, help="band count for architectures built by name (default: image or 4)"),
-        size: int = typer.Option(32, help="stimulus size in LR pixels"),
-        max_lr: int = typer.Option(96, help="analyse at most this centre crop of the image (LR pixels)"),
+        size: int = typer.Option(32, help="stimulus size in LR pixels (8..512)"),
+        max_lr: int = typer.Option(96, help="analyse at most this centre crop of the image, the only part read "
+                                            "(LR pixels, 8..1024)"),
         ig_steps: int = typer.Option(16, help="integrated-gradients steps"),
         erf_samples: int = typer.Option(4, help="random inputs averaged for the effective receptive field"),
         figures: bool = typer.Option(True, help="write PNG figures"),
     ) -> None:
         """Write explain.json and figures: activations under stimuli, hallucination trace, filter responses,
         effective receptive field; with --image also the support map, attribution and attention maps."""
-        from eosr.trust.explain import explain, resolve_model
+        from eosr.trust.explain import check_explain_options, explain, read_centre_window, resolve_model
 
+        check_explain_options(size=size, max_lr=max_lr, ig_steps=ig_steps, erf_samples=erf_samples)
         georef = None
         arr = None
+        offset = (0, 0)
         if image is not None:
-            from eosr.io.raster import read_raster
-
-            ras = read_raster(image)
+            ras, offset = read_centre_window(image, max_lr)  # only the analysed crop is read
             arr = ras.data
             georef = {"crs": ras.crs, "transform": ras.transform}
             n_bands = n_bands or arr.shape[0]
         net = resolve_model(model, scale=scale, n_bands=n_bands)
         kinds = [s.strip() for s in stimuli.split(",") if s.strip()]
         doc = explain(net, out, stimuli=kinds, image=arr, size=size, n_bands=n_bands, max_lr=max_lr,
-                      figures=figures, georef=georef, ig_steps=ig_steps, erf_samples=erf_samples)
+                      figures=figures, georef=georef, ig_steps=ig_steps, erf_samples=erf_samples,
+                      image_offset=offset)
         typer.echo(f"wrote {out / 'explain.json'} ({len(doc.get('figures', []))} figures)")

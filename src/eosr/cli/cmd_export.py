@@ -17,16 +17,24 @@ def register(app: typer.Typer) -> None:
         scale: int = typer.Option(None, help="scale (architectures: default 2; checkpoints: checked)"),
         bands: str = typer.Option(None, help="comma-separated band names (checked against a checkpoint)"),
         n_bands: int = typer.Option(None, "--n-bands", help="band count of an untrained architecture"),
-        height: int = typer.Option(32, help="example LR height used for tracing and checking"),
-        width: int = typer.Option(32, help="example LR width used for tracing and checking"),
+        height: int = typer.Option(32, help="example LR height used for tracing and checking (8..1024)"),
+        width: int = typer.Option(32, help="example LR width used for tracing and checking (8..1024)"),
         frames: int = typer.Option(4, help="frame count of a multi-image model (fixed in the export)"),
         opset: int = typer.Option(17, help="ONNX opset"),
         atol: float = typer.Option(1e-4, help="largest allowed |onnxruntime - torch| (reflectance)"),
+        self_ensemble: bool = typer.Option(False, "--self-ensemble/--no-self-ensemble",
+                                           help="export a model's 8-pass geometric self-ensemble (default: the "
+                                                "plain network, 8x cheaper)"),
     ) -> None:
-        """Export a model to ONNX (dynamic batch/height/width) and verify it with onnxruntime."""
+        """Export a model to ONNX (dynamic batch/height/width) and verify it with onnxruntime.
+
+        Only OUT is written; the exporter runs quietly in a temporary folder."""
         from eosr.models import export_onnx, get_model, load_model, shipped_weights
         from eosr.models.checkpoint import checkpoint_paths
+        from eosr.models.export import check_export_options
         from eosr.models.registry import MODELS
+
+        check_export_options(height, width, frames, atol)  # before loading anything
 
         band_list = [b for b in bands.split(",") if b.strip()] if bands else None
         expect = {k: v for k, v in (("scale", scale), ("bands", band_list), ("n_bands", n_bands)) if v is not None}
@@ -35,7 +43,9 @@ def register(app: typer.Typer) -> None:
             m = load_model(model, **expect)
         else:
             m = get_model(model, scale=scale or 2, bands=band_list, n_bands=n_bands)
-        rep = export_onnx(m, out, height=height, width=width, n_frames=frames, opset=opset, atol=atol)
+        rep = export_onnx(m, out, height=height, width=width, n_frames=frames, opset=opset, atol=atol,
+                          self_ensemble=self_ensemble)
         sizes = "; ".join(f"{c['input_shape']} -> {c['output_shape']}" for c in rep["checked"])
-        typer.echo(f"wrote {out} (opset {opset}); onnxruntime vs torch max |diff| = {rep['max_abs_diff']:.2e} "
+        ens = " with its self-ensemble" if self_ensemble else ""
+        typer.echo(f"wrote {out}{ens} (opset {opset}); onnxruntime vs torch max |diff| = {rep['max_abs_diff']:.2e} "
                    f"on {sizes}")

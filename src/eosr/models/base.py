@@ -90,6 +90,8 @@ class SRNet(nn.Module):
         self._sync_spec()
 
     def _sync_spec(self) -> None:
+        if self.norm_mean.is_meta:  # built on the meta device to estimate its size: no values to copy
+            return
         self.spec.mean = tuple(float(v) for v in self.norm_mean)
         self.spec.std = tuple(float(v) for v in self.norm_std)
 
@@ -139,15 +141,27 @@ def enable_mc_dropout(model: nn.Module) -> nn.Module:
     return model
 
 
+def _rot90(x: torch.Tensor, k: int) -> torch.Tensor:
+    """``torch.rot90(x, k, dims=(-2, -1))`` written as transposes and flips (ONNX has no rot90; same values)."""
+    k %= 4
+    if k == 1:
+        return x.transpose(-1, -2).flip(-2)
+    if k == 2:
+        return x.flip(-2).flip(-1)
+    if k == 3:
+        return x.transpose(-1, -2).flip(-1)
+    return x
+
+
 def dihedral_ensemble(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """Geometric self-ensemble: mean over the 8 flips/rotations g of g^-1(fn(g(x))) (Lim et al., EDSR+,
     CVPRW 2017; Timofte et al., CVPR 2016). Exact for an isotropic sensor PSF (the operator commutes
-    with g); costs 8 forward passes."""
+    with g); costs 8 forward passes. Rotations are transposes and flips, so the ensemble exports to ONNX."""
     acc: torch.Tensor | None = None
     for t in (False, True):
         xt = x.transpose(-1, -2) if t else x
         for k in range(4):
-            y = torch.rot90(fn(torch.rot90(xt, k, dims=(-2, -1))), -k, dims=(-2, -1))
+            y = _rot90(fn(_rot90(xt, k)), -k)
             y = y.transpose(-1, -2) if t else y
             acc = y if acc is None else acc + y
     assert acc is not None

@@ -6,13 +6,19 @@ The card records what is needed to rebuild and to trust the model: ``name``, ``a
 config), ``metrics``, ``eosr_version``, ``format`` and the SHA-256 of the weights file, after the card's
 ``schema_version`` (:mod:`eosr._schema`; cards without one, written before it existed, still load). Both
 files are written to temporary names and renamed at the end (weights first, so a card always has its weights).
+
+Loading trusts nothing in the pair: the card's fields are checked against :mod:`eosr.models.limits` before
+anything is built, and the weights' SHA-256 must equal the card's ``weights_sha256`` (hashed once per process
+per file version; shipped weights must carry the hash, user checkpoints without one still load).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -109,6 +115,47 @@ def read_card(path: str | Path) -> dict[str, Any]:
     return card
 
 
+@functools.lru_cache(maxsize=64)
+def _sha256_of(path: str, mtime_ns: int, size: int, inode: int) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 (hex) of a file, hashed once per process for each (path, mtime, size, inode)."""
+    st = os.stat(path)
+    return _sha256_of(str(Path(path).resolve()), st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def verify_weights(wpath: Path, card: dict[str, Any], *, required: bool = False) -> None:
+    """Raise :class:`ModelError` if the SHA-256 of ``wpath`` differs from the card's ``weights_sha256``.
+
+    A card without the hash passes unless ``required`` (shipped weights always carry one).
+    """
+    want = card.get("weights_sha256")
+    if want is None and not required:
+        return
+    if not isinstance(want, str) or len(want) != 64:
+        raise ModelError(f"card of {wpath.name} has no valid weights_sha256 (got {str(want)[:20]!r})")
+    got = file_sha256(wpath)
+    if got != want.lower():
+        raise ModelError(f"weights {wpath} do not match their card: sha256 {got[:12]}... != card's {want[:12]}...")
+
+
+def validate_card(card: dict[str, Any], where: str = "checkpoint") -> None:
+    """Check a card's architecture record and sizes (:mod:`eosr.models.limits`) before building anything."""
+    from eosr.models.limits import check_option_bounds
+
+    arch = card.get("architecture")
+    if not isinstance(arch, dict) or not isinstance(arch.get("model"), str):
+        raise ModelError(f"{where}: card field 'architecture' must be {{'model': name, 'kwargs': {{...}}}}")
+    kwargs = arch.get("kwargs", {})
+    if not isinstance(kwargs, dict):
+        raise ModelError(f"{where}: card field 'architecture.kwargs' must be a mapping")
+    check_option_bounds(kwargs, f"{where} (architecture)")
+    check_option_bounds({k: card.get(k) for k in ("scale", "n_bands", "bands")}, where)
+
+
 def check_card(card: dict[str, Any], *, scale: int | None = None, bands: Sequence[str] | None = None,
                n_bands: int | None = None, where: str = "checkpoint") -> None:
     """Raise :class:`ModelError` if the checkpoint's scale or bands differ from the requested ones."""
@@ -132,17 +179,20 @@ def load_checkpoint(path: str | Path, *, scale: int | None = None, bands: Sequen
     """Rebuild the model of a checkpoint and load its weights (eval mode); ``card`` is kept on ``model.card``.
 
     Giving ``scale``, ``bands`` or ``n_bands`` checks them against the card (:class:`ModelError` if wrong).
+    The card is validated and the weights' hash verified before the model is built.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from eosr.models.registry import build_from_arch
+    from eosr.models.registry import WEIGHTS_DIR, build_from_arch
 
     wpath, jpath = checkpoint_paths(path)
     card = read_card(path)
+    validate_card(card, f"checkpoint {jpath.stem}")
     check_card(card, scale=scale, bands=bands, n_bands=n_bands, where=f"checkpoint {jpath.stem}")
     if not wpath.is_file():
         raise ModelError(f"checkpoint weights not found: {wpath}")
+    verify_weights(wpath, card, required=wpath.resolve().parent == WEIGHTS_DIR)
     model = build_from_arch(card["architecture"])
     try:
         state = load_file(str(wpath))

@@ -67,7 +67,8 @@ def get_model(
     """A model by name: a new (untrained) architecture, or a shipped checkpoint (then scale/bands are checked).
 
     ``bands`` (names) or ``n_bands`` fixes the input band count of learned models (default 3); the
-    interpolators accept any band count. Extra keyword arguments go to the architecture's factory.
+    interpolators accept any band count. Extra keyword arguments go to the architecture's factory. Options
+    are checked against :data:`eosr.models.limits.LIMITS` and the memory available before anything is built.
     """
     if name.strip().lower() not in MODELS and name in shipped_weights():
         if kw:
@@ -75,8 +76,12 @@ def get_model(
         from eosr.models.checkpoint import load_checkpoint
 
         return load_checkpoint(shipped_weights()[name], scale=scale, bands=bands, n_bands=n_bands)
+    from eosr.models.limits import check_model_options
+
+    factory = _factory(name)
     try:
-        model = _factory(name)(scale=scale, bands=bands, n_bands=n_bands, **kw)
+        check_model_options(factory, dict(scale=scale, bands=bands, n_bands=n_bands, **kw), where=name)
+        model = factory(scale=scale, bands=bands, n_bands=n_bands, **kw)
     except TypeError as e:
         raise ModelError(f"{name}: bad option ({e})") from None
     return model  # type: ignore[no-any-return]

@@ -5,7 +5,8 @@ statistics and the layer-wise hallucination trace), the frequency responses of i
 its effective receptive field, and, with an LR image, the support map of its SR output, the
 integrated-gradients attribution of the centre SR pixel block and (for attention models) the
 attention maps. Everything lands in ``out_dir``: ``explain.json`` (strict JSON) and PNG figures
-(Matplotlib, Agg backend). Large images are analysed on a centre crop of at most ``max_lr`` pixels.
+(Matplotlib, Agg backend). Large images are analysed on a centre crop of at most ``max_lr`` pixels;
+:func:`read_centre_window` reads only that crop from a file (after checking its declared band count).
 """
 
 from __future__ import annotations
@@ -52,6 +53,53 @@ def resolve_model(name: str, scale: int = 2, n_bands: int | None = None, **kw: A
     return get_model(name, scale=scale, n_bands=n_bands or (4 if name == "rcan_ca" else None), **kw)
 
 
+#: inclusive bounds of the numeric options of :func:`explain` (``eosr explain``)
+OPTION_LIMITS = {"size": (8, 512), "max_lr": (8, 1024), "ig_steps": (1, 256), "erf_samples": (1, 64)}
+MAX_BLOCK_BYTES = 256 * 2**20  # largest storage block (all bands) decoded to read a window
+
+
+def check_explain_options(**options: int) -> None:
+    """Raise a one-line :class:`ConfigError` for an option of :data:`OPTION_LIMITS` out of its range."""
+    for key, v in options.items():
+        lo, hi = OPTION_LIMITS[key]
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
+            raise ConfigError(f"explain {key.replace('_', '-')} must be an integer in {lo}..{hi}, got {v}")
+
+
+def read_centre_window(path: str | os.PathLike[str], max_lr: int) -> tuple[Any, tuple[int, int]]:
+    """The centre crop (at most ``max_lr`` x ``max_lr`` LR px) of a raster file and its (row, col) offset.
+
+    Only that window is read (the header's declared size may be anything); a file declaring more than
+    :data:`eosr.models.limits.MAX_BANDS` bands, or storage blocks over :data:`MAX_BLOCK_BYTES` (one strip
+    holding a whole huge image), is refused before any pixel is read.
+    """
+    from rasterio.errors import RasterioIOError
+    from rasterio.windows import Window
+
+    from eosr.io.raster import open_quietly, read_raster
+    from eosr.models.limits import MAX_BANDS
+
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"file not found: {p}")
+    try:
+        with open_quietly(p) as ds:
+            count, h, w = ds.count, ds.height, ds.width
+            bh, bw = ds.block_shapes[0] if count else (0, 0)
+            item = np.dtype(ds.dtypes[0]).itemsize if count else 0
+    except RasterioIOError as e:
+        raise DataError(f"cannot read {p}: {str(e).splitlines()[0]}") from None
+    if not 1 <= count <= MAX_BANDS:
+        raise DataError(f"{p} declares {count} bands; explain analyses 1..{MAX_BANDS}")
+    block = bh * bw * item * count  # GDAL decodes whole blocks (strips or tiles), even for a small window
+    if block > MAX_BLOCK_BYTES:
+        raise DataError(f"{p} stores its pixels in {bh} x {bw} blocks ({block / 2**20:.0f} MiB to decode for any "
+                        f"window, limit {MAX_BLOCK_BYTES // 2**20} MiB); retile it (gdal_translate -co TILED=YES)")
+    y0, x0 = max(0, (h - max_lr) // 2), max(0, (w - max_lr) // 2)
+    window = Window(x0, y0, min(max_lr, w), min(max_lr, h))
+    return read_raster(p, window=window), (y0, x0)
+
+
 def _scale_of(model: Any) -> int:
     spec = getattr(model, "spec", None)
     r = getattr(spec, "scale", None) or getattr(model, "scale", None)
@@ -78,16 +126,19 @@ def _centre_crop(lr: np.ndarray, max_lr: int) -> tuple[np.ndarray, tuple[int, in
 def explain(model: nn.Module, out_dir: str | os.PathLike[str], *, stimuli: Sequence[str] = STIMULI,
             image: Any = None, size: int = 32, n_bands: int | None = None, max_lr: int = 96,
             erf_samples: int = 4, ig_steps: int = 16, figures: bool = True,
-            georef: dict[str, Any] | None = None) -> dict[str, Any]:
+            georef: dict[str, Any] | None = None, image_offset: tuple[int, int] = (0, 0)) -> dict[str, Any]:
     """Analyse ``model`` and write ``explain.json`` (+ figures) into ``out_dir``; returns the JSON dict.
 
     ``image``: an LR image (C, h, w) in reflectance (NaN = nodata, filled with the band mean for the
     analysis). ``georef``: ``{"crs": ..., "transform": LR transform}`` to also write ``support.tif``.
+    ``image_offset``: (row, col) of ``image`` in a larger file it was read from (reported crop offsets
+    are then relative to that file; ``georef`` is the transform of ``image`` itself).
     """
     from eosr.trust.saliency import attribution_mass_within, effective_receptive_field, integrated_gradients
     from eosr.trust.support import support_maps
     from eosr.trust.uncertainty import dropout_modules, has_variance_head, split_output
 
+    check_explain_options(size=size, max_lr=max_lr, ig_steps=ig_steps, erf_samples=erf_samples)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     bad = [s for s in stimuli if s not in STIMULI]
@@ -138,7 +189,8 @@ def explain(model: nn.Module, out_dir: str | os.PathLike[str], *, stimuli: Seque
         ig = integrated_gradients(model, a, (hc - r, hc + r, wc - r, wc + r), steps=ig_steps)
         attr = np.abs(np.asarray(ig.attribution)).sum(0)
         centre = (hc // r, wc // r)
-        img_part = {"crop_offset_lr_px": [y0, x0], "crop_shape_lr_px": list(a.shape[-2:]),
+        img_part = {"crop_offset_lr_px": [y0 + int(image_offset[0]), x0 + int(image_offset[1])],
+                    "crop_shape_lr_px": list(a.shape[-2:]),
                     "support_mean_share": sup.mean_share,
                     "support_share_per_band": [float(np.nanmean(s)) for s in sup.share],
                     "integrated_gradients": {"region_sr_px": [hc - r, hc + r, wc - r, wc + r],
