@@ -26,9 +26,12 @@ def register(app: typer.Typer) -> None:
         ig_steps: int = typer.Option(16, help="integrated-gradients steps"),
         erf_samples: int = typer.Option(4, help="random inputs averaged for the effective receptive field"),
         figures: bool = typer.Option(True, help="write PNG figures"),
+        no_size_check: bool = typer.Option(False, "--no-size-check",
+                                           help="read the centre window of a raster above the declared-size limit"),
     ) -> None:
         """Write explain.json and figures: activations under stimuli, hallucination trace, filter responses,
         effective receptive field; with --image also the support map, attribution and attention maps."""
+        from eosr.io.raster import size_checks
         from eosr.trust.explain import check_explain_options, explain, read_centre_window, resolve_model
 
         check_explain_options(size=size, max_lr=max_lr, ig_steps=ig_steps, erf_samples=erf_samples)
@@ -36,7 +39,8 @@ def register(app: typer.Typer) -> None:
         arr = None
         offset = (0, 0)
         if image is not None:
-            ras, offset = read_centre_window(image, max_lr)  # only the analysed crop is read
+            with size_checks(not no_size_check):
+                ras, offset = read_centre_window(image, max_lr)  # only the analysed crop is read
             arr = ras.data
             georef = {"crs": ras.crs, "transform": ras.transform}
             n_bands = n_bands or arr.shape[0]
