@@ -263,6 +263,27 @@ def test_maps_are_all_or_nothing_and_replaced_whole(tmp_path: Path, hr_tif: Path
     assert listing(sr.parent) == ["lr.tif", "sr.tif"]
 
 
+def test_python_write_maps_is_all_or_nothing(tmp_path: Path, hr_tif: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``EvaluationResult.write_maps`` itself stages the set: an interruption leaves no partial folder."""
+    import eosr.io.raster as rio
+    from eosr.degrade import Degradation
+    from eosr.evaluation import evaluate
+
+    with rasterio.open(hr_tif) as ds:
+        hr = ds.read().astype(np.float32)
+    sr = hr + np.random.default_rng(1).normal(0, 0.01, hr.shape).astype(np.float32)
+    op = Degradation.from_mtf(0.3, 2)
+    res = evaluate(sr, hr, np.asarray(op.downsample(hr)), operator=op, scale=2, maps=True)
+    assert len(res.maps) >= 2
+    monkeypatch.setattr(rio, "write_raster", _Interrupt(rio.write_raster, len(res.maps) - 1))  # at the last map
+    with pytest.raises(KeyboardInterrupt):
+        res.write_maps(tmp_path / "maps")
+    assert listing(tmp_path) == []
+    monkeypatch.undo()
+    paths = res.write_maps(tmp_path / "maps")
+    assert paths and all(p.is_file() for p in paths) and listing(tmp_path) == ["maps"]
+
+
 # ----------------------------------------------------------------------------- train
 def _train_doc(out: Path, **over: object) -> dict:
     from test_train import small_doc

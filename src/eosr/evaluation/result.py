@@ -255,30 +255,32 @@ class EvaluationResult:
         """Write every map as a float32 GeoTIFF ``<folder>/<prefix><name>.tif`` (band descriptions =
         ``bands``; NaN = nodata) on the SR grid given by ``crs`` and ``transform`` (LR-grid maps get
         the LR transform: same origin, pixel size x scale). Without a transform the rasters carry
-        an identity geotransform."""
+        an identity geotransform. The set is all or nothing: staged beside ``folder``, which it then
+        replaces as a whole; a folder holding anything but such maps is refused (docs/conventions.md,
+        "Outputs")."""
         from affine import Affine
 
         from eosr.errors import DataError
-        from eosr.io.raster import lr_transform, write_raster
+        from eosr.io.raster import atomic_folder, lr_transform, write_raster
 
         d = Path(folder)
         if d.exists() and not d.is_dir():
             raise DataError(f"--maps must be a folder, got a file: {d}")
-        d.mkdir(parents=True, exist_ok=True)
         t = transform if transform is not None else Affine.identity()
-        out = []
+        arrays = {}
         for name, arr in self.maps.items():
             a = np.asarray(arr, dtype=np.float32)
             if a.ndim == 4:
                 if a.shape[0] != 1:
                     raise DataError("maps of a batch cannot be written as one GeoTIFF; evaluate items one by one")
                 a = a[0]
-            tr = lr_transform(t, int(self.info.get("scale") or 1)) if name in LR_GRID_MAPS else t
-            p = d / f"{prefix}{name}.tif"
-            write_raster(p, a, crs=crs, transform=tr, band_names=self.bands[: a.shape[0]], dtype="float32",
-                         tags={"eosr_map": name})
-            out.append(p)
-        return out
+            arrays[name] = a
+        with atomic_folder(d, is_map_file, MAP_SET) as stage:
+            for name, a in arrays.items():
+                tr = lr_transform(t, int(self.info.get("scale") or 1)) if name in LR_GRID_MAPS else t
+                write_raster(stage / f"{prefix}{name}.tif", a, crs=crs, transform=tr,
+                             band_names=self.bands[: a.shape[0]], dtype="float32", tags={"eosr_map": name})
+        return [d / f"{prefix}{name}.tif" for name in arrays]
 
 
 def _np(x: Any) -> Any:
@@ -301,3 +303,24 @@ def _fmt(v: float, digits: int, capped: bool = False) -> str:
     if v != 0 and (abs(v) >= 1e5 or abs(v) < 10 ** (-digits)):
         return f"{v:.{digits - 1}e}"
     return f"{v:.{digits}f}"
+
+
+MAP_SET = "eosr evaluate maps (GeoTIFFs tagged eosr_map)"
+
+
+def is_map_file(path: Path) -> bool:
+    """A member of a maps folder: a GeoTIFF tagged ``eosr_map`` (or a GDAL ``.aux.xml`` beside one)."""
+    from rasterio.errors import RasterioError
+
+    from eosr.io.raster import open_quietly
+
+    name = path.name
+    if name.endswith(".tif.aux.xml"):
+        return True
+    if not name.endswith(".tif") or not path.is_file():
+        return False
+    try:
+        with open_quietly(path) as ds:
+            return "eosr_map" in ds.tags()
+    except (OSError, RasterioError):  # unreadable: not one of ours
+        return False

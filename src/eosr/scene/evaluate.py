@@ -34,7 +34,6 @@ import numpy as np
 
 from eosr.errors import DataError, GeoError, ScaleError, ShapeError
 
-MAP_SET = "eosr evaluate maps (GeoTIFFs tagged eosr_map)"
 #: Above this many values (bands x rows x columns) per raster, :func:`evaluate_files` goes windowed.
 WHOLE_LIMIT = 4 * 2048 * 2048
 
@@ -43,7 +42,6 @@ PathLike = str | os.PathLike[str]
 
 def _grid(path: PathLike, dn_scale: float | None, dn_offset: float | None) -> Any:
     """A windowed source; the explicit DN scale applies to integer files only (float files are reflectance)."""
-    from pathlib import Path
 
     from eosr.io.raster import open_quietly
     from eosr.scene.source import open_source
@@ -172,7 +170,6 @@ def _footprint(g_sr: Any, g_hr: Any, g_lr: Any, scale: int | None) -> tuple[Any,
 def _tag(path: PathLike | None, key: str) -> str | None:
     if path is None:
         return None
-    from pathlib import Path
 
     from eosr.io.raster import open_quietly
 
@@ -219,6 +216,7 @@ def evaluate_files(
     if hr is None and lr is None:
         raise DataError("give HR, LR or both to evaluate SR against")
     if maps_dir is not None:
+        from eosr.evaluation.result import MAP_SET, is_map_file
         from eosr.io.raster import check_output_folder
 
         check_output_folder(maps_dir, is_map_file, MAP_SET)  # before the work
@@ -261,11 +259,8 @@ def evaluate_files(
                            maps=maps_dir is not None)
             res.info["aggregation"] = "whole image"
             if maps_dir is not None:
-                from eosr.io.raster import atomic_folder
-
-                with atomic_folder(maps_dir, is_map_file, MAP_SET) as stage:  # all maps or none
-                    res.write_maps(stage, crs=g_sr.crs if geo["georeferenced"] else None,
-                                   transform=g_sr.transform if geo["georeferenced"] else None)
+                res.write_maps(maps_dir, crs=g_sr.crs if geo["georeferenced"] else None,  # all maps or none
+                               transform=g_sr.transform if geo["georeferenced"] else None)
     finally:
         for g in opened:
             if g is not None:
@@ -275,24 +270,6 @@ def evaluate_files(
     res.info.update(geo)
     res.info["operator_choice"] = {"mode": choice.mode, "source": choice.source}
     return res
-
-
-def is_map_file(path: Path) -> bool:
-    """A member of a maps folder: a GeoTIFF tagged ``eosr_map`` (or a GDAL ``.aux.xml`` beside one)."""
-    from rasterio.errors import RasterioError
-
-    from eosr.io.raster import open_quietly
-
-    name = path.name
-    if name.endswith(".tif.aux.xml"):
-        return True
-    if not name.endswith(".tif") or not path.is_file():
-        return False
-    try:
-        with open_quietly(path) as ds:
-            return "eosr_map" in ds.tags()
-    except (OSError, RasterioError):  # unreadable: not one of ours
-        return False
 
 
 def _described(names: Sequence[str]) -> bool:
