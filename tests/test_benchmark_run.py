@@ -216,3 +216,26 @@ def test_radiometry_is_recorded_per_dataset_in_json_and_report(run: tuple) -> No
     table = html[html.index('id="datasets-table"'):]
     table = table[: table.index("</table>")]
     assert "Sentinel-2 convention: scale 0.0001</td>" in table and "radiometry" in table
+
+
+def test_inference_mode_is_stated_single_pass_by_default(run: tuple) -> None:
+    """Every method says how it ran (issue 16: one pass unless ``self_ensemble = true``), in results and report."""
+    tmp, cfg, _ = run
+    res = run_benchmark(cfg, tmp / "out", progress=False)  # from the cache, with the report
+    methods = {m["name"]: m for m in res.results["methods"]}
+    assert methods["bicubic"]["inference"] == methods["bp"]["inference"] == "single pass"
+    html = (tmp / "out" / "report.html").read_text()
+    assert 'id="inference"' in html and "bp: single pass" in html and "oracle: outputs produced elsewhere" in html
+
+
+def test_self_ensemble_option_is_refused_for_a_model_without_one(tmp_path: Path) -> None:
+    from eosr.benchmark.config import MethodConfig
+    from eosr.benchmark.methods import _one_pass_unless
+    from eosr.errors import ModelError
+    from eosr.models import get_model
+
+    carn = get_model("carn_m", scale=2, n_bands=4, self_ensemble=True)
+    assert _one_pass_unless(MethodConfig(name="c", model="carn_m"), carn).self_ensemble is False
+    assert _one_pass_unless(MethodConfig(name="c", model="carn_m", self_ensemble=True), carn).self_ensemble is True
+    with pytest.raises(ModelError, match="no self-ensemble option"):
+        _one_pass_unless(MethodConfig(name="b", model="bicubic", self_ensemble=True), get_model("bicubic"))

@@ -285,6 +285,12 @@ def test_self_ensemble_override(s2_tif: tuple[Path, np.ndarray], tmp_path: Path)
     win = got[:, 80:300, 80:300][:, sl, sl]
     assert np.allclose(win, ref[:, sl, sl], atol=1e-5)
     assert not np.allclose(win, plain[:, sl, sl], atol=1e-5)
+    # by default one pass, even for a model whose card switched the ensemble on (issue 16: whole tiles)
+    m.self_ensemble = True
+    super_resolve(src, tmp_path / "one.tif", m, tile=64, output_dtype="float32", progress=False)
+    assert not m.self_ensemble
+    with rasterio.open(tmp_path / "one.tif") as ds:
+        assert np.allclose(ds.read()[:, 80:300, 80:300][:, sl, sl], plain[:, sl, sl], atol=1e-5)
     with pytest.raises(ModelError, match="no self-ensemble option"):
         super_resolve(src, tmp_path / "b.tif", Bicubic(), progress=False, self_ensemble=True)
-    no_leftovers(tmp_path, "se.tif")
+    no_leftovers(tmp_path, "se.tif", "one.tif")

@@ -51,6 +51,7 @@ class MethodConfig(BaseModel):
     folder: Path | None = None
     options: dict[str, Any] = Field(default_factory=dict)
     uncertainty: Literal["auto", "mc_dropout", "none"] = "auto"  # auto: the model's variance head, if any
+    self_ensemble: bool = False  # a CNN's 8-pass geometric self-ensemble (default: one pass, as eosr sr)
 
     @model_validator(mode="after")
     def _one_source(self) -> MethodConfig:

@@ -154,8 +154,8 @@ def load_method(m: MethodConfig, allow_code: bool = False) -> Method:
     def model_for(sample: Any) -> Any:
         k = (sample.scale, tuple(sample.bands), sample.sensor)
         if k not in cache:
-            cache[k] = (_get_registry_model(name, sample.scale, sample, opts) if factory is None
-                        else _external_model(factory, sample, opts))
+            cache[k] = _one_pass_unless(m, _get_registry_model(name, sample.scale, sample, opts) if factory is None
+                                        else _external_model(factory, sample, opts))
         return cache[k]
 
     def run_model(lr: np.ndarray, sample: Any) -> np.ndarray:
@@ -190,15 +190,26 @@ def load_method(m: MethodConfig, allow_code: bool = False) -> Method:
             out = out[-1]
         return _as_numpy(out)[0].astype(np.float32)
 
+    inference = "self-ensemble (mean of 8 flips/rotations)" if m.self_ensemble else "single pass"
     if factory is not None:
-        return Method(m.name, method_key(m, {"impl": kind, **ident}), run_model, {"kind": kind, "model": name},
-                      run_uncertainty)
+        return Method(m.name, method_key(m, {"impl": kind, **ident}), run_model,
+                      {"kind": kind, "model": name, "inference": inference}, run_uncertainty)
     from eosr.models import describe_model
 
-    info: dict[str, Any] = {"kind": "registry", "model": name}
+    info: dict[str, Any] = {"kind": "registry", "model": name, "inference": inference}
     extra: dict[str, Any] = {"impl": "registry", "spec": json.loads(json.dumps(describe_model(name), default=str)),
                              "weights": _weights_identity(name)}
     return Method(m.name, method_key(m, extra), run_model, info, run_uncertainty)
+
+
+def _one_pass_unless(m: MethodConfig, model: Any) -> Any:
+    """Set a model's geometric self-ensemble to the method's ``self_ensemble`` (default off: one pass,
+    whatever the checkpoint's card says, as ``eosr sr``); a model without the option cannot opt in."""
+    if hasattr(model, "self_ensemble"):
+        model.self_ensemble = bool(m.self_ensemble)
+    elif m.self_ensemble:
+        raise ModelError(f"method {m.name!r}: model {m.model!r} has no self-ensemble option")
+    return model
 
 
 def _weights_identity(name: str) -> dict[str, Any] | None:

@@ -347,12 +347,13 @@ def super_resolve(
     ``workers`` starts a local ``distributed`` cluster of that many processes on 127.0.0.1;
     ``scheduler`` uses an existing one (address or Client): workers read their windows from
     ``in_path`` themselves, so it must be visible to them. ``output_dtype``: None keeps the input
-    type and DN scale, "float32" writes reflectance. ``self_ensemble`` (True / False) overrides a model's
-    geometric self-ensemble (8 passes per tile; :func:`eosr.models.base.dihedral_ensemble`); None keeps the
-    model's own setting. ``dn_scale``/``dn_offset``: DN -> reflectance, else resolved from the input
-    (:func:`eosr.io.raster.resolve_radiometry`). ``operator`` (``"full"``, ``"wald"`` or a sensor file, with
-    ``sensor`` for the first two) sets the operator of a physics-based model (back-projection); without it
-    such a model uses the input's ``eosr_operator`` tag (written by ``eosr simulate``), else its default.
+    type and DN scale, "float32" writes reflectance. ``self_ensemble=True`` runs a model's geometric
+    self-ensemble (8 passes per tile; :func:`eosr.models.base.dihedral_ensemble`); by default (None or
+    False) every model runs one pass, whatever its card says. ``dn_scale``/``dn_offset``: DN -> reflectance,
+    else resolved from the input (:func:`eosr.io.raster.resolve_radiometry`). ``operator`` (``"full"``,
+    ``"wald"`` or a sensor file, with ``sensor`` for the first two) sets the operator of a physics-based
+    model (back-projection); without it such a model uses the input's ``eosr_operator`` tag (written by
+    ``eosr simulate``), else its default.
     Returns the output path.
     """
     import rasterio
@@ -377,11 +378,11 @@ def super_resolve(
         model = _resolve(model, src.band_names, src.count, scale)
         out_names = [src.descriptions[b] or (src.band_names[b] if _described(src.band_names) else "")
                      for b in range(src.count)]
-    if self_ensemble is not None:
-        target = getattr(model, "inner", model)  # the packed multi-resolution wrapper holds the network
-        if not hasattr(target, "self_ensemble"):
-            raise ModelError(f"model {model.spec.name} has no self-ensemble option")
+    target = getattr(model, "inner", model)  # the packed multi-resolution wrapper holds the network
+    if hasattr(target, "self_ensemble"):  # one pass unless asked: whole tiles at 1/8 of the cost
         target.self_ensemble = bool(self_ensemble)
+    elif self_ensemble:
+        raise ModelError(f"model {model.spec.name} has no self-ensemble option")
     plan = _plan(src.height, src.width, model, tile, overlap)
     _inference_mode(model, uncertainty)
     r = plan.scale
