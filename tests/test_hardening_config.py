@@ -161,7 +161,8 @@ def test_entry_points_are_the_registry(tmp_path: Path, monkeypatch: pytest.Monke
     assert not (tmp_path / "TOY_IMPORTED").exists()
     res = run_benchmark(cfg, tmp_path / "o", progress=False)
     assert (tmp_path / "TOY_IMPORTED").exists()
-    assert res.results["methods"][1] | {"key": ""} == {"name": "m", "key": "", "kind": "entry_point", "model": "toy_up"}
+    assert res.results["methods"][1] | {"key": ""} == {"name": "m", "key": "", "kind": "entry_point", "model": "toy_up",
+                                                       "inference": "single pass"}
 
 
 def test_unknown_reader_names_the_registry(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
