@@ -90,3 +90,20 @@ def call_cli(args: list[str]) -> int:
         return int(e.code or 0)
     return 0
 
+
+@pytest.fixture(scope="module")
+def hr_tif(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real BigEarthNet 10 m patch (B02, B03, B04, B08; 120 x 120) as a float32 GeoTIFF of reflectance
+    with band names and its georeference."""
+    import rasterio
+
+    from eosr.data.s2bands import read_s2_band_folder
+
+    st = read_s2_band_folder(BEN / "S2A_MSIL2A_20170613T101031_87_48")[10]
+    p = tmp_path_factory.mktemp("hr") / "hr.tif"
+    with rasterio.open(p, "w", driver="GTiff", width=120, height=120, count=4, dtype="float32", crs=st.crs,
+                       transform=st.transform) as d:
+        d.write(np.asarray(st.data, np.float32))
+        for i, b in enumerate(st.band_names):
+            d.set_band_description(i + 1, b)
+    return p

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import BEN, HVN2, SAT, call_cli
+from conftest import HVN2, SAT, call_cli
 from eosr.data.matfiles import read_hvn2_mat
 from eosr.degrade import Degradation
 from eosr.degrade.calibrate import Calibration, calibrate_pair, check_operator, operator_from_file
@@ -232,24 +232,13 @@ def test_check_operator_separates_the_true_kernel_from_wrong_ones(
 
 
 @pytest.fixture(scope="module")
-def s2_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def s2_pair(hr_tif: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A real BigEarthNet 10 m patch (float32 reflectance, band names) and its LR from ``eosr simulate``
     (full Sentinel-2 PSF, noise 0.002): the LR carries the operator in its eosr_operator tag."""
-    import rasterio
-
-    from eosr.data.s2bands import read_s2_band_folder
-
-    st = read_s2_band_folder(BEN / "S2A_MSIL2A_20170613T101031_87_48")[10]
-    d = tmp_path_factory.mktemp("s2pair")
-    hr = d / "hr.tif"
-    with rasterio.open(hr, "w", driver="GTiff", width=120, height=120, count=4, dtype="float32", crs=st.crs,
-                       transform=st.transform) as o:
-        o.write(np.asarray(st.data, np.float32))
-        for i, b in enumerate(st.band_names):
-            o.set_band_description(i + 1, b)
-    assert call_cli(["simulate", str(hr), str(d / "lr.tif"), "--sensor", "sentinel2", "--operator", "full",
+    lr = tmp_path_factory.mktemp("s2pair") / "lr.tif"
+    assert call_cli(["simulate", str(hr_tif), str(lr), "--sensor", "sentinel2", "--operator", "full",
                      "--noise", "0.002"]) == 0
-    return hr, d / "lr.tif"
+    return hr_tif, lr
 
 
 def test_cli_scores_the_tagged_operator_and_a_stated_one(s2_pair: tuple[Path, Path], tmp_path: Path,

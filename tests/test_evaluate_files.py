@@ -33,21 +33,6 @@ def one_line_error(p: subprocess.CompletedProcess[str], *needles: str) -> None:
         assert n in err, err
 
 
-@pytest.fixture(scope="module")
-def hr_tif(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real BigEarthNet 10 m patch as a float32 GeoTIFF with band names (reflectance)."""
-    from eosr.data.s2bands import read_s2_band_folder
-
-    st = read_s2_band_folder(BEN / "S2A_MSIL2A_20170613T101031_87_48")[10]
-    p = tmp_path_factory.mktemp("hr") / "hr.tif"
-    with rasterio.open(p, "w", driver="GTiff", width=120, height=120, count=4, dtype="float32", crs=st.crs,
-                       transform=st.transform) as d:
-        d.write(np.asarray(st.data, np.float32))
-        for i, b in enumerate(st.band_names):
-            d.set_band_description(i + 1, b)
-    return p
-
-
 # ------------------------------------------------------------------------------ radiometry
 def test_worldstrat_8bit_triplet_needs_and_uses_dn_scale(tmp_path: Path) -> None:
     """A published multi-image SR (8-bit PNG, no georeference) against its SPOT reference, with the LR revisit."""

@@ -20,7 +20,7 @@ import rasterio
 import torch
 from rasterio.transform import from_origin
 
-from conftest import BEN, EOPATCH, call_cli
+from conftest import EOPATCH, call_cli
 from eosr.errors import DataError
 from eosr.io.raster import atomic_path, remove_stale_temporaries, write_raster
 
@@ -41,21 +41,6 @@ def umask() -> Iterator[None]:
     old = os.umask(0o022)
     yield
     os.umask(old)
-
-
-@pytest.fixture(scope="module")
-def hr_tif(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real BigEarthNet 10 m patch (B02, B03, B04, B08; 120 x 120) as float32 reflectance with band names."""
-    from eosr.data.s2bands import read_s2_band_folder
-
-    st = read_s2_band_folder(BEN / "S2A_MSIL2A_20170613T101031_87_48")[10]
-    p = tmp_path_factory.mktemp("hr") / "hr.tif"
-    with rasterio.open(p, "w", driver="GTiff", width=120, height=120, count=4, dtype="float32", crs=st.crs,
-                       transform=st.transform) as d:
-        d.write(np.asarray(st.data, np.float32))
-        for i, b in enumerate(st.band_names):
-            d.set_band_description(i + 1, b)
-    return p
 
 
 # ----------------------------------------------------------------------------- file modes
