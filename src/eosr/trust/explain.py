@@ -39,18 +39,20 @@ def _clean(v: Any) -> Any:
     return v
 
 
-def resolve_model(name: str, scale: int = 2, n_bands: int | None = None, **kw: Any) -> nn.Module:
-    """A model by registry name, checkpoint path, or ``rcan-ca`` (the channel-attention model of trust)."""
-    p = Path(name)
-    if p.suffix in (".safetensors", ".json") or p.with_suffix(".json").is_file():
-        from eosr.models.checkpoint import load_checkpoint
-
-        return load_checkpoint(p)
-    from eosr.models.registry import get_model
+def resolve_model(name: str, scale: int = 2, n_bands: int | None = None, *, allow_untrained: bool = False,
+                  **kw: Any) -> nn.Module:
+    """A model by any reference of :func:`eosr.models.resolve_model` (registry name, shipped weights,
+    checkpoint path or folder), or ``rcan-ca`` (the channel-attention model of trust). ``scale`` and
+    ``n_bands`` build an architecture; a learned one (untrained) needs ``allow_untrained``."""
+    from eosr.models.registry import is_architecture
+    from eosr.models.registry import resolve_model as resolve
 
     if name.strip().lower() in ("rcan-ca", "rcan"):  # aliases of the registry name rcan_ca
         name = "rcan_ca"
-    return get_model(name, scale=scale, n_bands=n_bands or (4 if name == "rcan_ca" else None), **kw)
+    if not is_architecture(name):
+        return resolve(name, allow_untrained=allow_untrained, **kw)
+    return resolve(name, scale=scale, n_bands=n_bands or (4 if name == "rcan_ca" else None),
+                   allow_untrained=allow_untrained, **kw)
 
 
 #: inclusive bounds of the numeric options of :func:`explain` (``eosr explain``)
@@ -147,6 +149,8 @@ def explain(model: nn.Module, out_dir: str | os.PathLike[str], *, stimuli: Seque
     r = _scale_of(model)
     c = n_bands or _bands_of(model, 4 if image is None else int(np.asarray(image).shape[0]))
     model.eval()
+    from eosr.models.registry import UNTRAINED, weights_status
+
     spec = getattr(model, "spec", None)
     doc: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -154,11 +158,14 @@ def explain(model: nn.Module, out_dir: str | os.PathLike[str], *, stimuli: Seque
                   "n_bands": c, "declared_receptive_field_lr_px": getattr(spec, "receptive_field", None),
                   "parameters": int(sum(p.numel() for p in model.parameters())),
                   "has_dropout": bool(dropout_modules(model)), "has_variance_head": has_variance_head(model),
-                  "trained_checkpoint": hasattr(model, "card")},
+                  "trained_checkpoint": hasattr(model, "card"), "weights": weights_status(model)},
         "conventions": {"hf_share": "share of AC activation energy above the LR Nyquist on the layer's grid",
                         "stimulus_psf": "Gaussian, MTF 0.25 at the LR Nyquist", "stimulus_size_lr_px": size},
         "stimuli": {},
     }
+    if weights_status(model) == UNTRAINED:
+        doc["warning"] = ("untrained weights: the model was not loaded from a checkpoint, so this analyses a "
+                          "random-weight network")
     traces: dict[str, Any] = {}
     for kind in stimuli:
         _, lr = make_stimulus(kind, c, size, r)
