@@ -129,6 +129,13 @@ def test_sr_refuses_an_untrained_architecture_unless_allowed(tmp_path: Path,
                      "--allow-untrained"]) == 0
     with rasterio.open(out) as ds:
         assert ds.count == 6 and ds.width == 120  # the 20 m bands on the 10 m grid
+    from eosr.models import get_model, save_checkpoint
+
+    (tmp_path / "mr").mkdir()  # a checkpoint of the same architecture needs no flag, and is packed the same way
+    save_checkpoint(get_model("s2_multires", scale=1, features=8, blocks=1), tmp_path / "mr" / "net")
+    assert call_cli(["sr", str(PATCH), str(tmp_path / "ck.tif"), "--model", str(tmp_path / "mr"), "--no-progress"]) == 0
+    with rasterio.open(tmp_path / "ck.tif") as ds:
+        assert ds.count == 6 and ds.width == 120
 
 
 def test_sr_takes_a_checkpoint_path_or_folder(ck: Path, lr10: Path, tmp_path: Path) -> None:

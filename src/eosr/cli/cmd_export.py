@@ -12,7 +12,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("export")
     def export(
-        model: str = typer.Argument(..., help="model name (eosr models), shipped weights name or checkpoint path"),
+        model: str = typer.Argument(..., help="model name (eosr models), shipped weights name or "
+                                              "checkpoint path (.safetensors, .json, stem or its folder)"),
         out: Path = typer.Argument(..., help="output .onnx file"),
         scale: int = typer.Option(None, help="scale (architectures: default 2; checkpoints: checked)"),
         bands: str = typer.Option(None, help="comma-separated band names (checked against a checkpoint)"),
