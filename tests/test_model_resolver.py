@@ -231,3 +231,17 @@ def test_models_marks_weights(capsys: pytest.CaptureFixture[str]) -> None:
     assert call_cli(["models"]) == 0
     table = capsys.readouterr().out
     assert "trained weights" in table and "untrained (--allow-untrained)" in table and "no weights needed" in table
+
+
+def test_benchmark_checkpoint_paths_are_relative_to_the_config(tmp_path: Path) -> None:
+    from eosr.benchmark.config import check_config, parse_config
+
+    copy_shipped(tmp_path / "runs" / "tiny", "tiny")
+    copy_shipped(tmp_path, "mine")
+    methods = [{"name": "a", "model": "runs/tiny"}, {"name": "b", "model": "mine.json"}, {"name": "mine"},
+               {"name": "c", "model": "bicubic"}]
+    cfg = parse_config({"datasets": [{"name": "d", "path": str(BEN), "bands": BANDS}], "methods": methods}, tmp_path)
+    t = tmp_path.resolve()
+    want = [str(t / "runs" / "tiny"), str(t / "mine.json"), str(t / "mine"), "bicubic"]
+    assert [m.model for m in cfg.methods] == want
+    check_config(cfg)  # paths are data: no --allow-code, no --allow-untrained
