@@ -210,6 +210,8 @@ def test_explain(lr10: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str])
             "--ig-steps", "1", "--erf-samples", "1", "--no-figures"]
     assert call_cli([*args, "--image", str(lr10)]) == 2
     assert "--allow-untrained" in one_line(capsys.readouterr().err) and not (tmp_path / "x").exists()
+    assert call_cli(["explain", "rcan-ca", "--image", str(lr10), "--out", str(tmp_path / "x")]) == 2  # an alias
+    assert "rcan_ca is an untrained architecture" in one_line(capsys.readouterr().err)
     assert call_cli(args) == 0  # stimuli analysis of an architecture: allowed, and reported
     assert "untrained" in capsys.readouterr().err
     doc = json.loads((tmp_path / "x" / "explain.json").read_text())

@@ -36,9 +36,12 @@ def register(app: typer.Typer) -> None:
         """Write explain.json and figures: activations under stimuli, hallucination trace, filter responses,
         effective receptive field; with --image also the support map, attribution and attention maps."""
         from eosr.io.raster import size_checks
-        from eosr.trust.explain import check_explain_options, explain, read_centre_window, resolve_model
+        from eosr.models.registry import check_trained
+        from eosr.trust.explain import canonical_name, check_explain_options, explain, read_centre_window, resolve_model
 
         check_explain_options(size=size, max_lr=max_lr, ig_steps=ig_steps, erf_samples=erf_samples)
+        if image is not None:  # an SR of a real image from random weights: refused before anything is read
+            check_trained(canonical_name(model), allow_untrained)
         georef = None
         arr = None
         offset = (0, 0)

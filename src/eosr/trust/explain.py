@@ -39,6 +39,11 @@ def _clean(v: Any) -> Any:
     return v
 
 
+def canonical_name(name: str) -> str:
+    """``rcan_ca`` for its aliases ``rcan-ca`` and ``rcan``; other names unchanged."""
+    return "rcan_ca" if name.strip().lower() in ("rcan-ca", "rcan") else name
+
+
 def resolve_model(name: str, scale: int = 2, n_bands: int | None = None, *, allow_untrained: bool = False,
                   **kw: Any) -> nn.Module:
     """A model by any reference of :func:`eosr.models.resolve_model` (registry name, shipped weights,
@@ -47,8 +52,7 @@ def resolve_model(name: str, scale: int = 2, n_bands: int | None = None, *, allo
     from eosr.models.registry import is_architecture
     from eosr.models.registry import resolve_model as resolve
 
-    if name.strip().lower() in ("rcan-ca", "rcan"):  # aliases of the registry name rcan_ca
-        name = "rcan_ca"
+    name = canonical_name(name)
     if not is_architecture(name):
         return resolve(name, allow_untrained=allow_untrained, **kw)
     return resolve(name, scale=scale, n_bands=n_bands or (4 if name == "rcan_ca" else None),
@@ -136,6 +140,7 @@ def explain(model: nn.Module, out_dir: str | os.PathLike[str], *, stimuli: Seque
     ``image_offset``: (row, col) of ``image`` in a larger file it was read from (reported crop offsets
     are then relative to that file; ``georef`` is the transform of ``image`` itself).
     """
+    from eosr.models.registry import UNTRAINED, weights_status
     from eosr.trust.saliency import attribution_mass_within, effective_receptive_field, integrated_gradients
     from eosr.trust.support import support_maps
     from eosr.trust.uncertainty import dropout_modules, has_variance_head, split_output
@@ -149,8 +154,6 @@ def explain(model: nn.Module, out_dir: str | os.PathLike[str], *, stimuli: Seque
     r = _scale_of(model)
     c = n_bands or _bands_of(model, 4 if image is None else int(np.asarray(image).shape[0]))
     model.eval()
-    from eosr.models.registry import UNTRAINED, weights_status
-
     spec = getattr(model, "spec", None)
     doc: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
