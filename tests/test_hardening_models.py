@@ -321,7 +321,8 @@ def test_explain_reads_only_the_window_it_analyses(header_bomb: Path, tmp_path: 
     monkeypatch.setattr(rasterio.io.DatasetReader, "read", recording_read)
     out = tmp_path / "exp"
     args = ["explain", "rcan-ca", "--image", str(header_bomb), "--out", str(out), "--stimuli", "flat",
-            "--size", "8", "--max-lr", "16", "--ig-steps", "1", "--erf-samples", "1", "--no-figures"]
+            "--size", "8", "--max-lr", "16", "--ig-steps", "1", "--erf-samples", "1", "--no-figures",
+            "--allow-untrained"]
     # above the declared-size limit: refused before any read, unless the user insists
     assert call_cli(args) == 2
     assert "--no-size-check" in _one_line(capsys.readouterr().err) and not windows and not out.exists()

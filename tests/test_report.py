@@ -47,7 +47,7 @@ name = "carn_m_var"             # untrained CARN-M with a variance head: exercis
 model = "carn_m"
 options = {{bands = ["B02", "B03", "B04", "B08"], variance_head = "gaussian"}}
 """)
-    res = run_benchmark(cfg, tmp / "out", progress=False)
+    res = run_benchmark(cfg, tmp / "out", progress=False, allow_untrained=True)
     assert res.report is not None
     return res.report, json.loads((tmp / "out" / "results.json").read_text())
 

@@ -187,7 +187,7 @@ def test_cli_explain_writes_json_figures_and_geotiffs(lr_tif: Path, tmp_path: Pa
     out = tmp_path / "exp"
     with pytest.raises(SystemExit) as ex:
         main(["explain", "rcan-ca", "--image", str(lr_tif), "--out", str(out), "--stimuli", "edge,stripes",
-              "--size", "12", "--max-lr", "24", "--ig-steps", "4", "--erf-samples", "1"])
+              "--size", "12", "--max-lr", "24", "--ig-steps", "4", "--erf-samples", "1", "--allow-untrained"])
     assert ex.value.code == 0
     doc = json.loads((out / "explain.json").read_text())  # strict JSON (json.loads rejects nothing, so check)
     json.dumps(doc, allow_nan=False)

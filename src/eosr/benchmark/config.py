@@ -218,9 +218,34 @@ def parse_config(data: dict[str, Any], base_dir: str | Path = ".", source: str =
     for m in cfg.methods:
         if m.folder is not None and not m.folder.is_absolute():
             m.folder = (base / m.folder).resolve()
+        if m.model is not None:
+            m.model = checkpoint_model_path(m.model, base)
     if cfg.cache_dir is not None and not cfg.cache_dir.is_absolute():
         cfg.cache_dir = (base / cfg.cache_dir).resolve()
     return cfg
+
+
+CHECKPOINT_SUFFIXES = (".safetensors", ".json")
+
+
+def checkpoint_model_path(model: str, base: Path) -> str:
+    """A method ``model`` naming a checkpoint path (relative to the config file) as an absolute path:
+    a ``.safetensors`` / ``.json`` file, a path with a folder part, or a bare name of a checkpoint stem or
+    folder beside the config that is no registry name. Other names are returned unchanged."""
+    from eosr.benchmark.plugins import is_code_ref
+
+    if is_code_ref(model):
+        return model
+    p = Path(model).expanduser()
+    cand = p if p.is_absolute() else base / p
+    if p.is_absolute() or len(p.parts) > 1 or p.suffix in CHECKPOINT_SUFFIXES:
+        return str(cand.resolve())
+    if cand.is_dir() or any(cand.with_name(cand.name + s).is_file() for s in CHECKPOINT_SUFFIXES):
+        from eosr.models.registry import is_architecture, shipped_weights
+
+        if not is_architecture(model) and model not in shipped_weights():
+            return str(cand.resolve())
+    return model
 
 
 def load_config(path: str | Path) -> BenchmarkConfig:
@@ -237,12 +262,13 @@ def load_config(path: str | Path) -> BenchmarkConfig:
     return parse_config(data, p.parent, p.name)
 
 
-def check_config(cfg: BenchmarkConfig, *, allow_code: bool = False) -> None:
+def check_config(cfg: BenchmarkConfig, *, allow_code: bool = False, allow_untrained: bool = False) -> None:
     """Semantic checks that need no computation: models exist, paths exist, sensors and bands are known,
     metrics are known and their inputs (HR) are available. Raises a one-line :class:`ConfigError`.
 
     Readers and methods are checked by name (:mod:`eosr.benchmark.plugins`): nothing of theirs is imported
-    or run. A dotted path ``module:function`` is refused unless ``allow_code`` (``--allow-code``)."""
+    or run. A dotted path ``module:function`` is refused unless ``allow_code`` (``--allow-code``), a learned
+    architecture without trained weights unless ``allow_untrained`` (``--allow-untrained``)."""
     from eosr.benchmark.datasets import check_dataset
     from eosr.benchmark.methods import check_method
     from eosr.benchmark.metric_docs import METRICS, known_metric_names
@@ -257,7 +283,7 @@ def check_config(cfg: BenchmarkConfig, *, allow_code: bool = False) -> None:
     scales = {d.scale for d in cfg.datasets}
     for i, m in enumerate(cfg.methods):
         try:
-            check_method(m, scales, allow_code)
+            check_method(m, scales, allow_code, allow_untrained)
         except EosrError as e:
             raise ConfigError(f"methods[{i}] {m.name!r}: {e}") from None
     if cfg.metrics is not None:

@@ -1,5 +1,6 @@
-"""SR methods of a benchmark: registry models (``eosr.models.get_model``: baselines, back-projection with
-the dataset's sensor operator, CNNs, shipped weights) or a folder of SR outputs produced elsewhere.
+"""SR methods of a benchmark: eosr models (``eosr.models.resolve_model``: baselines, back-projection with
+the dataset's sensor operator, shipped weights, checkpoint paths; learned architectures without weights
+only with ``allow_untrained``) or a folder of SR outputs produced elsewhere.
 
 :func:`bicubic` is the interpolated LR I of the frequency and hallucination metrics: Keys' cubic
 convolution (a = -0.75, torch's kernel), pixel-is-area aligned (``align_corners=False``: LR pixel centres
@@ -35,16 +36,23 @@ def _canonical(name: str) -> str:
     return _ALIASES.get(name.lower(), name)
 
 
-def check_method(m: MethodConfig, scales: set[int], allow_code: bool = False) -> None:
-    """Fail early (one line) for an unknown model, a dotted path without ``allow_code`` or a missing SR
-    folder. Imports no method code (:mod:`eosr.benchmark.plugins`)."""
+def check_method(m: MethodConfig, scales: set[int], allow_code: bool = False, allow_untrained: bool = False) -> None:
+    """Fail early (one line) for an unknown model, a dotted path without ``allow_code``, a missing checkpoint,
+    an untrained learned architecture without ``allow_untrained`` or a missing SR folder. Imports no method
+    code (:mod:`eosr.benchmark.plugins`)."""
     from eosr.benchmark.plugins import METHOD_GROUP, check_method_model, entry_point_map
 
     if m.folder is not None:
         if not m.folder.is_dir():
             raise DataError(f"SR folder not found: {m.folder}")
         return
-    if check_method_model(str(m.model), allow_code) == "unknown":
+    kind = check_method_model(str(m.model), allow_code)
+    if kind == "eosr":
+        from eosr.models.registry import check_trained, checkpoint_stem
+
+        checkpoint_stem(_canonical(str(m.model)))  # a missing or ambiguous checkpoint path: one line
+        check_trained(_canonical(str(m.model)), allow_untrained)
+    if kind == "unknown":
         import difflib
 
         known = known_models() + sorted(entry_point_map(METHOD_GROUP))
@@ -76,18 +84,19 @@ def bicubic(lr: np.ndarray, scale: int) -> np.ndarray:
     return upsample(t, scale, "bicubic")[0].numpy()
 
 
-def _get_registry_model(name: str, scale: int, sample: Any, options: dict[str, Any]) -> Any:
-    """``eosr.models.get_model(name, scale=, bands=, **options)``; the sensor operator is passed as
+def _get_registry_model(name: str, scale: int, sample: Any, options: dict[str, Any],
+                        allow_untrained: bool = False) -> Any:
+    """``eosr.models.resolve_model(name, scale=, bands=, **options)``; the sensor operator is passed as
     ``operator=`` to models that accept it (back-projection)."""
-    from eosr.models import get_model
+    from eosr.models import resolve_model
 
     kw = {"bands": list(sample.bands), **options}  # the config's options win over the dataset's bands
     try:
-        return get_model(name, scale=scale, operator=sample.operator, **kw)
+        return resolve_model(name, scale=scale, operator=sample.operator, allow_untrained=allow_untrained, **kw)
     except ModelError as e:
         if "bad option" not in str(e) and "cannot be changed" not in str(e):
             raise
-    return get_model(name, scale=scale, **kw)
+    return resolve_model(name, scale=scale, allow_untrained=allow_untrained, **kw)
 
 
 def _as_numpy(x: Any) -> np.ndarray:
@@ -126,9 +135,10 @@ def _external_model(factory: Callable[..., Any], sample: Any, options: dict[str,
     return factory(**kw)
 
 
-def load_method(m: MethodConfig, allow_code: bool = False) -> Method:
+def load_method(m: MethodConfig, allow_code: bool = False, allow_untrained: bool = False) -> Method:
     """Build a method from its config (models are built lazily per operator and cached); entry-point and
-    dotted-path methods (the latter only with ``allow_code``) are imported here, never when checking."""
+    dotted-path methods (the latter only with ``allow_code``) are imported here, never when checking. A
+    learned architecture without weights is refused unless ``allow_untrained``."""
     from eosr.benchmark.plugins import check_method_model, load_method_factory
 
     if m.folder is not None:
@@ -147,6 +157,10 @@ def load_method(m: MethodConfig, allow_code: bool = False) -> Method:
     if kind == "unknown":
         check_method(m, set(), allow_code)  # raises the one-line 'unknown model' error
     name = _canonical(str(m.model)) if kind == "eosr" else str(m.model)
+    if kind == "eosr":
+        from eosr.models.registry import check_trained
+
+        check_trained(name, allow_untrained)
     factory, ident = load_method_factory(name, allow_code) if kind != "eosr" else (None, {})
     opts = dict(m.options)
     cache: dict[Any, Any] = {}
@@ -154,8 +168,9 @@ def load_method(m: MethodConfig, allow_code: bool = False) -> Method:
     def model_for(sample: Any) -> Any:
         k = (sample.scale, tuple(sample.bands), sample.sensor)
         if k not in cache:
-            cache[k] = _one_pass_unless(m, _get_registry_model(name, sample.scale, sample, opts) if factory is None
-                                        else _external_model(factory, sample, opts))
+            built = (_get_registry_model(name, sample.scale, sample, opts, allow_untrained) if factory is None
+                     else _external_model(factory, sample, opts))
+            cache[k] = _one_pass_unless(m, built)
         return cache[k]
 
     def run_model(lr: np.ndarray, sample: Any) -> np.ndarray:
@@ -216,12 +231,12 @@ def _weights_identity(name: str) -> dict[str, Any] | None:
     """Weights hash and architecture record of a trained checkpoint (shipped name or path), so a cached
     result is never reused for other weights or inference options (e.g. a retrained shipped model)."""
     from eosr.models.checkpoint import checkpoint_paths
-    from eosr.models.registry import MODELS, shipped_weights
+    from eosr.models.registry import checkpoint_stem
 
-    if name.strip().lower() in MODELS:
+    stem = checkpoint_stem(name)
+    if stem is None:
         return None
-    stem = shipped_weights().get(name)
-    card = checkpoint_paths(stem if stem is not None else name)[1]
+    card = checkpoint_paths(stem)[1]
     if not card.is_file():
         return None
     doc = json.loads(card.read_text())

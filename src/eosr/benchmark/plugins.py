@@ -119,14 +119,21 @@ def load_reader(name: str | None, allow_code: bool = False) -> Callable[..., Any
     return fn  # type: ignore[no-any-return]
 
 
+def is_path_ref(model: str) -> bool:
+    """Whether a method ``model`` is a checkpoint path (absolute, as :func:`eosr.benchmark.config.parse_config`
+    makes config-relative ones, with a folder part, or a ``.safetensors`` / ``.json`` file): data, not code."""
+    p = Path(model)
+    return p.is_absolute() or len(p.parts) > 1 or p.suffix in (".safetensors", ".json")
+
+
 def method_kind(model: str) -> str:
-    """``"eosr"`` (eosr's registry or shipped weights), ``"entry_point"`` or ``"code"`` (dotted path);
-    ``"unknown"`` otherwise. Imports nothing."""
+    """``"eosr"`` (eosr's registry, shipped weights or a checkpoint path), ``"entry_point"`` or ``"code"``
+    (dotted path); ``"unknown"`` otherwise. Imports nothing."""
     from eosr.benchmark.methods import _canonical, known_models
 
     if is_code_ref(model):
         return "code"
-    if _canonical(model) in known_models():
+    if _canonical(model) in known_models() or is_path_ref(model):
         return "eosr"
     if model in entry_point_map(METHOD_GROUP):
         return "entry_point"

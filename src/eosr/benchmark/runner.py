@@ -113,11 +113,12 @@ def _progress(total: int, enabled: bool, desc: str) -> Any:
 
 def run_benchmark(config: BenchmarkConfig | str | Path, out_dir: str | Path, *, progress: bool = True,
                   report: bool | None = None, config_text: str | None = None, allow_code: bool = False,
-                  overwrite: bool = False) -> BenchmarkResult:
+                  overwrite: bool = False, allow_untrained: bool = False) -> BenchmarkResult:
     """Run a benchmark into ``out_dir``; resumes from the cache of a previous or interrupted run.
 
     Every config problem raises :class:`eosr.errors.ConfigError` before any image is processed; readers
-    and methods given as dotted paths run only with ``allow_code`` (:mod:`eosr.benchmark.plugins`).
+    and methods given as dotted paths run only with ``allow_code`` (:mod:`eosr.benchmark.plugins`); learned
+    architectures without trained weights only with ``allow_untrained``.
     A populated ``out_dir`` that holds no eosr results is refused unless ``overwrite``; the result files
     replace the previous set as a whole at the end (:mod:`eosr.benchmark.outdir`).
     """
@@ -128,12 +129,12 @@ def run_benchmark(config: BenchmarkConfig | str | Path, out_dir: str | Path, *, 
         config_text = cfg_path.read_text(encoding="utf-8")
     else:
         cfg = config
-    check_config(cfg, allow_code=allow_code)
+    check_config(cfg, allow_code=allow_code, allow_untrained=allow_untrained)
     out = Path(out_dir)
     do_report = cfg.report if report is None else report
     all_refs = {d.name: list_images(d, allow_code) for d in cfg.datasets}  # readers run here, before any work
     methods_cfg, baseline, auto_baseline = _with_baseline(cfg)
-    methods: list[Method] = [load_method(m, allow_code) for m in methods_cfg]
+    methods: list[Method] = [load_method(m, allow_code, allow_untrained) for m in methods_cfg]
     lock = claim(out, overwrite)
     try:
         cache = Cache(cfg.cache_dir or out / "cache")

@@ -22,6 +22,9 @@ def register(app: typer.Typer) -> None:
         allow_code: bool = typer.Option(False, "--allow-code",
                                         help="allow readers and methods given as dotted paths 'module:function' "
                                              "in the config (runs that code; registry names need no flag)"),
+        allow_untrained: bool = typer.Option(False, "--allow-untrained",
+                                             help="allow learned architectures without trained weights (random-"
+                                                  "weight output; the config cannot opt in by itself)"),
         overwrite: bool = typer.Option(False, "--overwrite",
                                        help="write into a populated --out folder that holds no eosr results "
                                             "(its result files are replaced, other files kept)"),
@@ -32,11 +35,11 @@ def register(app: typer.Typer) -> None:
         from eosr.benchmark.terminal import print_summary
 
         cfg = load_config(config)
-        check_config(cfg, allow_code=allow_code)
+        check_config(cfg, allow_code=allow_code, allow_untrained=allow_untrained)
         if check:
             typer.echo(f"{config}: valid ({len(cfg.methods)} methods, {len(cfg.datasets)} datasets)")
             return
         res = run_benchmark(cfg, out or Path(f"benchmark-{cfg.name}"), progress=progress, report=report,
                             config_text=config.read_text(encoding="utf-8"), allow_code=allow_code,
-                            overwrite=overwrite)
+                            overwrite=overwrite, allow_untrained=allow_untrained)
         print_summary(res)

@@ -13,7 +13,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("explain")
     def explain_cmd(
-        model: str = typer.Argument(..., help="registry name (e.g. carn, bicubic, rcan-ca) or checkpoint path"),
+        model: str = typer.Argument(..., help="registry name (e.g. carn, bicubic, rcan-ca), shipped weights, or "
+                                              "checkpoint path (.safetensors, .json, stem, or its folder)"),
         stimuli: str = typer.Option("flat,edge,texture,stripes,noise",
                                     help="comma-separated stimuli: flat, edge, texture, stripes, noise"),
         image: Path = typer.Option(None, help="LR GeoTIFF to analyse (support map, attribution, attention)"),
@@ -28,13 +29,19 @@ def register(app: typer.Typer) -> None:
         figures: bool = typer.Option(True, help="write PNG figures"),
         no_size_check: bool = typer.Option(False, "--no-size-check",
                                            help="read the centre window of a raster above the declared-size limit"),
+        allow_untrained: bool = typer.Option(False, "--allow-untrained",
+                                             help="with --image: analyse a learned architecture without trained "
+                                                  "weights (without --image it is always allowed, and reported)"),
     ) -> None:
         """Write explain.json and figures: activations under stimuli, hallucination trace, filter responses,
         effective receptive field; with --image also the support map, attribution and attention maps."""
         from eosr.io.raster import size_checks
-        from eosr.trust.explain import check_explain_options, explain, read_centre_window, resolve_model
+        from eosr.models.registry import check_trained
+        from eosr.trust.explain import canonical_name, check_explain_options, explain, read_centre_window, resolve_model
 
         check_explain_options(size=size, max_lr=max_lr, ig_steps=ig_steps, erf_samples=erf_samples)
+        if image is not None:  # an SR of a real image from random weights: refused before anything is read
+            check_trained(canonical_name(model), allow_untrained)
         georef = None
         arr = None
         offset = (0, 0)
@@ -44,9 +51,11 @@ def register(app: typer.Typer) -> None:
             arr = ras.data
             georef = {"crs": ras.crs, "transform": ras.transform}
             n_bands = n_bands or arr.shape[0]
-        net = resolve_model(model, scale=scale, n_bands=n_bands)
+        net = resolve_model(model, scale=scale, n_bands=n_bands, allow_untrained=allow_untrained or image is None)
         kinds = [s.strip() for s in stimuli.split(",") if s.strip()]
         doc = explain(net, out, stimuli=kinds, image=arr, size=size, n_bands=n_bands, max_lr=max_lr,
                       figures=figures, georef=georef, ig_steps=ig_steps, erf_samples=erf_samples,
                       image_offset=offset)
+        if "warning" in doc:
+            typer.echo(f"warning: {doc['warning']}", err=True)
         typer.echo(f"wrote {out / 'explain.json'} ({len(doc.get('figures', []))} figures)")

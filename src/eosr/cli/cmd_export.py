@@ -12,7 +12,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("export")
     def export(
-        model: str = typer.Argument(..., help="model name (eosr models), shipped weights name or checkpoint path"),
+        model: str = typer.Argument(..., help="model name (eosr models), shipped weights name or "
+                                              "checkpoint path (.safetensors, .json, stem or its folder)"),
         out: Path = typer.Argument(..., help="output .onnx file"),
         scale: int = typer.Option(None, help="scale (architectures: default 2; checkpoints: checked)"),
         bands: str = typer.Option(None, help="comma-separated band names (checked against a checkpoint)"),
@@ -29,20 +30,17 @@ def register(app: typer.Typer) -> None:
         """Export a model to ONNX (dynamic batch/height/width) and verify it with onnxruntime.
 
         Only OUT is written; the exporter runs quietly in a temporary folder."""
-        from eosr.models import export_onnx, get_model, load_model, shipped_weights
-        from eosr.models.checkpoint import checkpoint_paths
+        from eosr.models import export_onnx, resolve_model, weights_status
         from eosr.models.export import check_export_options
-        from eosr.models.registry import MODELS
+        from eosr.models.registry import UNTRAINED
 
         check_export_options(height, width, frames, atol)  # before loading anything
 
         band_list = [b for b in bands.split(",") if b.strip()] if bands else None
-        expect = {k: v for k, v in (("scale", scale), ("bands", band_list), ("n_bands", n_bands)) if v is not None}
-        w, j = checkpoint_paths(model)
-        if model in shipped_weights() or w.exists() or j.exists() or model.strip().lower() not in MODELS:
-            m = load_model(model, **expect)
-        else:
-            m = get_model(model, scale=scale or 2, bands=band_list, n_bands=n_bands)
+        m = resolve_model(model, scale=scale, bands=band_list, n_bands=n_bands, allow_untrained=True)
+        if weights_status(m) == UNTRAINED:  # a legitimate developer use (deployment tests), but say so
+            typer.echo(f"warning: {model} is an untrained architecture: the exported network has random weights",
+                       err=True)
         rep = export_onnx(m, out, height=height, width=width, n_frames=frames, opset=opset, atol=atol,
                           self_ensemble=self_ensemble)
         sizes = "; ".join(f"{c['input_shape']} -> {c['output_shape']}" for c in rep["checked"])

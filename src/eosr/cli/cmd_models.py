@@ -1,10 +1,15 @@
-"""``eosr models``: list every registered model and shipped checkpoint (scale, bands, parameters, receptive field)."""
+"""``eosr models``: list every registered model and shipped checkpoint (scale, bands, parameters, receptive field,
+and whether its weights are trained, untrained (needs --allow-untrained) or not needed)."""
 
 from __future__ import annotations
 
 import json
 
 import typer
+
+#: how the table marks the ``weights`` field of :func:`eosr.models.describe_model`
+WEIGHTS_LABEL = {"trained": "trained weights", "untrained": "untrained (--allow-untrained)",
+                 "none needed": "no weights needed"}
 
 
 def register(app: typer.Typer) -> None:
@@ -27,13 +32,14 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        t = Table(title="eosr models (architectures at default options; learned ones untrained unless 'weights')")
-        for col in ("name", "kind", "scale", "bands", "params", "receptive field (LR px)"):
+        t = Table(title="eosr models (architectures at default options)")
+        for col in ("name", "weights", "kind", "scale", "bands", "params", "receptive field (LR px)"):
             t.add_column(col)
         for r in rows:
             bands = ",".join(r["bands"]) if r.get("bands") else ("any" if r.get("n_bands") is None else
                                                                   f"{r['n_bands']} (any names)")
             kind = r.get("kind", "") + (" [multi-image]" if r.get("multi_image") else "")
-            t.add_row(r["name"], kind, f"x{r['scale']}", bands, f"{r['params']:,}" if r.get("params") is not None
-                      else "?", str(r.get("receptive_field")))
+            params = f"{r['params']:,}" if r.get("params") is not None else "?"
+            t.add_row(r["name"], WEIGHTS_LABEL.get(r["weights"], r["weights"]), kind, f"x{r['scale']}", bands, params,
+                      str(r.get("receptive_field")))
         Console(width=160).print(t)

@@ -14,7 +14,8 @@ def register(app: typer.Typer) -> None:
     def sr(
         inp: Path = typer.Argument(..., metavar="IN", help="LR GeoTIFF, or a folder of band files (*_B05.tif)"),
         out: Path = typer.Argument(..., metavar="OUT", help="output GeoTIFF (or COG with --cog)"),
-        model: str = typer.Option(..., help="model name from `eosr models`"),
+        model: str = typer.Option(..., help="model name from `eosr models`, or a checkpoint: .safetensors, its "
+                                            ".json, the stem, or a folder with one (e.g. an `eosr train` output)"),
         bands: str = typer.Option(None, help="comma-separated bands to use (names or 1-based indices)"),
         scale: str = typer.Option(None, help="scale factor r (must match the model's)"),
         tile: int = typer.Option(512, help="tile size in LR pixels"),
@@ -39,6 +40,9 @@ def register(app: typer.Typer) -> None:
         sensor: str = typer.Option(None, help="sensor of --operator full|wald"),
         no_size_check: bool = typer.Option(False, "--no-size-check",
                                            help="skip the disk estimate and the declared-size limit"),
+        allow_untrained: bool = typer.Option(False, "--allow-untrained",
+                                             help="run a learned architecture without trained weights (random-weight "
+                                                  "output, for testing only)"),
     ) -> None:
         """Super-resolve a scene tile by tile: same CRS and origin, pixel size / r, nodata and band names kept."""
         from eosr._validate import check_dn, check_number, check_scale_option
@@ -57,6 +61,9 @@ def register(app: typer.Typer) -> None:
         if workers is not None:
             check_workers(workers)  # before any work: 1 to what this machine allows
         band_list = [b.strip() for b in bands.split(",") if b.strip()] if bands else None
+        from eosr.models.registry import check_trained
+
+        check_trained(model, allow_untrained)  # before any reading
         with size_checks(not no_size_check):
             check_sr_budget(inp, out, scale=r or model_scale_hint(model), bands=band_list, float32=float32,
                             uncertainty=uncertainty)
@@ -64,5 +71,6 @@ def register(app: typer.Typer) -> None:
                                  workers=workers, scheduler=scheduler, uncertainty=uncertainty,
                                  output_dtype="float32" if float32 else None, progress=progress,
                                  self_ensemble=self_ensemble, dn_scale=dn_scale, dn_offset=dn_offset,
-                                 operator=operator, sensor=sensor)
+                                 operator=operator, sensor=sensor,
+                                 allow_untrained=allow_untrained)
         typer.echo(f"wrote {path}")

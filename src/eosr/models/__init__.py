@@ -4,6 +4,9 @@
 >>> "bicubic" in list_models()
 True
 
+:func:`resolve_model` turns any model reference (registry name, shipped weights name, checkpoint path or
+folder) into a model, refusing untrained learned architectures unless ``allow_untrained=True``.
+
 The registry imports a model's module only when the model is requested.
 """
 
@@ -12,11 +15,20 @@ from __future__ import annotations
 from typing import Any
 
 from eosr.models.base import ModelSpec, SRModel, SRNet, enable_mc_dropout
-from eosr.models.registry import describe_model, get_model, list_models, load_model, shipped_weights
+from eosr.models.registry import (
+    describe_model,
+    get_model,
+    list_models,
+    load_model,
+    resolve_model,
+    shipped_weights,
+    weights_status,
+)
 
 __all__ = [
     "ModelSpec", "SRModel", "SRNet", "enable_mc_dropout", "describe_model", "get_model", "list_models",
-    "load_model", "shipped_weights", "save_checkpoint", "load_checkpoint", "read_card", "predict", "export_onnx",
+    "load_model", "resolve_model", "weights_status", "shipped_weights", "save_checkpoint", "load_checkpoint",
+    "read_card", "predict", "export_onnx",
 ]
 
 

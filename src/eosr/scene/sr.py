@@ -35,13 +35,14 @@ GDAL_CACHE_BYTES = 64 * 2**20  # bounded GDAL block cache (bytes: small values w
 
 
 def load_model(name: str, *, scale: int | None = None, bands: Sequence[str] | None = None,
-               n_bands: int | None = None) -> Any:
-    """A model of the registry by name (``eosr.models.get_model``)."""
-    try:
-        from eosr.models import get_model
-    except ImportError:
-        raise ModelError("the model registry eosr.models.get_model is not available") from None
-    return get_model(name, scale=scale or 2, bands=tuple(bands) if bands else None, n_bands=n_bands)
+               n_bands: int | None = None, allow_untrained: bool = False) -> Any:
+    """A model by reference (``eosr.models.resolve_model``: registry name, shipped weights or checkpoint path)."""
+    from eosr.models.registry import is_architecture, resolve_model
+
+    if not is_architecture(name):  # checkpoints: scale and bands are checked by _resolve, with scene-level messages
+        return resolve_model(name)
+    return resolve_model(name, scale=scale, bands=tuple(bands) if bands else None, n_bands=n_bands,
+                         allow_untrained=allow_untrained)
 
 
 def _described(names: Sequence[str]) -> bool:
@@ -63,10 +64,11 @@ def check_model_bands(model: Any, names: Sequence[str]) -> None:
                          f"not {','.join(got)}")
 
 
-def _resolve(model: Any, source_names: Sequence[str], n_bands: int, scale: Any) -> Any:
+def _resolve(model: Any, source_names: Sequence[str], n_bands: int, scale: Any, allow_untrained: bool = False) -> Any:
     r = None if scale is None else check_scale(scale)
     if isinstance(model, str):
-        model = load_model(model, scale=r, bands=source_names if _described(source_names) else None, n_bands=n_bands)
+        model = load_model(model, scale=r, bands=source_names if _described(source_names) else None, n_bands=n_bands,
+                           allow_untrained=allow_untrained)
     if getattr(model.spec, "multi_image", False):
         raise ModelError(f"model {model.spec.name} fuses several LR frames; eosr sr takes single-image models")
     mr = model_scale(model)
@@ -103,7 +105,7 @@ def _with_operator(model: Any, operator: str | None, sensor: str | None, in_path
     return BackProjection(choice.operator.scale, names, src.count, operator=choice.operator, **kw)
 
 
-def _multires(model: Any, scale: Any, bands: Sequence[str | int] | None) -> Any:
+def _multires(model: Any, scale: Any, bands: Sequence[str | int] | None, allow_untrained: bool = False) -> Any:
     """The packed single-input form of a Sentinel-2 multi-resolution model, or None for other models.
 
     ``scale`` is relative to the 10 m grid (1: the 20 m bands at 10 m; r: every band at 10/r m); ``bands``
@@ -115,7 +117,9 @@ def _multires(model: Any, scale: Any, bands: Sequence[str | int] | None) -> Any:
         return model
     if isinstance(model, str) and model.strip().lower() == "s2_multires":
         from eosr.models import get_model
+        from eosr.models.registry import check_trained
 
+        check_trained(model, allow_untrained)
         names = [str(b) for b in bands] if bands else None
         model = get_model("s2_multires", scale=check_scale(scale) if scale is not None else 1, bands=names)
     if not isinstance(model, S2MultiRes):
@@ -339,10 +343,13 @@ def super_resolve(
     dn_offset: float | None = None,
     operator: str | None = None,
     sensor: str | None = None,
+    allow_untrained: bool = False,
 ) -> Path:
     """Super-resolve a GeoTIFF (or a folder of band files) window by window into a GeoTIFF / COG.
 
-    ``model``: a registry name or a module with a ``spec`` (ModelSpec). ``tile``: core tile size in
+    ``model``: a module with a ``spec`` (ModelSpec), or a reference for :func:`eosr.models.resolve_model` (registry
+    name, shipped weights name, checkpoint path or folder); a learned architecture named without weights is
+    refused unless ``allow_untrained``. ``tile``: core tile size in
     LR pixels; ``overlap`` (LR px) defaults to the receptive field + a blend band (tiled == whole image).
     ``workers`` starts a local ``distributed`` cluster of that many processes on 127.0.0.1;
     ``scheduler`` uses an existing one (address or Client): workers read their windows from
@@ -364,7 +371,13 @@ def super_resolve(
     if Path(in_path).resolve() == out.resolve():
         raise DataError(f"output would overwrite the input: {out}")
     check_writable(out)
-    packed = _multires(model, scale, bands)
+    from eosr.models.registry import check_trained, is_architecture
+
+    if isinstance(model, str):
+        check_trained(model, allow_untrained)  # before reading anything: a learned architecture needs weights
+        if not is_architecture(model):  # shipped weights or a checkpoint path
+            model = load_model(model)
+    packed = _multires(model, scale, bands, allow_untrained)
     if packed is not None:  # 10 m + 20 m bands of a folder, packed on the 20 m grid
         from eosr.scene.source import open_multires
 
@@ -375,7 +388,7 @@ def super_resolve(
     else:
         src = open_source(in_path, bands, dn_scale=dn_scale, dn_offset=dn_offset)
         model = _with_operator(model, operator, sensor, in_path, src, scale)
-        model = _resolve(model, src.band_names, src.count, scale)
+        model = _resolve(model, src.band_names, src.count, scale, allow_untrained)
         out_names = [src.descriptions[b] or (src.band_names[b] if _described(src.band_names) else "")
                      for b in range(src.count)]
     target = getattr(model, "inner", model)  # the packed multi-resolution wrapper holds the network

@@ -39,18 +39,24 @@ def _clean(v: Any) -> Any:
     return v
 
 
-def resolve_model(name: str, scale: int = 2, n_bands: int | None = None, **kw: Any) -> nn.Module:
-    """A model by registry name, checkpoint path, or ``rcan-ca`` (the channel-attention model of trust)."""
-    p = Path(name)
-    if p.suffix in (".safetensors", ".json") or p.with_suffix(".json").is_file():
-        from eosr.models.checkpoint import load_checkpoint
+def canonical_name(name: str) -> str:
+    """``rcan_ca`` for its aliases ``rcan-ca`` and ``rcan``; other names unchanged."""
+    return "rcan_ca" if name.strip().lower() in ("rcan-ca", "rcan") else name
 
-        return load_checkpoint(p)
-    from eosr.models.registry import get_model
 
-    if name.strip().lower() in ("rcan-ca", "rcan"):  # aliases of the registry name rcan_ca
-        name = "rcan_ca"
-    return get_model(name, scale=scale, n_bands=n_bands or (4 if name == "rcan_ca" else None), **kw)
+def resolve_model(name: str, scale: int = 2, n_bands: int | None = None, *, allow_untrained: bool = False,
+                  **kw: Any) -> nn.Module:
+    """A model by any reference of :func:`eosr.models.resolve_model` (registry name, shipped weights,
+    checkpoint path or folder), or ``rcan-ca`` (the channel-attention model of trust). ``scale`` and
+    ``n_bands`` build an architecture; a learned one (untrained) needs ``allow_untrained``."""
+    from eosr.models.registry import is_architecture
+    from eosr.models.registry import resolve_model as resolve
+
+    name = canonical_name(name)
+    if not is_architecture(name):
+        return resolve(name, allow_untrained=allow_untrained, **kw)
+    return resolve(name, scale=scale, n_bands=n_bands or (4 if name == "rcan_ca" else None),
+                   allow_untrained=allow_untrained, **kw)
 
 
 #: inclusive bounds of the numeric options of :func:`explain` (``eosr explain``)
@@ -134,6 +140,7 @@ def explain(model: nn.Module, out_dir: str | os.PathLike[str], *, stimuli: Seque
     ``image_offset``: (row, col) of ``image`` in a larger file it was read from (reported crop offsets
     are then relative to that file; ``georef`` is the transform of ``image`` itself).
     """
+    from eosr.models.registry import UNTRAINED, weights_status
     from eosr.trust.saliency import attribution_mass_within, effective_receptive_field, integrated_gradients
     from eosr.trust.support import support_maps
     from eosr.trust.uncertainty import dropout_modules, has_variance_head, split_output
@@ -154,11 +161,14 @@ def explain(model: nn.Module, out_dir: str | os.PathLike[str], *, stimuli: Seque
                   "n_bands": c, "declared_receptive_field_lr_px": getattr(spec, "receptive_field", None),
                   "parameters": int(sum(p.numel() for p in model.parameters())),
                   "has_dropout": bool(dropout_modules(model)), "has_variance_head": has_variance_head(model),
-                  "trained_checkpoint": hasattr(model, "card")},
+                  "trained_checkpoint": hasattr(model, "card"), "weights": weights_status(model)},
         "conventions": {"hf_share": "share of AC activation energy above the LR Nyquist on the layer's grid",
                         "stimulus_psf": "Gaussian, MTF 0.25 at the LR Nyquist", "stimulus_size_lr_px": size},
         "stimuli": {},
     }
+    if weights_status(model) == UNTRAINED:
+        doc["warning"] = ("untrained weights: the model was not loaded from a checkpoint, so this analyses a "
+                          "random-weight network")
     traces: dict[str, Any] = {}
     for kind in stimuli:
         _, lr = make_stimulus(kind, c, size, r)
