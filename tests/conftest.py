@@ -107,3 +107,10 @@ def hr_tif(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for i, b in enumerate(st.band_names):
             d.set_band_description(i + 1, b)
     return p
+
+
+def ben_wald_dataset(limit: int) -> str:
+    """The ``[[datasets]]`` TOML table of a Wald x2 benchmark on the first ``limit`` BigEarthNet patches
+    (10 m bands), for benchmark configs written by tests."""
+    return (f'[[datasets]]\nname = "ben"\nkind = "wald"\npath = "{BEN}"\n'
+            f'bands = ["B02", "B03", "B04", "B08"]\nscale = 2\nlimit = {limit}\n')

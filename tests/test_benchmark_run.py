@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import BEN, read_s2_10m
+from conftest import BEN, ben_wald_dataset, read_s2_10m
 from eosr import SCHEMA_VERSION
 from eosr.benchmark.runner import run_benchmark
 from eosr.cli.main import main
@@ -40,14 +40,7 @@ def make_config(tmp: Path, metrics: str = "") -> Path:
 name = "small"
 bootstrap = 500
 {metrics}
-[[datasets]]
-name = "ben"
-kind = "wald"
-path = "{BEN}"
-bands = ["B02", "B03", "B04", "B08"]
-scale = 2
-limit = 2
-
+{ben_wald_dataset(2)}
 [[methods]]
 name = "bicubic"
 

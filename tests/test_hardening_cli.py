@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from conftest import BEN, EOPATCH, SAT, call_cli
+from conftest import BEN, EOPATCH, SAT, ben_wald_dataset, call_cli
 from eosr.cli.main import COMMANDS
 
 PATCH = BEN / "S2A_MSIL2A_20170613T101031_87_48"
@@ -220,14 +220,7 @@ split = "val"
 def bench_config(tmp_path: Path) -> Path:
     (tmp_path / "bench.toml").write_text(f"""name = "tiny"
 bootstrap = 100
-[[datasets]]
-name = "ben"
-kind = "wald"
-path = "{BEN}"
-bands = ["B02", "B03", "B04", "B08"]
-scale = 2
-limit = 1
-[[methods]]
+{ben_wald_dataset(1)}[[methods]]
 name = "bicubic"
 """)
     return tmp_path / "bench.toml"

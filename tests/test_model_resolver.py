@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from conftest import BEN, call_cli, read_s2_10m
+from conftest import BEN, ben_wald_dataset, call_cli, read_s2_10m
 from eosr.errors import ConfigError, ModelError
 from eosr.models import resolve_model, shipped_weights, weights_status
 from eosr.models.registry import checkpoint_stem
@@ -160,14 +160,7 @@ def bench_config(folder: Path, model: str) -> Path:
 name = "r"
 metrics = ["psnr"]
 bootstrap = 100
-[[datasets]]
-name = "ben"
-kind = "wald"
-path = "{BEN}"
-bands = ["B02", "B03", "B04", "B08"]
-scale = 2
-limit = 1
-[[methods]]
+{ben_wald_dataset(1)}[[methods]]
 name = "net"
 model = "{model}"
 """)
