@@ -10,11 +10,11 @@ the memory available.
 from __future__ import annotations
 
 import numbers
-import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from eosr.errors import EosrError, ModelError
+from eosr.io.raster import available_memory
 
 #: inclusive (low, high) bounds of integer model options, whatever the architecture
 LIMITS: dict[str, tuple[int, int]] = {
@@ -33,16 +33,6 @@ LIMITS: dict[str, tuple[int, int]] = {
 }
 MAX_BANDS = LIMITS["n_bands"][1]
 GIB = 2.0**30
-
-
-def available_memory() -> int:
-    """Bytes of memory available to a new allocation (psutil if installed, else ``os.sysconf``)."""
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().available)
-    except ImportError:  # pragma: no cover - psutil ships with distributed, an eosr dependency
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
 def _check_int(key: str, value: Any, where: str) -> None:

@@ -177,9 +177,9 @@ WORKER_MEMORY = 2**29
 
 def max_local_workers() -> int:
     """The most worker processes a local cluster may start here: CPUs x 4, 0.5 GiB of available memory each."""
-    import psutil
+    from eosr.io.raster import available_memory
 
-    by_memory = int(psutil.virtual_memory().available // WORKER_MEMORY)
+    by_memory = available_memory() // WORKER_MEMORY
     return max(1, min((os.cpu_count() or 1) * MAX_WORKERS_PER_CPU, by_memory))
 
 
