@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("calibrate")
     def calibrate(
-        hr: Path = typer.Argument(..., help="HR raster (one band for every LR band, or as many bands)"),
+        hr: Path = typer.Argument(..., help="HR raster, band folder or .SAFE product (1 band or as many as LR)"),
         lr: Path = typer.Argument(..., help="LR raster: same origin and an integer coarser pixel (or --register)"),
         json_out: Path = typer.Option(None, "--json", help="write the whole fit as JSON"),
         register_: bool = typer.Option(
@@ -53,9 +53,9 @@ def register(app: typer.Typer) -> None:
         from eosr.degrade.calibrate import calibrate_pair, check_operator, schema_version
         from eosr.degrade.resolve import TAG, check_mode, resolve_operator
         from eosr.errors import GeoError, ScaleError, SensorError, ShapeError
-        from eosr.io import check_pair, read_raster
+        from eosr.io import check_pair
         from eosr.io.raster import atomic_path, size_checks
-        from eosr.scene.source import check_calibrate_budget
+        from eosr.scene.source import check_calibrate_budget, is_multifile, read_scene
 
         check_scale_option("--scale", scale)
         check_number("--n-boot", n_boot, lo=2, hi=100_000, integer=True)
@@ -65,11 +65,12 @@ def register(app: typer.Typer) -> None:
         if dn_offset is not None and dn_scale is None:
             raise ScaleError("--dn-offset needs --dn-scale")
         check_mode(operator)
+        names = [b.strip() for b in bands.split(",") if b.strip()] if bands else None
         with size_checks(not no_size_check):
             check_calibrate_budget(hr, lr)
-            h = read_raster(hr, dn_scale=dn_scale, dn_offset=dn_offset)
-            lo = read_raster(lr, dn_scale=dn_scale, dn_offset=dn_offset)
-        names = [b.strip() for b in bands.split(",") if b.strip()] if bands else None
+            sel = names if is_multifile(hr) or is_multifile(lr) else None  # a folder or product: select bands
+            h = read_scene(hr, sel, dn_scale=dn_scale, dn_offset=dn_offset, mask=True)
+            lo = read_scene(lr, sel, dn_scale=dn_scale, dn_offset=dn_offset, mask=True)
         if names is not None and len(names) != lo.shape[0]:
             raise ShapeError(f"--bands names {len(names)} bands, the LR has {lo.shape[0]}")
         if h.shape[0] not in (1, lo.shape[0]):

@@ -13,8 +13,8 @@ def register(app: typer.Typer) -> None:
     @app.command("evaluate")
     def evaluate(
         sr: Path = typer.Option(..., help="SR GeoTIFF (on the HR grid)"),
-        hr: Path = typer.Option(None, help="HR reference GeoTIFF (same grid as SR)"),
-        lr: Path = typer.Option(None, help="LR GeoTIFF (same origin, pixel size x r)"),
+        hr: Path = typer.Option(None, help="HR reference: GeoTIFF, band folder or .SAFE product (same grid as SR)"),
+        lr: Path = typer.Option(None, help="LR: GeoTIFF, band folder or .SAFE product (same origin, pixel size x r)"),
         sensor: str = typer.Option(None, help="sensor name or .toml file, for the operator (LR/HR fidelity)"),
         operator: str = typer.Option(None, help="operator: 'full' (sensor PSF), 'wald' (extra blur for an HR that "
                                                 "carries the MTF) or a sensor file; default: the LR's eosr_operator "

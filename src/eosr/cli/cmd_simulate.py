@@ -12,7 +12,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("simulate")
     def simulate(
-        hr: Path = typer.Argument(..., help="HR GeoTIFF"),
+        hr: Path = typer.Argument(..., help="HR GeoTIFF, band folder or Sentinel-2 .SAFE product"),
         lr: Path = typer.Argument(..., help="output LR GeoTIFF"),
         sensor: str = typer.Option("sentinel2", help="sensor name or .toml file"),
         bands: str = typer.Option(None, help="comma-separated sensor bands, in the file's band order"),

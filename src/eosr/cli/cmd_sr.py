@@ -12,7 +12,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("sr")
     def sr(
-        inp: Path = typer.Argument(..., metavar="IN", help="LR GeoTIFF, or a folder of band files (*_B05.tif)"),
+        inp: Path = typer.Argument(..., metavar="IN", help="LR GeoTIFF, a folder of band files (*_B05.tif) or a "
+                                  "Sentinel-2 .SAFE product (folder or zip)"),
         out: Path = typer.Argument(..., metavar="OUT", help="output GeoTIFF (or COG with --cog)"),
         model: str = typer.Option(..., help="model name from `eosr models`, or a checkpoint: .safetensors, its "
                                             ".json, the stem, or a folder with one (e.g. an `eosr train` output)"),

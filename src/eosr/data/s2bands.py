@@ -82,7 +82,13 @@ def read_s2_band_folder(
 
     Every stack is float32 reflectance (C, H, W); coarser stacks must be integer-scale, same-origin
     versions of the finest one's footprint, else :class:`~eosr.errors.GeoError` / ``ScaleError``.
+    A Sentinel-2 product (``.SAFE`` folder or zip) is read the same way, with its radiometric offset and
+    its invalid SCL classes (clouds, shadows) as NaN (:mod:`eosr.io.sentinel2`).
     """
+    from eosr.io.sentinel2 import is_safe
+
+    if is_safe(folder):
+        return _read_safe(folder, bands, dn_scale, dn_offset)
     files = band_files(folder)
     want = [normalise_band_name(b) for b in bands] if bands is not None else list(files)
     missing = [b for b in want if b not in files]
@@ -114,6 +120,24 @@ def read_s2_band_folder(
         except (GeoError, DataError) as e:
             raise type(e)(f"{folder}: {gsd} m bands vs {min(stacks)} m bands: {e}") from None
     return S2Stacks(Path(folder).name, stacks)
+
+
+def _read_safe(path: str | os.PathLike[str], bands: Sequence[str] | None, dn_scale: float | None,
+               dn_offset: float | None) -> S2Stacks:
+    from eosr.io.sentinel2 import open_safe
+    from eosr.scene.source import read_scene
+
+    prod = open_safe(path)
+    want = [normalise_band_name(b) for b in bands] if bands is not None else list(prod.band_files)
+    missing = [b for b in want if b not in prod.band_files]
+    if missing:
+        raise DataError(f"{path}: the product has no band {', '.join(missing)}")
+    groups: dict[int, list[str]] = {}
+    for b in sorted(want, key=lambda n: S2_ORDER.index(n) if n in S2_ORDER else 99):
+        groups.setdefault(prod.resolutions.get(b, 0), []).append(b)
+    stacks = {gsd: read_scene(path, names, dn_scale=dn_scale, dn_offset=dn_offset, mask=True)
+              for gsd, names in groups.items()}
+    return S2Stacks(Path(path).name, stacks)
 
 
 def scene_folders(root: str | os.PathLike[str]) -> list[Path]:

@@ -40,14 +40,19 @@ WHOLE_LIMIT = 4 * 2048 * 2048
 PathLike = str | os.PathLike[str]
 
 
-def _grid(path: PathLike, dn_scale: float | None, dn_offset: float | None) -> Any:
-    """A windowed source; the explicit DN scale applies to integer files only (float files are reflectance)."""
+def _grid(path: PathLike, dn_scale: float | None, dn_offset: float | None,
+          bands: Sequence[str] | None = None) -> Any:
+    """A windowed source; the explicit DN scale applies to integer files only (float files are reflectance).
+    A band folder or Sentinel-2 product gives the ``bands`` named, with the product's invalid classes
+    (L2A SCL: clouds, shadows) read as nodata."""
 
     from eosr.io.raster import open_quietly
-    from eosr.scene.source import open_source
+    from eosr.scene.source import is_multifile, open_source
 
     p = Path(path)
-    if (dn_scale is None and dn_offset is None) or p.is_dir() or not p.exists():
+    if p.exists() and is_multifile(p):
+        return open_source(p, bands, dn_scale=dn_scale, dn_offset=dn_offset, mask=True)
+    if (dn_scale is None and dn_offset is None) or not p.exists():
         return open_source(p)
     with open_quietly(p) as ds:
         integer = np.issubdtype(np.dtype(ds.dtypes[0]), np.integer)
@@ -222,8 +227,10 @@ def evaluate_files(
         check_output_folder(maps_dir, is_map_file, MAP_SET)  # before the work
     opened: list[Any] = []
     try:
+        sel = ([b.strip() for b in bands.split(",") if b.strip()] if isinstance(bands, str) else list(bands)
+               if bands is not None else None)
         for p in (sr, hr, lr):
-            opened.append(_grid(p, dn_scale, dn_offset) if p is not None else None)
+            opened.append(_grid(p, dn_scale, dn_offset, sel) if p is not None else None)
         radiometry = {k: {"dn_scale": g.dn_scale, "dn_offset": g.dn_offset, "rule": g.radiometry}
                       for k, g in zip(("sr", "hr", "lr"), opened, strict=True) if g is not None}
         g_sr, g_hr, g_lr, r, geo = _footprint(opened[0], opened[1], opened[2], scale)

@@ -22,7 +22,7 @@ import numpy as np
 from eosr import SCHEMA_VERSION, __version__
 from eosr.degrade import Degradation, simulate_frames
 from eosr.errors import ScaleError, SensorError
-from eosr.io import read_raster, write_raster
+from eosr.io import write_raster
 from eosr.io.raster import atomic_folder, atomic_path, check_output_folder, lr_transform, to_dn
 from eosr.physics import check_scale
 from eosr.physics.psf import kernel_length
@@ -134,16 +134,9 @@ def simulate_file(
                                 offset=offset)
             return _simulate_windowed(src, lr_path, op, crop=crop, seed=seed, block=block or 1024)
         src.close()
-    try:
-        hr = read_raster(hr_path, band_list, dn_scale=dn_scale, dn_offset=dn_offset)
-    except Exception as e:  # fall back to positional bands when the file has no such descriptions
-        from eosr.errors import DataError
+    from eosr.scene.source import read_scene
 
-        if not isinstance(e, DataError) or band_list is None or "no band described" not in str(e):
-            raise
-        hr = read_raster(hr_path, None, dn_scale=dn_scale, dn_offset=dn_offset)
-        if hr.shape[0] != len(band_list):
-            raise SensorError(f"{len(band_list)} bands named for a file of {hr.shape[0]} bands") from None
+    hr = read_scene(hr_path, band_list, dn_scale=dn_scale, dn_offset=dn_offset)
     op = build_operator(sensor, band_list or (hr.band_names if hr.described else None), r, hr.shape[0], mtf=mtf,
                         wald=wald, noise_sigma=noise, snr=snr,
                         snr_reference=snr_reference, bits=bits, quant_range=quant_range, gain=gain, offset=offset)

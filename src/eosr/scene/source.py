@@ -21,6 +21,7 @@ import numpy as np
 from eosr.errors import DataError, EosrError, GeoError, ResourceError, ScaleError
 from eosr.io.raster import (
     MEMORY_CHECK_BYTES,
+    Raster,
     check_budget,
     check_declared_size,
     check_grids,
@@ -56,6 +57,9 @@ class SceneSource:
     dn_offset: float
     radiometry: str = "explicit"
     georeferenced: bool = True
+    #: Validity from a class raster (Sentinel-2 L2A SCL): (GDAL path, invalid classes, k) where one class
+    #: pixel covers k x k source pixels (k > 0) or -k x -k class pixels make one source pixel (k < 0).
+    class_mask: tuple[str, tuple[int, ...], int] | None = None
     _handles: dict[int, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -110,7 +114,30 @@ class SceneSource:
                 v[np.isnan(raw) if np.isnan(nd) else raw == nd] = np.nan
             v[~np.isfinite(v)] = np.nan
             out[k] = v
+        if self.class_mask is not None:
+            out[:, ~self._valid(window)] = np.nan
         return out
+
+    def _valid(self, window: Window) -> np.ndarray:
+        """Validity of ``window`` from the class raster (see ``class_mask``), on this source's grid."""
+        from rasterio.windows import Window as RioWindow
+
+        path, invalid, k = self.class_mask  # type: ignore[misc]
+        r0, r1, c0, c1 = window
+        ds = self._handles.get(-1)
+        if ds is None or ds.closed:
+            ds = self._handles[-1] = _open(path)
+        if k > 0:  # class pixels are k x k source pixels: read the covering window and repeat
+            y0, x0 = r0 // k, c0 // k
+            y1, x1 = -(-r1 // k), -(-c1 // k)
+            cls = ds.read(1, window=RioWindow(x0, y0, x1 - x0, y1 - y0), boundless=True, fill_value=0)
+            ok = ~np.isin(cls, invalid)
+            ok = np.repeat(np.repeat(ok, k, axis=0), k, axis=1)
+            return ok[r0 - y0 * k:r1 - y0 * k, c0 - x0 * k:c1 - x0 * k]
+        m = -k  # one source pixel = m x m class pixels: invalid if any of them is
+        cls = ds.read(1, window=RioWindow(c0 * m, r0 * m, (c1 - c0) * m, (r1 - r0) * m), boundless=True, fill_value=0)
+        bad = np.isin(cls, invalid).reshape(r1 - r0, m, c1 - c0, m).any(axis=(1, 3))
+        return np.asarray(~bad)
 
 
 def _open(path: str | os.PathLike[str]) -> Any:
@@ -133,8 +160,12 @@ def _check_dtype(path: Any, dtype: str) -> None:
 
 
 def open_source(path: str | os.PathLike[str], bands: Sequence[str | int] | None = None, *,
-                dn_scale: float | None = None, dn_offset: float | None = None) -> SceneSource:
-    """Open a GeoTIFF or a folder of single-band files (``*_B05.tif``) for windowed reading.
+                dn_scale: float | None = None, dn_offset: float | None = None, mask: bool = False) -> SceneSource:
+    """Open a GeoTIFF, a folder of single-band files (``*_B05.tif``) or a Sentinel-2 product (``.SAFE``
+    folder or ``.zip``, :mod:`eosr.io.sentinel2`) for windowed reading.
+
+    ``mask``: pixels that the product's scene classification marks invalid (L2A SCL: clouds, shadows,
+    saturated, no data) read as NaN, like nodata (evaluation and training data use it; SR does not).
 
     DN -> reflectance follows :func:`eosr.io.raster.resolve_radiometry` (explicit ``dn_scale`` /
     ``dn_offset`` first, then the files' metadata, the Sentinel-2 naming convention, float as is).
@@ -144,11 +175,13 @@ def open_source(path: str | os.PathLike[str], bands: Sequence[str | int] | None 
     must match). Folder: ``bands`` selects files by band name; the selection must share one grid
     (CRS, origin, pixel size, size), e.g. the 20 m group of a Sentinel-2 scene.
     """
+    from eosr.io.sentinel2 import is_safe
+
     p = Path(path)
     if not p.exists():
         raise DataError(f"input not found: {p}")
-    if p.is_dir():
-        return _open_folder(p, bands, dn_scale, dn_offset)
+    if p.is_dir() or is_safe(p):
+        return _open_folder(p, bands, dn_scale, dn_offset, mask=mask)
     with _open(p) as ds:
         _check_dtype(p, ds.dtypes[0])
         check_declared_size(str(p), ds.count, ds.height, ds.width)
@@ -190,13 +223,53 @@ def open_source(path: str | os.PathLike[str], bands: Sequence[str | int] | None 
 
 
 def _open_folder(p: Path, bands: Sequence[str | int] | None, dn_scale: float | None = None,
-                 dn_offset: float | None = None) -> SceneSource:
+                 dn_offset: float | None = None, *, mask: bool = False) -> SceneSource:
+    """A band folder (``*_B05.tif``) or a Sentinel-2 product (``.SAFE`` folder or zip) as one source."""
+    from eosr.io.sentinel2 import is_safe
+
+    if is_safe(p):
+        return _open_safe(p, bands, dn_scale, dn_offset, mask=mask)
     files = {}
     for f in sorted(p.iterdir()):
         if f.suffix.lower() in (".tif", ".tiff") and (name := _file_band_name(f)):
-            files[name] = f
+            files[name] = str(f)
     if not files:
         raise DataError(f"{p}: no band files named like *_B05.tif in the folder")
+    return _open_band_files(str(p), files, bands, dn_scale, dn_offset)
+
+
+def _open_safe(p: Path, bands: Sequence[str | int] | None, dn_scale: float | None, dn_offset: float | None, *,
+               mask: bool) -> SceneSource:
+    """The selected bands of a Sentinel-2 product (:mod:`eosr.io.sentinel2`): DN -> reflectance from the
+    product metadata (an explicit ``dn_scale`` wins), DN 0 = nodata, and with ``mask`` (Level-2A) the SCL
+    classes :data:`~eosr.io.sentinel2.SCL_INVALID` (clouds, shadows, saturated, no data) read as NaN."""
+    from eosr.io.raster import Radiometry
+    from eosr.io.sentinel2 import NODATA_DN, SCL_INVALID, open_safe
+
+    prod = open_safe(p)
+    src = _open_band_files(str(p), prod.band_files, bands, 1.0, 0.0, nodata=float(NODATA_DN))
+    names = list(src.band_names)
+    if dn_scale is not None:
+        rad = resolve_radiometry(str(p), src.dtype, dn_scale=dn_scale, dn_offset=dn_offset)
+    else:
+        scale, offset = prod.radiometry(names)
+        rule = prod.rule(names) + (", offset explicit" if dn_offset is not None else "")
+        rad = Radiometry(scale, offset if dn_offset is None else float(dn_offset), rule)
+    src.dn_scale, src.dn_offset, src.radiometry = rad.dn_scale, rad.dn_offset, rad.rule
+    if mask and prod.scl is not None:
+        gsd = {prod.resolutions.get(b, 0) for b in names}
+        k = {10: 2, 20: 1, 60: -3}.get(gsd.pop(), 0) if len(gsd) == 1 else 0
+        if k == 0:
+            raise DataError(f"{p}: cannot place the SCL mask on bands {', '.join(names)}")
+        src.class_mask = (prod.scl, SCL_INVALID, k)
+    return src
+
+
+def _open_band_files(where: str, files: dict[str, str], bands: Sequence[str | int] | None,
+                     dn_scale: float | None = None, dn_offset: float | None = None, *,
+                     nodata: float | None = None) -> SceneSource:
+    """One source from single-band files keyed by band name; the selection must share one grid.
+    ``nodata`` overrides the files' own nodata value (for products whose files do not declare it)."""
     if bands is None:
         sel = sorted(files)
     else:
@@ -204,7 +277,7 @@ def _open_folder(p: Path, bands: Sequence[str | int] | None, dn_scale: float | N
         for b in bands:
             key = normalise_band_name(str(b))
             if key not in files:
-                raise DataError(f"{p}: no file for band {b!r} (bands: {', '.join(sorted(files))})")
+                raise DataError(f"{where}: no file for band {b!r} (bands: {', '.join(sorted(files))})")
             sel.append(key)
     grids: dict[tuple[Any, ...], list[str]] = {}
     info = {}
@@ -215,22 +288,44 @@ def _open_folder(p: Path, bands: Sequence[str | int] | None, dn_scale: float | N
             check_north_up(ds.transform, str(files[name]))
             grid = (str(ds.crs), tuple(round(v, 6) for v in ds.transform[:6]), ds.height, ds.width)
             grids.setdefault(grid, []).append(name)
-            info[name] = (ds.dtypes[0], ds.nodata, ds.scales[0], ds.offsets[0], ds.crs, ds.transform)
+            nd = ds.nodata if nodata is None else nodata
+            info[name] = (ds.dtypes[0], nd, ds.scales[0], ds.offsets[0], ds.crs, ds.transform)
             if not is_georeferenced(ds):
                 raise GeoError(f"{files[name]}: a band folder needs georeferenced files")
     if len(grids) > 1:
         groups = "; ".join(f"{abs(k[1][0]):g} m {k[2]}x{k[3]}: {','.join(v)}" for k, v in grids.items())
-        raise GeoError(f"{p}: the bands lie on different grids ({groups}); choose one group with --bands")
+        raise GeoError(f"{where}: the bands lie on different grids ({groups}); choose one group with --bands")
     dtypes = {info[n][0] for n in sel}
     if len(dtypes) > 1:
-        raise DataError(f"{p}: band files of different data types {sorted(dtypes)}")
+        raise DataError(f"{where}: band files of different data types {sorted(dtypes)}")
     (grid,) = grids
     dt, _, _, _, crs, tr = info[sel[0]]
-    rad = resolve_radiometry(str(p), dt, scales=[info[n][2] for n in sel], offsets=[info[n][3] for n in sel],
-                             labels=[files[n].stem for n in sel], dn_scale=dn_scale, dn_offset=dn_offset)
-    return SceneSource(tuple(str(files[n]) for n in sel), tuple((k, 1) for k in range(len(sel))), tuple(sel),
+    rad = resolve_radiometry(where, dt, scales=[info[n][2] for n in sel], offsets=[info[n][3] for n in sel],
+                             labels=[Path(files[n]).stem for n in sel], dn_scale=dn_scale, dn_offset=dn_offset)
+    return SceneSource(tuple(files[n] for n in sel), tuple((k, 1) for k in range(len(sel))), tuple(sel),
                        tuple(sel), grid[2], grid[3], crs, tr, dt, tuple(info[n][1] for n in sel), rad.dn_scale,
                        rad.dn_offset, rad.rule)
+
+
+def is_multifile(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a band folder or a Sentinel-2 product (its bands are chosen by name)."""
+    from eosr.io.sentinel2 import is_safe
+
+    return Path(path).is_dir() or is_safe(path)
+
+def read_scene(path: str | os.PathLike[str], bands: Sequence[str | int] | None = None, *,
+               dn_scale: float | None = None, dn_offset: float | None = None, mask: bool = False) -> Raster:
+    """The whole selection of :func:`open_source` in memory: the one reader of every command's input
+    (GeoTIFF/COG, band folder, Sentinel-2 product), float32 reflectance, NaN = nodata (and, with ``mask``,
+    the product's invalid classes). Tags are those of a single input file."""
+    src = open_source(path, bands, dn_scale=dn_scale, dn_offset=dn_offset, mask=mask)
+    try:
+        data = src.read((0, src.height, 0, src.width))
+        tags = dict(src._ds(0).tags()) if len(set(src.paths)) == 1 else {}
+    finally:
+        src.close()
+    return Raster(data, src.crs, src.transform, list(src.band_names), src.dtype, src.out_nodata, src.dn_scale,
+                  src.dn_offset, tags, str(path), src.radiometry, src.georeferenced, all(src.descriptions))
 
 
 @dataclass
