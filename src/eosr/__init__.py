@@ -12,13 +12,18 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
-__all__ = ["SCHEMA_VERSION", "__version__", "evaluate"]
+__all__ = ["SCHEMA_VERSION", "__version__", "evaluate", "super_resolve"]
 
 
 def __getattr__(name: str) -> Any:
-    """``eosr.evaluate`` is :func:`eosr.evaluation.evaluate`, imported on first use (torch is heavy)."""
+    """``eosr.evaluate`` is :func:`eosr.evaluation.evaluate` and ``eosr.super_resolve`` is
+    :func:`eosr.scene.api.super_resolve`, imported on first use (torch is heavy)."""
     if name == "evaluate":
         from eosr.evaluation import evaluate
 
         return evaluate
+    if name == "super_resolve":
+        from eosr.scene.api import super_resolve
+
+        return super_resolve
     raise AttributeError(f"module 'eosr' has no attribute {name!r}")

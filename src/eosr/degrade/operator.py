@@ -19,6 +19,7 @@ Source of the PSF model: Gaussian PSF from the MTF at Nyquist as in CESBIO's Sen
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -30,6 +31,7 @@ import torch
 from eosr._arrays import as_batch, like, to_tensor, unbatch
 from eosr.degrade.conv import full_conv, sep_conv
 from eosr.errors import ScaleError, SensorError, ShapeError
+from eosr.io.xr import is_dataarray, on_grid
 from eosr.physics.filters import any_true
 from eosr.physics.psf import (
     check_scale,
@@ -197,15 +199,23 @@ class Degradation:
 
     def blur(self, x: Any) -> Any:
         """The PSF applied on the HR grid (no decimation): the low-pass filter LPF of HR fidelity."""
+        if is_dataarray(x):
+            return on_grid(self.blur, x, 1)
         return replace(self, shift=(0.0, 0.0))._apply(x, 1)
 
     def downsample(self, x: Any) -> Any:
-        """Noise-free, differentiable D(x): PSF blur sampled at LR block centres."""
+        """Noise-free, differentiable D(x): PSF blur sampled at LR block centres. A DataArray comes back
+        on the LR grid (pixel size x r, same origin) with its CRS and band names."""
+        if is_dataarray(x):
+            return on_grid(self.downsample, x, self.scale, eosr_operator=json.dumps(self.describe()))
         return self._apply(x, self.scale)
 
     # ----------------------------------------------------------------- full simulation
     def __call__(self, x: Any, seed: int | None = None) -> Any:
-        """Full simulation: D(x), then gain/offset, noise and quantisation (seeded)."""
+        """Full simulation: D(x), then gain/offset, noise and quantisation (seeded). NumPy, torch or
+        xarray in, the same out (a DataArray on the LR grid)."""
+        if is_dataarray(x):
+            return on_grid(lambda a: self(a, seed), x, self.scale, eosr_operator=json.dumps(self.describe()))
         t = to_tensor(self.downsample(x))
         if self.gain != 1.0 or self.offset != 0.0:
             t = self.gain * t + self.offset

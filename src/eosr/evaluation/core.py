@@ -205,6 +205,11 @@ def evaluate(
         raise EosrError(f"data_range must be a finite number > 0, got {data_range!r}")
     if noise_sigma is not None and not (math.isfinite(noise_sigma) and noise_sigma > 0):
         raise EosrError(f"noise_sigma must be > 0, got {noise_sigma!r}")
+    from eosr.io.xr import is_dataarray, unwrap_for_evaluation
+
+    xr_info: dict[str, Any] = {}
+    if any(is_dataarray(v) for v in (sr, hr, lr, mask, uncertainty)):  # grids checked, then plain arrays
+        sr, hr, lr, mask, uncertainty, bands, xr_info = unwrap_for_evaluation(sr, hr, lr, mask, uncertainty, bands)
     s = _tensor(sr, "sr")
     h = _tensor(hr, "hr") if hr is not None else None
     lo = _tensor(lr, "lr") if lr is not None else None
@@ -405,6 +410,8 @@ def evaluate(
     }
     if skipped:
         info["skipped"] = skipped
+    if xr_info:
+        info["georeference"] = xr_info
     return EvaluationResult(out, out_maps, names, float(data_range), op.describe() if op is not None else None, info)
 
 

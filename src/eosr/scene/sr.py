@@ -284,12 +284,19 @@ def _run_dask(plan: TilePlan, model: Any, source: Any, done: Any, *, uncertainty
             logging.disable(disabled)
 
 
+def show_progress(progress: bool | None) -> bool:
+    """The ``progress=`` rule of the Python API: as given, else shown when stderr is a terminal."""
+    import sys
+
+    return bool(progress) if progress is not None else sys.stderr.isatty()
+
+
 def super_resolve_array(lr: Any, model: Any, *, tile: int = 512, overlap: int | None = None,
-                        uncertainty: bool = False) -> Any:
+                        uncertainty: bool = False, progress: bool | None = None) -> Any:
     """Tiled SR of an in-memory ``(C, h, w)`` reflectance array (NaN = nodata); NumPy or torch in, same out.
 
     The same tiling and blending as :func:`super_resolve`; returns ``(C, r h, r w)`` (``2C`` with
-    uncertainty: SR bands then std bands).
+    uncertainty: SR bands then std bands). ``progress``: a progress bar (default: when interactive).
     """
     x = to_tensor(lr, dtype=None).detach().cpu().numpy().astype(np.float32)
     if x.ndim != 3:
@@ -303,7 +310,7 @@ def super_resolve_array(lr: Any, model: Any, *, tile: int = 512, overlap: int | 
         out[:, win[0] : win[1], win[2] : win[3]] = data
 
     _run_tiles(plan, model, x, Blender(plan, sink), uncertainty=uncertainty, workers=None, scheduler=None,
-               progress=False)
+               progress=show_progress(progress))
     import torch
 
     return like(torch.from_numpy(out), lr)
@@ -337,7 +344,7 @@ def super_resolve(
     scheduler: Any = None,
     uncertainty: bool = False,
     output_dtype: str | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     self_ensemble: bool | None = None,
     dn_scale: float | None = None,
     dn_offset: float | None = None,
@@ -437,7 +444,7 @@ def super_resolve(
 
             try:
                 _run_tiles(plan, model, src, Blender(plan, sink), uncertainty=uncertainty, workers=workers,
-                           scheduler=scheduler, progress=progress)
+                           scheduler=scheduler, progress=show_progress(progress))
                 for k, ds in enumerate(dss):
                     for b, name in enumerate(out_names):
                         if name:

@@ -1,0 +1,183 @@
+"""``eosr.super_resolve``: one call for a path, a NumPy array, a torch tensor or an xarray DataArray.
+
+- **path** (a GeoTIFF/COG, band folder or Sentinel-2 product): super-resolved window by window into
+  ``out`` (:func:`eosr.scene.sr.super_resolve`); returns the output path.
+- **NumPy / torch** ``(C, h, w)`` reflectance: returns ``(C, r h, r w)`` of the same kind.
+- **DataArray** ``(band, y, x)``: returns a DataArray on the HR grid (same origin, pixel size / r,
+  pixel-is-area), with CRS, band names and attributes carried over (:mod:`eosr.io.xr`). A Dask-backed
+  DataArray stays lazy: each chunk is super-resolved with a margin of the model's tiling overlap read
+  from its neighbours, so the result equals the in-memory one (docs/from_your_data.md, "xarray").
+
+Tiling is the scene tiling of :mod:`eosr.scene.tiling` (exact given the model's receptive field).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from eosr.errors import DataError, ModelError
+
+PathLike = str | os.PathLike[str]
+
+
+def prepare_model(model: Any, band_names: Sequence[str], n_bands: int, *, scale: Any = None,
+                  self_ensemble: bool = False, allow_untrained: bool = False) -> Any:
+    """The model for in-memory SR: resolved (:func:`eosr.models.resolve_model`), checked against the input
+    bands and scale, one pass unless ``self_ensemble``. Multi-resolution models need a band folder or
+    product path (their 10 m and 20 m bands live on two grids)."""
+    from eosr.models.registry import check_trained
+    from eosr.models.s2_multires import PackedS2MultiRes, S2MultiRes
+    from eosr.scene.sr import _resolve
+
+    if isinstance(model, str):
+        check_trained(model, allow_untrained)
+    if isinstance(model, (S2MultiRes, PackedS2MultiRes)) or (isinstance(model, str)
+                                                              and model.strip().lower().startswith("s2_multires")):
+        raise ModelError("multi-resolution models read 10 m and 20 m bands from two grids: pass a band folder "
+                         "or Sentinel-2 product path (with out=)")
+    model = _resolve(model, list(band_names), n_bands, scale, allow_untrained)
+    if hasattr(model, "self_ensemble"):
+        model.self_ensemble = bool(self_ensemble)
+    elif self_ensemble:
+        raise ModelError(f"model {model.spec.name} has no self-ensemble option")
+    return model
+
+
+def super_resolve(
+    x: Any,
+    model: Any,
+    *,
+    out: PathLike | None = None,
+    scale: Any = None,
+    bands: Sequence[str] | None = None,
+    tile: int = 512,
+    overlap: int | None = None,
+    self_ensemble: bool = False,
+    uncertainty: bool = False,
+    allow_untrained: bool = False,
+    progress: bool | None = None,
+    dn_scale: float | None = None,
+    dn_offset: float | None = None,
+    **file_options: Any,
+) -> Any:
+    """Super-resolve ``x`` with ``model`` and return the same kind (module docstring).
+
+    ``model``: a model object or a reference (registry name, shipped weights, checkpoint path); a learned
+    architecture without weights is refused unless ``allow_untrained``. ``bands`` names the bands of an
+    array (a DataArray's come from its ``band`` coordinate or ``long_name``); for a path it selects them.
+    ``uncertainty``: also the predictive std, returned as a pair ``(sr, std)`` (a path: ``OUT.uncertainty.tif``).
+    ``progress``: a progress bar (default: shown when interactive). ``dn_scale``/``dn_offset``: DN ->
+    reflectance of integer input. ``file_options`` go to :func:`eosr.scene.sr.super_resolve` (paths only).
+    """
+    from eosr.io.xr import is_dataarray, is_lazy, rebuild, split
+    from eosr.scene.sr import super_resolve as super_resolve_file
+
+    if isinstance(x, (str, os.PathLike)):
+        if out is None:
+            raise DataError("super-resolving a file needs out= (the output GeoTIFF path)")
+        return super_resolve_file(x, out, model, bands=bands, scale=scale, tile=tile, overlap=overlap,
+                                  uncertainty=uncertainty, progress=progress, self_ensemble=self_ensemble,
+                                  dn_scale=dn_scale, dn_offset=dn_offset, allow_untrained=allow_untrained,
+                                  **file_options)
+    if out is not None or file_options:
+        raise DataError(f"out= and file options ({', '.join(file_options) or 'out'}) apply to paths only")
+    if is_dataarray(x):
+        arr, grid = split(x, dn_scale=dn_scale, dn_offset=dn_offset)
+        names = list(bands) if bands is not None else grid.band_names
+        m = prepare_model(model, names, arr.shape[0], scale=scale, self_ensemble=self_ensemble,
+                          allow_untrained=allow_untrained)
+        r = _scale(m)
+        y = (_lazy(arr, m, tile, overlap, uncertainty) if is_lazy(x)
+             else _in_memory(arr, m, tile, overlap, uncertainty, progress))
+        t = None if grid.transform is None else _hr_transform(grid.transform, r)
+        tags = _tags(m, r)
+        c = arr.shape[0]
+        sr = rebuild(y[:c], grid, transform=t, attrs=tags)
+        if not uncertainty:
+            return sr
+        return sr, rebuild(y[c:], grid, transform=t, attrs={**tags, "eosr_quantity": "predictive std"})
+    if dn_scale is not None or dn_offset is not None:
+        raise DataError("dn_scale/dn_offset apply to files and DataArrays; scale an array yourself")
+    from eosr._arrays import like, to_tensor
+
+    t_in = to_tensor(x)
+    if t_in.ndim != 3:
+        raise DataError(f"eosr.super_resolve needs (C, H, W), got shape {tuple(t_in.shape)}")
+    n = int(t_in.shape[0])
+    names = list(bands) if bands is not None else [f"band{i + 1}" for i in range(n)]
+    m = prepare_model(model, names, n, scale=scale, self_ensemble=self_ensemble, allow_untrained=allow_untrained)
+    import torch
+
+    y = _in_memory(t_in.detach().cpu().numpy().astype(np.float32), m, tile, overlap, uncertainty, progress)
+    res = like(torch.from_numpy(y), x)
+    return (res[:n], res[n:]) if uncertainty else res
+
+
+def _scale(model: Any) -> int:
+    from eosr.scene.infer import model_scale
+
+    return int(model_scale(model))
+
+
+def _hr_transform(t: Any, r: int) -> Any:
+    from eosr.scene.sr import hr_transform
+
+    return hr_transform(t, r)
+
+
+def _tags(model: Any, r: int) -> dict[str, Any]:
+    from eosr import __version__
+
+    spec = model.spec
+    return {"eosr_version": __version__, "eosr_model": getattr(spec, "name", type(model).__name__),
+            "eosr_model_version": str(getattr(spec, "version", "?")), "eosr_scale": r}
+
+
+def _in_memory(x: np.ndarray, model: Any, tile: int, overlap: int | None, uncertainty: bool,
+               progress: bool | None) -> np.ndarray:
+    from eosr.scene.sr import super_resolve_array
+
+    return np.asarray(super_resolve_array(x, model, tile=tile, overlap=overlap, uncertainty=uncertainty,
+                                          progress=progress))
+
+
+def _block(piece: np.ndarray, model: Any, tile: int, overlap: int | None, uncertainty: bool,
+           crop: tuple[int, int, int, int], r: int) -> np.ndarray:
+    """SR of one chunk read with its margin, cut back to the chunk's own footprint."""
+    oy, ox, h, w = crop
+    y = _in_memory(np.asarray(piece, dtype=np.float32), model, tile, overlap, uncertainty, False)
+    return y[:, oy * r:(oy + h) * r, ox * r:(ox + w) * r]
+
+
+def _lazy(arr: Any, model: Any, tile: int, overlap: int | None, uncertainty: bool) -> Any:
+    """Dask graph: one task per chunk of ``arr`` (C, H, W), each reading a margin of the tiling overlap."""
+    import dask
+    import dask.array as da
+
+    from eosr.scene.infer import receptive_field
+    from eosr.scene.tiling import default_overlap
+
+    r = _scale(model)
+    margin = default_overlap(receptive_field(model)) if overlap is None else int(overlap)
+    arr = arr.rechunk({0: -1})
+    c, h, w = arr.shape
+    rows = np.cumsum((0, *arr.chunks[1]))
+    cols = np.cumsum((0, *arr.chunks[2]))
+    c_out = 2 * c if uncertainty else c
+    run = dask.delayed(_block, pure=False)
+    grid: list[list[Any]] = []
+    for y0, y1 in zip(rows[:-1], rows[1:], strict=True):
+        row = []
+        for x0, x1 in zip(cols[:-1], cols[1:], strict=True):
+            a0, a1 = max(0, int(y0) - margin), min(h, int(y1) + margin)
+            b0, b1 = max(0, int(x0) - margin), min(w, int(x1) + margin)
+            crop = (int(y0) - a0, int(x0) - b0, int(y1 - y0), int(x1 - x0))
+            task = run(arr[:, a0:a1, b0:b1], model, tile, overlap, uncertainty, crop, r)
+            row.append(da.from_delayed(task, shape=(c_out, int(y1 - y0) * r, int(x1 - x0) * r), dtype=np.float32))
+        grid.append(row)
+    return da.block(grid)
+
