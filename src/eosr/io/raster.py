@@ -506,6 +506,18 @@ def to_dn(data: np.ndarray, dtype: str, dn_scale: float, dn_offset: float, nodat
     return out
 
 
+#: Suffixes of other image formats: eosr writes GeoTIFF only, and never under another format's name.
+OTHER_FORMATS = (".png", ".jpg", ".jpeg", ".jp2", ".webp", ".bmp", ".gif", ".nc", ".zarr", ".vrt", ".img")
+
+
+def check_geotiff_name(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`DataError` when an output path names another image format (eosr writes GeoTIFF/COG)."""
+    suffix = Path(path).suffix.lower()
+    if suffix in OTHER_FORMATS:
+        raise DataError(f"{path}: eosr writes GeoTIFF (or COG); name the output .tif (convert afterwards with "
+                        "gdal_translate if you need another format)")
+
+
 def write_raster(
     path: str | os.PathLike[str],
     data: np.ndarray,
@@ -527,6 +539,7 @@ def write_raster(
     """
     import rasterio
 
+    check_geotiff_name(path)
     a = np.asarray(data)
     if a.ndim != 3:
         raise DataError(f"write_raster needs (C, H, W), got shape {a.shape}")

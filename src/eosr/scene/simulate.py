@@ -149,7 +149,7 @@ def simulate_file(
     names = list(op.bands) if op.bands else hr.band_names
     tags = {"eosr_version": __version__, "eosr_operator": json.dumps(op.describe()), "eosr_seed": seed,
             **_crop_tag(h, w, r)}
-    transform = lr_transform(hr.transform, r)
+    transform = lr_transform(hr.transform, r) if hr.georeferenced else hr.transform  # no georeference: none made up
     out_kw: dict[str, Any] = dict(crs=hr.crs, transform=transform, band_names=names, dtype=hr.dtype,
                                   dn_scale=hr.dn_scale, dn_offset=hr.dn_offset, nodata=hr.nodata)
     if frames <= 0:
@@ -215,7 +215,8 @@ def _simulate_windowed(src: Any, lr_path: str | os.PathLike[str], op: Degradatio
     out = Path(lr_path)
     check_writable(out)
     profile = dict(driver="GTiff", width=w, height=h, count=src.count, dtype=dtype, nodata=nodata, crs=src.crs,
-                   transform=lr_transform(src.transform, r), tiled=True, blockxsize=256, blockysize=256,
+                   transform=lr_transform(src.transform, r) if src.georeferenced else src.transform,
+                   tiled=True, blockxsize=256, blockysize=256,
                    BIGTIFF="IF_SAFER")
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), atomic_path(out) as tmp:
         stage = Path(str(tmp) + ".stage.tif")

@@ -24,7 +24,7 @@ import numpy as np
 from eosr import __version__
 from eosr._arrays import like, to_tensor
 from eosr.errors import ConfigError, DataError, ModelError, ScaleError
-from eosr.io.raster import atomic_path, copy_to_cog, to_dn
+from eosr.io.raster import atomic_path, check_geotiff_name, copy_to_cog, to_dn
 from eosr.physics import check_scale
 from eosr.scene.infer import model_scale, predict_tile, receptive_field
 from eosr.scene.source import SceneSource, open_source
@@ -423,7 +423,8 @@ def super_resolve(
             "eosr_overlap": plan.overlap, "eosr_receptive_field": plan.receptive_field,
             "eosr_tiling_exact": plan.exact, "eosr_source": Path(in_path).name}
     h, w, c = src.height * r, src.width * r, len(out_names)
-    profile = dict(driver="GTiff", width=w, height=h, count=c, crs=src.crs, transform=hr_transform(src.transform, r),
+    t_out = hr_transform(src.transform, r) if src.georeferenced else src.transform  # none made up
+    profile = dict(driver="GTiff", width=w, height=h, count=c, crs=src.crs, transform=t_out,
                    tiled=True, blockxsize=256, blockysize=256, BIGTIFF="IF_SAFER")
     paths = [out] + ([uncertainty_path(out)] if uncertainty else [])
     if uncertainty and not hasattr(model, "forward_with_uncertainty"):
@@ -432,9 +433,11 @@ def super_resolve(
             (atomic_path(paths[-1]) if uncertainty else _null()) as tmp_u:
         stages = [Path(str(tmp) + ".stage.tif")] + ([Path(str(tmp_u) + ".stage.tif")] if uncertainty else [])
         try:
-            dss = [rasterio.open(stages[0], "w", dtype=dtype, nodata=nodata, **profile)]
-            if uncertainty:
-                dss.append(rasterio.open(stages[1], "w", dtype="float32", nodata=float("nan"), **profile))
+            with warnings.catch_warnings():  # a non-georeferenced input (PNG, JPEG) gives a plain raster
+                warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+                dss = [rasterio.open(stages[0], "w", dtype=dtype, nodata=nodata, **profile)]
+                if uncertainty:
+                    dss.append(rasterio.open(stages[1], "w", dtype="float32", nodata=float("nan"), **profile))
 
             def sink(win: Window, data: np.ndarray) -> None:
                 rw = rasterio.windows.Window(win[2], win[0], win[3] - win[2], win[1] - win[0])
@@ -472,6 +475,7 @@ def check_writable(path: str | os.PathLike[str]) -> None:
     """Raise :class:`DataError` unless a file can be created beside ``path`` (before any work is done)."""
     import tempfile
 
+    check_geotiff_name(path)
     folder = Path(path).parent
     if not folder.is_dir():
         raise DataError(f"output folder does not exist: {folder}")
