@@ -177,9 +177,10 @@ def _tag(path: PathLike | None, key: str) -> str | None:
         return None
 
     from eosr.io.raster import open_quietly
+    from eosr.scene.source import is_multifile
 
     p = Path(path)
-    if p.is_dir():
+    if is_multifile(p):  # a folder, product or STAC item: no eosr tags
         return None
     with open_quietly(p) as ds:
         return ds.tags().get(key)

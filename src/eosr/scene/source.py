@@ -176,10 +176,13 @@ def open_source(path: str | os.PathLike[str], bands: Sequence[str | int] | None 
     (CRS, origin, pixel size, size), e.g. the 20 m group of a Sentinel-2 scene.
     """
     from eosr.io.sentinel2 import is_safe
+    from eosr.io.stac import is_stac_item
 
     p = Path(path)
     if not p.exists():
         raise DataError(f"input not found: {p}")
+    if is_stac_item(p):
+        return _open_stac(p, bands, dn_scale, dn_offset)
     if p.is_dir() or is_safe(p):
         return _open_folder(p, bands, dn_scale, dn_offset, mask=mask)
     with _open(p) as ds:
@@ -265,6 +268,31 @@ def _open_safe(p: Path, bands: Sequence[str | int] | None, dn_scale: float | Non
     return src
 
 
+def _open_stac(p: Path, bands: Sequence[str | int] | None, dn_scale: float | None,
+               dn_offset: float | None) -> SceneSource:
+    """The selected band assets of a STAC item (:mod:`eosr.io.stac`): DN -> reflectance from an explicit
+    ``dn_scale``, else the assets' ``raster:bands`` scale/offset, else the files' metadata."""
+    from eosr.io.raster import Radiometry
+    from eosr.io.stac import item_bands, radiometry
+
+    assets = item_bands(p)
+    files = {k: v.path for k, v in assets.items()}
+    sel = [normalise_band_name(str(b)) for b in bands] if bands is not None else None
+    chosen = [assets[b] for b in (sel or sorted(assets)) if b in assets]
+    nds = {a.nodata for a in chosen}
+    nodata = nds.pop() if len(nds) == 1 else None
+    if dn_scale is not None:
+        return _open_band_files(str(p), files, bands, dn_scale, dn_offset, nodata=nodata)
+    declared = radiometry(chosen)
+    src = _open_band_files(str(p), files, bands, 1.0 if declared else None, 0.0 if declared else dn_offset,
+                           nodata=nodata)
+    if declared is not None:
+        rad = Radiometry(declared[0], declared[1] if dn_offset is None else float(dn_offset),
+                         "STAC item raster:bands scale/offset" + (", offset explicit" if dn_offset is not None else ""))
+        src.dn_scale, src.dn_offset, src.radiometry = rad.dn_scale, rad.dn_offset, rad.rule
+    return src
+
+
 def _open_band_files(where: str, files: dict[str, str], bands: Sequence[str | int] | None,
                      dn_scale: float | None = None, dn_offset: float | None = None, *,
                      nodata: float | None = None) -> SceneSource:
@@ -308,10 +336,11 @@ def _open_band_files(where: str, files: dict[str, str], bands: Sequence[str | in
 
 
 def is_multifile(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` is a band folder or a Sentinel-2 product (its bands are chosen by name)."""
+    """Whether ``path`` is a band folder, a Sentinel-2 product or a STAC item (bands are chosen by name)."""
     from eosr.io.sentinel2 import is_safe
+    from eosr.io.stac import is_stac_item
 
-    return Path(path).is_dir() or is_safe(path)
+    return Path(path).is_dir() or is_safe(path) or is_stac_item(path)
 
 def read_scene(path: str | os.PathLike[str], bands: Sequence[str | int] | None = None, *,
                dn_scale: float | None = None, dn_offset: float | None = None, mask: bool = False) -> Raster:

@@ -92,7 +92,9 @@ def _with_operator(model: Any, operator: str | None, sensor: str | None, in_path
                              "operator it was trained with")
         return model
     tag = None
-    if Path(in_path).is_file():
+    from eosr.scene.source import is_multifile
+
+    if Path(in_path).is_file() and not is_multifile(in_path):
         with open_quietly(in_path) as ds:
             tag = ds.tags().get(TAG)
     r = check_scale(scale) if scale is not None else None

@@ -1,0 +1,75 @@
+"""STAC items as inputs: an item built with pystac from a real BigEarthNet patch (relative hrefs, eo:bands
+names, raster:bands scale/nodata) reads exactly like the band folder it points to."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pystac
+import pytest
+import rasterio
+
+from conftest import BEN, call_cli
+from eosr.errors import DataError
+from eosr.scene.source import open_source, read_scene
+
+PATCH = BEN / "S2A_MSIL2A_20170613T101031_87_48"
+B10 = ["B02", "B03", "B04", "B08"]
+
+
+def _item(folder: Path, *, keys: str = "common", offset: float | None = None, remote: bool = False) -> Path:
+    common = {"B02": "blue", "B03": "green", "B04": "red", "B08": "nir", "B05": "rededge1", "B11": "swir16"}
+    item = pystac.Item("patch", geometry=None, bbox=None, datetime=datetime(2017, 6, 13, tzinfo=UTC),
+                       properties={})
+    for band, key in common.items():
+        src = next(PATCH.glob(f"*_{band}.tif"))
+        href = f"https://example.invalid/{src.name}" if remote else f"./data/{band}.tif"
+        if not remote:
+            (folder / "data").mkdir(exist_ok=True)
+            (folder / "data" / f"{band}.tif").write_bytes(src.read_bytes())
+        raster = {"scale": 1e-4, "nodata": 0} | ({"offset": offset} if offset is not None else {})
+        item.add_asset(key if keys == "common" else band, pystac.Asset(
+            href, media_type=pystac.MediaType.COG, roles=["data"],
+            extra_fields={"eo:bands": [{"name": band, "common_name": key}], "raster:bands": [raster]}))
+    item.add_asset("thumbnail", pystac.Asset("./thumb.png", media_type=pystac.MediaType.PNG, roles=["thumbnail"]))
+    path = folder / "item.json"
+    path.write_text(json.dumps(item.to_dict(include_self_link=False)))
+    return path
+
+
+def test_item_reads_like_the_folder(tmp_path: Path) -> None:
+    item = _item(tmp_path)
+    got, ref = read_scene(item, B10), read_scene(PATCH, B10)
+    np.testing.assert_array_equal(got.data, ref.data)
+    assert got.band_names == B10 and got.transform == ref.transform and got.crs == ref.crs
+    assert got.radiometry == "STAC item raster:bands scale/offset"
+    (tmp_path / "o").mkdir()
+    shifted = read_scene(_item(tmp_path / "o", offset=-0.1), B10)
+    np.testing.assert_allclose(shifted.data, ref.data - 0.1, atol=1e-6)  # the asset's offset is applied
+    with pytest.raises(Exception, match="different grids"):
+        open_source(item, ["B02", "B05"])
+
+
+def test_sr_on_an_item(tmp_path: Path) -> None:
+    item = _item(tmp_path)
+    a, b = tmp_path / "a.tif", tmp_path / "b.tif"
+    assert call_cli(["sr", str(item), str(a), "--model", "carn_m_s2_x2", "--bands", ",".join(B10),
+                     "--no-progress"]) == 0
+    assert call_cli(["sr", str(PATCH), str(b), "--model", "carn_m_s2_x2", "--bands", ",".join(B10),
+                     "--no-progress"]) == 0
+    with rasterio.open(a) as x, rasterio.open(b) as y:
+        np.testing.assert_array_equal(x.read(), y.read())
+        assert x.transform == y.transform and x.descriptions == tuple(B10)
+
+
+def test_remote_or_missing_assets_one_line(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="remote .* eosr reads no network"):
+        open_source(_item(tmp_path, remote=True), B10)
+    (tmp_path / "m").mkdir()
+    item = _item(tmp_path / "m")
+    (item.parent / "data" / "B03.tif").unlink()
+    with pytest.raises(DataError, match=r"asset file not found: .*B03\.tif"):
+        open_source(item, B10)
