@@ -19,9 +19,17 @@ def register(app: typer.Typer) -> None:
     def models(
         as_json: bool = typer.Option(False, "--json", help='print JSON {"schema_version", "models": [...]} '
                                                            "instead of a table"),
+        mlm: str = typer.Option(None, "--mlm", metavar="WEIGHTS",
+                                help="print the STAC MLM item of shipped weights or a checkpoint (needs eosr[stac])"),
     ) -> None:
         """List the SR models: architectures (default options) and shipped trained weights."""
         from eosr.models import describe_model, list_models
+
+        if mlm is not None:
+            from eosr.models.mlm import mlm_item
+
+            typer.echo(json.dumps(mlm_item(mlm), indent=2, allow_nan=False))
+            return
 
         rows = [describe_model(n) for n in list_models()]
         if as_json:
