@@ -9,6 +9,7 @@ skip, with one line naming them, where ``$EOSR_SHARED_DATA`` does not hold them.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -114,3 +115,18 @@ def ben_wald_dataset(limit: int) -> str:
     (10 m bands), for benchmark configs written by tests."""
     return (f'[[datasets]]\nname = "ben"\nkind = "wald"\npath = "{BEN}"\n'
             f'bands = ["B02", "B03", "B04", "B08"]\nscale = 2\nlimit = {limit}\n')
+
+
+def stac_core_validator() -> Any:
+    """A jsonschema validator of STAC items against the core schemas that pystac ships (offline)."""
+    import jsonschema
+    import referencing
+    import referencing.jsonschema
+    from pystac.validation.local_validator import VERSION, get_local_schema_cache
+
+    cache = get_local_schema_cache()
+    registry: referencing.Registry = referencing.Registry().with_resources(
+        (uri, referencing.Resource.from_contents(s, default_specification=referencing.jsonschema.DRAFT7))
+        for uri, s in cache.items())
+    schema = cache[f"https://schemas.stacspec.org/v{VERSION}/item-spec/json-schema/item.json"]
+    return jsonschema.Draft7Validator(schema, registry=registry)

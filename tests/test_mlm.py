@@ -8,24 +8,11 @@ import json
 
 import pytest
 
-from conftest import call_cli
+from conftest import call_cli, stac_core_validator
 from eosr.errors import ModelError
 from eosr.models.checkpoint import read_card
 from eosr.models.mlm import mlm_item
 from eosr.models.registry import shipped_weights
-
-
-def _core_validator() -> object:
-    import jsonschema
-    import referencing
-    from pystac.validation.local_validator import VERSION, get_local_schema_cache
-
-    cache = get_local_schema_cache()
-    registry = referencing.Registry().with_resources(
-        (uri, referencing.Resource.from_contents(s, default_specification=referencing.jsonschema.DRAFT7))
-        for uri, s in cache.items())
-    schema = cache[f"https://schemas.stacspec.org/v{VERSION}/item-spec/json-schema/item.json"]
-    return jsonschema.Draft7Validator(schema, registry=registry)
 
 
 @pytest.mark.parametrize("name", sorted(shipped_weights()))
@@ -33,7 +20,7 @@ def test_every_shipped_model_has_valid_mlm(name: str) -> None:
     from stac_model.schema import MLModelProperties
 
     item = mlm_item(name)
-    _core_validator().validate(item)  # type: ignore[attr-defined]
+    stac_core_validator().validate(item)  # type: ignore[attr-defined]
     props = item["properties"]
     mlm = {k.removeprefix("mlm:"): v for k, v in props.items() if k.startswith("mlm:")}
     parsed = MLModelProperties.model_validate(mlm)  # the MLM fields round-trip through stac-model's models
@@ -50,7 +37,7 @@ def test_every_shipped_model_has_valid_mlm(name: str) -> None:
     import jsonschema
 
     with pytest.raises(jsonschema.ValidationError):  # the validator can fail: null datetime needs both ends
-        _core_validator().validate(bad)  # type: ignore[attr-defined]
+        stac_core_validator().validate(bad)  # type: ignore[attr-defined]
 
 
 def test_cli_prints_mlm_and_refuses_architectures(capsys: pytest.CaptureFixture[str]) -> None:

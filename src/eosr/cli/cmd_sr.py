@@ -44,6 +44,8 @@ def register(app: typer.Typer) -> None:
         allow_untrained: bool = typer.Option(False, "--allow-untrained",
                                              help="run a learned architecture without trained weights (random-weight "
                                                   "output, for testing only)"),
+        stac: bool = typer.Option(False, "--stac", help="also write a STAC item OUT.stac.json (assets, proj, bands, "
+                                                        "model lineage)"),
     ) -> None:
         """Super-resolve a scene tile by tile: same CRS and origin, pixel size / r, nodata and band names kept."""
         from eosr._validate import check_dn, check_number, check_scale_option
@@ -75,3 +77,7 @@ def register(app: typer.Typer) -> None:
                                  operator=operator, sensor=sensor,
                                  allow_untrained=allow_untrained)
         typer.echo(f"wrote {path}")
+        if stac:
+            from eosr.scene.api import write_stac_item
+
+            typer.echo(f"wrote {write_stac_item(path, inp, model)}")

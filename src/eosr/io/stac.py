@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +130,82 @@ def radiometry(bands: list[StacBand]) -> tuple[float, float] | None:
         raise DataError(f"the selected assets declare different scale/offset ({sorted(pairs)}); select bands "
                         "that share one, or give --dn-scale/--dn-offset")
     return pairs.pop()
+
+
+#: Extensions whose fields :func:`write_item` writes (besides STAC 1.1 core ``bands``).
+EXTENSIONS = {
+    "proj": "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
+    "raster": "https://stac-extensions.github.io/raster/v2.0.0/schema.json",
+    "processing": "https://stac-extensions.github.io/processing/v1.2.0/schema.json",
+}
+
+
+def item_path(raster: str | os.PathLike[str]) -> Path:
+    """Where the STAC item of an output raster goes: ``sr.tif`` -> ``sr.stac.json``."""
+    p = Path(raster)
+    return p.with_name(p.stem + ".stac.json")
+
+
+def write_item(raster: str | os.PathLike[str], *, lineage: dict[str, Any], source: str | os.PathLike[str] | None = None,
+               extra_assets: dict[str, str] | None = None) -> Path:
+    """Write a STAC 1.1 item describing ``raster`` beside it (:func:`item_path`), atomically.
+
+    Geometry and bbox: the raster's footprint in WGS 84 (none without georeference); ``proj:code``,
+    ``proj:shape``, ``proj:transform``; one asset ``data`` with STAC 1.1 ``bands`` (name, ``nodata``,
+    ``data_type``, ``raster:scale``/``raster:offset``/``raster:spatial_resolution``); ``processing:software``
+    and ``processing:lineage`` plus ``lineage`` as ``eosr:*`` properties (model, version, weights hash,
+    operator). ``datetime``: the source item's when the input was a STAC item, else the processing time,
+    said in ``eosr:datetime``. ``extra_assets``: key -> sibling file (e.g. the uncertainty raster).
+    """
+    from datetime import datetime
+
+    import pystac
+    from rasterio.warp import transform_bounds
+
+    from eosr import __version__
+    from eosr.io.raster import atomic_path, is_georeferenced, open_quietly
+
+    p = Path(raster)
+    with open_quietly(p) as ds:
+        geo = is_georeferenced(ds) and ds.crs is not None
+        bbox = list(transform_bounds(ds.crs, "EPSG:4326", *ds.bounds, densify_pts=21)) if geo else None
+        epsg = ds.crs.to_epsg() if geo else None
+        res = abs(ds.transform.a)
+        bands = [{"name": d or f"band{i + 1}", "data_type": ds.dtypes[i],
+                  **({"nodata": "nan" if ds.nodata != ds.nodata else ds.nodata} if ds.nodata is not None else {}),
+                  **({"raster:scale": ds.scales[i], "raster:offset": ds.offsets[i]}
+                     if (ds.scales[i], ds.offsets[i]) != (1.0, 0.0) else {}),
+                  **({"raster:spatial_resolution": res} if geo else {})}
+                 for i, d in enumerate(ds.descriptions)]
+        shape, transform = [ds.height, ds.width], list(ds.transform)[:6]
+        wkt = ds.crs.to_wkt() if geo and epsg is None else None
+    when, said = datetime.now(UTC), "processing time (the input carries no acquisition time)"
+    if source is not None and is_stac_item(source):
+        src_item = pystac.Item.from_file(str(source))
+        if src_item.datetime is not None:
+            when, said = src_item.datetime, f"acquisition time of the input item {src_item.id}"
+    geometry = None
+    if bbox is not None:
+        x0, y0, x1, y1 = bbox
+        geometry = {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}
+    props: dict[str, Any] = {
+        "eosr:datetime": said,
+        "processing:software": {"eosr": __version__},
+        "processing:lineage": "super-resolved by eosr" + (f" from {Path(source).name}" if source else ""),
+        **{f"eosr:{k}": v for k, v in lineage.items()},
+    }
+    if geo:
+        props.update({"proj:code": f"EPSG:{epsg}" if epsg else None, "proj:shape": shape, "proj:transform": transform})
+        if wkt:
+            props["proj:wkt2"] = wkt
+    item = pystac.Item(p.stem, geometry=geometry, bbox=bbox, datetime=when, properties=props,
+                       stac_extensions=[EXTENSIONS["processing"], EXTENSIONS["raster"]]
+                       + ([EXTENSIONS["proj"]] if geo else []))
+    item.add_asset("data", pystac.Asset(f"./{p.name}", media_type=pystac.MediaType.GEOTIFF, roles=["data"],
+                                        extra_fields={"bands": bands}))
+    for key, name in (extra_assets or {}).items():
+        item.add_asset(key, pystac.Asset(f"./{name}", media_type=pystac.MediaType.GEOTIFF, roles=["data"]))
+    out = item_path(p)
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(item.to_dict(include_self_link=False), indent=2, allow_nan=False))
+    return out

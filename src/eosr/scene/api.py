@@ -181,3 +181,32 @@ def _lazy(arr: Any, model: Any, tile: int, overlap: int | None, uncertainty: boo
         grid.append(row)
     return da.block(grid)
 
+
+
+def write_stac_item(out_path: PathLike, in_path: PathLike, model: Any) -> Any:
+    """The STAC item beside an ``eosr sr`` output (:func:`eosr.io.stac.write_item`) with its lineage: the
+    model name and version from the output's tags, the weights' SHA-256 (shipped weights or checkpoint),
+    the scale, tiling and the operator of a physics-based model."""
+    from eosr.io.raster import open_quietly
+    from eosr.io.stac import write_item
+    from eosr.models.registry import checkpoint_stem
+    from eosr.scene.sr import uncertainty_path
+
+    with open_quietly(out_path) as ds:
+        tags = ds.tags()
+    lineage: dict[str, Any] = {k.removeprefix("eosr_"): v for k, v in tags.items() if k.startswith("eosr_")
+                               and k != "eosr_version"}
+    if isinstance(model, str):
+        from eosr.errors import ModelError
+
+        try:
+            stem = checkpoint_stem(model)
+        except ModelError:
+            stem = None
+        if stem is not None:
+            from eosr.models.checkpoint import read_card
+
+            lineage["weights_sha256"] = read_card(stem).get("weights_sha256")
+    u = uncertainty_path(out_path)
+    return write_item(out_path, lineage=lineage, source=in_path,
+                      extra_assets={"uncertainty": u.name} if u.is_file() else None)
