@@ -115,3 +115,24 @@ def test_degradation_and_evaluate_take_dataarrays(hr_tif: Path) -> None:
     shifted = hr.assign_coords(x=hr.x + 10.0)
     with pytest.raises(GeoError, match="origins differ"):
         eosr.evaluate(sr, shifted, sensor="sentinel2")
+
+
+def test_stackstac_style_cube_from_local_files(tmp_path: Path) -> None:
+    """A (band, y, x) cube stacked from single-band files with string band names and Dask chunks, as
+    stackstac / odc-stac build them (here offline from the real BigEarthNet band files), runs lazily and
+    equals the band-folder path."""
+    from conftest import BEN
+
+    patch = BEN / "S2A_MSIL2A_20170613T101031_87_48"
+    layers = [rioxarray.open_rasterio(next(patch.glob(f"*_{b}.tif")), chunks={"x": 64, "y": 64})
+              .squeeze("band", drop=True) for b in BANDS]
+    cube = xr.concat(layers, dim="band").assign_coords(band=BANDS)
+    cube.attrs = {"scale_factor": 1e-4, "add_offset": 0.0}
+    out = eosr.super_resolve(cube, MODEL, progress=False)
+    assert hasattr(out.data, "dask") and list(out.band.values) == BANDS
+    ref = tmp_path / "ref.tif"
+    assert call_cli(["sr", str(patch), str(ref), "--model", MODEL, "--bands", ",".join(BANDS), "--float32",
+                     "--no-progress"]) == 0
+    with rasterio.open(ref) as ds:
+        np.testing.assert_allclose(out.values, ds.read(), atol=1e-5, rtol=0)
+        assert out.rio.transform() == ds.transform
