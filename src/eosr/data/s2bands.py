@@ -125,7 +125,7 @@ def read_s2_band_folder(
 def _read_safe(path: str | os.PathLike[str], bands: Sequence[str] | None, dn_scale: float | None,
                dn_offset: float | None) -> S2Stacks:
     from eosr.io.sentinel2 import open_safe
-    from eosr.scene.source import read_scene
+    from eosr.io.source import read_scene
 
     prod = open_safe(path)
     want = [normalise_band_name(b) for b in bands] if bands is not None else list(prod.band_files)

@@ -225,3 +225,13 @@ def predict(model: torch.nn.Module, lr: Any, **kw: Any) -> Any:  # re-exported b
     if isinstance(out, tuple):
         return tuple(like(unbatch(o, was3d), lr) for o in out)
     return like(unbatch(out, was3d), lr)
+
+
+def is_run_folder(out: Path) -> bool:
+    """True if ``out`` is an output folder of ``eosr train``: it holds eosr's split manifest
+    (``split_manifest.json``, the first file a run writes, with eosr's ``schema_version`` and ``splits``)."""
+    try:
+        doc = json.loads((out / "split_manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and "schema_version" in doc and "splits" in doc

@@ -53,7 +53,7 @@ def mlm_item(ref: str | os.PathLike[str]) -> dict[str, Any]:
         input=InputStructure(shape=[-1, c, -1, -1], dim_order=layout, data_type="float32"),
         value_scaling=None,  # the per-band z-score is inside the weights (normalisation buffers)
         resize_type=None,
-        pre_processing_function=ProcessingExpression(format="python", expression="eosr.scene.source:read_scene"),
+        pre_processing_function=ProcessingExpression(format="python", expression="eosr.io.source:read_scene"),
     )
     model_output = ModelOutput(
         name="super-resolved reflectance",
@@ -88,7 +88,7 @@ def mlm_item(ref: str | os.PathLike[str]) -> dict[str, Any]:
                     "eosr:scale": scale, "eosr:receptive_field_lr_px": int(card.get("receptive_field", 0)),
                     "eosr:tiling_margin_lr_px": int(card.get("receptive_field", 0)),
                     "eosr:normalisation": "per-band z-score inside the weights (buffers norm_mean, norm_std)",
-                    "eosr:input_units": "reflectance (DN x scale + offset; see eosr.scene.source.read_scene)",
+                    "eosr:input_units": "reflectance (DN x scale + offset; see eosr.io.source.read_scene)",
                     "eosr:sensor_operator": card.get("sensor_operator"),
                     "eosr:eosr_version": card.get("eosr_version")},
         assets={"weights": pystac.Asset(weights.name, title="safetensors weights and normalisation buffers",

@@ -161,7 +161,7 @@ def folder_checkpoint(folder: Path) -> Path:
     stems = sorted(c.with_suffix("") for c in folder.glob("*.json")
                    if not _is_temporary(c) and c.with_suffix(".safetensors").is_file())
     if len(stems) == 2 and sum(s.name == "best" for s in stems) == 1:
-        from eosr.train.loop import is_run_folder
+        from eosr.models.checkpoint import is_run_folder
 
         if is_run_folder(folder):
             return next(s for s in stems if s.name != "best")

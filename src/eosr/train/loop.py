@@ -37,6 +37,7 @@ import torch
 
 from eosr._schema import stamped
 from eosr.errors import ConfigError, DataError
+from eosr.models.checkpoint import is_run_folder  # noqa: F401  (also re-exported for train callers)
 from eosr.train.config import TrainConfig
 from eosr.train.sources import Splits, build_datasets
 from eosr.train.validate import HIGHER_IS_BETTER, evaluate_model, monitored
@@ -195,16 +196,6 @@ def _load_state(path: Path) -> dict[str, Any]:
     if "config_hash" not in st:
         raise _unusable(path, KeyError("config_hash"))
     return st
-
-
-def is_run_folder(out: Path) -> bool:
-    """True if ``out`` is an output folder of ``eosr train``: it holds eosr's split manifest
-    (``split_manifest.json``, the first file a run writes, with eosr's ``schema_version`` and ``splits``)."""
-    try:
-        doc = json.loads((out / "split_manifest.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(doc, dict) and "schema_version" in doc and "splits" in doc
 
 
 def check_run_folder(out: Path, *, overwrite: bool = False) -> None:
