@@ -18,6 +18,7 @@ bands, ``packed()`` for band folders), so it is a drop-in baseline for the 20 m 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -51,6 +52,26 @@ def regression_gains(guide_lr: torch.Tensor, band: torch.Tensor, floor: float = 
     return torch.linalg.solve(ata + reg, a.T @ y[ok])
 
 
+def spd_solve(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Solve a x = b for symmetric positive-definite a (..., k, k), b (..., k) by an unrolled Cholesky
+    factorisation (elementwise ops only, so it exports to ONNX, unlike ``torch.linalg.solve``); small k."""
+    k = a.shape[-1]
+    low: dict[tuple[int, int], torch.Tensor] = {}
+    for j in range(k):
+        s = a[..., j, j] - sum((low[j, p] ** 2 for p in range(j)), torch.zeros_like(a[..., 0, 0]))
+        low[j, j] = torch.sqrt(s.clamp(min=1e-300))
+        for i in range(j + 1, k):
+            t = a[..., i, j] - sum((low[i, p] * low[j, p] for p in range(j)), torch.zeros_like(a[..., 0, 0]))
+            low[i, j] = t / low[j, j]
+    y: list[torch.Tensor] = []
+    for i in range(k):
+        y.append((b[..., i] - sum((low[i, p] * y[p] for p in range(i)), torch.zeros_like(b[..., 0]))) / low[i, i])
+    x: list[torch.Tensor] = [torch.zeros_like(b[..., 0])] * k
+    for i in reversed(range(k)):
+        x[i] = (y[i] - sum((low[p, i] * x[p] for p in range(i + 1, k)), torch.zeros_like(b[..., 0]))) / low[i, i]
+    return torch.stack(x, dim=-1)
+
+
 def band_sigmas(bands_20m: Sequence[str]) -> tuple[float, ...]:
     """Wald PSF sigmas (10 m pixels) of the 20 m bands at x2 (the operator of step 1)."""
     from eosr.degrade import Degradation
@@ -60,27 +81,37 @@ def band_sigmas(bands_20m: Sequence[str]) -> tuple[float, ...]:
     return sig
 
 
+@functools.lru_cache(maxsize=16)
+def _guide_operator(bands_20m: tuple[str, ...], c10: int) -> Any:
+    """D_b of every 20 m band applied to each of ``c10`` guide bands, as the traceable spatial operator of
+    :class:`eosr.models.backprojection.SpatialBackProjection` (same taps as ``Degradation.downsample``)."""
+    from eosr.degrade import Degradation
+    from eosr.models.backprojection import SpatialBackProjection
+
+    sig = tuple(s for s in band_sigmas(bands_20m) for _ in range(c10))
+    return SpatialBackProjection(Degradation(scale=2, sigmas=sig), len(sig), iterations=0)
+
+
 def guided_slots(x10: torch.Tensor, x20: torch.Tensor, mask: torch.Tensor, bands_20m: Sequence[str],
                  floor: float = NOISE_FLOOR) -> torch.Tensor:
     """Sharpen the given slots: x10 (B, C10, H, W), x20 (B, C20, H/2, W/2), mask (B, C20) bool -> (B, C20, H, W),
     0 where absent. All bands and images at once: the ridge regression of :func:`regression_gains` solved
     as a batch of (C10 + 1)^2 normal equations (non-finite pixels left out of the fit)."""
-    from eosr.degrade import Degradation
-
-    b, c10, h, w = x10.shape
-    c20 = x20.shape[1]
-    sig = band_sigmas(bands_20m)
-    op = Degradation(scale=2, sigmas=tuple(s for s in sig for _ in range(c10)))  # band b's PSF on every guide band
-    g_lr = op.downsample(x10.repeat(1, c20, 1, 1)).reshape(b, c20, c10, h // 2, w // 2)
+    c10, c20 = x10.shape[1], x20.shape[1]
+    down = _guide_operator(tuple(bands_20m), c10)  # band b's PSF on every guide band
+    g = down.downsample(x10.repeat(1, c20, 1, 1))
+    g_lr = g.reshape(g.shape[0], c20, c10, g.shape[-2], g.shape[-1])
     gd, yd = g_lr.double().flatten(3), x20.double().flatten(2)  # (B, C20, C10, N), (B, C20, N)
-    ok = (torch.isfinite(yd) & torch.isfinite(gd).all(dim=2)).double()
-    a = torch.cat([torch.nan_to_num(gd), torch.ones_like(yd)[:, :, None]], dim=2) * ok[:, :, None]
+    ok_g, ok_y = torch.isfinite(gd), torch.isfinite(yd)
+    ok = (ok_y & ok_g.all(dim=2)).double()
+    zero = torch.zeros((), dtype=torch.float64)
+    a = torch.cat([torch.where(ok_g, gd, zero), torch.ones_like(yd)[:, :, None]], dim=2) * ok[:, :, None]
     ata = torch.einsum("bkin,bkjn->bkij", a, a)
-    aty = torch.einsum("bkin,bkn->bki", a, torch.nan_to_num(yd) * ok)
+    aty = torch.einsum("bkin,bkn->bki", a, torch.where(ok_y, yd, zero) * ok)
     n = ok.sum(dim=2).clamp(min=1.0)
     reg = torch.diag(torch.tensor([1.0] * c10 + [0.0], dtype=torch.float64))
     lhs = ata + n[:, :, None, None] * floor**2 * reg + 1e-12 * torch.eye(c10 + 1, dtype=torch.float64)
-    coef = torch.linalg.solve(lhs, aty).to(x10.dtype)[:, :, :c10]  # (B, C20, C10) gains
+    coef = spd_solve(lhs, aty).to(x10.dtype)[:, :, :c10]  # (B, C20, C10) gains
     pan = torch.einsum("bkc,bchw->bkhw", coef, x10)
     low = torch.einsum("bkc,bkchw->bkhw", coef, g_lr)
     up = F.interpolate(torch.cat([x20, low], dim=1), scale_factor=2, mode="bicubic", align_corners=False)

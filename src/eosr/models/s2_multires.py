@@ -134,11 +134,13 @@ class S2MultiRes(SRNet):
         if x20.shape[-2] * 2 != h or x20.shape[-1] * 2 != w or x20.shape[0] != x10.shape[0]:
             raise ShapeError(f"20 m bands {tuple(x20.shape[-2:])} must be half the 10 m size {(h, w)} (same origin)")
         if self.presence:
+            flags = torch.tensor([b in sub for b in self.bands_20m])
+            mask = flags[None].expand(x20.shape[0], -1)
+            if sub == self.bands_20m:  # every band given (also the traced/ONNX path)
+                return self.forward_slots(x10, x20, mask)
             idx = [self.bands_20m.index(b) for b in sub]
             slots = x20.new_zeros((x20.shape[0], self.n20, *x20.shape[-2:]))
             slots[:, idx] = x20
-            mask = x20.new_zeros((x20.shape[0], self.n20), dtype=torch.bool)
-            mask[:, idx] = True
             return self.forward_slots(x10, slots, mask)[:, idx]
         r = self.scale
         u10 = F.interpolate(x10, scale_factor=r, mode="bicubic", align_corners=False) if r > 1 else x10
