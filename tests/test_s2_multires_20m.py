@@ -17,8 +17,8 @@ import pytest
 import torch
 
 import eosr.models as M
+from conftest import BEN, ROOT, call_cli
 from eosr.errors import DataError, ModelError
-from tests.conftest import BEN, ROOT, call_cli
 
 NAME = "s2_multires_20m"
 PATCH = BEN / "S2A_MSIL2A_20170613T101031_87_48"
@@ -32,8 +32,8 @@ def ben() -> tuple[torch.Tensor, torch.Tensor, object]:
     from eosr.data.s2bands import read_s2_band_folder
 
     st = read_s2_band_folder(PATCH, list(B10 + B20))
-    return (torch.from_numpy(np.asarray(st[10].data, np.float32)), torch.from_numpy(np.asarray(st[20].data, np.float32)),
-            st)
+    x10 = torch.from_numpy(np.asarray(st[10].data, np.float32))
+    return x10, torch.from_numpy(np.asarray(st[20].data, np.float32)), st
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +57,8 @@ def wald(x10: torch.Tensor, x20: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
 def test_guided_hpf_known_answer_on_real_10m_bands(ben) -> None:  # type: ignore[no-untyped-def]
     """A 20 m band that IS a linear mix of the 10 m bands seen through its own PSF is restored exactly:
     y = D_b(a . x10) + c  ->  regression finds a, c  ->  out = up(y) + a . x10 - up(D_b(a . x10)) = a . x10 + c."""
-    from eosr.models.guided import band_sigmas, guided_slots
     from eosr.degrade import Degradation
+    from eosr.models.guided import band_sigmas, guided_slots
 
     x10 = ben[0].double()[None]
     a = torch.tensor([[0.2, -0.1, 0.5, 0.4], [0.0, 0.3, -0.2, 0.9]], dtype=torch.float64)
