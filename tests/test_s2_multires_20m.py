@@ -258,3 +258,20 @@ def test_benchmark_module_figures_are_computed_on_held_out_data() -> None:
     assert 0.3 < dy < 0.6 and 0.3 < dx < 0.6
     name, b10, b20, ref = E.ben_set()[0]
     assert max(abs(v) for v in E.guide_shift(b10, b20)) < 0.1 and ref.shape == (6, 60, 60)
+
+
+def test_train_dispatches_multires_configs_and_refuses_bad_ones(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """``eosr train`` hands ``kind = "s2_multires"`` configs to the two-input trainer; a bad one is one line."""
+    from eosr.train.multires import is_multires_config, load_multires_config
+
+    shipped = ROOT / "configs" / f"{NAME}.toml"
+    assert is_multires_config(shipped) and not is_multires_config(ROOT / "configs" / "carn_m_s2_x2.toml")
+    cfg = load_multires_config(shipped)
+    assert cfg.patch % 2 == 0 and cfg.threads == 1 and len(cfg.psf.mtf_factors) >= 2
+    assert {s.split for s in cfg.sources} == {"train", "val", "test"}
+    bad = tmp_path / "bad.toml"
+    bad.write_text(shipped.read_text().replace("patch = 32", "patch = 31"))
+    assert call_cli(["train", str(bad), "--output", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "patch must be even" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()  # refused before anything is written

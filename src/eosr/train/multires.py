@@ -387,7 +387,7 @@ def train_multires(cfg: MultiResConfig, *, overwrite: bool = False, resume: bool
     from eosr.data.splits import write_manifest
     from eosr.io.raster import atomic_path
     from eosr.models.checkpoint import load_checkpoint, save_checkpoint
-    from eosr.train.loop import _load_state, _save_state, check_run_folder
+    from eosr.train.loop import _STATE_ERRORS, _load_state, _save_state, _unusable, check_run_folder
 
     say = log or (lambda m: print(m, file=sys.stderr, flush=True))
     out = Path(cfg.output)
@@ -420,11 +420,14 @@ def train_multires(cfg: MultiResConfig, *, overwrite: bool = False, resume: bool
         st = _load_state(state_path)
         if st.get("config_hash") != chash:
             raise ConfigError(f"{state_path} belongs to another configuration: use a new output or --restart")
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        epoch, gstep = int(st["epoch"]), int(st["global_step"])
-        best, best_epoch, bad = float(st["best"]), int(st["best_epoch"]), int(st["bad_epochs"])
-        history = json.loads(st["history"])
+        try:
+            model.load_state_dict(st["model"])
+            opt.load_state_dict(st["optimizer"])
+            epoch, gstep = int(st["epoch"]), int(st["global_step"])
+            best, best_epoch, bad = float(st["best"]), int(st["best_epoch"]), int(st["bad_epochs"])
+            history = json.loads(st["history"])
+        except _STATE_ERRORS as e:
+            raise _unusable(state_path, e) from None
         say(f"resumed at epoch {epoch} (global step {gstep})")
     from eosr.train.loop import lr_at
 
