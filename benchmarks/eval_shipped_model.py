@@ -16,6 +16,9 @@ definitions), BP's best K again chosen on those images.
 
 Run (from the repository root): ``.venv/bin/python benchmarks/eval_shipped_model.py [--model NAME_OR_PATH]
 [--split ben|test]``
+
+20 m -> 10 m sharpening models (``--model s2_multires_20m``, its checkpoints, ``guided_hpf``) are evaluated by
+``benchmarks/_eval_multires.py`` instead (BigEarthNet Wald and Reykjavik, against bicubic and guided_hpf).
 """
 
 from __future__ import annotations
@@ -129,6 +132,22 @@ def run_test_split(model_name: str = "carn_m_s2_x2", config: str = "configs/carn
     return table
 
 
+def _is_multires(ref: str) -> bool:
+    """Whether ``ref`` names a 20 m sharpening model (its card's architecture is s2_multires or guided_hpf)."""
+    from eosr.models.registry import checkpoint_stem
+
+    if ref.strip().lower() in ("s2_multires", "guided_hpf"):
+        return True
+    try:
+        stem = checkpoint_stem(ref)
+    except Exception:  # noqa: BLE001 - the usual path reports a bad reference
+        return False
+    if stem is None:
+        return False
+    card = json.loads(stem.with_suffix(".json").read_text())
+    return (card.get("architecture") or {}).get("model") in ("s2_multires", "guided_hpf")
+
+
 def main() -> None:
     """Print the bar table (markdown) and, with --json, the raw numbers."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -138,6 +157,11 @@ def main() -> None:
                     help="ben: the 6 BigEarthNet patches; test: the training config's test split")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
+    if _is_multires(a.model):
+        import _eval_multires  # beside this script
+
+        _eval_multires.main(a.model, a.json)
+        return
     table = run(a.model, max_iter=a.max_iter) if a.split == "ben" else run_test_split(a.model, max_iter=a.max_iter)
     if a.json:
         print(json.dumps(table, indent=1))

@@ -33,6 +33,14 @@ def test_every_model_maps_odd_lr_sizes_to_r_times(name: str, c: int) -> None:
         y = m(torch.rand(2, len(b10), 2 * h, 2 * w), torch.rand(2, len(b20), h, w))
         assert y.shape == (2, c, 2 * h * r, 2 * w * r)
         return
+    if name == "guided_hpf":  # two inputs, 20 m -> 10 m only (scale 2 relative to the 20 m bands)
+        if c == 1:
+            pytest.skip("needs at least one 10 m and one 20 m band")
+        b20 = ["B05", "B06", "B07", "B8A", "B11", "B12"][: min(6, c - 1)]
+        m = M.get_model(name, scale=r)
+        y = m(0.1 + 0.2 * torch.rand(2, 4, 2 * h, 2 * w), 0.1 + 0.2 * torch.rand(2, len(b20), h, w), bands=b20)
+        assert y.shape == (2, len(b20), h * r, w * r) and torch.isfinite(y).all()
+        return
     m = M.get_model(name, scale=r, n_bands=c, **kw)
     if m.spec.multi_image:
         frames = 0.1 + 0.2 * torch.rand(2, 3, c, h, w)

@@ -39,6 +39,9 @@ def register(app: typer.Typer) -> None:
                                                 "'wald' (with --sensor) or a sensor file; default: the input's "
                                                 "eosr_operator tag"),
         sensor: str = typer.Option(None, help="sensor of --operator full|wald"),
+        guide: Path = typer.Option(None, help="20 m sharpening (s2_multires_20m, guided_hpf): GeoTIFF of the 10 m "
+                                              "bands B02 B03 B04 B08, IN being a GeoTIFF of 20 m bands"),
+        with_10m: bool = typer.Option(False, "--with-10m", help="20 m sharpening: write the 10 m bands too (first)"),
         no_size_check: bool = typer.Option(False, "--no-size-check",
                                            help="skip the disk estimate and the declared-size limit"),
         allow_untrained: bool = typer.Option(False, "--allow-untrained",
@@ -75,7 +78,7 @@ def register(app: typer.Typer) -> None:
                                  output_dtype="float32" if float32 else None, progress=progress,
                                  self_ensemble=self_ensemble, dn_scale=dn_scale, dn_offset=dn_offset,
                                  operator=operator, sensor=sensor,
-                                 allow_untrained=allow_untrained)
+                                 allow_untrained=allow_untrained, guide=guide, with_10m=with_10m)
         typer.echo(f"wrote {path}")
         if stac:
             from eosr.scene.api import write_stac_item

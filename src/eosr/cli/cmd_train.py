@@ -28,6 +28,20 @@ def register(app: typer.Typer) -> None:
         from eosr.train.loop import train
 
         check_number("--epochs", epochs, lo=1, hi=100_000, integer=True)
+        from eosr.train.multires import is_multires_config
+
+        if is_multires_config(config):  # kind = "s2_multires": the two-input 20 m sharpening trainer
+            from eosr.train.multires import load_multires_config, train_multires
+
+            mcfg = load_multires_config(config)
+            if output is not None:
+                mcfg.output = str(output.resolve())
+            if epochs is not None:
+                mcfg.epochs = epochs
+            mcfg.progress = mcfg.progress and progress
+            stem = train_multires(mcfg, resume=not restart, overwrite=overwrite)
+            typer.echo(f"wrote {stem}.safetensors")
+            return
         cfg = load_config(config)
         if output is not None:
             cfg.output = str(output.resolve())

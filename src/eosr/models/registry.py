@@ -24,6 +24,7 @@ MODELS: dict[str, str] = {
     "carn": "eosr.models.carn:carn",
     "carn_m": "eosr.models.carn:carn_m",
     "s2_multires": "eosr.models.s2_multires:s2_multires",
+    "guided_hpf": "eosr.models.guided:guided_hpf",
     "mi_median": "eosr.models.multi_image:mi_median",
     "highresnet": "eosr.models.highresnet:highresnet",
     "rcan_ca": "eosr.models.rcan:rcan_ca",

@@ -1,6 +1,6 @@
 """Whole scenes: tiled super-resolution of GeoTIFF/COG, windowed simulation, exact metric aggregation.
 
-Public API (imported lazily): :func:`super_resolve`, :func:`super_resolve_array`,
+Public API (imported lazily): :func:`super_resolve`, :func:`super_resolve_array`, :func:`sharpen_20m`,
 :func:`simulate_file`, :func:`evaluate_files`, :class:`PixelStats`, :func:`windowed_pixel_stats`.
 """
 
@@ -11,6 +11,7 @@ from eosr._lazy import lazy_exports
 _EXPORTS = {
     "super_resolve": "eosr.scene.sr",
     "super_resolve_array": "eosr.scene.sr",
+    "sharpen_20m": "eosr.scene.sr",
     "simulate_file": "eosr.scene.simulate",
     "PixelStats": "eosr.scene.aggregate",
     "windowed_pixel_stats": "eosr.scene.aggregate",

@@ -72,16 +72,29 @@ class PackedSource:
 
 
 def open_multires(path: str | os.PathLike[str], bands_10m: Sequence[str], bands_20m: Sequence[str], *,
-                  dn_scale: float | None = None, dn_offset: float | None = None) -> PackedSource:
-    """Open the 10 m and 20 m bands of a band folder as one :class:`PackedSource` on the 20 m grid.
+                  guide: str | os.PathLike[str] | None = None, dn_scale: float | None = None,
+                  dn_offset: float | None = None) -> PackedSource:
+    """Open the 10 m and 20 m bands of a band folder, Sentinel-2 product or STAC item as one
+    :class:`PackedSource` on the 20 m grid; or, with
+    ``guide``, the 20 m bands from the GeoTIFF ``path`` and the 10 m bands from the GeoTIFF ``guide``
+    (bands chosen by description, or labelled in order when the files have none, see :func:`open_source`).
 
     The groups must share CRS, origin and footprint with exactly twice the pixel size (GDAL pixel-is-area).
     """
     p = Path(path)
-    if not p.is_dir():
-        raise DataError(f"a multi-resolution model needs a folder of band files (*_B05.tif), got {p}")
-    s10 = _open_folder(p, list(bands_10m), dn_scale, dn_offset)
-    s20 = _open_folder(p, list(bands_20m), dn_scale, dn_offset)
+    if guide is not None:
+        g = Path(guide)
+        for f, what in ((p, "20 m"), (g, "10 m (--guide)")):
+            if not f.is_file():
+                raise DataError(f"the {what} input must be a GeoTIFF file, got {f}")
+        s10 = open_source(g, list(bands_10m), dn_scale=dn_scale, dn_offset=dn_offset)
+        s20 = open_source(p, list(bands_20m), dn_scale=dn_scale, dn_offset=dn_offset)
+    elif not is_multifile(p):
+        raise DataError(f"a multi-resolution model needs a folder of band files (*_B05.tif), a Sentinel-2 product, "
+                        f"a STAC item, or a 20 m GeoTIFF with --guide 10m.tif, got {p}")
+    else:  # a band folder, .SAFE product or STAC item: both groups by name
+        s10 = open_source(p, list(bands_10m), dn_scale=dn_scale, dn_offset=dn_offset)
+        s20 = open_source(p, list(bands_20m), dn_scale=dn_scale, dn_offset=dn_offset)
     try:
         check_grids(s10, s20, 2, names=("10 m bands", "20 m bands"))
     except (GeoError, ScaleError) as e:

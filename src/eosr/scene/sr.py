@@ -107,28 +107,66 @@ def _with_operator(model: Any, operator: str | None, sensor: str | None, in_path
     return BackProjection(choice.operator.scale, names, src.count, operator=choice.operator, **kw)
 
 
-def _multires(model: Any, scale: Any, bands: Sequence[str | int] | None, allow_untrained: bool = False) -> Any:
-    """The packed single-input form of a Sentinel-2 multi-resolution model, or None for other models.
+def _available_20m(in_path: Any, guide: Any, model_bands: Sequence[str]) -> list[str] | None:
+    """The model's 20 m bands the input holds (band files of a folder, band descriptions of a 20 m GeoTIFF),
+    or None when the input cannot say (an undescribed GeoTIFF)."""
+    from eosr.data.s2bands import band_files
 
-    ``scale`` is relative to the 10 m grid (1: the 20 m bands at 10 m; r: every band at 10/r m); ``bands``
-    lists the 10 m and 20 m bands to use (default: the model's).
+    p = Path(in_path)
+    if p.is_dir() and guide is None:
+        have = set(band_files(p))
+    elif p.is_file():
+        from eosr.io.raster import open_quietly
+
+        with open_quietly(p) as ds:
+            have = {normalise_band_name(d) for d in ds.descriptions if d}
+        if not have:
+            return None
+    else:
+        return None
+    return [b for b in model_bands if b in have]
+
+
+def _multires(model: Any, scale: Any, bands: Sequence[str | int] | None, allow_untrained: bool = False,
+              in_path: Any = None, guide: Any = None, with_10m: bool = False) -> Any:
+    """The packed single-input form of a Sentinel-2 20 m sharpening model (``s2_multires``, its trained
+    ``s2_multires_20m``, ``guided_hpf``), or None for other models.
+
+    ``scale`` is relative to the 10 m grid (1: the 20 m bands at 10 m; r: every band at 10/r m). For the
+    architecture by name, ``bands`` lists the 10 m and 20 m bands to build it with (default: the model's).
+    For a model that takes any subset of its 20 m bands (``s2_multires_20m``, ``guided_hpf``), the 20 m
+    names in ``bands`` choose the bands to sharpen; by default, those the input holds: a missing band is
+    declared absent, never faked, and the output names exactly the given bands.
     """
+    from eosr.models.guided import GuidedHPF
     from eosr.models.s2_multires import PackedS2MultiRes, S2MultiRes
 
     if isinstance(model, PackedS2MultiRes):
         return model
-    if isinstance(model, str) and model.strip().lower() == "s2_multires":
+    if isinstance(model, str) and model.strip().lower() in ("s2_multires", "guided_hpf"):
         from eosr.models import get_model
         from eosr.models.registry import check_trained
 
         check_trained(model, allow_untrained)
         names = [str(b) for b in bands] if bands else None
-        model = get_model("s2_multires", scale=check_scale(scale) if scale is not None else 1, bands=names)
-    if not isinstance(model, S2MultiRes):
+        model = get_model(model.strip().lower(), scale=check_scale(scale) if scale is not None else 1, bands=names)
+        bands = None  # they built the model
+    if not isinstance(model, (S2MultiRes, GuidedHPF)):
+        if guide is not None or with_10m:
+            raise ModelError("--guide / --with-10m apply to 20 m sharpening models (s2_multires_20m, guided_hpf)")
         return None
     if scale is not None and check_scale(scale) != model.scale:
-        raise ScaleError(f"model s2_multires works at x{model.scale} (relative to 10 m), not the requested x{scale}")
-    return model.packed()
+        raise ScaleError(f"model {model.spec.name} works at x{model.scale} (relative to 10 m), not the requested "
+                         f"x{scale}")
+    sub: list[str] | None = None
+    if model.presence:
+        if bands:
+            sub = [normalise_band_name(str(b)) for b in bands if normalise_band_name(str(b)) not in model.bands_10m]
+        elif in_path is not None:
+            sub = _available_20m(in_path, guide, model.bands_20m)
+            if sub is not None and not sub:
+                raise DataError(f"{in_path}: none of the 20 m bands {', '.join(model.bands_20m)} found")
+    return model.packed(sub or None, with_10m=with_10m)
 
 
 def _inference_mode(model: Any, uncertainty: bool) -> None:
@@ -306,7 +344,8 @@ def super_resolve_array(lr: Any, model: Any, *, tile: int = 512, overlap: int | 
     plan = _plan(x.shape[1], x.shape[2], model, tile, overlap)
     _inference_mode(model, uncertainty)
     r = plan.scale
-    out = np.empty(((2 if uncertainty else 1) * x.shape[0], x.shape[1] * r, x.shape[2] * r), np.float32)
+    c_out = int(getattr(model, "n_out_bands", None) or x.shape[0])  # a packed multi-resolution model: its output bands
+    out = np.empty(((2 if uncertainty else 1) * c_out, x.shape[1] * r, x.shape[2] * r), np.float32)
 
     def sink(win: Window, data: np.ndarray) -> None:
         out[:, win[0] : win[1], win[2] : win[3]] = data
@@ -316,6 +355,41 @@ def super_resolve_array(lr: Any, model: Any, *, tile: int = 512, overlap: int | 
     import torch
 
     return like(torch.from_numpy(out), lr)
+
+
+def sharpen_20m(x10: Any, x20: Any, model: Any = "s2_multires_20m", *, bands: Sequence[str] | None = None,
+                with_10m: bool = False, tile: int = 512, allow_untrained: bool = False) -> Any:
+    """20 m -> 10 m Sentinel-2 sharpening of in-memory arrays (NumPy or torch in, same out), tiled.
+
+    ``x10``: (4, H, W) reflectance of B02 B03 B04 B08; ``x20``: (k, H/2, W/2) reflectance of the 20 m bands
+    named by ``bands`` (in that order; default all six B05 B06 B07 B8A B11 B12), on the same pixel-is-area
+    grid (same origin). ``model``: ``s2_multires_20m`` (default), ``guided_hpf``, or any reference of
+    :func:`eosr.models.resolve_model` to such a model. Returns (k, H, W), the given bands in the order of
+    ``bands`` (with ``with_10m``: the 4 guide bands first, as given).
+    """
+    from eosr.models.registry import resolve_model
+    from eosr.models.s2_multires import pack_10m
+
+    net = _multires(resolve_model(model, scale=1, allow_untrained=allow_untrained) if isinstance(model, str)
+                    else model, 1, bands, allow_untrained)
+    if net is None:
+        raise ModelError(f"{model} is not a 20 m sharpening model (s2_multires_20m, guided_hpf)")
+    a10 = to_tensor(x10, dtype=None).detach().cpu().float()
+    a20 = to_tensor(x20, dtype=None).detach().cpu().float()
+    names = [normalise_band_name(str(b)) for b in bands] if bands else list(net.bands_20m)
+    if a10.ndim != 3 or a20.ndim != 3 or a10.shape[0] != len(net.bands_10m) or a20.shape[0] != len(names):
+        raise DataError(f"sharpen_20m needs x10 ({len(net.bands_10m)}, H, W) and x20 ({len(names)}, H/2, W/2), got "
+                        f"{tuple(a10.shape)} and {tuple(a20.shape)}")
+    if a10.shape[1] != 2 * a20.shape[1] or a10.shape[2] != 2 * a20.shape[2]:
+        raise DataError(f"x10 {tuple(a10.shape[1:])} must be twice the size of x20 {tuple(a20.shape[1:])}")
+    order = [names.index(b) for b in net.bands_20m]
+    import torch
+
+    packed_in = torch.cat([pack_10m(a10[None])[0], a20[order]])
+    out = super_resolve_array(packed_in, net, tile=tile)
+    y = out[[list(net.bands_20m).index(b) for b in names]]
+    res = torch.cat([a10, y]) if with_10m else y
+    return like(res, x20)
 
 
 def hr_transform(transform: Any, scale: int) -> Any:
@@ -353,6 +427,8 @@ def super_resolve(
     operator: str | None = None,
     sensor: str | None = None,
     allow_untrained: bool = False,
+    guide: str | os.PathLike[str] | None = None,
+    with_10m: bool = False,
 ) -> Path:
     """Super-resolve a GeoTIFF (or a folder of band files) window by window into a GeoTIFF / COG.
 
@@ -370,6 +446,10 @@ def super_resolve(
     ``"wald"`` or a sensor file, with ``sensor`` for the first two) sets the operator of a physics-based
     model (back-projection); without it such a model uses the input's ``eosr_operator`` tag (written by
     ``eosr simulate``), else its default.
+    20 m sharpening models (``s2_multires_20m``, ``guided_hpf``, ``s2_multires``) read a band folder with the
+    10 m and 20 m bands, or ``in_path`` = a GeoTIFF of 20 m bands with ``guide`` = a GeoTIFF of the 10 m bands
+    (same CRS and origin, half the pixel size); ``bands`` then chooses the 20 m bands to sharpen (default:
+    those the input has) and ``with_10m`` writes the 10 m bands first.
     Returns the output path.
     """
     import rasterio
@@ -386,12 +466,12 @@ def super_resolve(
         check_trained(model, allow_untrained)  # before reading anything: a learned architecture needs weights
         if not is_architecture(model):  # shipped weights or a checkpoint path
             model = load_model(model)
-    packed = _multires(model, scale, bands, allow_untrained)
-    if packed is not None:  # 10 m + 20 m bands of a folder, packed on the 20 m grid
+    packed = _multires(model, scale, bands, allow_untrained, in_path, guide, with_10m)
+    if packed is not None:  # 10 m + 20 m bands of a folder (or a GeoTIFF pair), packed on the 20 m grid
         from eosr.scene.source import open_multires
 
         model = packed
-        src: Any = open_multires(in_path, packed.inner.spec.extra["bands_10m"], packed.inner.spec.extra["bands_20m"],
+        src: Any = open_multires(in_path, packed.bands_10m, packed.bands_20m, guide=guide,
                                  dn_scale=dn_scale, dn_offset=dn_offset)
         out_names = list(packed.spec.bands)
     else:

@@ -1,0 +1,255 @@
+"""Held-out figures of 20 m -> 10 m Sentinel-2 sharpening (``s2_multires_20m``) against bicubic and ``guided_hpf``.
+
+Evaluation data, never used in training or model selection:
+- ``ben``: the six BigEarthNet-S2 example patches (L2A; built-in sample ``bigearthnet_s2_examples``), Wald
+  protocol: the 10 m bands degraded 10 -> 20 m and the 20 m bands 20 -> 40 m with the Sentinel-2 Wald
+  operator (``Degradation.from_sensor("sentinel2", bands, 2, wald=True)``); reference = the 20 m bands (60x60).
+- ``reykjavik``: ``s2_ssc_cnn_hvn2/reykjavik_cell_RR.mat`` (L1C): ``Yim`` = every band degraded x2 by a
+  third party (MATLAB ``imresize(.., 0.5, 'bicubic')``), ``Xm_im`` = the original 20 m bands (256x256);
+  its B01/B09 are placeholders (unused here).
+
+Guide co-registration (both sets, the same rule): the shift of the 10 m bands against the 20 m bands is
+estimated from the INPUTS only (:func:`guide_shift`); above 0.1 HR pixel the guide is Fourier-shifted. It is
+0 on BigEarthNet; ``reykjavik_cell_RR.mat``'s 10 m group is off by about (0.4, 0.4) pixels of its 20 m grid
+(the file's own misregistration), which ruins every guided method: ``reykjavik_as_given`` reports that case.
+
+Band sets: all six 20 m bands given, and only B11+B12 given (the network is told the others are absent).
+Metric: RMSE (reflectance) after an 8-pixel border crop on the reference (HR) grid, per band and pooled over
+bands, pooled over every pixel of every image. Uncertainty: paired percentile bootstrap (2000 resamples,
+seed 0) over spatial units (each BigEarthNet patch split into 2x2 blocks: 24 units; Reykjavik into 5x5
+blocks of 48 px: 25 units): for each resample the pooled RMSE ratio model / baseline and the difference
+model - baseline are recomputed on the same units (Efron & Tibshirani 1993, ch. 13).
+Targets (issue 16): ratio to bicubic <= 0.6 and to guided_hpf <= 0.9, per band and pooled, on both sets, for
+both band sets.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+BANDS_10M = ("B02", "B03", "B04", "B08")
+BANDS_20M = ("B05", "B06", "B07", "B8A", "B11", "B12")
+SUBSETS: dict[str, tuple[str, ...]] = {"all six": BANDS_20M, "B11+B12": ("B11", "B12")}
+CROP = 8
+TARGETS = {"bicubic": 0.6, "guided_hpf": 0.9}
+
+
+def ben_set() -> list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(name, guide (4, 60, 60) at 20 m, 20 m bands at 40 m (6, 30, 30), reference (6, 60, 60)) per patch."""
+    from eosr.data.s2bands import read_s2_band_folder, scene_folders
+    from eosr.data.samples import bigearthnet_dir
+    from eosr.degrade import Degradation
+
+    op10 = Degradation.from_sensor("sentinel2", list(BANDS_10M), 2, wald=True)
+    op20 = Degradation.from_sensor("sentinel2", list(BANDS_20M), 2, wald=True)
+    out = []
+    for f in scene_folders(bigearthnet_dir()):
+        st = read_s2_band_folder(f, list(BANDS_10M + BANDS_20M))
+        x10 = torch.from_numpy(np.asarray(st[10].data, dtype=np.float32))
+        x20 = torch.from_numpy(np.asarray(st[20].data, dtype=np.float32))
+        out.append((f.name, op10.downsample(x10).float(), op20.downsample(x20).float(), x20))
+    return out
+
+
+def reykjavik_set() -> list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The Reykjavik reduced-resolution scene: guide (4, 256, 256), 20 m bands at 40 m (6, 128, 128), Xm_im."""
+    from eosr.data.matfiles import read_hvn2_mat
+    from eosr.data.samples import resolve
+
+    sc = read_hvn2_mat(resolve("sample:s2_ssc_cnn_hvn2/reykjavik_cell_RR.mat"))
+    assert sc.reference is not None and sc.stack_bands[20] == BANDS_20M and sc.stack_bands[10] == BANDS_10M
+    return [("reykjavik_cell_RR", torch.from_numpy(sc.stacks[10]), torch.from_numpy(sc.stacks[20]),
+             torch.from_numpy(sc.reference))]
+
+
+def guide_shift(x10: torch.Tensor, x20: torch.Tensor) -> tuple[float, float]:
+    """Shift (dy, dx) of the guide, in its own (HR) pixels, that co-registers it with the 20 m bands, from the
+    INPUTS only: B08 degraded by B8A's Wald operator against B8A, both at the 20 m bands' grid
+    (:func:`eosr.physics.registration.estimate_shift`, sub-pixel cross-correlation)."""
+    from eosr.degrade import Degradation
+    from eosr.physics.registration import estimate_shift
+
+    op = Degradation.from_sensor("sentinel2", ["B8A"], 2, wald=True)
+    g = op.downsample(x10[None, BANDS_10M.index("B08"): BANDS_10M.index("B08") + 1].double())[0]
+    dy, dx = estimate_shift(x20[BANDS_20M.index("B8A"): BANDS_20M.index("B8A") + 1].double().numpy(), g.numpy())
+    return -2 * dy, -2 * dx
+
+
+def register_guide(x10: torch.Tensor, x20: torch.Tensor, tol: float = 0.1) -> tuple[torch.Tensor, list[float]]:
+    """The guide shifted (Fourier shift) by :func:`guide_shift` when that exceeds ``tol`` HR pixels, else as is."""
+    from eosr.physics.registration import fourier_shift
+
+    dy, dx = guide_shift(x10, x20)
+    if max(abs(dy), abs(dx)) <= tol:
+        return x10, [round(dy, 3), round(dx, 3)]
+    return torch.from_numpy(fourier_shift(x10, dy, dx)).to(x10.dtype), [round(dy, 3), round(dx, 3)]
+
+
+def units(err2: np.ndarray, blocks: int) -> np.ndarray:
+    """Per-unit, per-band mean squared error: err2 (C, H, W) split into blocks x blocks tiles -> (blocks^2, C)."""
+    c, h, w = err2.shape
+    hs, ws = h // blocks, w // blocks
+    t = err2[:, : hs * blocks, : ws * blocks].reshape(c, blocks, hs, blocks, ws)
+    return t.mean(axis=(2, 4)).transpose(1, 2, 0).reshape(blocks * blocks, c)
+
+
+def ratio_ci(mse_a: np.ndarray, mse_b: np.ndarray, n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Pooled RMSE ratio a / b and difference a - b over units (N,) with paired percentile-bootstrap 95 % CIs."""
+    ra, rb = float(np.sqrt(mse_a.mean())), float(np.sqrt(mse_b.mean()))
+    idx = np.random.default_rng(seed).integers(0, len(mse_a), size=(n_boot, len(mse_a)))
+    sa, sb = np.sqrt(mse_a[idx].mean(axis=1)), np.sqrt(mse_b[idx].mean(axis=1))
+    rq = np.quantile(sa / sb, [0.025, 0.975])
+    dq = np.quantile(sa - sb, [0.025, 0.975])
+    return {"rmse": ra, "rmse_baseline": rb, "ratio": ra / rb, "ratio_ci": [float(rq[0]), float(rq[1])],
+            "diff": ra - rb, "diff_ci": [float(dq[0]), float(dq[1])]}
+
+
+def baselines() -> dict[str, Callable[[torch.Tensor, torch.Tensor, Sequence[str]], torch.Tensor]]:
+    """name -> f(guide (1, 4, H, W), given 20 m bands (1, k, H/2, W/2), band names) -> (1, k, H, W)."""
+    import torch.nn.functional as F
+
+    from eosr.models.guided import GuidedHPF
+
+    g = GuidedHPF()
+
+    def bic(x10: torch.Tensor, x20: torch.Tensor, bands: Sequence[str]) -> torch.Tensor:
+        return F.interpolate(x20, scale_factor=2, mode="bicubic", align_corners=False)
+
+    return {"bicubic": bic, "guided_hpf": lambda a, b, n: g(a, b, bands=list(n))}
+
+
+@torch.no_grad()
+def evaluate(model: Any, name: str = "s2_multires_20m",
+             sets: Sequence[str] = ("ben", "reykjavik", "reykjavik_as_given"),
+             threads: int = 2) -> dict[str, Any]:
+    """{set: {band set: {method: {per band and pooled RMSE}, "vs": {baseline: ratio/diff CIs}}}}."""
+    torch.set_num_threads(threads)
+    if model is not None:
+        model.eval()
+    fns = baselines()
+    if model is not None:
+        fns[name] = lambda a, b, n: model(a, b, bands=list(n))
+    blocks = {"ben": 2, "reykjavik": 5, "reykjavik_as_given": 5}
+    res: dict[str, Any] = {}
+    shifts: dict[str, Any] = {}
+    for sname in sets:
+        data = ben_set() if sname == "ben" else reykjavik_set()
+        if sname != "reykjavik_as_given":  # co-register the guide from the inputs (see guide_shift)
+            reg = [(n, *register_guide(a, b), b, r) for n, a, b, r in data]
+            shifts[sname] = {n: sh for n, _, sh, _, _ in reg}
+            data = [(n, a, b, r) for n, a, _, b, r in reg]
+        res[sname] = {}
+        for sub_name, sub in SUBSETS.items():
+            idx = [BANDS_20M.index(b) for b in sub]
+            mse: dict[str, list[np.ndarray]] = {m: [] for m in fns}
+            for _, x10, x20, ref in data:
+                for m, f in fns.items():
+                    sr = f(x10[None].float(), x20[None, idx].float(), sub)[0].double()
+                    e2 = ((sr - ref[idx].double()) ** 2)[:, CROP:-CROP, CROP:-CROP].numpy()
+                    mse[m].append(units(e2, blocks[sname]))
+            u = {m: np.concatenate(v) for m, v in mse.items()}  # (units, bands)
+            rows: dict[str, Any] = {}
+            for m, v in u.items():
+                rows[m] = {"pooled": float(np.sqrt(v.mean()))} | {b: float(np.sqrt(v[:, k].mean()))
+                                                                  for k, b in enumerate(sub)}
+            vs: dict[str, Any] = {}
+            if name in u:
+                for base in ("bicubic", "guided_hpf"):
+                    vs[base] = {"pooled": ratio_ci(u[name].mean(axis=1), u[base].mean(axis=1))}
+                    for k, b in enumerate(sub):
+                        vs[base][b] = ratio_ci(u[name][:, k], u[base][:, k])
+            res[sname][sub_name] = {"rmse": rows, "vs": vs, "n_units": int(len(u["bicubic"]))}
+    res["guide_shifts_hr_px"] = shifts
+    return res
+
+
+def verdict(res: dict[str, Any], name: str) -> list[str]:
+    """One line per (set, band set, baseline): met / missed, with the worst band ratio."""
+    lines = []
+    for sname, subs in res.items():
+        if sname == "guide_shifts_hr_px":
+            continue
+        for sub_name, r in subs.items():
+            for base, lim in TARGETS.items():
+                d = r["vs"].get(base)
+                if not d:
+                    continue
+                worst = max(d, key=lambda k: d[k]["ratio"])
+                ok = all(v["ratio"] <= lim for v in d.values())
+                lines.append(f"{sname} / {sub_name}: {name} vs {base}: pooled ratio {d['pooled']['ratio']:.3f} "
+                             f"[{d['pooled']['ratio_ci'][0]:.3f}, {d['pooled']['ratio_ci'][1]:.3f}], worst {worst} "
+                             f"{d[worst]['ratio']:.3f} (target <= {lim}): {'MET' if ok else 'MISSED'}")
+    return lines
+
+
+def markdown(res: dict[str, Any], name: str) -> str:
+    """RMSE table (x1e-4 reflectance, i.e. L1C/L2A DN) per set and band set, ratios with 95 % CIs, verdicts."""
+    out = []
+    for sname, subs in res.items():
+        if sname == "guide_shifts_hr_px":
+            out.append(f"\nGuide shifts applied (HR px, estimated from the inputs only): {json.dumps(subs)}")
+            continue
+        for sub_name, r in subs.items():
+            bands = [k for k in next(iter(r["rmse"].values())) if k != "pooled"]
+            out.append(f"\n**{sname}, {sub_name} given** (RMSE x 1e4 reflectance, 8-px crop, {r['n_units']} units)\n")
+            out.append("| method | pooled | " + " | ".join(bands) + " |")
+            out.append("|---|---|" + "---|" * len(bands))
+            for m, row in r["rmse"].items():
+                cells = " | ".join(f"{row[b] * 1e4:.1f}" for b in bands)
+                out.append(f"| {m} | {row['pooled'] * 1e4:.1f} | {cells} |")
+            for base, d in r["vs"].items():
+                out.append(f"| {name} / {base} | " + " | ".join(
+                    f"{d[k]['ratio']:.3f} [{d[k]['ratio_ci'][0]:.3f}, {d[k]['ratio_ci'][1]:.3f}]"
+                    for k in ["pooled", *bands]) + " |")
+            for base, d in r["vs"].items():
+                p = d["pooled"]
+                out.append(f"\n{name} - {base}: pooled RMSE difference {p['diff'] * 1e4:+.1f} "
+                           f"[{p['diff_ci'][0] * 1e4:+.1f}, {p['diff_ci'][1] * 1e4:+.1f}] x 1e-4")
+    out.append("")
+    out += ["- " + v for v in verdict(res, name)]
+    return "\n".join(out)
+
+
+def speed(model: Any, size: int = 256, repeats: int = 3, threads: int = 1) -> float:
+    """Throughput in output megapixels (10 m grid) per second on a size x size 10 m tile (all six bands)."""
+    import time
+
+    torch.set_num_threads(threads)
+    g = torch.Generator().manual_seed(0)
+    x10 = 0.05 + 0.3 * torch.rand(1, 4, size, size, generator=g)
+    x20 = 0.05 + 0.3 * torch.rand(1, 6, size // 2, size // 2, generator=g)
+    model.eval()
+    with torch.no_grad():
+        model(x10, x20)
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            model(x10, x20)
+        dt = (time.perf_counter() - t0) / repeats
+    return size * size / dt / 1e6
+
+
+def run(model_ref: str = "s2_multires_20m", threads: int = 2) -> dict[str, Any]:
+    """Load the model through the one resolver and evaluate it on both sets."""
+    from eosr.models import load_model
+
+    model = load_model(model_ref)
+    if not hasattr(model, "bands_20m"):
+        from eosr.errors import ModelError
+
+        raise ModelError(f"{model_ref} is not a 20 m sharpening model (s2_multires / guided_hpf)")
+    name = model_ref if "/" not in model_ref else "model"
+    return {"model": name, "results": evaluate(model, name, threads=threads)}
+
+
+def main(model_ref: str, as_json: bool = False) -> None:
+    """Print the tables (markdown) or the raw JSON."""
+    doc = run(model_ref)
+    if as_json:
+        print(json.dumps(doc, indent=1))
+        return
+    print(markdown(doc["results"], doc["model"]))

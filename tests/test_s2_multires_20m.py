@@ -1,0 +1,277 @@
+"""Shipped 20 m -> 10 m sharpening (``s2_multires_20m``) and its classical baseline ``guided_hpf`` (issue 16).
+
+Real data only: BigEarthNet-S2 patches (Sentinel-2 L2A GeoTIFFs with their georeference) and the s2_ssc_cnn_hvn2
+scenes; no training here (the weights come from configs/s2_multires_20m.toml).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import eosr.models as M
+from conftest import BEN, ROOT, call_cli
+from eosr.errors import DataError, ModelError
+
+NAME = "s2_multires_20m"
+PATCH = BEN / "S2A_MSIL2A_20170613T101031_87_48"
+B10 = ("B02", "B03", "B04", "B08")
+B20 = ("B05", "B06", "B07", "B8A", "B11", "B12")
+
+
+@pytest.fixture(scope="module")
+def ben() -> tuple[torch.Tensor, torch.Tensor, object]:
+    """One real BigEarthNet patch: 10 m bands (4, 120, 120), 20 m bands (6, 60, 60), and its stacks."""
+    from eosr.data.s2bands import read_s2_band_folder
+
+    st = read_s2_band_folder(PATCH, list(B10 + B20))
+    x10 = torch.from_numpy(np.asarray(st[10].data, np.float32))
+    return x10, torch.from_numpy(np.asarray(st[20].data, np.float32)), st
+
+
+@pytest.fixture(scope="module")
+def model() -> M.SRNet:
+    m = M.load_model(NAME)
+    m.eval()
+    return m
+
+
+def wald(x10: torch.Tensor, x20: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    from eosr.degrade import Degradation
+
+    op10 = Degradation.from_sensor("sentinel2", list(B10), 2, wald=True)
+    op20 = Degradation.from_sensor("sentinel2", list(B20), 2, wald=True)
+    return op10.downsample(x10).float(), op20.downsample(x20).float()
+
+
+# ----------------------------------------------------------------------------------------- guided baseline
+
+
+def test_guided_hpf_known_answer_on_real_10m_bands(ben) -> None:  # type: ignore[no-untyped-def]
+    """A 20 m band that IS a linear mix of the 10 m bands seen through its own PSF is restored exactly:
+    y = D_b(a . x10) + c  ->  regression finds a, c  ->  out = up(y) + a . x10 - up(D_b(a . x10)) = a . x10 + c."""
+    from eosr.degrade import Degradation
+    from eosr.models.guided import band_sigmas, guided_slots
+
+    x10 = ben[0].double()[None]
+    a = torch.tensor([[0.2, -0.1, 0.5, 0.4], [0.0, 0.3, -0.2, 0.9]], dtype=torch.float64)
+    c = torch.tensor([0.01, -0.02], dtype=torch.float64)
+    bands = ["B8A", "B12"]
+    truth = torch.einsum("kc,bchw->bkhw", a, x10) + c[None, :, None, None]
+    y = torch.stack([Degradation(scale=2, sigmas=(s,)).downsample(truth[:, k: k + 1])[:, 0]
+                     for k, s in enumerate(band_sigmas(bands))], dim=1)
+    out = guided_slots(x10, y, torch.ones(1, 2, dtype=torch.bool), bands, floor=0.0)
+    assert float((out - truth).abs().max()) < 1e-6  # float32 PSF taps of the traceable operator
+    # with the default ridge (noise floor 0.005) the gains shrink a little: still close, no longer exact
+    out_r = guided_slots(x10, y, torch.ones(1, 2, dtype=torch.bool), bands)
+    assert 1e-7 < float((out_r - truth).abs().max()) < 0.02
+    # a constant band stays that constant (no detail injected from an unrelated guide)
+    flat = guided_slots(x10, torch.full((1, 1, 60, 60), 0.3, dtype=torch.float64), torch.ones(1, 1, dtype=torch.bool),
+                        ["B11"])
+    assert float((flat - 0.3).abs().max()) < 1e-6
+
+
+def test_guided_hpf_is_weight_free_registered_and_beats_bicubic(ben) -> None:  # type: ignore[no-untyped-def]
+    import torch.nn.functional as F
+
+    assert "guided_hpf" in M.list_models(include_weights=False)
+    assert M.describe_model("guided_hpf")["weights"] == "none needed"
+    g = M.resolve_model("guided_hpf")  # no --allow-untrained needed
+    lr10, lr20 = wald(ben[0], ben[1])
+    sr = g(lr10[None], lr20[None])[0]
+    bic = F.interpolate(lr20[None], scale_factor=2, mode="bicubic", align_corners=False)[0]
+    ref = ben[1]
+    rmse = lambda x: float(((x - ref) ** 2)[:, 8:-8, 8:-8].mean().sqrt())  # noqa: E731
+    assert rmse(sr) < 0.5 * rmse(bic)
+    sub = g(lr10[None], lr20[None, 4:], bands=["B11", "B12"])[0]
+    assert torch.allclose(sub, sr[4:], atol=1e-6)  # per-band method: a subset gives the same bands
+
+
+# ----------------------------------------------------------------------------------------- shipped model
+
+
+def test_shipped_weights_card_and_size() -> None:
+    stem = M.shipped_weights()[NAME]
+    w = stem.with_suffix(".safetensors")
+    assert w.stat().st_size <= 10 * 2**20
+    card = json.loads(stem.with_suffix(".json").read_text())
+    assert card["weights_sha256"] == hashlib.sha256(w.read_bytes()).hexdigest()
+    assert card["architecture"]["model"] == "s2_multires"
+    kw = card["architecture"]["kwargs"]
+    assert kw["presence"] and kw["guided_skip"] and kw["bands_20m"] == list(B20) and kw["scale"] == 1
+    man = card["training"]["split_manifest"]
+    assert set(man["never_used"]) == {"bigearthnet_s2_examples", "s2_ssc_cnn_hvn2/reykjavik_cell_RR.mat"}
+    used = json.dumps(card["training"]["config"])
+    assert "reykjavik" not in used and "bigearthnet" not in used
+    assert card["sensor_operator"]["sensor"] == "sentinel2" and card["sensor_operator"]["wald"] is True
+    from eosr.train.multires import load_multires_config
+
+    cfg = load_multires_config(ROOT / "configs" / f"{NAME}.toml")  # the config reproduces these weights
+    assert card["training"]["config"] == cfg.model_dump(mode="json", exclude={"output", "progress"})
+
+
+def test_only_b11_b12_given_works_and_ignores_absent_slots(ben, model) -> None:  # type: ignore[no-untyped-def]
+    lr10, lr20 = wald(ben[0], ben[1])
+    with torch.no_grad():
+        sw = model(lr10[None], lr20[None, 4:], bands=["B11", "B12"])
+        assert sw.shape == (1, 2, 60, 60) and torch.isfinite(sw).all()
+        mask = torch.tensor([[False, False, False, False, True, True]])
+        g = torch.Generator().manual_seed(3)
+        garbage = lr20[None].clone()
+        garbage[:, :4] = 5 * torch.rand(1, 4, 30, 30, generator=g) - 2
+        a = model.forward_slots(lr10[None], garbage, mask)[:, 4:]
+        garbage[:, 0] = float("nan")
+        garbage[:, 1:4] = 1e6
+        b = model.forward_slots(lr10[None], garbage, mask)[:, 4:]
+        allsix = model(lr10[None], lr20[None])[:, 4:]
+    assert torch.equal(a, sw) and torch.equal(b, sw)  # absent slots are declared, their content never used
+    assert not torch.equal(sw, allsix)  # ... and the flags do tell the network what it has
+    ref = ben[1][4:]
+    bic = torch.nn.functional.interpolate(lr20[None, 4:], scale_factor=2, mode="bicubic", align_corners=False)[0]
+    err = lambda x: float(((x - ref) ** 2)[:, 8:-8, 8:-8].mean().sqrt())  # noqa: E731
+    assert err(sw[0]) < 0.85 * err(bic)
+    with pytest.raises(ModelError, match="must be distinct and among"):
+        model(lr10[None], lr20[None, :1], bands=["B01"])
+
+
+def test_model_beats_bicubic_on_real_wald_patch(ben, model) -> None:  # type: ignore[no-untyped-def]
+    lr10, lr20 = wald(ben[0], ben[1])
+    with torch.no_grad():
+        sr = model(lr10[None], lr20[None])[0]
+    bic = torch.nn.functional.interpolate(lr20[None], scale_factor=2, mode="bicubic", align_corners=False)[0]
+    err = lambda x: float(((x - ben[1]) ** 2)[:, 8:-8, 8:-8].mean().sqrt())  # noqa: E731
+    assert err(sr) < 0.5 * err(bic)
+
+
+def test_sharpen_20m_array_api(ben, model) -> None:  # type: ignore[no-untyped-def]
+    from eosr.scene import sharpen_20m
+
+    x10, x20 = ben[0].numpy(), ben[1].numpy()
+    y = sharpen_20m(x10, x20)
+    assert isinstance(y, np.ndarray) and y.shape == (6, 120, 120) and y.dtype == np.float32
+    with torch.no_grad():
+        direct = model(ben[0][None], ben[1][None])[0].numpy()
+    assert float(np.abs(y - direct).max()) < 1e-4  # one tile: the same as the network itself
+    y2 = sharpen_20m(x10, x20[[5, 4]], bands=["B12", "B11"], with_10m=True)  # any order, only what is given
+    with torch.no_grad():
+        sw = model(ben[0][None], ben[1][None, 4:], bands=["B11", "B12"])[0].numpy()
+    assert y2.shape == (6, 120, 120) and np.allclose(y2[:4], x10)
+    assert float(np.abs(y2[4:] - sw[[1, 0]]).max()) < 1e-4
+    with pytest.raises(DataError, match="needs x10"):
+        sharpen_20m(x10, x20[:2])  # two bands, not named
+
+
+# ----------------------------------------------------------------------------------------- CLI on GeoTIFFs
+
+
+def _read(p: Path) -> tuple[np.ndarray, object, object, tuple[str, ...]]:
+    import rasterio
+
+    with rasterio.open(p) as d:
+        return d.read(), d.transform, d.crs, d.descriptions
+
+
+def test_cli_band_folder_keeps_georeference_and_names_bands(tmp_path: Path, ben) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "sr.tif"
+    assert call_cli(["sr", str(PATCH), str(out), "--model", NAME, "--no-progress"]) == 0
+    a, tr, crs, desc = _read(out)
+    st = ben[2]
+    assert a.shape == (6, 120, 120) and desc == B20
+    assert tr == st[10].transform and crs == st[10].crs  # the 10 m grid of the input
+    from eosr.scene import sharpen_20m
+
+    ref = sharpen_20m(ben[0].numpy(), ben[1].numpy())
+    assert float(np.abs(a / 1e4 - ref).max()) < 1.5e-4  # uint16 DN x 1e4, rounded
+
+
+def test_cli_folder_with_only_b11_b12_outputs_exactly_those(tmp_path: Path, ben) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "swir_only"
+    folder.mkdir()
+    for f in PATCH.glob("*.tif"):
+        if f.stem.rsplit("_", 1)[-1] in B10 + ("B11", "B12"):
+            shutil.copy(f, folder / f.name)
+    out = tmp_path / "sw.tif"
+    assert call_cli(["sr", str(folder), str(out), "--model", NAME, "--no-progress", "--float32"]) == 0
+    a, _, _, desc = _read(out)
+    assert desc == ("B11", "B12") and a.shape == (2, 120, 120)
+    full = tmp_path / "full.tif"  # the full folder, told to use only B11 and B12: the same result
+    assert call_cli(["sr", str(PATCH), str(full), "--model", NAME, "--no-progress", "--float32",
+                     "--bands", "B11,B12"]) == 0
+    assert np.array_equal(_read(full)[0], a)
+
+
+def test_cli_geotiff_pair_with_guide(tmp_path: Path, ben, capsys) -> None:  # type: ignore[no-untyped-def]
+    import rasterio
+
+    st = ben[2]
+    p10, p20 = tmp_path / "s2_10m.tif", tmp_path / "s2_20m_swir.tif"
+    for p, r, sel in ((p10, st[10], list(range(4))), (p20, st[20], [4, 5])):
+        data = np.asarray(r.data, np.float32)[sel]
+        with rasterio.open(p, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=len(sel),
+                           dtype="float32", crs=r.crs, transform=r.transform) as d:
+            d.write(data)
+            for i, k in enumerate(sel):
+                d.set_band_description(i + 1, r.band_names[k])
+    out = tmp_path / "pair.tif"
+    assert call_cli(["sr", str(p20), str(out), "--model", NAME, "--guide", str(p10), "--with-10m",
+                     "--no-progress"]) == 0
+    a, tr, crs, desc = _read(out)
+    assert desc == B10 + ("B11", "B12") and tr == st[10].transform and crs == st[10].crs
+    assert np.allclose(a[:4], np.asarray(st[10].data, np.float32))
+    from eosr.scene import sharpen_20m
+
+    ref = sharpen_20m(ben[0].numpy(), ben[1].numpy()[4:], bands=["B11", "B12"])
+    assert float(np.abs(a[4:] - ref).max()) < 1e-5
+    capsys.readouterr()
+    # errors: one line, exit 2
+    assert call_cli(["sr", str(p20), str(tmp_path / "x.tif"), "--model", "bicubic", "--guide", str(p10),
+                     "--no-progress"]) == 2
+    assert "--guide / --with-10m apply to 20 m sharpening models" in capsys.readouterr().err
+    assert call_cli(["sr", str(p20), str(tmp_path / "y.tif"), "--model", NAME, "--guide", str(p20),
+                     "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and len(err.splitlines()) == 1
+
+
+def test_benchmark_module_figures_are_computed_on_held_out_data() -> None:
+    """The evaluation module's pieces: spatial units, paired bootstrap of the pooled RMSE ratio, and the
+    guide co-registration rule (0 on BigEarthNet, ~0.4-0.5 px on Reykjavik, from the inputs only)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import _eval_multires as E
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    e2 = np.arange(2 * 4 * 4, dtype=np.float64).reshape(2, 4, 4)
+    u = E.units(e2, 2)
+    assert u.shape == (4, 2) and u[0, 0] == np.mean([0, 1, 4, 5])
+    r = E.ratio_ci(np.full(10, 4.0), np.full(10, 16.0))
+    assert r["ratio"] == pytest.approx(0.5) and r["ratio_ci"] == pytest.approx([0.5, 0.5])
+    (_, x10, x20, _), = E.reykjavik_set()
+    dy, dx = E.guide_shift(x10, x20)
+    assert 0.3 < dy < 0.6 and 0.3 < dx < 0.6
+    name, b10, b20, ref = E.ben_set()[0]
+    assert max(abs(v) for v in E.guide_shift(b10, b20)) < 0.1 and ref.shape == (6, 60, 60)
+
+
+def test_train_dispatches_multires_configs_and_refuses_bad_ones(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """``eosr train`` hands ``kind = "s2_multires"`` configs to the two-input trainer; a bad one is one line."""
+    from eosr.train.multires import is_multires_config, load_multires_config
+
+    shipped = ROOT / "configs" / f"{NAME}.toml"
+    assert is_multires_config(shipped) and not is_multires_config(ROOT / "configs" / "carn_m_s2_x2.toml")
+    cfg = load_multires_config(shipped)
+    assert cfg.patch % 2 == 0 and cfg.threads == 1 and len(cfg.psf.mtf_factors) >= 2
+    assert {s.split for s in cfg.sources} == {"train", "val", "test"}
+    bad = tmp_path / "bad.toml"
+    bad.write_text(shipped.read_text().replace("patch = 32", "patch = 31"))
+    assert call_cli(["train", str(bad), "--output", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "patch must be even" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()  # refused before anything is written
