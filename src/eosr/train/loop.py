@@ -95,6 +95,19 @@ def build_model(cfg: TrainConfig, splits: Splits) -> Any:
 
     torch.manual_seed(cfg.seed)
     model = get_model(cfg.model.name, scale=cfg.data.scale, bands=list(splits.bands), **cfg.model.options)
+    if splits.psf_train and getattr(model, "operator", None) is None:
+        raise ConfigError(f"data.mtf_jitter needs a model whose physics takes the operator (bp_skip); "
+                          f"{cfg.model.name} has none")
+    if cfg.model.init:  # fine-tune: the given weights (normalisation included) replace the initialisation
+        from eosr.models.registry import resolve_model
+
+        src = resolve_model(cfg.model.init, scale=cfg.data.scale, bands=list(splits.bands))
+        try:
+            model.load_state_dict(src.state_dict())
+        except RuntimeError as e:
+            raise ConfigError(f"model.init {cfg.model.init!r} does not fit {cfg.model.name} with these "
+                              f"options: {str(e).splitlines()[0]}") from None
+        return model
     if cfg.normalise and getattr(model, "n_bands", None) is not None:
         hr = splits.train_hr.double()
         mean = torch.nanmean(hr.transpose(0, 1).reshape(hr.shape[1], -1), dim=1)
@@ -162,6 +175,21 @@ def add_noise(lr: torch.Tensor, cfg: TrainConfig, g: torch.Generator) -> torch.T
     if nz.p_clean > 0:
         sig = torch.where(torch.rand(b, generator=g, dtype=lr.dtype) < nz.p_clean, 0.0, sig)
     return lr + sig[:, None, None, None] * torch.randn(lr.shape, generator=g, dtype=lr.dtype)
+
+
+def _validate(model: Any, sp: Splits, sigmas: list[float]) -> dict[str, dict[str, float]]:
+    """Validation metrics; with PSF augmentation one set per operator form ("wald/sigma=0", ...), the model
+    told that form's catalog operator, and the model given back the splits' operator afterwards."""
+    if not sp.val:
+        return {}
+    if not sp.psf_val:
+        return evaluate_model(model, sp.val, sp.operator, sigmas)
+    out: dict[str, dict[str, float]] = {}
+    for mode, op, items in sp.psf_val:
+        model.set_operator(op)
+        out |= {f"{mode}/{k}": v for k, v in evaluate_model(model, items, op, sigmas).items()}
+    model.set_operator(sp.operator)
+    return out
 
 
 def _epoch_order(seed: int, epoch: int, n: int, steps: int, batch: int) -> np.ndarray:
@@ -328,6 +356,11 @@ def train(
             g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + gstep)
             torch.manual_seed(cfg.seed * 1_000_003 + gstep)
             lr_c, hr = sp.train_lr[idx], sp.train_hr[idx]
+            if sp.psf_train:  # PSF augmentation: this step's operator degrades HR and drives the model's skip
+                opk, lrk = sp.psf_train[int(torch.randint(len(sp.psf_train), (1,), generator=g))]
+                lr_c = lrk[idx]
+                model.set_operator(opk)
+                loss_fn.operator = opk
             if cfg.augment:
                 lr_c, hr = augment(lr_c, hr, g)
             lr_c, hr = radiometric(lr_c, hr, cfg, g)
@@ -356,7 +389,7 @@ def train(
         bar.close()
         model.eval()
         with single_pass(model):
-            val = evaluate_model(model, sp.val, sp.operator, cfg.validation.noise_sigmas) if sp.val else {}
+            val = _validate(model, sp, cfg.validation.noise_sigmas)
         score = monitored(val, metric) if val else -float(run_loss)
         rec: dict[str, Any] = {"epoch": epoch, "train_loss": run_loss / max(1, steps - step0), "val": val,
                                "score": score, "seconds": round(time.perf_counter() - t0, 2)}
