@@ -119,6 +119,25 @@ def test_calibrated_kernel_becomes_the_gaussian_of_the_same_mtf() -> None:
     assert gaussian_equivalent(g) is g
 
 
+def test_benchmark_method_tells_the_dataset_operator(x2: object) -> None:
+    from types import SimpleNamespace
+
+    from eosr.benchmark.config import MethodConfig
+    from eosr.benchmark.methods import _told_operator
+
+    full = Degradation.from_sensor("sentinel2", BANDS, 2)
+    card = x2.operator
+    assert _told_operator(MethodConfig(name="x2"), x2, SimpleNamespace(operator=full)).operator is card
+    try:
+        told = _told_operator(MethodConfig(name="x2", tell_operator=True), x2, SimpleNamespace(operator=full))
+        assert told.operator.sigmas == pytest.approx(full.sigmas)
+    finally:
+        x2.set_operator(card)
+    with pytest.raises(ModelError, match="takes no operator"):
+        _told_operator(MethodConfig(name="b", model="bicubic", tell_operator=True), load_model("bicubic"),
+                       SimpleNamespace(operator=full))
+
+
 # ----------------------------------------------------------------------------- CLI
 def _tags(p: Path) -> dict[str, str]:
     import rasterio
@@ -239,6 +258,10 @@ def test_jitter_builds_one_lr_set_per_operator_and_each_step_tells_the_model(
     assert told and set(told[:2]) <= grid  # one drawn operator per step, then validation per form
     assert set(res.history[0]["val"]) == {"wald/sigma=0", "full/sigma=0"}
     assert res.model.operator.sigmas == pytest.approx(sp.operator.sigmas)  # given back after validation
+    from eosr.models.checkpoint import read_card
+
+    card = read_card(res.checkpoint)  # the card states the PSF range
+    assert card["psf_range"]["mtf_factor"] == [0.7, 1.3] and card["psf_range"]["forms"] == ["wald", "full"]
 
 
 def test_jitter_needs_a_model_with_physics(tmp_path: Path) -> None:

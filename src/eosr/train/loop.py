@@ -270,7 +270,25 @@ def _card(cfg: TrainConfig, splits: Splits, history: list[dict[str, Any]], best_
             "epochs_run": len(history),
         },
         "metrics": {"validation": history[best_epoch - 1]["val"] if best_epoch >= 1 else None},
-    }
+    } | ({"psf_range": psf_range(cfg)} if cfg.data.mtf_jitter else {}) | (
+        {"fine_tuned_from": cfg.model.init} if cfg.model.init else {})
+
+
+def psf_range(cfg: TrainConfig) -> dict[str, Any]:
+    """The PSFs a ``data.mtf_jitter`` run was trained over (stated in the card): MTF factor range, grid,
+    operator forms and each form's per-band MTF at Nyquist and PSF sigma (HR px) at both ends."""
+    from eosr.train.sources import jitter_grid, scaled_sensor_operator
+
+    d = cfg.data
+    grid = jitter_grid(cfg)
+    lo, hi = d.mtf_jitter or (1.0, 1.0)
+    ends: dict[str, Any] = {}
+    for mode in dict.fromkeys(m for m, _ in grid):
+        ops = [scaled_sensor_operator(d.sensor, d.bands, d.scale, f, wald=mode == "wald") for f in (lo, hi)]
+        ends[mode] = {"sigma_hr_px": [list(o.describe()["sigma_hr_px"]) for o in ops],
+                      "mtf_at_lr_nyquist": [list(o.describe()["mtf_at_lr_nyquist"]) for o in ops]}
+    return {"mtf_factor": [lo, hi], "factors": sorted({f for _, f in grid}), "forms": list(ends),
+            "per_step": "one operator per training step, drawn uniformly from the grid", "ends": ends}
 
 
 def train(
