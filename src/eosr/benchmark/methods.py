@@ -166,7 +166,7 @@ def load_method(m: MethodConfig, allow_code: bool = False, allow_untrained: bool
     cache: dict[Any, Any] = {}
 
     def model_for(sample: Any) -> Any:
-        k = (sample.scale, tuple(sample.bands), sample.sensor)
+        k: tuple[Any, ...] = (sample.scale, tuple(sample.bands), sample.sensor)
         if m.tell_operator:  # one model per operator
             k += (json.dumps(sample.operator.describe(), sort_keys=True, default=str),)
         if k not in cache:
