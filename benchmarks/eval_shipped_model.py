@@ -15,7 +15,7 @@ CoastalA east strip and the southern Slovenian strip, 5 dates) with :func:`eosr.
 definitions), BP's best K again chosen on those images.
 
 Run (from the repository root): ``.venv/bin/python benchmarks/eval_shipped_model.py [--model NAME_OR_PATH]
-[--split ben|test]``
+[--split ben|test]``; ``--model carn_m_s2_x2_psf`` prints the PSF-aware tables of ``benchmarks/_eval_psf.py``.
 
 20 m -> 10 m sharpening models (``--model s2_multires_20m``, its checkpoints, ``guided_hpf``) are evaluated by
 ``benchmarks/_eval_multires.py`` instead (BigEarthNet Wald and Reykjavik, against bicubic and guided_hpf).
@@ -161,6 +161,12 @@ def main() -> None:
         import _eval_multires  # beside this script
 
         _eval_multires.main(a.model, a.json)
+        return
+    if a.model == "carn_m_s2_x2_psf":  # PSF-aware model: its own tables (benchmarks/_eval_psf.py)
+        from _eval_psf import markdown, run_psf
+
+        psf = run_psf(a.model, max_iter=a.max_iter)
+        print(json.dumps(psf, indent=1) if a.json else markdown(psf))
         return
     table = run(a.model, max_iter=a.max_iter) if a.split == "ben" else run_test_split(a.model, max_iter=a.max_iter)
     if a.json:

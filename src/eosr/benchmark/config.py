@@ -52,6 +52,8 @@ class MethodConfig(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     uncertainty: Literal["auto", "mc_dropout", "none"] = "auto"  # auto: the model's variance head, if any
     self_ensemble: bool = False  # a CNN's 8-pass geometric self-ensemble (default: one pass, as eosr sr)
+    #: tell a CNN with a back-projection skip the dataset's operator (default: the operator of its card)
+    tell_operator: bool = False
 
     @model_validator(mode="after")
     def _one_source(self) -> MethodConfig:

@@ -166,11 +166,13 @@ def load_method(m: MethodConfig, allow_code: bool = False, allow_untrained: bool
     cache: dict[Any, Any] = {}
 
     def model_for(sample: Any) -> Any:
-        k = (sample.scale, tuple(sample.bands), sample.sensor)
+        k: tuple[Any, ...] = (sample.scale, tuple(sample.bands), sample.sensor)
+        if m.tell_operator:  # one model per operator
+            k += (json.dumps(sample.operator.describe(), sort_keys=True, default=str),)
         if k not in cache:
             built = (_get_registry_model(name, sample.scale, sample, opts, allow_untrained) if factory is None
                      else _external_model(factory, sample, opts))
-            cache[k] = _one_pass_unless(m, built)
+            cache[k] = _told_operator(m, _one_pass_unless(m, built), sample)
         return cache[k]
 
     def run_model(lr: np.ndarray, sample: Any) -> np.ndarray:
@@ -206,6 +208,8 @@ def load_method(m: MethodConfig, allow_code: bool = False, allow_untrained: bool
         return _as_numpy(out)[0].astype(np.float32)
 
     inference = "self-ensemble (mean of 8 flips/rotations)" if m.self_ensemble else "single pass"
+    if m.tell_operator:
+        inference += ", told the dataset's operator"
     if factory is not None:
         return Method(m.name, method_key(m, {"impl": kind, **ident}), run_model,
                       {"kind": kind, "model": name, "inference": inference}, run_uncertainty)
@@ -224,6 +228,19 @@ def _one_pass_unless(m: MethodConfig, model: Any) -> Any:
         model.self_ensemble = bool(m.self_ensemble)
     elif m.self_ensemble:
         raise ModelError(f"method {m.name!r}: model {m.model!r} has no self-ensemble option")
+    return model
+
+
+def _told_operator(m: MethodConfig, model: Any, sample: Any) -> Any:
+    """With the method's ``tell_operator``, give a CNN with a back-projection skip the dataset's operator
+    (:func:`eosr.models.backprojection.set_model_operator`); a model without such physics is refused."""
+    if not m.tell_operator:
+        return model
+    from eosr.models.backprojection import set_model_operator
+
+    if getattr(model, "operator", None) is None:
+        raise ModelError(f"method {m.name!r}: model {m.model!r} takes no operator (tell_operator needs bp_skip)")
+    set_model_operator(model, sample.operator)
     return model
 
 

@@ -41,6 +41,26 @@ def make_operator(scale: int, bands: Sequence[str] | None, *, sensor: str | None
     return Degradation.from_mtf(0.3 if mtf is None else mtf, scale)
 
 
+def check_model_operator(operator: Degradation, scale: int, bands: Sequence[str] | None, n_bands: int) -> None:
+    """Refuse (:class:`ModelError`, one line) an operator that does not fit a model of ``scale`` and
+    ``bands``: another scale, a PSF count other than 1 or ``n_bands``, other band names, or a non-Gaussian PSF."""
+    if not isinstance(operator, Degradation):
+        raise ModelError(f"the operator must be an eosr Degradation, got {type(operator).__name__}")
+    if operator.scale != scale:
+        raise ModelError(f"the operator is for scale x{operator.scale}, the model is x{scale}")
+    if operator.n_bands not in (1, n_bands):
+        raise ModelError(f"the operator has {operator.n_bands} band PSFs, the model has {n_bands} bands")
+    if operator.bands is not None and bands is not None and operator.n_bands == n_bands:
+        from eosr.sensors import normalise_band_name
+
+        have = [normalise_band_name(b) for b in operator.bands]
+        want = [normalise_band_name(b) for b in bands]
+        if have != want:
+            raise ModelError(f"the operator is for bands {','.join(have)}, the model for {','.join(want)}")
+    if operator.sigmas is None:
+        raise ModelError("the model's back-projection needs a Gaussian PSF operator (sigmas), not explicit kernels")
+
+
 class BackProjection(SRNet):
     """Iterative back-projection (IBP) through the eosr operator: no parameters; ``iterations`` and ``step``."""
 
@@ -152,6 +172,7 @@ class SpatialBackProjection(torch.nn.Module):
         taps = torch.tensor(np.stack([gaussian_taps(s, k) for s in sig]), dtype=torch.float32)
         self.register_buffer("taps_y", taps[:, None, :, None].clone(), persistent=False)
         self.register_buffer("taps_x", taps[:, None, None, :].clone(), persistent=False)
+        self.operator = operator
         self.scale, self.iterations, self.step = r, int(iterations), float(step)
         self.pad, self.n_bands, self.half_psf = (k - r) // 2, n_bands, k / (2 * r)
 
@@ -172,3 +193,55 @@ class SpatialBackProjection(torch.nn.Module):
         for _ in range(self.iterations):
             x = x + self.step * upsample(lr - self.downsample(x), self.scale, "bicubic")
         return x
+
+
+def gaussian_equivalent(operator: Degradation) -> Degradation:
+    """``operator`` itself if Gaussian, else the Gaussian PSF with the same MTF m_b at the LR Nyquist per band,
+    sigma_b = r sqrt(-2 ln m_b) / pi (e.g. for a kernel fitted by ``eosr calibrate``; its shift is dropped)."""
+    from eosr.physics.psf import sigma_from_mtf
+
+    if operator.sigmas is not None:
+        return operator
+    mtf = operator.describe().get("mtf_at_lr_nyquist")
+    if not isinstance(mtf, list) or not mtf or not all(isinstance(m, (int, float)) and 0 < m < 1 for m in mtf):
+        raise ModelError("the operator's explicit kernels have no MTF at Nyquist in (0, 1): no Gaussian equivalent")
+    return Degradation(scale=operator.scale, sigmas=tuple(sigma_from_mtf(float(m), operator.scale) for m in mtf),
+                       bands=operator.bands,
+                       description=f"Gaussian of the same MTF at Nyquist as {operator.description or 'the kernels'}")
+
+
+def set_model_operator(model: Any, operator: str | Degradation | None = None, *, sensor: str | None = None,
+                       tag: str | None = None) -> Any:
+    """Tell a model whose physics uses the sensor operator (CARN with ``bp_skip``) the operator of its LR.
+
+    ``operator``: ``"full"`` / ``"wald"`` (the catalog sensor PSF or Wald extra blur; ``sensor`` defaults to the
+    model's ``bp_sensor``), a sensor file (``eosr calibrate --write-sensor``; an explicit kernel becomes the
+    Gaussian of the same MTF at Nyquist, :func:`gaussian_equivalent`) or a :class:`Degradation`. Precedence:
+    ``operator`` > the LR file's ``eosr_operator`` ``tag`` > the operator of the model's card (unchanged).
+    The back-projection skip x_{k+1} = x_k + up(y - D(x_k)) (Irani & Peleg 1991) is rebuilt with D; the
+    weights are unchanged. Wrong scale, band count or band names: :class:`ModelError` (one line).
+    Returns the :class:`eosr.degrade.resolve.OperatorChoice` (mode, source, operator) that was applied.
+    """
+    from eosr.degrade.resolve import OperatorChoice, resolve_operator
+    from eosr.errors import SensorError
+
+    current = getattr(model, "operator", None)
+    if not callable(getattr(model, "set_operator", None)) or current is None:
+        name = getattr(getattr(model, "spec", None), "name", type(model).__name__)
+        raise ModelError(f"{name} has no physics that takes the operator (a CARN with bp_skip, or backprojection)")
+    spec = model.spec
+    n = int(model.n_bands)
+    if isinstance(operator, Degradation):
+        choice = OperatorChoice(operator, "object", "option")
+    else:
+        default_sensor = sensor or model.arch.get("kwargs", {}).get("bp_sensor")
+        try:
+            choice = resolve_operator(operator, sensor=default_sensor, bands=list(spec.bands) if spec.bands else None,
+                                      scale=spec.scale, n_bands=n, tag=tag, default=None)
+        except SensorError as e:
+            raise ModelError(f"operator for {spec.name}: {e}") from None
+    if choice.operator is None:
+        return OperatorChoice(current, "card", "default")
+    op = gaussian_equivalent(choice.operator)
+    model.set_operator(op)
+    return OperatorChoice(op, choice.mode, choice.source)

@@ -41,8 +41,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from eosr.degrade.operator import Degradation
 from eosr.errors import ModelError
-from eosr.models.backprojection import SpatialBackProjection, make_operator
+from eosr.models.backprojection import SpatialBackProjection, check_model_operator, make_operator
 from eosr.models.base import ModelSpec, SRNet, check_bands, dihedral_ensemble
 from eosr.physics.psf import check_scale
 
@@ -199,6 +200,26 @@ class CARN(SRNet):
             nn.init.zeros_(self.exit.weight)
             if self.exit.bias is not None:
                 nn.init.zeros_(self.exit.bias)
+
+    @property
+    def operator(self) -> Degradation | None:
+        """The sensor operator D of the back-projection skip (None without ``bp_skip``)."""
+        return self.bp.operator if self.bp is not None else None
+
+    def set_operator(self, operator: Degradation) -> None:
+        """Use ``operator`` as D of the back-projection skip from now on (PSF-aware inference).
+
+        The skip x_{k+1} = x_k + step up(y - D(x_k)) (Irani & Peleg 1991) is rebuilt with the new PSF; the
+        network weights are unchanged. ``operator`` must be a Gaussian PSF of the model's scale with one PSF
+        or one per band (and the same band names when both name them); a :class:`ModelError` otherwise.
+        """
+        if self.bp is None:
+            raise ModelError(f"{self.spec.name} has no back-projection skip (bp_skip): it takes no operator")
+        check_model_operator(operator, self.scale, self.spec.bands, int(self.n_bands or 0))
+        bp = SpatialBackProjection(operator, int(self.n_bands or 0), self.bp.iterations, self.bp.step)
+        self.bp = bp.to(self.exit.weight.device)
+        self.spec.extra["bp_operator"] = operator.describe()
+        self.spec.receptive_field = max(carn_receptive_field(self.scale, self.mobile), bp.receptive_field())
 
     def forward(
         self, lr: torch.Tensor, return_logvar: bool = False

@@ -80,23 +80,17 @@ def _resolve(model: Any, source_names: Sequence[str], n_bands: int, scale: Any, 
 
 def _with_operator(model: Any, operator: str | None, sensor: str | None, in_path: Any, src: Any, scale: Any) -> Any:
     """Back-projection built with the chosen operator (option > the input's eosr_operator tag > its default)."""
-    from eosr.degrade.resolve import TAG, resolve_operator
-    from eosr.io.raster import open_quietly
+    from eosr.degrade.resolve import resolve_operator
     from eosr.models.backprojection import BackProjection
 
     is_bp = isinstance(model, BackProjection) or (isinstance(model, str) and model.strip().lower() == "backprojection")
     if not is_bp:
-        if operator is not None:
+        if operator is not None and getattr(model, "operator", None) is None:
             name = model if isinstance(model, str) else model.spec.name
-            raise ModelError(f"--operator applies to physics-based models (backprojection); {name} uses the "
-                             "operator it was trained with")
+            raise ModelError(f"--operator applies to physics-based models (backprojection, CNNs with a "
+                             f"back-projection skip); {name} uses the operator it was trained with")
         return model
-    tag = None
-    from eosr.scene.source import is_multifile
-
-    if Path(in_path).is_file() and not is_multifile(in_path):
-        with open_quietly(in_path) as ds:
-            tag = ds.tags().get(TAG)
+    tag = _operator_tag(in_path)
     r = check_scale(scale) if scale is not None else None
     names = list(src.band_names) if _described(src.band_names) else None
     choice = resolve_operator(operator, sensor=sensor, bands=names, scale=r if r is not None or operator is None else 2,
@@ -105,6 +99,39 @@ def _with_operator(model: Any, operator: str | None, sensor: str | None, in_path
         return model
     kw = dict(model.spec.extra.get("options", {})) if isinstance(model, BackProjection) else {}
     return BackProjection(choice.operator.scale, names, src.count, operator=choice.operator, **kw)
+
+
+def _operator_tag(in_path: Any) -> str | None:
+    """The input file's ``eosr_operator`` tag (written by ``eosr simulate``), or None."""
+    from eosr.degrade.resolve import TAG
+    from eosr.io.raster import open_quietly
+    from eosr.io.source import is_multifile
+
+    if not Path(in_path).is_file() or is_multifile(in_path):  # a product or STAC item carries no eosr tags
+        return None
+    with open_quietly(in_path) as ds:
+        tag = ds.tags().get(TAG)
+    return str(tag) if tag else None
+
+
+def _operator_tags(model: Any, operator: str | None, sensor: str | None, in_path: Any) -> dict[str, str]:
+    """Tell a model whose physics uses the operator (CARN with bp_skip) its operator (option > the input's
+    tag > the card's) and return the output tags that record it; backprojection: its operator; else {}."""
+    import json
+
+    from eosr.models.backprojection import BackProjection, set_model_operator
+
+    if isinstance(model, BackProjection):
+        tag = _operator_tag(in_path)
+        op, mode = model.operator, operator or ("tag" if tag else "default")
+        source = "option" if operator is not None else "tag" if tag else "default"
+    elif getattr(model, "operator", None) is not None:
+        ch = set_model_operator(model, operator, sensor=sensor, tag=_operator_tag(in_path))
+        op, mode, source = ch.operator, ch.mode, ch.source
+    else:
+        return {}
+    return {"eosr_model_operator": json.dumps(op.describe(), separators=(",", ":")),
+            "eosr_model_operator_mode": str(mode), "eosr_model_operator_source": str(source)}
 
 
 def _available_20m(in_path: Any, guide: Any, model_bands: Sequence[str]) -> list[str] | None:
@@ -444,8 +471,10 @@ def super_resolve(
     False) every model runs one pass, whatever its card says. ``dn_scale``/``dn_offset``: DN -> reflectance,
     else resolved from the input (:func:`eosr.io.raster.resolve_radiometry`). ``operator`` (``"full"``,
     ``"wald"`` or a sensor file, with ``sensor`` for the first two) sets the operator of a physics-based
-    model (back-projection); without it such a model uses the input's ``eosr_operator`` tag (written by
-    ``eosr simulate``), else its default.
+    model (back-projection, or a CNN with a back-projection skip such as ``carn_m_s2_x2_psf``, see
+    :func:`eosr.models.backprojection.set_model_operator`); without it such a model uses the input's
+    ``eosr_operator`` tag (written by ``eosr simulate``), else its default (a CNN: the operator of its card).
+    The output's ``eosr_model_operator`` (JSON), ``_mode`` and ``_source`` tags record the operator used.
     20 m sharpening models (``s2_multires_20m``, ``guided_hpf``, ``s2_multires``) read a band folder with the
     10 m and 20 m bands, or ``in_path`` = a GeoTIFF of 20 m bands with ``guide`` = a GeoTIFF of the 10 m bands
     (same CRS and origin, half the pixel size); ``bands`` then chooses the 20 m bands to sharpen (default:
@@ -480,6 +509,7 @@ def super_resolve(
         model = _resolve(model, src.band_names, src.count, scale, allow_untrained)
         out_names = [src.descriptions[b] or (src.band_names[b] if _described(src.band_names) else "")
                      for b in range(src.count)]
+    op_tags = _operator_tags(model, operator, sensor, in_path) if packed is None else {}
     target = getattr(model, "inner", model)  # the packed multi-resolution wrapper holds the network
     if hasattr(target, "self_ensemble"):  # one pass unless asked: whole tiles at 1/8 of the cost
         target.self_ensemble = bool(self_ensemble)
@@ -503,7 +533,7 @@ def super_resolve(
     tags = {"eosr_version": __version__, "eosr_model": getattr(spec, "name", type(model).__name__),
             "eosr_model_version": getattr(spec, "version", "?"), "eosr_scale": r, "eosr_tile": plan.tile,
             "eosr_overlap": plan.overlap, "eosr_receptive_field": plan.receptive_field,
-            "eosr_tiling_exact": plan.exact, "eosr_source": Path(in_path).name}
+            "eosr_tiling_exact": plan.exact, "eosr_source": Path(in_path).name} | op_tags
     h, w, c = src.height * r, src.width * r, len(out_names)
     t_out = hr_transform(src.transform, r) if src.georeferenced else src.transform  # none made up
     profile = dict(driver="GTiff", width=w, height=h, count=c, crs=src.crs, transform=t_out,

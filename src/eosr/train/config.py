@@ -35,6 +35,7 @@ class ModelCfg(_Strict):
 
     name: str
     options: dict[str, Any] = Field(default_factory=dict)
+    init: str | None = None  # start from these weights (shipped name or checkpoint): fine-tuning
 
     @field_validator("options")
     @classmethod
@@ -96,6 +97,22 @@ class DataCfg(_Strict):
     split_fractions: dict[str, float] = Field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
     split_seed: int = Field(0, ge=0)
     max_invalid: float = Field(0.0, ge=0.0, le=1.0)
+    #: PSF augmentation: each training step draws one operator from the grid MTF_b x f, f in
+    #: ``mtf_jitter_steps`` values evenly spaced over [low, high], in each form of ``mtf_jitter_modes``
+    #: ("wald" extra blur or "full" sensor PSF), degrades the HR with it and gives it to the model's
+    #: back-projection skip (``set_operator``). None: the one catalog operator.
+    mtf_jitter: tuple[float, float] | None = None
+    mtf_jitter_steps: int = Field(7, ge=1, le=101)
+    mtf_jitter_modes: list[Literal["wald", "full"]] | None = None
+
+    @model_validator(mode="after")
+    def _jitter(self) -> DataCfg:
+        j = self.mtf_jitter
+        if j is not None and not (0 < j[0] <= j[1] <= 10):
+            raise ValueError(f"mtf_jitter must be [low, high] with 0 < low <= high, got {list(j)}")
+        if self.mtf_jitter_modes is not None and not self.mtf_jitter_modes:
+            raise ValueError("mtf_jitter_modes must name at least one of 'wald', 'full'")
+        return self
 
 
 class NoiseCfg(_Strict):
@@ -267,6 +284,8 @@ def parse_config(doc: dict[str, Any], base: str | os.PathLike[str] = ".", where:
         if s.files:
             s.files = [_resolve(f, b) for f in s.files]
     cfg.output = _resolve(cfg.output, b)
+    if cfg.model.init and ("/" in cfg.model.init or cfg.model.init.startswith(".")):  # a path, not a name
+        cfg.model.init = _resolve(cfg.model.init, b)
     from eosr.losses.combine import parse_terms
 
     try:

@@ -96,6 +96,19 @@ def build_model(cfg: TrainConfig, splits: Splits) -> Any:
 
     torch.manual_seed(cfg.seed)
     model = get_model(cfg.model.name, scale=cfg.data.scale, bands=list(splits.bands), **cfg.model.options)
+    if splits.psf_train and getattr(model, "operator", None) is None:
+        raise ConfigError(f"data.mtf_jitter needs a model whose physics takes the operator (bp_skip); "
+                          f"{cfg.model.name} has none")
+    if cfg.model.init:  # fine-tune: the given weights (normalisation included) replace the initialisation
+        from eosr.models.registry import resolve_model
+
+        src = resolve_model(cfg.model.init, scale=cfg.data.scale, bands=list(splits.bands))
+        try:
+            model.load_state_dict(src.state_dict())
+        except RuntimeError as e:
+            raise ConfigError(f"model.init {cfg.model.init!r} does not fit {cfg.model.name} with these "
+                              f"options: {str(e).splitlines()[0]}") from None
+        return model
     if cfg.normalise and getattr(model, "n_bands", None) is not None:
         hr = splits.train_hr.double()
         mean = torch.nanmean(hr.transpose(0, 1).reshape(hr.shape[1], -1), dim=1)
@@ -163,6 +176,21 @@ def add_noise(lr: torch.Tensor, cfg: TrainConfig, g: torch.Generator) -> torch.T
     if nz.p_clean > 0:
         sig = torch.where(torch.rand(b, generator=g, dtype=lr.dtype) < nz.p_clean, 0.0, sig)
     return lr + sig[:, None, None, None] * torch.randn(lr.shape, generator=g, dtype=lr.dtype)
+
+
+def _validate(model: Any, sp: Splits, sigmas: list[float]) -> dict[str, dict[str, float]]:
+    """Validation metrics; with PSF augmentation one set per operator form ("wald/sigma=0", ...), the model
+    told that form's catalog operator, and the model given back the splits' operator afterwards."""
+    if not sp.val:
+        return {}
+    if not sp.psf_val:
+        return evaluate_model(model, sp.val, sp.operator, sigmas)
+    out: dict[str, dict[str, float]] = {}
+    for mode, op, items in sp.psf_val:
+        model.set_operator(op)
+        out |= {f"{mode}/{k}": v for k, v in evaluate_model(model, items, op, sigmas).items()}
+    model.set_operator(sp.operator)
+    return out
 
 
 def _epoch_order(seed: int, epoch: int, n: int, steps: int, batch: int) -> np.ndarray:
@@ -233,7 +261,25 @@ def _card(cfg: TrainConfig, splits: Splits, history: list[dict[str, Any]], best_
             "epochs_run": len(history),
         },
         "metrics": {"validation": history[best_epoch - 1]["val"] if best_epoch >= 1 else None},
-    }
+    } | ({"psf_range": psf_range(cfg)} if cfg.data.mtf_jitter else {}) | (
+        {"fine_tuned_from": cfg.model.init} if cfg.model.init else {})
+
+
+def psf_range(cfg: TrainConfig) -> dict[str, Any]:
+    """The PSFs a ``data.mtf_jitter`` run was trained over (stated in the card): MTF factor range, grid,
+    operator forms and each form's per-band MTF at Nyquist and PSF sigma (HR px) at both ends."""
+    from eosr.train.sources import jitter_grid, scaled_sensor_operator
+
+    d = cfg.data
+    grid = jitter_grid(cfg)
+    lo, hi = d.mtf_jitter or (1.0, 1.0)
+    ends: dict[str, Any] = {}
+    for mode in dict.fromkeys(m for m, _ in grid):
+        ops = [scaled_sensor_operator(d.sensor, d.bands, d.scale, f, wald=mode == "wald") for f in (lo, hi)]
+        ends[mode] = {"sigma_hr_px": [list(o.describe()["sigma_hr_px"]) for o in ops],
+                      "mtf_at_lr_nyquist": [list(o.describe()["mtf_at_lr_nyquist"]) for o in ops]}
+    return {"mtf_factor": [lo, hi], "factors": sorted({f for _, f in grid}), "forms": list(ends),
+            "per_step": "one operator per training step, drawn uniformly from the grid", "ends": ends}
 
 
 def train(
@@ -319,6 +365,11 @@ def train(
             g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + gstep)
             torch.manual_seed(cfg.seed * 1_000_003 + gstep)
             lr_c, hr = sp.train_lr[idx], sp.train_hr[idx]
+            if sp.psf_train:  # PSF augmentation: this step's operator degrades HR and drives the model's skip
+                opk, lrk = sp.psf_train[int(torch.randint(len(sp.psf_train), (1,), generator=g))]
+                lr_c = lrk[idx]
+                model.set_operator(opk)
+                loss_fn.operator = opk
             if cfg.augment:
                 lr_c, hr = augment(lr_c, hr, g)
             lr_c, hr = radiometric(lr_c, hr, cfg, g)
@@ -347,7 +398,7 @@ def train(
         bar.close()
         model.eval()
         with single_pass(model):
-            val = evaluate_model(model, sp.val, sp.operator, cfg.validation.noise_sigmas) if sp.val else {}
+            val = _validate(model, sp, cfg.validation.noise_sigmas)
         score = monitored(val, metric) if val else -float(run_loss)
         rec: dict[str, Any] = {"epoch": epoch, "train_loss": run_loss / max(1, steps - step0), "val": val,
                                "score": score, "seconds": round(time.perf_counter() - t0, 2)}

@@ -13,6 +13,8 @@ explicit ``split``); the manifest records which location went where.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,10 @@ class Splits:
     bands: tuple[str, ...]
     locations: dict[str, list[str]]
     train_ids: list[str] = field(default_factory=list)
+    #: PSF augmentation (``data.mtf_jitter``): (operator, its training LR patches, same order as train_hr)
+    psf_train: list[tuple[Degradation, torch.Tensor]] = field(default_factory=list)
+    #: validation per operator form: (mode, catalog operator of that form, its val pairs)
+    psf_val: list[tuple[str, Degradation, list[EvalItem]]] = field(default_factory=list)
 
     def manifest(self) -> dict[str, Any]:
         """JSON-friendly record of the split (locations per split, patch and image counts)."""
@@ -140,6 +146,38 @@ def load_images(src: SourceCfg, bands: tuple[str, ...]) -> list[Image]:
     return res
 
 
+def scaled_sensor_operator(sensor: str, bands: Sequence[str], scale: int, factor: float = 1.0, *,
+                           wald: bool = False) -> Degradation:
+    """The sensor operator with each band's catalog MTF at Nyquist m_b replaced by min(f m_b, 0.99):
+    sigma_b = r sqrt(-2 ln m) / pi (full PSF) or sqrt(r^2 - 1) sqrt(-2 ln m) / pi (Wald extra blur;
+    Wald, Ranchin, Mangolini 1997). ``factor`` = 1 is ``Degradation.from_sensor``."""
+    from eosr.physics.psf import sigma_from_mtf, wald_sigma
+    from eosr.sensors import get_sensor
+
+    if not (factor > 0 and math.isfinite(factor)):
+        raise ConfigError(f"the MTF factor must be finite and > 0, got {factor}")
+    base = Degradation.from_sensor(sensor, list(bands), scale, wald=wald)
+    if factor == 1.0:
+        return base
+    fn = wald_sigma if wald else sigma_from_mtf
+    sel = get_sensor(sensor).select(list(bands))
+    sig = tuple(fn(min(factor * b.mtf_nyquist, 0.99), base.scale) for b in sel)
+    return Degradation(scale=base.scale, sigmas=sig, bands=base.bands,
+                       description=f"{base.description} MTF x{factor:g}")
+
+
+def jitter_grid(cfg: TrainConfig) -> list[tuple[str, float]]:
+    """The (mode, MTF factor) pairs of ``data.mtf_jitter`` (empty without it)."""
+    d = cfg.data
+    if d.mtf_jitter is None:
+        return []
+    lo, hi = d.mtf_jitter
+    n = d.mtf_jitter_steps if hi > lo else 1
+    fs = [round(lo + (hi - lo) * i / max(n - 1, 1), 6) for i in range(n)]
+    modes = d.mtf_jitter_modes or ["wald" if d.wald else "full"]
+    return [(m, f) for m in modes for f in fs]
+
+
 def build_datasets(cfg: TrainConfig) -> Splits:
     """Read every source, assign locations to splits, cut Wald training patches and val/test pairs."""
     from eosr.data.splits import split_locations
@@ -192,5 +230,22 @@ def build_datasets(cfg: TrainConfig) -> Splits:
             (val if split == "val" else test).append(item)
     if not lrs:
         raise ConfigError(f"no training patch of {cfg.patch} px fits the training images")
-    return Splits(torch.stack(lrs), torch.stack([h for h in hrs if h is not None]), val, test, op, bands,
-                  locations, ids)
+    sp = Splits(torch.stack(lrs), torch.stack([h for h in hrs if h is not None]), val, test, op, bands,
+                locations, ids)
+    grid = jitter_grid(cfg)
+    for mode, f in grid:
+        opj = scaled_sensor_operator(d.sensor, bands, d.scale, f, wald=mode == "wald")
+        jl: list[torch.Tensor] = []
+        for im in images:
+            if where[im.location] == "train":
+                ss = wald_samples(im.hr, opj, patch=cfg.patch, stride=stride, location_id=im.location,
+                                  max_invalid=d.max_invalid, bands=bands)
+                jl += [torch.as_tensor(smp.lr) for smp in ss]
+        if len(jl) != len(lrs):  # the same patches (the HR and the valid mask do not depend on the PSF)
+            raise DataError(f"MTF x{f:g} ({mode}) gives {len(jl)} training patches, the catalog operator {len(lrs)}")
+        sp.psf_train.append((opj, torch.stack(jl)))
+    for mode in dict.fromkeys(m for m, _ in grid):
+        opm = scaled_sensor_operator(d.sensor, bands, d.scale, 1.0, wald=mode == "wald")
+        items = [EvalItem(opm.downsample(it.hr).float(), it.hr, it.location, it.name) for it in val]
+        sp.psf_val.append((mode, opm, items))
+    return sp
