@@ -14,11 +14,16 @@ CoastalA east strip and the southern Slovenian strip, 5 dates) with :func:`eosr.
 (pooled PSNR; ``psnr_high_gradient`` = g >= q90 per image; hr/lr fidelity as RMSE, the training validation's
 definitions), BP's best K again chosen on those images.
 
+``--model carn_m_s2_x4`` (or any x4 checkpoint) runs the x4 evaluation of ``benchmarks/_eval_x4.py``
+(Wald x4, 8-HR-px border crop, single pass and self-ensemble, paired bootstrap intervals; ``--speed`` adds
+MPix/s).
+
 Run (from the repository root): ``.venv/bin/python benchmarks/eval_shipped_model.py [--model NAME_OR_PATH]
 [--split ben|test]``; ``--model carn_m_s2_x2_psf`` prints the PSF-aware tables of ``benchmarks/_eval_psf.py``.
 
 20 m -> 10 m sharpening models (``--model s2_multires_20m``, its checkpoints, ``guided_hpf``) are evaluated by
 ``benchmarks/_eval_multires.py`` instead (BigEarthNet Wald and Reykjavik, against bicubic and guided_hpf).
+``--speed`` (x4) adds MPix/s.
 """
 
 from __future__ import annotations
@@ -152,10 +157,11 @@ def main() -> None:
     """Print the bar table (markdown) and, with --json, the raw numbers."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="carn_m_s2_x2", help="shipped name or checkpoint path")
-    ap.add_argument("--max-iter", type=int, default=30)
+    ap.add_argument("--max-iter", type=int, default=None, help="BP iterations tried (default 30; x4: 60)")
     ap.add_argument("--split", choices=("ben", "test"), default="ben",
                     help="ben: the 6 BigEarthNet patches; test: the training config's test split")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--speed", action="store_true", help="carn_m_s2_x4: also time it (MPix/s, 1 thread)")
     a = ap.parse_args()
     if _is_multires(a.model):
         import _eval_multires  # beside this script
@@ -165,9 +171,17 @@ def main() -> None:
     if a.model == "carn_m_s2_x2_psf":  # PSF-aware model: its own tables (benchmarks/_eval_psf.py)
         from _eval_psf import markdown, run_psf
 
-        psf = run_psf(a.model, max_iter=a.max_iter)
+        psf = run_psf(a.model, max_iter=a.max_iter or 30)
         print(json.dumps(psf, indent=1) if a.json else markdown(psf))
         return
+    from eosr.models import describe_model
+
+    if describe_model(a.model)["scale"] == 4:  # carn_m_s2_x4 (or an x4 checkpoint): benchmarks/_eval_x4.py
+        import _eval_x4
+
+        _eval_x4.main(a.model, a.split, a.max_iter or 60, a.json, a.speed)
+        return
+    a.max_iter = a.max_iter or 30
     table = run(a.model, max_iter=a.max_iter) if a.split == "ben" else run_test_split(a.model, max_iter=a.max_iter)
     if a.json:
         print(json.dumps(table, indent=1))
