@@ -14,6 +14,9 @@ CoastalA east strip and the southern Slovenian strip, 5 dates) with :func:`eosr.
 (pooled PSNR; ``psnr_high_gradient`` = g >= q90 per image; hr/lr fidelity as RMSE, the training validation's
 definitions), BP's best K again chosen on those images.
 
+A model that offers uncertainty (``--model carn_m_s2_x2_unc``) gets the calibration table of
+``benchmarks/_eval_uncertainty.py`` instead (its SR is its base model's).
+
 Run (from the repository root): ``.venv/bin/python benchmarks/eval_shipped_model.py [--model NAME_OR_PATH]
 [--split ben|test]``
 """
@@ -138,6 +141,17 @@ def main() -> None:
                     help="ben: the 6 BigEarthNet patches; test: the training config's test split")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
+    from eosr.models import describe_model
+
+    if describe_model(a.model).get("uncertainty"):  # e.g. carn_m_s2_x2_unc: calibration, not PSNR (same SR)
+        from _eval_uncertainty import evaluate, print_table
+
+        res = evaluate(a.model)
+        if a.json:
+            print(json.dumps(res, indent=1))
+        else:
+            print_table(res)
+        return
     table = run(a.model, max_iter=a.max_iter) if a.split == "ben" else run_test_split(a.model, max_iter=a.max_iter)
     if a.json:
         print(json.dumps(table, indent=1))
