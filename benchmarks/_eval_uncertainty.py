@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 BANDS = ["B02", "B03", "B04", "B08"]
 CROP = 8
@@ -37,22 +36,12 @@ SIGMAS = (0.0, 0.001)
 HEAD, HIGHPASS, BPJITTER = "variance head", "high-pass energy", "BP PSF-jitter spread"
 
 
-def _gauss(x: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
-    k = torch.arange(-3, 4, dtype=x.dtype)
-    g = torch.exp(-0.5 * (k / sigma) ** 2)
-    g = g / g.sum()
-    c = x.shape[1]
-    x = F.pad(x, (3, 3, 3, 3), mode="reflect")
-    x = F.conv2d(x, g.view(1, 1, 1, 7).repeat(c, 1, 1, 1), groups=c)
-    return F.conv2d(x, g.view(1, 1, 7, 1).repeat(c, 1, 1, 1), groups=c)
+def highpass_proxy(sr: torch.Tensor) -> torch.Tensor:
+    """sigma = sqrt(local mean over 5 x 5 of (y - G_1 * y)^2 + 0.0005^2) per band
+    (:func:`eosr.models.varhead.highpass_energy`)."""
+    from eosr.models.varhead import highpass_energy
 
-
-def highpass_proxy(sr: torch.Tensor, window: int = 5, floor: float = FLOOR) -> torch.Tensor:
-    """sigma = sqrt(local mean over ``window`` x ``window`` of (y - G_1 * y)^2 + floor^2), per band (B, C, H, W)."""
-    hp = sr - _gauss(sr)
-    p = window // 2
-    e = F.avg_pool2d(F.pad(hp * hp, (p, p, p, p), mode="reflect"), window, stride=1)
-    return torch.sqrt(e + floor**2)
+    return torch.sqrt(highpass_energy(sr, 5, FLOOR))
 
 
 def bp_jitter_proxy(lr: torch.Tensor, floor: float = FLOOR) -> torch.Tensor:

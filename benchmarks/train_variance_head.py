@@ -30,7 +30,7 @@ import torch
 
 BASE = "carn_m_s2_x2"
 NAME = "carn_m_s2_x2_unc"
-CONFIG = "configs/carn_m_s2_x2.toml"
+CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "carn_m_s2_x2.toml")
 VAL_SIGMAS = (0.0, 0.001)
 VAL_CROP = 4  # the Slovenian val strips are 12 HR px high: an 8 px crop would leave nothing
 TRAIN_CROP = 4
@@ -102,11 +102,12 @@ def train_head(model: Any, lr: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor,
     from eosr.trust.calibration import spearman
 
     g = torch.Generator().manual_seed(seed + 1)
-    err2 = ((hr - sr) ** 2).mean(dim=(0, 2, 3))
-    with torch.no_grad():  # start at the mean residual variance of each band
+    with torch.no_grad():  # start at the mean residual variance of each band (relative to the reference)
+        n = lr.shape[0]
+        ratio = (hr[:n] - sr[:n]) ** 2 * torch.exp(-model.reference_log_variance(sr[:n]))
         last = model.head[-1]
         last.weight.mul_(0.1)
-        last.bias.copy_(torch.log(err2 / model.norm_std**2))
+        last.bias.copy_(torch.log(ratio.mean(dim=(0, 2, 3))))
     opt = torch.optim.Adam(model.head.parameters(), lr=lr0)
     best, best_state, hist = math.inf, None, []
     best_step = 0
@@ -139,7 +140,7 @@ def train_head(model: Any, lr: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor,
 
 
 def run(out: str, steps: int = 4000, rounds: int = 4, batch: int = 16, seed: int = 0, channels: int = 32,
-        depth: int = 4) -> Path:
+        depth: int = 4, prior: str | None = None) -> Path:
     """Train, select on validation, fit the conformal factor on validation, write the checkpoint."""
     from eosr.models import resolve_model
     from eosr.models.checkpoint import save_checkpoint
@@ -155,7 +156,8 @@ def run(out: str, steps: int = 4000, rounds: int = 4, batch: int = 16, seed: int
     sp = build_datasets(cfg)
     base = resolve_model(BASE, scale=2, bands=list(sp.bands))
     base.self_ensemble = False
-    model = VarianceHeadSR(2, list(sp.bands), base=BASE, channels=channels, depth=depth, base_model=base)
+    model = VarianceHeadSR(2, list(sp.bands), base=BASE, channels=channels, depth=depth, prior=prior,
+                           base_model=base)
     lr, sr, hr = training_triples(base, sp, cfg, rounds, seed)
     val = val_triples(base, sp.val)
     best_step, hist = train_head(model, lr, sr, hr, val, steps=steps, batch=batch, seed=seed)
@@ -177,7 +179,8 @@ def run(out: str, steps: int = 4000, rounds: int = 4, batch: int = 16, seed: int
         "calibration": cal.to_json() | {"split": "val", "images": sp.manifest()["val_images"],
                                         "noise_sigmas": list(VAL_SIGMAS), "border_crop_px": VAL_CROP},
         "training": {
-            "script": "benchmarks/train_variance_head.py", "config": CONFIG, "base": BASE, "seed": seed,
+            "script": "benchmarks/train_variance_head.py", "config": "configs/carn_m_s2_x2.toml", "base": BASE,
+            "seed": seed, "prior": prior,
             "steps": steps, "batch_size": batch, "rounds": rounds, "patch": cfg.patch, "loss": "gaussian_nll",
             "optimizer": {"name": "adam", "lr": 1e-3, "schedule": "cosine", "min_lr": 1e-5, "grad_clip": 1.0},
             "augment": {"dihedral": True, "radiometric": cfg.radiometric.model_dump(),
@@ -203,8 +206,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--prior", choices=("none", "highpass"), default="none",
+                    help="what the head corrects: the base's per-band std (none) or the SR's high-pass energy")
     a = ap.parse_args()
-    print(run(a.out, a.steps, a.rounds, a.batch, a.seed))
+    print(run(a.out, a.steps, a.rounds, a.batch, a.seed, prior=None if a.prior == "none" else a.prior))
 
 
 if __name__ == "__main__":

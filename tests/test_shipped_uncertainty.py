@@ -26,7 +26,9 @@ BANDS = ["B02", "B03", "B04", "B08"]
 def unc() -> torch.nn.Module:
     from eosr.models import resolve_model
 
-    return resolve_model(NAME)
+    m = resolve_model(NAME)
+    m.self_ensemble = False  # one pass, as eosr sr by default
+    return m
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +84,7 @@ def test_sr_is_the_base_models_and_the_calibration_is_applied(unc: torch.nn.Modu
 
     lr, _ = lr_hr
     base = resolve_model(BASE)
-    base.self_ensemble = unc.self_ensemble = False
+    base.self_ensemble = False
     with torch.no_grad():
         want = base(lr)
         sr, std = unc.forward_with_uncertainty(lr)
@@ -127,9 +129,10 @@ def test_uncertainty_is_exact_under_tiling(unc: torch.nn.Module, lr_hr: tuple[to
     from eosr.scene.sr import super_resolve_array
 
     lr = lr_hr[0][0]
-    unc.self_ensemble = False
     whole = torch.cat(unc.forward_with_uncertainty(lr[None]), dim=1)[0]
-    tiled = super_resolve_array(lr, unc, tile=20, uncertainty=True)
+    rf = unc.spec.receptive_field
+    # 3 x 3 tiles of 20 LR px; windows of 54 px cut 34 px = rf + 2 from their core: exact if rf is right
+    tiled = super_resolve_array(lr, unc, tile=20, overlap=rf + 2, uncertainty=True)
     assert tiled.shape == (8, 120, 120)
     assert torch.allclose(tiled, whole, rtol=1e-5, atol=1e-7)
 
@@ -140,6 +143,7 @@ def test_uncertain_sr_api_loads_the_shipped_calibration(unc: torch.nn.Module,
 
     w = UncertainSR.from_checkpoint(NAME)
     assert w.method == "head" and w.calibration.factor == unc.card["calibration"]["factor"]
+    w.model.self_ensemble = False
     lr = lr_hr[0][:, :, :20, :20]
     a = w.forward_with_uncertainty(lr)
     b = unc.forward_with_uncertainty(lr)
@@ -152,15 +156,13 @@ def test_cli_sr_with_the_base_name_writes_the_map_and_evaluate_reads_it(
     import rasterio
 
     out = tmp_path / "sr.tif"
-    assert call_cli(["sr", str(lr_tif), str(out), "--model", BASE, "--uncertainty", "--tile", "24",
-                     "--no-progress"]) == 0
+    assert call_cli(["sr", str(lr_tif), str(out), "--model", BASE, "--uncertainty", "--no-progress"]) == 0
     side = tmp_path / "sr.uncertainty.tif"
     with rasterio.open(side) as ds:
         std = ds.read()
         assert ds.descriptions == tuple(f"{b}_std" for b in BANDS) and ds.tags()["eosr_model"] == NAME
     with rasterio.open(out) as ds:
         sr = ds.read()
-    unc.self_ensemble = False
     want_sr, want_std = unc.forward_with_uncertainty(lr_hr[0])
     np.testing.assert_allclose(sr, want_sr[0].numpy(), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(std, want_std[0].numpy(), rtol=1e-5, atol=1e-8)

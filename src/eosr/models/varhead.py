@@ -32,6 +32,23 @@ from eosr.models.base import ModelSpec, SRNet, check_bands
 LOGVAR_RANGE = (-30.0, 5.0)
 
 
+def highpass_energy(sr: torch.Tensor, window: int = 5, floor: float = 5e-4) -> torch.Tensor:
+    """Local high-pass energy of an SR image (B, C, H, W): mean over ``window`` x ``window`` of
+    (y - G_1 * y)^2 + floor^2 (G_1: Gaussian of sigma 1 HR px, 7 taps; reflect padding). Its square root
+    is a classical, scale-equivariant uncertainty proxy (detail the model added is where it errs)."""
+    k = torch.arange(-3, 4, dtype=sr.dtype, device=sr.device)
+    g = torch.exp(-0.5 * k * k)
+    g = g / g.sum()
+    c = sr.shape[1]
+    x = F.pad(sr, (3, 3, 3, 3), mode="reflect")
+    x = F.conv2d(x, g.view(1, 1, 1, 7).repeat(c, 1, 1, 1), groups=c)
+    x = F.conv2d(x, g.view(1, 1, 7, 1).repeat(c, 1, 1, 1), groups=c)
+    hp = sr - x
+    p = window // 2
+    e = F.avg_pool2d(F.pad(hp * hp, (p, p, p, p), mode="reflect"), window, stride=1)
+    return e + floor**2
+
+
 def weights_sha256_of(model: Any) -> str | None:
     """The ``weights_sha256`` of a model loaded from a checkpoint (None for a model built in memory)."""
     card = getattr(model, "card", None)
@@ -46,14 +63,17 @@ class VarianceHeadSR(SRNet):
     """
 
     variance_head = "gaussian"
+    base: SRNet  # the frozen base model (a plain attribute, not a submodule)
 
     def __init__(self, scale: int = 2, bands: Sequence[str] | None = None, n_bands: int | None = None, *,
                  base: str = "carn_m_s2_x2", base_sha256: str | None = None, channels: int = 32,
-                 depth: int = 4, base_model: SRNet | None = None) -> None:
+                 depth: int = 4, prior: str | None = None, base_model: SRNet | None = None) -> None:
         from eosr.models.registry import resolve_model
 
         names, n = check_bands(bands, n_bands, 4)
         assert n is not None
+        if prior not in (None, "highpass"):
+            raise ModelError(f"variance head prior must be None or 'highpass', got {prior!r}")
         if depth < 3 or channels < 1:
             raise ModelError(f"variance head needs depth >= 3 and channels >= 1, got {depth}, {channels}")
         if base_model is None:
@@ -71,13 +91,15 @@ class VarianceHeadSR(SRNet):
         if core.spec.mean is None or core.spec.std is None:
             raise ModelError(f"base {base} has no per-band normalisation to scale the head with")
         # head: depth 3x3 convs, the second dilated by 2 -> depth + 1 HR px; bicubic of the LR: 2 LR px
-        rf = int(core.spec.receptive_field) + 2 + math.ceil((depth + 1) / scale)
+        rf = int(core.spec.receptive_field) + 2 + math.ceil((depth + 1) / scale) + (3 if prior else 0)
         spec = ModelSpec(name="variance_head", scale=scale, bands=tuple(names) if names else core.spec.bands,
                          receptive_field=rf,
                          extra={"kind": f"variance head on {base}", "variance_head": "gaussian", "base": base,
                                 "uncertainty": "variance head (Gaussian NLL) + split-conformal scaling"})
         kwargs = dict(scale=scale, bands=list(spec.bands) if spec.bands else None, n_bands=n, base=base,
                       base_sha256=base_sha256 if base_sha256 is not None else got, channels=channels, depth=depth)
+        if prior is not None:
+            kwargs["prior"] = prior
         super().__init__(spec, {"model": "variance_head", "kwargs": kwargs}, n)
         self.set_normalisation(core.spec.mean, core.spec.std)
         object.__setattr__(self, "base", core)  # not a submodule: its weights stay in their own file
@@ -91,6 +113,7 @@ class VarianceHeadSR(SRNet):
         layers.append(nn.Conv2d(channels, n, 3, 1, 1))
         self.head = nn.Sequential(*layers)
         self.scale = scale
+        self.prior = prior
         self.calibration: Any = None  # a ConformalCalibration; None: the card's, if any
 
     @property
@@ -101,14 +124,21 @@ class VarianceHeadSR(SRNet):
     @self_ensemble.setter
     def self_ensemble(self, on: bool) -> None:
         if hasattr(self.base, "self_ensemble"):
-            self.base.self_ensemble = bool(on)
+            setattr(self.base, "self_ensemble", bool(on))  # noqa: B010 - SRNet does not declare it
+
+    def reference_log_variance(self, sr: torch.Tensor) -> torch.Tensor:
+        """What the head corrects: 2 log s (the base's per-band std) or, with ``prior="highpass"``, the log of
+        the SR's local high-pass energy (:func:`highpass_energy`)."""
+        if self.prior == "highpass":
+            return torch.log(highpass_energy(sr))
+        return (2.0 * torch.log(self.norm_std))[:, None, None].expand_as(sr)
 
     def log_variance(self, lr: torch.Tensor, sr: torch.Tensor) -> torch.Tensor:
         """log sigma^2 (B, C, r h, r w) in reflectance^2 of the base's SR ``sr`` for input ``lr`` (uncalibrated)."""
         up = F.interpolate(lr, scale_factor=self.scale, mode="bicubic", align_corners=False)
         std = self.norm_std[:, None, None]
         f = torch.cat([self.normalise(sr), (sr - up) / std], dim=1)
-        s = self.head(f) + 2.0 * torch.log(std)
+        s = self.head(f) + self.reference_log_variance(sr)
         return s.clamp(*LOGVAR_RANGE)
 
     def forward(self, lr: torch.Tensor, return_logvar: bool = False) -> Any:

@@ -17,6 +17,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -307,8 +308,8 @@ class UncertainSR(nn.Module):
         if is_architecture(str(path)):
             raise ModelError(f"{path} is an architecture name, not trained weights: give a checkpoint or a "
                              "shipped weights name")
-        model = resolve_model(path)
-        mems = [resolve_model(p) for p in members]
+        model = resolve_model(path if isinstance(path, str) else Path(path))
+        mems = [resolve_model(p if isinstance(p, str) else Path(p)) for p in members]
         if mems:
             mems = [model, *mems]
         cal_file = calibration_path(path)
