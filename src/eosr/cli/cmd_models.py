@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
 
         t = Table(title="eosr models (architectures at default options)")
         for col in ("name", "weights", "kind", "scale", "bands", "params", "receptive field (LR px)"):
-            t.add_column(col)
+            t.add_column(col, no_wrap=col in ("name", "weights"))
         for r in rows:
             bands = ",".join(r["bands"]) if r.get("bands") else ("any" if r.get("n_bands") is None else
                                                                   f"{r['n_bands']} (any names)")

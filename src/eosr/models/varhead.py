@@ -94,7 +94,7 @@ class VarianceHeadSR(SRNet):
         rf = int(core.spec.receptive_field) + 2 + math.ceil((depth + 1) / scale) + (3 if prior else 0)
         spec = ModelSpec(name="variance_head", scale=scale, bands=tuple(names) if names else core.spec.bands,
                          receptive_field=rf,
-                         extra={"kind": f"variance head on {base}", "variance_head": "gaussian", "base": base,
+                         extra={"kind": "variance head", "variance_head": "gaussian", "base": base,
                                 "uncertainty": "variance head (Gaussian NLL) + split-conformal scaling"})
         kwargs = dict(scale=scale, bands=list(spec.bands) if spec.bands else None, n_bands=n, base=base,
                       base_sha256=base_sha256 if base_sha256 is not None else got, channels=channels, depth=depth)
