@@ -1,4 +1,5 @@
-"""Held-out bar table of the shipped ``carn_m_s2_x2`` model: model vs bicubic vs back-projection (best K).
+"""Held-out figures of the shipped models (``--model all``: every one); by default the bar table of
+``carn_m_s2_x2``: model vs bicubic vs back-projection (best K).
 
 Data: the six BigEarthNet-S2 example patches (Sentinel-2 L2A, B02 B03 B04 B08 at 10 m, 120x120; never
 used for training), the built-in sample ``bigearthnet_s2_examples`` (:mod:`eosr.data.samples`).
@@ -17,6 +18,8 @@ definitions), BP's best K again chosen on those images.
 ``--model carn_m_s2_x4`` (or any x4 checkpoint) runs the x4 evaluation of ``benchmarks/_eval_x4.py``
 (Wald x4, 8-HR-px border crop, single pass and self-ensemble, paired bootstrap intervals; ``--speed`` adds
 MPix/s).
+A model that offers uncertainty (``--model carn_m_s2_x2_unc``) gets the calibration table of
+``benchmarks/_eval_uncertainty.py`` instead (its SR is its base model's).
 
 Run (from the repository root): ``.venv/bin/python benchmarks/eval_shipped_model.py [--model NAME_OR_PATH]
 [--split ben|test]``; ``--model carn_m_s2_x2_psf`` prints the PSF-aware tables of ``benchmarks/_eval_psf.py``.
@@ -156,13 +159,25 @@ def _is_multires(ref: str) -> bool:
 def main() -> None:
     """Print the bar table (markdown) and, with --json, the raw numbers."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="carn_m_s2_x2", help="shipped name or checkpoint path")
+    ap.add_argument("--model", default="carn_m_s2_x2", help="shipped name, checkpoint path, or 'all' (every "
+                    "shipped weight file)")
     ap.add_argument("--max-iter", type=int, default=None, help="BP iterations tried (default 30; x4: 60)")
     ap.add_argument("--split", choices=("ben", "test"), default="ben",
                     help="ben: the 6 BigEarthNet patches; test: the training config's test split")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--speed", action="store_true", help="carn_m_s2_x4: also time it (MPix/s, 1 thread)")
     a = ap.parse_args()
+    if a.model == "all":  # every shipped weight file, one after the other, each with its own tables
+        import subprocess
+        import sys
+
+        from eosr.models.registry import shipped_weights
+
+        flags = [*(["--json"] if a.json else []), *(["--speed"] if a.speed else []), "--split", a.split]
+        for name in sorted(shipped_weights()):
+            print(f"\n## {name}\n", flush=True)
+            subprocess.run([sys.executable, __file__, "--model", name, *flags], check=True)
+        return
     if _is_multires(a.model):
         import _eval_multires  # beside this script
 
@@ -176,6 +191,15 @@ def main() -> None:
         return
     from eosr.models import describe_model
 
+    if describe_model(a.model).get("uncertainty"):  # e.g. carn_m_s2_x2_unc: calibration, not PSNR (same SR)
+        from _eval_uncertainty import evaluate, print_table
+
+        res = evaluate(a.model)
+        if a.json:
+            print(json.dumps(res, indent=1))
+        else:
+            print_table(res)
+        return
     if describe_model(a.model)["scale"] == 4:  # carn_m_s2_x4 (or an x4 checkpoint): benchmarks/_eval_x4.py
         import _eval_x4
 

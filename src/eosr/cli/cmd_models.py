@@ -42,11 +42,12 @@ def register(app: typer.Typer) -> None:
 
         t = Table(title="eosr models (architectures at default options)")
         for col in ("name", "weights", "kind", "scale", "bands", "params", "receptive field (LR px)"):
-            t.add_column(col)
+            t.add_column(col, no_wrap=col in ("name", "weights"))
         for r in rows:
             bands = ",".join(r["bands"]) if r.get("bands") else ("any" if r.get("n_bands") is None else
                                                                   f"{r['n_bands']} (any names)")
-            kind = r.get("kind", "") + (" [multi-image]" if r.get("multi_image") else "")
+            kind = (r.get("kind", "") + (" [multi-image]" if r.get("multi_image") else "")
+                    + (" [--uncertainty]" if r.get("uncertainty") else ""))
             params = f"{r['params']:,}" if r.get("params") is not None else "?"
             t.add_row(r["name"], WEIGHTS_LABEL.get(r["weights"], r["weights"]), kind, f"x{r['scale']}", bands, params,
                       str(r.get("receptive_field")))

@@ -28,6 +28,7 @@ MODELS: dict[str, str] = {
     "mi_median": "eosr.models.multi_image:mi_median",
     "highresnet": "eosr.models.highresnet:highresnet",
     "rcan_ca": "eosr.models.rcan:rcan_ca",
+    "variance_head": "eosr.models.varhead:variance_head",
 }
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -224,9 +225,28 @@ def resolve_model(ref: str | Path | SRNet, *, scale: int | None = None, bands: S
     return load_checkpoint(stem, scale=scale, bands=bands, n_bands=n_bands)
 
 
+def uncertainty_kind(card: dict[str, Any]) -> str | None:
+    """What uncertainty a checkpoint card offers (its ``uncertainty.kind``), or None."""
+    u = card.get("uncertainty")
+    return str(u.get("kind")) if isinstance(u, dict) and u.get("kind") else None
+
+
+def uncertainty_companion(name: str) -> str | None:
+    """The shipped weights giving shipped model ``name``'s SR plus a calibrated std: a card that offers
+    uncertainty and names ``name`` as its ``base`` (e.g. ``carn_m_s2_x2`` -> ``carn_m_s2_x2_unc``); else None."""
+    from eosr.models.checkpoint import read_card
+
+    for other, stem in shipped_weights().items():
+        card = read_card(stem)
+        if other != name and uncertainty_kind(card) and (card.get("base") or {}).get("name") == name:
+            return other
+    return None
+
+
 def describe_model(name: str | Path) -> dict[str, Any]:
-    """Scale, bands, parameter count, receptive field, kind and ``weights`` (``"trained"``, ``"untrained"``
-    or ``"none needed"``) of a registry name, shipped weights name or checkpoint path (default options)."""
+    """Scale, bands, parameter count, receptive field, kind, ``weights`` (``"trained"``, ``"untrained"``
+    or ``"none needed"``) and ``uncertainty`` (what ``eosr sr --uncertainty`` writes, or None) of a registry
+    name, shipped weights name or checkpoint path (default options)."""
     stem = checkpoint_stem(name)
     if stem is not None:
         from eosr.models.checkpoint import read_card
@@ -237,11 +257,12 @@ def describe_model(name: str | Path) -> dict[str, Any]:
             "name": str(name), "scale": card.get("scale"), "bands": card.get("bands"), "n_bands": card.get("n_bands"),
             "params": card.get("n_params"), "receptive_field": card.get("receptive_field"),
             "kind": f"trained weights ({arch})", "multi_image": bool(card.get("multi_image")), "weights": TRAINED,
+            "uncertainty": uncertainty_kind(card),
         }
     m = get_model(str(name))
     return {
         "name": str(name), "scale": m.spec.scale, "bands": list(m.spec.bands) if m.spec.bands else None,
         "n_bands": m.n_bands, "params": m.n_params(), "receptive_field": m.spec.receptive_field,
         "kind": m.spec.extra.get("kind", ""), "multi_image": m.spec.multi_image,
-        "weights": UNTRAINED if m.n_params() > 0 else NO_WEIGHTS,
+        "weights": UNTRAINED if m.n_params() > 0 else NO_WEIGHTS, "uncertainty": None,
     }

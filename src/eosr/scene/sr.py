@@ -489,10 +489,12 @@ def super_resolve(
     if Path(in_path).resolve() == out.resolve():
         raise DataError(f"output would overwrite the input: {out}")
     check_writable(out)
-    from eosr.models.registry import check_trained, is_architecture
+    from eosr.models.registry import check_trained, is_architecture, uncertainty_companion
 
     if isinstance(model, str):
         check_trained(model, allow_untrained)  # before reading anything: a learned architecture needs weights
+        if uncertainty:  # carn_m_s2_x2 -> carn_m_s2_x2_unc: the same SR plus its calibrated std
+            model = uncertainty_companion(model) or model
         if not is_architecture(model):  # shipped weights or a checkpoint path
             model = load_model(model)
     packed = _multires(model, scale, bands, allow_untrained, in_path, guide, with_10m)

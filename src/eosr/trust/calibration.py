@@ -190,6 +190,19 @@ class ConformalCalibration:
             raise DataError(f"{p}: not a calibration file ({e})") from None
 
 
+def card_calibration(card: Any) -> ConformalCalibration | None:
+    """The calibration stored in a checkpoint card (field ``calibration``, as written by
+    :meth:`ConformalCalibration.to_json` plus provenance keys), or None when the card has none."""
+    d = card.get("calibration") if isinstance(card, dict) else None
+    if not d:
+        return None
+    try:
+        return ConformalCalibration(**{k: d[k] for k in ("factor", "p", "dist", "n", "coverage_before")},
+                                    kind=d.get("kind", "split-conformal scaling"), version=int(d.get("version", 1)))
+    except (KeyError, TypeError, ValueError) as e:
+        raise DataError(f"card {card.get('name', '?')}: invalid calibration ({e})") from None
+
+
 def calibration_path(checkpoint: str | os.PathLike[str]) -> Path:
     """Where the calibration of a checkpoint lives: ``model.safetensors`` -> ``model.calibration.json``."""
     c = Path(checkpoint)

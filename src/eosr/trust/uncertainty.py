@@ -299,17 +299,21 @@ class UncertainSR(nn.Module):
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str], method: str = "auto", n_samples: int = 16,
                         members: Sequence[str | os.PathLike[str]] = (), **kw: Any) -> UncertainSR:
-        """Load an eosr checkpoint (and ensemble members) with :func:`eosr.models.load_checkpoint`; the
-        conformal calibration ``<stem>.calibration.json`` beside it is attached when present."""
-        from eosr.models.checkpoint import load_checkpoint
-        from eosr.trust.calibration import ConformalCalibration, calibration_path
+        """Load an eosr checkpoint or shipped weights name (and ensemble members) with
+        :func:`eosr.models.resolve_model`; the conformal calibration ``<stem>.calibration.json`` beside a
+        checkpoint is attached when present, else the one stored in its card (e.g. ``carn_m_s2_x2_unc``)."""
+        from eosr.models.registry import is_architecture, resolve_model
+        from eosr.trust.calibration import ConformalCalibration, calibration_path, card_calibration
 
-        model = load_checkpoint(Path(path))
-        mems = [load_checkpoint(Path(p)) for p in members]
+        if is_architecture(str(path)):
+            raise ModelError(f"{path} is an architecture name, not trained weights: give a checkpoint or a "
+                             "shipped weights name")
+        model = resolve_model(path if isinstance(path, str) else Path(path))
+        mems = [resolve_model(p if isinstance(p, str) else Path(p)) for p in members]
         if mems:
             mems = [model, *mems]
         cal_file = calibration_path(path)
-        cal = ConformalCalibration.load(cal_file) if cal_file.is_file() else None
+        cal = ConformalCalibration.load(cal_file) if cal_file.is_file() else card_calibration(model.card)
         return cls(model, method, n_samples, mems, calibration=cal, **kw)
 
     def uncertainty(self, lr: Any) -> Uncertainty:
