@@ -62,6 +62,11 @@ def mlm_item(ref: str | os.PathLike[str]) -> dict[str, Any]:
         result=ModelResult(shape=[-1, c, -1, -1], dim_order=layout, data_type="float32"),
         post_processing_function=None,
     )
+    outputs = [model_output]
+    if card.get("uncertainty"):  # a variance head: the predictive std per band, calibrated
+        outputs.append(ModelOutput(name="predictive std (calibrated)", bands=bands, tasks={"regression"},
+                                   result=ModelResult(shape=[-1, c, -1, -1], dim_order=layout, data_type="float32"),
+                                   post_processing_function=None))
     import torch
 
     props = MLModelProperties(
@@ -74,12 +79,10 @@ def mlm_item(ref: str | os.PathLike[str]) -> dict[str, Any]:
         accelerator_constrained=False,
         file_size=weights.stat().st_size if weights.is_file() else 0,
         pretrained=True,
-        pretrained_source="; ".join(sorted({str(s.get("location", s.get("path", "?")))
-                                            for s in card.get("training", {}).get("config", {}).get("data", {})
-                                            .get("sources", []) if s.get("split") in (None, "train")})) or None,
+        pretrained_source="; ".join(_train_locations(card)) or None,
         total_parameters=int(card.get("n_params", 0)),
         input=[model_input],
-        output=[model_output],
+        output=outputs,
     )
     item = pystac.Item(
         id=str(card.get("name", stem.name)), geometry=None, bbox=None, datetime=None,
@@ -103,3 +106,17 @@ def mlm_item(ref: str | os.PathLike[str]) -> dict[str, Any]:
     ext = MLModelExtension.ext(item, add_if_missing=True)
     ext.apply(props.model_dump(by_alias=True, exclude_unset=True, exclude_defaults=True))
     return item.to_dict(include_self_link=False)
+
+
+def _train_locations(card: dict[str, Any]) -> list[str]:
+    """Training locations (train split only) of a card's config, or of its base model's (a head on a frozen
+    base: ``card["base"]["name"]``)."""
+    from eosr.models.checkpoint import read_card
+    from eosr.models.registry import shipped_weights
+
+    cfg = card.get("training", {}).get("config")
+    if not isinstance(cfg, dict):
+        base = card.get("base", {}).get("name") if isinstance(card.get("base"), dict) else None
+        return _train_locations(read_card(shipped_weights()[base])) if base in shipped_weights() else []
+    sources = cfg.get("data", {}).get("sources", [])
+    return sorted({str(s.get("location", s.get("path", "?"))) for s in sources if s.get("split") in (None, "train")})

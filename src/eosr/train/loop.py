@@ -61,9 +61,18 @@ class TrainResult:
     splits: Splits | None = field(default=None, repr=False)
 
 
+#: Config fields added after weights were shipped (fine-tuning, PSF range), with their defaults: when ALL hold
+#: their defaults they are left out of the hash, so the hashes of configs written before them still hold.
+_LATER_FIELDS = {("model", "init"): None, ("data", "mtf_jitter"): None, ("data", "mtf_jitter_steps"): 7,
+                 ("data", "mtf_jitter_modes"): None}
+
+
 def config_hash(cfg: TrainConfig) -> str:
     """SHA-256 of everything that changes the result (not output path, epochs, threads, progress)."""
     d = cfg.model_dump(mode="json", exclude=set(_RESUME_IGNORES))
+    if all(d[sec].get(key) == default for (sec, key), default in _LATER_FIELDS.items()):
+        for sec, key in _LATER_FIELDS:
+            d[sec].pop(key, None)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
