@@ -136,3 +136,15 @@ def test_stackstac_style_cube_from_local_files(tmp_path: Path) -> None:
     with rasterio.open(ref) as ds:
         np.testing.assert_allclose(out.values, ds.read(), atol=1e-5, rtol=0)
         assert out.rio.transform() == ds.transform
+
+
+def test_accessor(hr_tif: Path) -> None:
+    import eosr.xarray  # noqa: F401  (registers da.eosr)
+
+    da = rioxarray.open_rasterio(hr_tif)
+    op = Degradation.from_sensor("sentinel2", BANDS, 2)
+    lr = da.eosr.degrade(op)
+    np.testing.assert_array_equal(lr.values, op(da).values)
+    sr = lr.eosr.super_resolve(MODEL, progress=False)
+    np.testing.assert_array_equal(sr.values, eosr.super_resolve(lr, MODEL, progress=False).values)
+    assert sr.rio.transform() == da.rio.transform()
