@@ -275,3 +275,11 @@ def test_train_dispatches_multires_configs_and_refuses_bad_ones(tmp_path: Path, 
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "patch must be even" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o").exists()  # refused before anything is written
+
+
+def test_disk_estimate_uses_the_20m_to_10m_scale() -> None:
+    """The sr budget reads the 20 m input: a 20 m -> 10 m model writes 2x its size per side."""
+    from eosr.scene.source import model_scale_hint
+
+    assert model_scale_hint("s2_multires_20m") == 2 and model_scale_hint("guided_hpf") == 2
+    assert model_scale_hint("carn_m_s2_x4") == 4 and model_scale_hint("carn_m_s2_x2") == 2

@@ -147,13 +147,18 @@ def check_simulate_budget(hr_path: str | os.PathLike[str], lr_path: str | os.Pat
 
 
 def model_scale_hint(model: str) -> int:
-    """The scale of a model name or checkpoint from its card or spec (2 when it cannot be told cheaply)."""
+    """The scale of a model name or checkpoint from its card or spec (2 when it cannot be told cheaply),
+    relative to the grid of the input read for the budget (the 20 m bands for 20 m sharpening models)."""
     import json
 
     from eosr.models.registry import describe_model
 
     try:
-        s = describe_model(str(model)).get("scale")
+        d = describe_model(str(model))
+        s = d.get("scale")
+        names = set(d.get("bands") or [])
+        if isinstance(s, int) and names & {"B02", "B03", "B04", "B08"} and names & {"B05", "B11", "B12"}:
+            s = 2 * s  # Sentinel-2 sharpening: scale relative to 10 m, while the input read here is 20 m
     except (EosrError, TypeError):
         s = None
     card = Path(str(model)).with_suffix(".json")
