@@ -240,3 +240,15 @@ def test_benchmark_checkpoint_paths_are_relative_to_the_config(tmp_path: Path) -
     want = [str(t / "runs" / "tiny"), str(t / "mine.json"), str(t / "mine"), "bicubic"]
     assert [m.model for m in cfg.methods] == want
     check_config(cfg)  # paths are data: no --allow-code, no --allow-untrained
+
+
+def test_sidecar_json_is_not_a_shipped_card(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A <name>.calibration.json beside <name>.safetensors (what ConformalCalibration.save writes) is not
+    listed as shipped weights named '<name>.calibration'."""
+    import eosr.models.registry as R
+
+    (tmp_path / "m.safetensors").write_bytes(b"x")
+    (tmp_path / "m.json").write_text("{}")
+    (tmp_path / "m.calibration.json").write_text("{}")
+    monkeypatch.setattr(R, "WEIGHTS_DIR", tmp_path)
+    assert R.shipped_weights() == {"m": tmp_path / "m"}

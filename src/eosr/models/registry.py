@@ -41,7 +41,8 @@ def shipped_weights() -> dict[str, Path]:
     out = {}
     for card in sorted(WEIGHTS_DIR.glob("*.json")):
         stem = card.with_suffix("")
-        if stem.with_suffix(".safetensors").is_file():
+        # a sidecar such as <name>.calibration.json is not a card (with_suffix would point it at <name>)
+        if "." not in stem.name and card.with_name(stem.name + ".safetensors").is_file():
             out[card.stem] = stem
     return out
 
