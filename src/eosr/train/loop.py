@@ -235,6 +235,27 @@ def _load_state(path: Path) -> dict[str, Any]:
     return st
 
 
+def restore_state(path: Path, chash: str, model: Any, opt: Any) -> dict[str, Any]:
+    """Resume a run from ``state.pt``: load the model and optimiser states and return the counters
+    (``epoch``, ``step_in_epoch``, ``global_step``, ``best``, ``best_epoch``, ``bad_epochs``) and the
+    ``history``; a state of another configuration or an unusable one is a one-line error."""
+    st = _load_state(path)
+    if st.get("config_hash") != chash:
+        raise ConfigError(f"{path} belongs to another configuration: use a new output or --restart")
+    try:
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        out: dict[str, Any] = {k: int(st[k]) for k in ("epoch", "global_step", "best_epoch", "bad_epochs")}
+        out["step_in_epoch"] = int(st.get("step_in_epoch", 0))
+        out["best"] = float(st["best"])
+        out["history"] = json.loads(st["history"])
+        if not isinstance(out["history"], list) or not all(isinstance(h, dict) for h in out["history"]):
+            raise TypeError("history is not a list of epoch records")
+    except _STATE_ERRORS as e:
+        raise _unusable(path, e) from None
+    return out
+
+
 def check_run_folder(out: Path, *, overwrite: bool = False) -> None:
     """Refuse (:class:`DataError`) an output that is a file, or a non-empty folder that is not a run
     folder of eosr (:func:`is_run_folder`) unless ``overwrite``: then eosr's files in it are replaced
@@ -340,19 +361,9 @@ def train(
     state_path = out / STATE_FILE
     resumed = 0
     if resume and state_path.is_file():
-        st = _load_state(state_path)
-        if st.get("config_hash") != chash:
-            raise ConfigError(f"{state_path} belongs to another configuration: use a new output or --restart")
-        try:
-            model.load_state_dict(st["model"])
-            opt.load_state_dict(st["optimizer"])
-            epoch, step0, gstep = int(st["epoch"]), int(st["step_in_epoch"]), int(st["global_step"])
-            best, best_epoch, bad = float(st["best"]), int(st["best_epoch"]), int(st["bad_epochs"])
-            history = json.loads(st["history"])
-            if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
-                raise TypeError("history is not a list of epoch records")
-        except _STATE_ERRORS as e:
-            raise _unusable(state_path, e) from None
+        r = restore_state(state_path, chash, model, opt)
+        epoch, step0, gstep = r["epoch"], r["step_in_epoch"], r["global_step"]
+        best, best_epoch, bad, history = r["best"], r["best_epoch"], r["bad_epochs"], r["history"]
         resumed = gstep
         say(f"resumed from epoch {epoch}, step {step0} (global step {gstep})")
     stopped = bool(history and history[-1].get("stopped_early"))

@@ -387,7 +387,7 @@ def train_multires(cfg: MultiResConfig, *, overwrite: bool = False, resume: bool
     from eosr.data.splits import write_manifest
     from eosr.io.raster import atomic_path
     from eosr.models.checkpoint import load_checkpoint, save_checkpoint
-    from eosr.train.loop import _STATE_ERRORS, _load_state, _save_state, _unusable, check_run_folder
+    from eosr.train.loop import _save_state, check_run_folder, restore_state
 
     say = log or (lambda m: print(m, file=sys.stderr, flush=True))
     out = Path(cfg.output)
@@ -417,17 +417,9 @@ def train_multires(cfg: MultiResConfig, *, overwrite: bool = False, resume: bool
     history: list[dict[str, Any]] = []
     state_path = out / "state.pt"
     if resume and state_path.is_file():
-        st = _load_state(state_path)
-        if st.get("config_hash") != chash:
-            raise ConfigError(f"{state_path} belongs to another configuration: use a new output or --restart")
-        try:
-            model.load_state_dict(st["model"])
-            opt.load_state_dict(st["optimizer"])
-            epoch, gstep = int(st["epoch"]), int(st["global_step"])
-            best, best_epoch, bad = float(st["best"]), int(st["best_epoch"]), int(st["bad_epochs"])
-            history = json.loads(st["history"])
-        except _STATE_ERRORS as e:
-            raise _unusable(state_path, e) from None
+        r = restore_state(state_path, chash, model, opt)
+        epoch, gstep = r["epoch"], r["global_step"]
+        best, best_epoch, bad, history = r["best"], r["best_epoch"], r["bad_epochs"], r["history"]
         say(f"resumed at epoch {epoch} (global step {gstep})")
     from eosr.train.loop import lr_at
 
