@@ -41,6 +41,11 @@ def test_every_model_maps_odd_lr_sizes_to_r_times(name: str, c: int) -> None:
         y = m(0.1 + 0.2 * torch.rand(2, 4, 2 * h, 2 * w), 0.1 + 0.2 * torch.rand(2, len(b20), h, w), bands=b20)
         assert y.shape == (2, len(b20), h * r, w * r) and torch.isfinite(y).all()
         return
+    if name == "variance_head":  # a head on the frozen carn_m_s2_x2: that base's 4 bands, whatever c
+        m = M.get_model(name, scale=r)
+        y = m(0.1 + 0.2 * torch.rand(2, 4, h, w))
+        assert y.shape == (2, 4, h * r, w * r) and torch.isfinite(y).all()
+        return
     m = M.get_model(name, scale=r, n_bands=c, **kw)
     if m.spec.multi_image:
         frames = 0.1 + 0.2 * torch.rand(2, 3, c, h, w)
