@@ -234,13 +234,31 @@ def _open_folder(p: Path, bands: Sequence[str | int] | None, dn_scale: float | N
 
     if is_safe(p):
         return _open_safe(p, bands, dn_scale, dn_offset, mask=mask)
+    return _open_band_files(str(p), _folder_files(p), bands, dn_scale, dn_offset)
+
+
+def _folder_files(p: Path) -> dict[str, str]:
+    """Band name -> file of a band folder (``*_B05.tif``); none is a :class:`DataError`."""
     files = {}
     for f in sorted(p.iterdir()):
         if f.suffix.lower() in (".tif", ".tiff") and (name := _file_band_name(f)):
             files[name] = str(f)
     if not files:
         raise DataError(f"{p}: no band files named like *_B05.tif in the folder")
-    return _open_band_files(str(p), files, bands, dn_scale, dn_offset)
+    return files
+
+
+def input_bands(path: str | os.PathLike[str]) -> list[str]:
+    """The band names a band folder, Sentinel-2 product or STAC item holds, on any of its grids."""
+    from eosr.io.sentinel2 import is_safe, open_safe
+    from eosr.io.stac import is_stac_item, item_bands
+
+    p = Path(path)
+    if is_stac_item(p):
+        return sorted(item_bands(p))
+    if is_safe(p):
+        return sorted(open_safe(p).band_files)
+    return sorted(_folder_files(p))
 
 
 def _open_safe(p: Path, bands: Sequence[str | int] | None, dn_scale: float | None, dn_offset: float | None, *,

@@ -135,13 +135,13 @@ def _operator_tags(model: Any, operator: str | None, sensor: str | None, in_path
 
 
 def _available_20m(in_path: Any, guide: Any, model_bands: Sequence[str]) -> list[str] | None:
-    """The model's 20 m bands the input holds (band files of a folder, band descriptions of a 20 m GeoTIFF),
-    or None when the input cannot say (an undescribed GeoTIFF)."""
-    from eosr.data.s2bands import band_files
+    """The model's 20 m bands the input holds (those of a band folder, product or STAC item; the band
+    descriptions of a 20 m GeoTIFF), or None when the input cannot say (an undescribed GeoTIFF)."""
+    from eosr.io.source import input_bands, is_multifile
 
     p = Path(in_path)
-    if p.is_dir() and guide is None:
-        have = set(band_files(p))
+    if guide is None and p.exists() and is_multifile(p):
+        have = set(input_bands(p))
     elif p.is_file():
         from eosr.io.raster import open_quietly
 
