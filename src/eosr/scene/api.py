@@ -20,6 +20,10 @@ from typing import Any
 import numpy as np
 
 from eosr.errors import DataError, ModelError
+from eosr.scene.infer import model_scale, receptive_field
+from eosr.scene.sr import _resolve, hr_transform, super_resolve_array, uncertainty_path
+from eosr.scene.sr import super_resolve as super_resolve_file
+from eosr.scene.tiling import default_overlap
 
 PathLike = str | os.PathLike[str]
 
@@ -31,7 +35,6 @@ def prepare_model(model: Any, band_names: Sequence[str], n_bands: int, *, scale:
     product path (their 10 m and 20 m bands live on two grids)."""
     from eosr.models.registry import check_trained
     from eosr.models.s2_multires import PackedS2MultiRes, S2MultiRes
-    from eosr.scene.sr import _resolve
 
     if isinstance(model, str):
         check_trained(model, allow_untrained)
@@ -74,7 +77,6 @@ def super_resolve(
     reflectance of integer input. ``file_options`` go to :func:`eosr.scene.sr.super_resolve` (paths only).
     """
     from eosr.io.xr import is_dataarray, is_lazy, rebuild, split
-    from eosr.scene.sr import super_resolve as super_resolve_file
 
     if isinstance(x, (str, os.PathLike)):
         if out is None:
@@ -90,10 +92,10 @@ def super_resolve(
         names = list(bands) if bands is not None else grid.band_names
         m = prepare_model(model, names, arr.shape[0], scale=scale, self_ensemble=self_ensemble,
                           allow_untrained=allow_untrained)
-        r = _scale(m)
+        r = int(model_scale(m))
         y = (_lazy(arr, m, tile, overlap, uncertainty) if is_lazy(x)
              else _in_memory(arr, m, tile, overlap, uncertainty, progress))
-        t = None if grid.transform is None else _hr_transform(grid.transform, r)
+        t = None if grid.transform is None else hr_transform(grid.transform, r)
         tags = _tags(m, r)
         c = arr.shape[0]
         sr = rebuild(y[:c], grid, transform=t, attrs=tags)
@@ -117,18 +119,6 @@ def super_resolve(
     return (res[:n], res[n:]) if uncertainty else res
 
 
-def _scale(model: Any) -> int:
-    from eosr.scene.infer import model_scale
-
-    return int(model_scale(model))
-
-
-def _hr_transform(t: Any, r: int) -> Any:
-    from eosr.scene.sr import hr_transform
-
-    return hr_transform(t, r)
-
-
 def _tags(model: Any, r: int) -> dict[str, Any]:
     from eosr import __version__
 
@@ -139,7 +129,6 @@ def _tags(model: Any, r: int) -> dict[str, Any]:
 
 def _in_memory(x: np.ndarray, model: Any, tile: int, overlap: int | None, uncertainty: bool,
                progress: bool | None) -> np.ndarray:
-    from eosr.scene.sr import super_resolve_array
 
     return np.asarray(super_resolve_array(x, model, tile=tile, overlap=overlap, uncertainty=uncertainty,
                                           progress=progress))
@@ -158,10 +147,8 @@ def _lazy(arr: Any, model: Any, tile: int, overlap: int | None, uncertainty: boo
     import dask
     import dask.array as da
 
-    from eosr.scene.infer import receptive_field
-    from eosr.scene.tiling import default_overlap
 
-    r = _scale(model)
+    r = int(model_scale(model))
     margin = default_overlap(receptive_field(model)) if overlap is None else int(overlap)
     arr = arr.rechunk({0: -1})
     c, h, w = arr.shape
@@ -190,7 +177,6 @@ def write_stac_item(out_path: PathLike, in_path: PathLike, model: Any) -> Any:
     from eosr.io.raster import open_quietly
     from eosr.io.stac import write_item
     from eosr.models.registry import checkpoint_stem
-    from eosr.scene.sr import uncertainty_path
 
     with open_quietly(out_path) as ds:
         tags = ds.tags()
