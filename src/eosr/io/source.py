@@ -377,3 +377,11 @@ def read_scene(path: str | os.PathLike[str], bands: Sequence[str | int] | None =
                   src.dn_offset, tags, str(path), src.radiometry, src.georeferenced, all(src.descriptions))
 
 
+def file_tag(path: str | os.PathLike[str] | None, key: str) -> str | None:
+    """Tag ``key`` of an input file (e.g. the ``eosr_operator`` that ``eosr simulate`` writes), or None: no
+    path, no such tag, or a band folder, product or STAC item (they carry no eosr tags)."""
+    if path is None or not Path(path).is_file() or is_multifile(path):
+        return None
+    with open_quietly(path) as ds:
+        tag = ds.tags().get(key)
+    return str(tag) if tag else None

@@ -172,20 +172,6 @@ def _footprint(g_sr: Any, g_hr: Any, g_lr: Any, scale: int | None) -> tuple[Any,
     return out_sr, out_hr, out_lr, (r if g_lr is not None else scale), info
 
 
-def _tag(path: PathLike | None, key: str) -> str | None:
-    if path is None:
-        return None
-
-    from eosr.io.raster import open_quietly
-    from eosr.scene.source import is_multifile
-
-    p = Path(path)
-    if is_multifile(p):  # a folder, product or STAC item: no eosr tags
-        return None
-    with open_quietly(p) as ds:
-        return ds.tags().get(key)
-
-
 def evaluate_files(
     sr: PathLike,
     hr: PathLike | None = None,
@@ -218,6 +204,7 @@ def evaluate_files(
     """
     from eosr.degrade.resolve import TAG, resolve_operator
     from eosr.evaluation import evaluate
+    from eosr.io.source import file_tag
 
     if hr is None and lr is None:
         raise DataError("give HR, LR or both to evaluate SR against")
@@ -243,7 +230,7 @@ def evaluate_files(
         sensor_bands = names if names is not None else (list(g_sr.band_names) if sensor is not None and
                                                         _described(g_sr.band_names) else None)
         choice = resolve_operator(operator, sensor=sensor, bands=sensor_bands, scale=r, n_bands=g_sr.count,
-                                  tag=_tag(lr, TAG), default="full")
+                                  tag=file_tag(lr, TAG), default="full")
         n_values = g_sr.count * g_sr.height * g_sr.width
         if windowed is None:
             windowed = n_values > WHOLE_LIMIT

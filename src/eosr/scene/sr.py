@@ -23,8 +23,10 @@ import numpy as np
 
 from eosr import __version__
 from eosr._arrays import like, to_tensor
+from eosr.degrade.resolve import TAG
 from eosr.errors import ConfigError, DataError, ModelError, ScaleError
 from eosr.io.raster import atomic_path, check_geotiff_name, copy_to_cog, to_dn
+from eosr.io.source import file_tag
 from eosr.physics import check_scale
 from eosr.scene.infer import model_scale, predict_tile, receptive_field
 from eosr.scene.source import SceneSource, open_source
@@ -90,7 +92,7 @@ def _with_operator(model: Any, operator: str | None, sensor: str | None, in_path
             raise ModelError(f"--operator applies to physics-based models (backprojection, CNNs with a "
                              f"back-projection skip); {name} uses the operator it was trained with")
         return model
-    tag = _operator_tag(in_path)
+    tag = file_tag(in_path, TAG)
     r = check_scale(scale) if scale is not None else None
     names = list(src.band_names) if _described(src.band_names) else None
     choice = resolve_operator(operator, sensor=sensor, bands=names, scale=r if r is not None or operator is None else 2,
@@ -101,19 +103,6 @@ def _with_operator(model: Any, operator: str | None, sensor: str | None, in_path
     return BackProjection(choice.operator.scale, names, src.count, operator=choice.operator, **kw)
 
 
-def _operator_tag(in_path: Any) -> str | None:
-    """The input file's ``eosr_operator`` tag (written by ``eosr simulate``), or None."""
-    from eosr.degrade.resolve import TAG
-    from eosr.io.raster import open_quietly
-    from eosr.io.source import is_multifile
-
-    if not Path(in_path).is_file() or is_multifile(in_path):  # a product or STAC item carries no eosr tags
-        return None
-    with open_quietly(in_path) as ds:
-        tag = ds.tags().get(TAG)
-    return str(tag) if tag else None
-
-
 def _operator_tags(model: Any, operator: str | None, sensor: str | None, in_path: Any) -> dict[str, str]:
     """Tell a model whose physics uses the operator (CARN with bp_skip) its operator (option > the input's
     tag > the card's) and return the output tags that record it; backprojection: its operator; else {}."""
@@ -122,11 +111,11 @@ def _operator_tags(model: Any, operator: str | None, sensor: str | None, in_path
     from eosr.models.backprojection import BackProjection, set_model_operator
 
     if isinstance(model, BackProjection):
-        tag = _operator_tag(in_path)
+        tag = file_tag(in_path, TAG)
         op, mode = model.operator, operator or ("tag" if tag else "default")
         source = "option" if operator is not None else "tag" if tag else "default"
     elif getattr(model, "operator", None) is not None:
-        ch = set_model_operator(model, operator, sensor=sensor, tag=_operator_tag(in_path))
+        ch = set_model_operator(model, operator, sensor=sensor, tag=file_tag(in_path, TAG))
         op, mode, source = ch.operator, ch.mode, ch.source
     else:
         return {}
