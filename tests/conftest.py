@@ -8,6 +8,7 @@ skip, with one line naming them, where ``$EOSR_SHARED_DATA`` does not hold them.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -117,16 +118,49 @@ def ben_wald_dataset(limit: int) -> str:
             f'bands = ["B02", "B03", "B04", "B08"]\nscale = 2\nlimit = {limit}\n')
 
 
+STAC_SCHEMAS = Path(__file__).parent / "data" / "stac_schemas"
+
+
+def _stac_registry() -> Any:
+    """Offline JSON-schema registry: the core STAC schemas that pystac ships plus the extension schemas
+    vendored in tests/data/stac_schemas (their README says from where, under which licence)."""
+    import referencing
+    import referencing.jsonschema
+    from pystac.validation.local_validator import get_local_schema_cache
+
+    docs = dict(get_local_schema_cache())
+    for f in sorted(STAC_SCHEMAS.glob("*.json")):
+        s = json.loads(f.read_text())
+        docs[s["$id"].rstrip("#")] = s
+    return referencing.Registry().with_resources(
+        (uri, referencing.Resource.from_contents(s, default_specification=referencing.jsonschema.DRAFT7))
+        for uri, s in docs.items())
+
+
 def stac_core_validator() -> Any:
     """A jsonschema validator of STAC items against the core schemas that pystac ships (offline)."""
     import jsonschema
-    import referencing
-    import referencing.jsonschema
-    from pystac.validation.local_validator import VERSION, get_local_schema_cache
+    from pystac.validation.local_validator import VERSION
 
-    cache = get_local_schema_cache()
-    registry: referencing.Registry = referencing.Registry().with_resources(
-        (uri, referencing.Resource.from_contents(s, default_specification=referencing.jsonschema.DRAFT7))
-        for uri, s in cache.items())
-    schema = cache[f"https://schemas.stacspec.org/v{VERSION}/item-spec/json-schema/item.json"]
+    registry = _stac_registry()
+    schema = registry.contents(f"https://schemas.stacspec.org/v{VERSION}/item-spec/json-schema/item.json")
     return jsonschema.Draft7Validator(schema, registry=registry)
+
+
+def stac_validate(item: dict[str, Any]) -> list[str]:
+    """Validate a STAC item dict offline against the core item schema and the vendored schema of every
+    extension it lists (``jsonschema.ValidationError`` on the first violation; ``AssertionError`` for a
+    listed extension whose schema is not vendored). Returns the extension URLs checked."""
+    import jsonschema
+
+    registry = _stac_registry()
+    stac_core_validator().validate(item)
+    checked = []
+    for url in item.get("stac_extensions", []):
+        try:
+            schema = registry.contents(url)
+        except Exception:
+            raise AssertionError(f"no vendored schema for {url} (add it to tests/data/stac_schemas)") from None
+        jsonschema.Draft7Validator(schema, registry=registry).validate(item)
+        checked.append(url)
+    return checked

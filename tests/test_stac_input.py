@@ -76,21 +76,27 @@ def test_remote_or_missing_assets_one_line(tmp_path: Path) -> None:
 
 
 def test_sr_writes_a_stac_item(tmp_path: Path, hr_tif: Path) -> None:
-    from conftest import stac_core_validator
+    import jsonschema
+
+    from conftest import stac_core_validator, stac_validate
+    from eosr.io.stac import EXTENSIONS
 
     item = _item(tmp_path)
     out = tmp_path / "sr.tif"
     assert call_cli(["sr", str(item), str(out), "--model", "carn_m_s2_x2", "--bands", ",".join(B10), "--stac",
                      "--no-progress"]) == 0
     d = json.loads((tmp_path / "sr.stac.json").read_text())
-    stac_core_validator().validate(d)
+    assert sorted(stac_validate(d)) == sorted(EXTENSIONS.values())  # core + every extension it writes
     p = d["properties"]
     assert d["properties"]["datetime"].startswith("2017-06-13") and "acquisition time" in p["eosr:datetime"]
     with rasterio.open(out) as ds:
         assert p["proj:shape"] == [ds.height, ds.width] and p["proj:transform"] == list(ds.transform)[:6]
         assert p["proj:code"] == f"EPSG:{ds.crs.to_epsg()}"
     assert p["eosr:model"] == "carn_m_s2_x2" and len(p["eosr:weights_sha256"]) == 64
-    assert [b["name"] for b in d["assets"]["data"]["bands"]] == B10
+    assert [b["name"] for b in d["assets"]["data"]["eo:bands"]] == B10
+    rb = d["assets"]["data"]["raster:bands"]
+    assert len(rb) == 4 and {(b["data_type"], b["scale"], b["nodata"]) for b in rb} == {("uint16", 1e-4, 0.0)}
+    assert rb[0]["spatial_resolution"] == 5.0
     assert (tmp_path / d["assets"]["data"]["href"]).resolve() == out.resolve()
     lon0, lat0, lon1, lat1 = d["bbox"]
     assert -180 <= lon0 < lon1 <= 180 and -90 <= lat0 < lat1 <= 90
@@ -98,9 +104,23 @@ def test_sr_writes_a_stac_item(tmp_path: Path, hr_tif: Path) -> None:
     bad["bbox"] = "nowhere"
     with pytest.raises(Exception, match="nowhere"):
         stac_core_validator().validate(bad)
+    for field, value in (("proj:shape", [1, 2, 3]), ("processing:software", "eosr")):
+        bad = json.loads(json.dumps(d))
+        bad["properties"][field] = value  # the vendored extension schemas catch what the core one cannot
+        stac_core_validator().validate(bad)
+        with pytest.raises(jsonschema.ValidationError):
+            stac_validate(bad)
+    bad = json.loads(json.dumps(d))
+    bad["assets"]["data"]["raster:bands"][0]["data_type"] = "float31"
+    with pytest.raises(jsonschema.ValidationError, match="float31"):
+        stac_validate(bad)
+    bad = json.loads(json.dumps(d))
+    bad["stac_extensions"].append("https://stac-extensions.github.io/sat/v1.0.0/schema.json")
+    with pytest.raises(AssertionError, match="no vendored schema"):
+        stac_validate(bad)
     plain = tmp_path / "plain.tif"  # a GeoTIFF input: the processing time, said so
     assert call_cli(["sr", str(hr_tif), str(plain), "--model", "bicubic", "--scale", "2", "--stac",
                      "--no-progress"]) == 0
     q = json.loads((tmp_path / "plain.stac.json").read_text())
-    stac_core_validator().validate(q)
+    stac_validate(q)
     assert "processing time" in q["properties"]["eosr:datetime"] and "eosr:weights_sha256" not in q["properties"]

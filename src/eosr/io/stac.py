@@ -132,11 +132,14 @@ def radiometry(bands: list[StacBand]) -> tuple[float, float] | None:
     return pairs.pop()
 
 
-#: Extensions whose fields :func:`write_item` writes (besides STAC 1.1 core ``bands``).
+#: Extensions whose fields :func:`write_item` writes. Band metadata go in ``eo:bands`` (names) and
+#: ``raster:bands`` (nodata, data type, scale/offset, resolution), the forms stackstac and odc-stac read;
+#: the STAC 1.1 core ``bands`` object is read (:func:`item_bands`) but not written.
 EXTENSIONS = {
     "proj": "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
-    "raster": "https://stac-extensions.github.io/raster/v2.0.0/schema.json",
-    "processing": "https://stac-extensions.github.io/processing/v1.2.0/schema.json",
+    "eo": "https://stac-extensions.github.io/eo/v1.1.0/schema.json",
+    "raster": "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
+    "processing": "https://stac-extensions.github.io/processing/v1.1.0/schema.json",
 }
 
 
@@ -151,8 +154,8 @@ def write_item(raster: str | os.PathLike[str], *, lineage: dict[str, Any], sourc
     """Write a STAC 1.1 item describing ``raster`` beside it (:func:`item_path`), atomically.
 
     Geometry and bbox: the raster's footprint in WGS 84 (none without georeference); ``proj:code``,
-    ``proj:shape``, ``proj:transform``; one asset ``data`` with STAC 1.1 ``bands`` (name, ``nodata``,
-    ``data_type``, ``raster:scale``/``raster:offset``/``raster:spatial_resolution``); ``processing:software``
+    ``proj:shape``, ``proj:transform``; one asset ``data`` with ``eo:bands`` (names) and ``raster:bands``
+    (``nodata``, ``data_type``, ``scale``/``offset``, ``spatial_resolution``); ``processing:software``
     and ``processing:lineage`` plus ``lineage`` as ``eosr:*`` properties (model, version, weights hash,
     operator). ``datetime``: the source item's when the input was a STAC item, else the processing time,
     said in ``eosr:datetime``. ``extra_assets``: key -> sibling file (e.g. the uncertainty raster).
@@ -171,12 +174,14 @@ def write_item(raster: str | os.PathLike[str], *, lineage: dict[str, Any], sourc
         bbox = list(transform_bounds(ds.crs, "EPSG:4326", *ds.bounds, densify_pts=21)) if geo else None
         epsg = ds.crs.to_epsg() if geo else None
         res = abs(ds.transform.a)
-        bands = [{"name": d or f"band{i + 1}", "data_type": ds.dtypes[i],
-                  **({"nodata": "nan" if ds.nodata != ds.nodata else ds.nodata} if ds.nodata is not None else {}),
-                  **({"raster:scale": ds.scales[i], "raster:offset": ds.offsets[i]}
-                     if (ds.scales[i], ds.offsets[i]) != (1.0, 0.0) else {}),
-                  **({"raster:spatial_resolution": res} if geo else {})}
-                 for i, d in enumerate(ds.descriptions)]
+        eo_bands = [{"name": d or f"band{i + 1}"} for i, d in enumerate(ds.descriptions)]
+        raster_bands = [{"data_type": ds.dtypes[i],
+                         **({"nodata": "nan" if ds.nodata != ds.nodata else ds.nodata}
+                            if ds.nodata is not None else {}),
+                         **({"scale": ds.scales[i], "offset": ds.offsets[i]}
+                            if (ds.scales[i], ds.offsets[i]) != (1.0, 0.0) else {}),
+                         **({"spatial_resolution": res} if geo else {})}
+                        for i in range(ds.count)]
         shape, transform = [ds.height, ds.width], list(ds.transform)[:6]
         wkt = ds.crs.to_wkt() if geo and epsg is None else None
     when, said = datetime.now(UTC), "processing time (the input carries no acquisition time)"
@@ -199,10 +204,10 @@ def write_item(raster: str | os.PathLike[str], *, lineage: dict[str, Any], sourc
         if wkt:
             props["proj:wkt2"] = wkt
     item = pystac.Item(p.stem, geometry=geometry, bbox=bbox, datetime=when, properties=props,
-                       stac_extensions=[EXTENSIONS["processing"], EXTENSIONS["raster"]]
+                       stac_extensions=[EXTENSIONS["processing"], EXTENSIONS["eo"], EXTENSIONS["raster"]]
                        + ([EXTENSIONS["proj"]] if geo else []))
     item.add_asset("data", pystac.Asset(f"./{p.name}", media_type=pystac.MediaType.GEOTIFF, roles=["data"],
-                                        extra_fields={"bands": bands}))
+                                        extra_fields={"eo:bands": eo_bands, "raster:bands": raster_bands}))
     for key, name in (extra_assets or {}).items():
         item.add_asset(key, pystac.Asset(f"./{name}", media_type=pystac.MediaType.GEOTIFF, roles=["data"]))
     out = item_path(p)
