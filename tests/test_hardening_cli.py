@@ -324,6 +324,8 @@ def test_sr_workers_runs_on_a_private_cluster(scene: dict[str, Path], tmp_path: 
         seen["own"] = asyncio.run(_outsider(address, **client.security.get_connection_args("client")))  # type: ignore[attr-defined]
         procs = psutil.Process().children(recursive=True)
         seen["workers"] = [p for p in procs if "spawn_main" in " ".join(p.cmdline())]
+        seen["children"] = procs
+        seen["cmdlines"] = [" ".join(p.cmdline()) for p in procs]
         ports = {c.laddr.port for p in [psutil.Process(), *procs] for c in p.net_connections("inet")
                  if c.status == psutil.CONN_LISTEN}
         http_ports = []
@@ -348,7 +350,9 @@ def test_sr_workers_runs_on_a_private_cluster(scene: dict[str, Path], tmp_path: 
     assert seen["http"] == []
     workers = seen["workers"]
     assert len(workers) >= 2  # type: ignore[arg-type]
-    psutil.wait_procs(workers, timeout=10)  # type: ignore[arg-type]
-    assert [p.pid for p in workers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []  # type: ignore[union-attr]
+    children = seen["children"]
+    assert any("resource_tracker" in c for c in seen["cmdlines"])  # type: ignore[attr-defined]
+    psutil.wait_procs(children, timeout=10)  # type: ignore[arg-type]
+    assert [p.pid for p in children if p.is_running()] == []  # type: ignore[attr-defined]
     with rasterio.open(scene["sr"]) as a, rasterio.open(tmp_path / "dask.tif") as b:
         np.testing.assert_array_equal(a.read(), b.read())

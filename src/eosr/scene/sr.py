@@ -11,6 +11,7 @@ end: an error or Ctrl-C leaves no partial output.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import warnings
@@ -336,8 +337,24 @@ def _run_dask(plan: TilePlan, model: Any, source: Any, done: Any, *, uncertainty
                 client.close()
             if cluster is not None:
                 cluster.close()
+                reap_resource_tracker()
         finally:
             logging.disable(disabled)
+
+
+def reap_resource_tracker() -> None:
+    """Stop and wait for multiprocessing's resource tracker, which the local cluster's spawned workers start.
+
+    Otherwise it outlives eosr: it ends only when this process exits, orphaned, and stays a zombie in the
+    caller's process group wherever PID 1 does not reap (containers). ``ResourceTracker._stop`` is private
+    CPython API (3.8+); a no-op when it is missing or the tracker is not running. A later spawn starts a new one.
+    """
+    from multiprocessing import resource_tracker
+
+    stop = getattr(getattr(resource_tracker, "_resource_tracker", None), "_stop", None)
+    if stop is not None:
+        with contextlib.suppress(OSError, ChildProcessError):
+            stop()
 
 
 def show_progress(progress: bool | None) -> bool:
