@@ -50,6 +50,8 @@ def register(app: typer.Typer) -> None:
                                                   "output, for testing only)"),
         stac: bool = typer.Option(False, "--stac", help="also write a STAC item OUT.stac.json (assets, proj, bands, "
                                                         "model lineage)"),
+        engine: str = typer.Option("auto", help="how a network runs: auto (ONNX Runtime for scenes of 1 Mpx LR "
+                                                "and more when installed, else torch), torch or onnxruntime"),
     ) -> None:
         """Super-resolve a scene tile by tile: same CRS and origin, pixel size / r, nodata and band names kept."""
         from eosr._validate import check_dn, check_number, check_scale_option
@@ -62,6 +64,9 @@ def register(app: typer.Typer) -> None:
         check_number("--tile", tile, lo=1, hi=8192, integer=True)
         check_number("--overlap", overlap, lo=0, hi=4096, integer=True)
         check_dn(dn_scale, dn_offset)
+        from eosr.scene.engine import check_engine
+
+        check_engine(engine)
 
         if workers is not None and scheduler is not None:
             raise ConfigError("give either --workers or --scheduler, not both")
@@ -79,7 +84,7 @@ def register(app: typer.Typer) -> None:
                                  output_dtype="float32" if float32 else None, progress=progress,
                                  self_ensemble=self_ensemble, dn_scale=dn_scale, dn_offset=dn_offset,
                                  operator=operator, sensor=sensor,
-                                 allow_untrained=allow_untrained, guide=guide, with_10m=with_10m)
+                                 allow_untrained=allow_untrained, guide=guide, with_10m=with_10m, engine=engine)
         typer.echo(f"wrote {path}")
         if stac:
             from eosr.scene.api import write_stac_item

@@ -65,6 +65,7 @@ def super_resolve(
     progress: bool | None = None,
     dn_scale: float | None = None,
     dn_offset: float | None = None,
+    engine: str = "auto",
     **file_options: Any,
 ) -> Any:
     """Super-resolve ``x`` with ``model`` and return the same kind (module docstring).
@@ -74,7 +75,8 @@ def super_resolve(
     array (a DataArray's come from its ``band`` coordinate or ``long_name``); for a path it selects them.
     ``uncertainty``: also the predictive std, returned as a pair ``(sr, std)`` (a path: ``OUT.uncertainty.tif``).
     ``progress``: a progress bar (default: shown when interactive). ``dn_scale``/``dn_offset``: DN ->
-    reflectance of integer input. ``file_options`` go to :func:`eosr.scene.sr.super_resolve` (paths only).
+    reflectance of integer input. ``engine``: ``"auto"``, ``"torch"`` or ``"onnxruntime"``
+    (:mod:`eosr.scene.engine`). ``file_options`` go to :func:`eosr.scene.sr.super_resolve` (paths only).
     """
     from eosr.io.xr import is_dataarray, is_lazy, rebuild, split
 
@@ -84,7 +86,7 @@ def super_resolve(
         return super_resolve_file(x, out, model, bands=bands, scale=scale, tile=tile, overlap=overlap,
                                   uncertainty=uncertainty, progress=progress, self_ensemble=self_ensemble,
                                   dn_scale=dn_scale, dn_offset=dn_offset, allow_untrained=allow_untrained,
-                                  **file_options)
+                                  engine=engine, **file_options)
     if out is not None or file_options:
         raise DataError(f"out= and file options ({', '.join(file_options) or 'out'}) apply to paths only")
     if is_dataarray(x):
@@ -94,7 +96,7 @@ def super_resolve(
                           allow_untrained=allow_untrained)
         r = int(model_scale(m))
         y = (_lazy(arr, m, tile, overlap, uncertainty) if is_lazy(x)
-             else _in_memory(arr, m, tile, overlap, uncertainty, progress))
+             else _in_memory(arr, m, tile, overlap, uncertainty, progress, engine))
         t = None if grid.transform is None else hr_transform(grid.transform, r)
         tags = _tags(m, r)
         c = arr.shape[0]
@@ -114,7 +116,7 @@ def super_resolve(
     m = prepare_model(model, names, n, scale=scale, self_ensemble=self_ensemble, allow_untrained=allow_untrained)
     import torch
 
-    y = _in_memory(t_in.detach().cpu().numpy().astype(np.float32), m, tile, overlap, uncertainty, progress)
+    y = _in_memory(t_in.detach().cpu().numpy().astype(np.float32), m, tile, overlap, uncertainty, progress, engine)
     res = like(torch.from_numpy(y), x)
     return (res[:n], res[n:]) if uncertainty else res
 
@@ -128,10 +130,9 @@ def _tags(model: Any, r: int) -> dict[str, Any]:
 
 
 def _in_memory(x: np.ndarray, model: Any, tile: int, overlap: int | None, uncertainty: bool,
-               progress: bool | None) -> np.ndarray:
-
+               progress: bool | None, engine: str = "auto") -> np.ndarray:
     return np.asarray(super_resolve_array(x, model, tile=tile, overlap=overlap, uncertainty=uncertainty,
-                                          progress=progress))
+                                          progress=progress, engine=engine))
 
 
 def _block(piece: np.ndarray, model: Any, tile: int, overlap: int | None, uncertainty: bool,

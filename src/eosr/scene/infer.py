@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from eosr.errors import ModelError
+from eosr.scene.engine import run
 from eosr.scene.source import SceneSource
 from eosr.scene.tiling import TilePlan
 
@@ -30,11 +31,11 @@ def receptive_field(model: Any) -> int:
     return int(getattr(getattr(model, "spec", None), "receptive_field", 0) or 0)
 
 
-def predict_array(model: Any, x: np.ndarray, *, uncertainty: bool = False) -> np.ndarray:
+def predict_array(model: Any, x: np.ndarray, *, uncertainty: bool = False, engine: str = "torch") -> np.ndarray:
     """SR of one ``(C, h, w)`` float32 window (NaN = nodata) -> ``(C, r h, r w)`` float32 (or ``2C`` with std).
 
     With ``uncertainty`` the model's ``forward_with_uncertainty(lr) -> (sr, std)`` is used and the
-    std bands follow the SR bands.
+    std bands follow the SR bands. ``engine``: ``"torch"`` or ``"onnxruntime"`` (:mod:`eosr.scene.engine`).
     """
     r, rf = model_scale(model), receptive_field(model)
     c, h, w = x.shape
@@ -44,18 +45,17 @@ def predict_array(model: Any, x: np.ndarray, *, uncertainty: bool = False) -> np
     if bad.all():
         return np.full((n_out, h * r, w * r), np.nan, dtype=np.float32)
     src = np.where(bad[None], np.float32(0), x) if bad.any() else x
-    t = torch.from_numpy(np.ascontiguousarray(src, dtype=np.float32))[None]
-    with torch.inference_mode():
-        if uncertainty:
-            fwu = getattr(model, "forward_with_uncertainty", None)
-            if fwu is None:
-                raise ModelError(f"model {getattr(model.spec, 'name', '?')} offers no uncertainty "
-                                 "(forward_with_uncertainty)")
-            sr, std = fwu(t)
-            y = torch.cat([sr, std], dim=1)
-        else:
-            y = model(t)
-    out = y[0].detach().to(torch.float32).cpu().numpy()
+    arr = np.ascontiguousarray(src, dtype=np.float32)[None]
+    if uncertainty:
+        fwu = getattr(model, "forward_with_uncertainty", None)
+        if fwu is None:
+            raise ModelError(f"model {getattr(model.spec, 'name', '?')} offers no uncertainty "
+                             "(forward_with_uncertainty)")
+        with torch.inference_mode():
+            sr, std = fwu(torch.from_numpy(arr))
+            out = torch.cat([sr, std], dim=1)[0].detach().to(torch.float32).cpu().numpy()
+    else:
+        out = run(model, arr, engine)[0]
     if out.shape != (n_out, h * r, w * r):
         raise ModelError(f"model returned shape {tuple(out.shape)} for input {(c, h, w)} at x{r}; "
                          f"expected {(n_out, h * r, w * r)}")
@@ -69,13 +69,13 @@ def predict_array(model: Any, x: np.ndarray, *, uncertainty: bool = False) -> np
 
 
 def predict_tile(model: Any, source: SceneSource | np.ndarray, plan: TilePlan, i: int, j: int,
-                 uncertainty: bool = False, threads: int | None = None) -> np.ndarray:
-    """Read tile (i, j)'s window, run the model and crop the prediction to the tile's support."""
+                 uncertainty: bool = False, threads: int | None = None, engine: str = "torch") -> np.ndarray:
+    """Read tile (i, j)'s window, run the model (on ``engine``) and crop the prediction to the tile's support."""
     if threads is not None and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     y0, y1, x0, x1 = plan.window(i, j)
     x = source[:, y0:y1, x0:x1] if isinstance(source, np.ndarray) else source.read((y0, y1, x0, x1))
-    out = predict_array(model, np.asarray(x, dtype=np.float32), uncertainty=uncertainty)
+    out = predict_array(model, np.asarray(x, dtype=np.float32), uncertainty=uncertainty, engine=engine)
     r = plan.scale
     s0, s1, t0, t1 = plan.support(i, j)
     return out[:, (s0 - y0) * r : (s1 - y0) * r, (t0 - x0) * r : (t1 - x0) * r]

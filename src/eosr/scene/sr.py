@@ -29,6 +29,7 @@ from eosr.errors import ConfigError, DataError, ModelError, ScaleError
 from eosr.io.raster import atomic_path, check_geotiff_name, copy_to_cog, to_dn
 from eosr.io.source import file_tag
 from eosr.physics import check_scale
+from eosr.scene.engine import check_engine, choose_engine
 from eosr.scene.infer import model_scale, predict_tile, receptive_field
 from eosr.scene.source import SceneSource, open_source
 from eosr.scene.tiling import Blender, TilePlan, Window, default_overlap
@@ -205,7 +206,7 @@ def _plan(h: int, w: int, model: Any, tile: int, overlap: int | None) -> TilePla
 
 
 def _run_tiles(plan: TilePlan, model: Any, source: SceneSource | np.ndarray, blender: Blender, *,
-               uncertainty: bool, workers: int | None, scheduler: Any, progress: bool) -> None:
+               uncertainty: bool, workers: int | None, scheduler: Any, progress: bool, engine: str = "torch") -> None:
     from tqdm import tqdm
 
     r = plan.scale
@@ -220,9 +221,10 @@ def _run_tiles(plan: TilePlan, model: Any, source: SceneSource | np.ndarray, ble
     try:
         if workers is None and scheduler is None:
             for i, j in plan.tiles():
-                done(i, j, predict_tile(model, source, plan, i, j, uncertainty))
+                done(i, j, predict_tile(model, source, plan, i, j, uncertainty, engine=engine))
         else:
-            _run_dask(plan, model, source, done, uncertainty=uncertainty, workers=workers, scheduler=scheduler)
+            _run_dask(plan, model, source, done, uncertainty=uncertainty, workers=workers, scheduler=scheduler,
+                      engine=engine)
     finally:
         bar.close()
 
@@ -289,7 +291,7 @@ def _stop_http(dask_worker: Any = None, dask_scheduler: Any = None) -> None:
 
 
 def _run_dask(plan: TilePlan, model: Any, source: Any, done: Any, *, uncertainty: bool, workers: int | None,
-              scheduler: Any) -> None:
+              scheduler: Any, engine: str = "torch") -> None:
     """Tiles as tasks on a ``distributed`` cluster; the model is scattered to every worker once."""
     from distributed import Client
 
@@ -322,7 +324,7 @@ def _run_dask(plan: TilePlan, model: Any, source: Any, done: Any, *, uncertainty
                     exhausted = True
                     break
                 fut = client.submit(predict_tile, model_f, source_f, plan, nxt[0], nxt[1], uncertainty, threads,
-                                    pure=False)
+                                    engine, pure=False)
                 queue.append((nxt, fut))
             if not queue:
                 break
@@ -365,11 +367,12 @@ def show_progress(progress: bool | None) -> bool:
 
 
 def super_resolve_array(lr: Any, model: Any, *, tile: int = 512, overlap: int | None = None,
-                        uncertainty: bool = False, progress: bool | None = None) -> Any:
+                        uncertainty: bool = False, progress: bool | None = None, engine: str = "auto") -> Any:
     """Tiled SR of an in-memory ``(C, h, w)`` reflectance array (NaN = nodata); NumPy or torch in, same out.
 
     The same tiling and blending as :func:`super_resolve`; returns ``(C, r h, r w)`` (``2C`` with
     uncertainty: SR bands then std bands). ``progress``: a progress bar (default: when interactive).
+    ``engine``: ``"auto"``, ``"torch"`` or ``"onnxruntime"`` (:mod:`eosr.scene.engine`).
     """
     x = to_tensor(lr, dtype=None).detach().cpu().numpy().astype(np.float32)
     if x.ndim != 3:
@@ -384,7 +387,8 @@ def super_resolve_array(lr: Any, model: Any, *, tile: int = 512, overlap: int | 
         out[:, win[0] : win[1], win[2] : win[3]] = data
 
     _run_tiles(plan, model, x, Blender(plan, sink), uncertainty=uncertainty, workers=None, scheduler=None,
-               progress=show_progress(progress))
+               progress=show_progress(progress),
+               engine=choose_engine(engine, model, x.shape[1] * x.shape[2], uncertainty))
     import torch
 
     return like(torch.from_numpy(out), lr)
@@ -462,6 +466,7 @@ def super_resolve(
     allow_untrained: bool = False,
     guide: str | os.PathLike[str] | None = None,
     with_10m: bool = False,
+    engine: str = "auto",
 ) -> Path:
     """Super-resolve a GeoTIFF (or a folder of band files) window by window into a GeoTIFF / COG.
 
@@ -484,11 +489,13 @@ def super_resolve(
     20 m sharpening models (``s2_multires_20m``, ``guided_hpf``, ``s2_multires``) read a band folder with the
     10 m and 20 m bands, or ``in_path`` = a GeoTIFF of 20 m bands with ``guide`` = a GeoTIFF of the 10 m bands
     (same CRS and origin, half the pixel size); ``bands`` then chooses the 20 m bands to sharpen (default:
-    those the input has) and ``with_10m`` writes the 10 m bands first.
-    Returns the output path.
+    those the input has) and ``with_10m`` writes the 10 m bands first. ``engine``: how the network runs,
+    ``"auto"`` (ONNX Runtime for large jobs when installed, else torch), ``"torch"`` or ``"onnxruntime"``
+    (:mod:`eosr.scene.engine`); the ``eosr_engine`` tag records it. Returns the output path.
     """
     import rasterio
 
+    check_engine(engine)
     out = Path(out_path)
     if out.exists() and out.is_dir():
         raise DataError(f"output path is a folder: {out}")
@@ -525,6 +532,7 @@ def super_resolve(
         raise ModelError(f"model {model.spec.name} has no self-ensemble option")
     plan = _plan(src.height, src.width, model, tile, overlap)
     _inference_mode(model, uncertainty)
+    engine = choose_engine(engine, model, src.height * src.width, uncertainty)
     r = plan.scale
     if output_dtype is None:
         dtype = src.dtype if np.issubdtype(np.dtype(src.dtype), np.integer) else "float32"
@@ -541,7 +549,7 @@ def super_resolve(
     tags = {"eosr_version": __version__, "eosr_model": getattr(spec, "name", type(model).__name__),
             "eosr_model_version": getattr(spec, "version", "?"), "eosr_scale": r, "eosr_tile": plan.tile,
             "eosr_overlap": plan.overlap, "eosr_receptive_field": plan.receptive_field,
-            "eosr_tiling_exact": plan.exact, "eosr_source": Path(in_path).name} | op_tags
+            "eosr_tiling_exact": plan.exact, "eosr_source": Path(in_path).name, "eosr_engine": engine} | op_tags
     h, w, c = src.height * r, src.width * r, len(out_names)
     t_out = hr_transform(src.transform, r) if src.georeferenced else src.transform  # none made up
     profile = dict(driver="GTiff", width=w, height=h, count=c, crs=src.crs, transform=t_out,
@@ -567,7 +575,7 @@ def super_resolve(
 
             try:
                 _run_tiles(plan, model, src, Blender(plan, sink), uncertainty=uncertainty, workers=workers,
-                           scheduler=scheduler, progress=show_progress(progress))
+                           scheduler=scheduler, progress=show_progress(progress), engine=engine)
                 for k, ds in enumerate(dss):
                     for b, name in enumerate(out_names):
                         if name:
