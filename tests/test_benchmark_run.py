@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -232,3 +233,30 @@ def test_self_ensemble_option_is_refused_for_a_model_without_one(tmp_path: Path)
     assert _one_pass_unless(MethodConfig(name="c", model="carn_m", self_ensemble=True), carn).self_ensemble is True
     with pytest.raises(ModelError, match="no self-ensemble option"):
         _one_pass_unless(MethodConfig(name="b", model="bicubic", self_ensemble=True), get_model("bicubic"))
+
+
+def test_images_run_two_at_a_time_on_one_torch_thread_when_small() -> None:
+    """Small images: two threads, torch on one intra-op thread, results in image order; a large first image
+    keeps them sequential with torch's threads restored; torch's setting is restored after either."""
+    import threading
+    import time
+
+    import torch
+
+    from eosr.benchmark.runner import SMALL_IMAGE_PIXELS, _map_images
+
+    before = torch.get_num_threads()
+    for pixels, parallel in ((120 * 120, True), (SMALL_IMAGE_PIXELS + 1, False)):
+        seen: list[tuple[int, str, int]] = []
+
+        def fn(i: int, ref: object, pixels: int = pixels, seen: list = seen) -> tuple[list, dict, int]:
+            seen.append((i, threading.current_thread().name, torch.get_num_threads()))
+            time.sleep(0.05 * (5 - i))  # later images finish first: order must still hold
+            return [i], {"n": 1}, pixels
+
+        out = list(_map_images(fn, ["a", "b", "c", "d", "e"]))  # type: ignore[list-item]
+        assert [r for r, _ in out] == [[0], [1], [2], [3], [4]]
+        names = {name for _, name, _ in seen}
+        assert any(n.startswith("eosr-bench") for n in names) == (parallel and (os.cpu_count() or 1) >= 2)
+        assert seen[0][2] == 1 and all(t == (1 if parallel else before) for _, _, t in seen[1:])
+        assert torch.get_num_threads() == before

@@ -105,6 +105,52 @@ def _with_baseline(cfg: BenchmarkConfig) -> tuple[list[MethodConfig], str, bool]
     return [MethodConfig(name=cfg.baseline), *cfg.methods], cfg.baseline, True
 
 
+#: Images up to this many HR pixels are processed two at a time with one torch thread each
+#: (docs/benchmark.md, "Speed"): on 120 x 120 patches torch's default intra-op threads mostly wait on each
+#: other, badly so on a busy machine.
+SMALL_IMAGE_PIXELS = 512 * 512
+
+
+def _hr_pixels(sample: Sample, scale: int | None) -> int:
+    """HR pixels per band of a sample: its HR's, else its LR's times the scale squared."""
+    if sample.hr is not None:
+        return int(sample.hr.shape[-1] * sample.hr.shape[-2])
+    return int(sample.lr.shape[-1] * sample.lr.shape[-2]) * int(scale or 1) ** 2
+
+
+def _map_images(fn: Any, refs: list[ImageRef]) -> Any:
+    """``fn(i, ref) -> (rows, counts, hr_pixels)`` for every image; yields ``(rows, counts)`` in image order.
+
+    Torch runs on one intra-op thread; the first image alone, then, when it was small (at most
+    :data:`SMALL_IMAGE_PIXELS` HR pixels, or all cached) the rest two at a time in threads, else one at a time
+    with torch's thread count restored."""
+    import os
+
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        if not refs:
+            return
+        rows, n, pixels = fn(0, refs[0])
+        yield rows, n
+        workers = min(2, os.cpu_count() or 1)
+        if pixels is not None and pixels > SMALL_IMAGE_PIXELS or workers < 2:
+            torch.set_num_threads(before)
+            for i in range(1, len(refs)):
+                rows, n, _ = fn(i, refs[i])
+                yield rows, n
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="eosr-bench") as pool:
+            for rows, n, _ in pool.map(fn, range(1, len(refs)), refs[1:]):
+                yield rows, n
+    finally:
+        torch.set_num_threads(before)
+
+
 def _progress(total: int, enabled: bool, desc: str) -> Any:
     from tqdm.auto import tqdm
 
@@ -183,32 +229,44 @@ def _run(cfg: BenchmarkConfig, out: Path, progress: bool, all_refs: dict[str, li
                               "operator": d.operator, "has_hr": d.has_hr,
                               "radiometry": dataset_radiometry(d, refs)})
         bar = _progress(len(refs) * len(methods), progress, f"{d.name}")
-        try:
-            for i, ref in enumerate(refs):
-                sample: Sample | None = None
-                for m in methods:
-                    sc = cache.load_scores(dkey, m.key, skey, ref.id)
-                    if sc is not None:
-                        counts["scores_cached"] += 1
+
+        def one_image(i: int, ref: ImageRef, d: Any = d, dkey: str = dkey, bar: Any = bar,
+                      band_names: Any = band_names) -> tuple[list[dict[str, Any]], dict[str, int], int | None]:
+            """Rows, cache counts and HR pixel count (None: nothing loaded) of one image, every method: SR
+            from the cache or computed, then scored."""
+            img_rows: list[dict[str, Any]] = []
+            n = dict.fromkeys(counts, 0)
+            sample: Sample | None = None
+            for m in methods:
+                sc = cache.load_scores(dkey, m.key, skey, ref.id)
+                if sc is not None:
+                    n["scores_cached"] += 1
+                else:
+                    if sample is None:
+                        sample = load_sample(d, ref, i)
+                    sr = cache.load_sr(dkey, m.key, ref.id, _expected_shape(sample))
+                    if sr is None:
+                        sr = np.asarray(m.run(sample.lr, sample), dtype=np.float32)
+                        if sample.hr is not None and sr.shape != sample.hr.shape:
+                            raise DataError(f"method {m.name!r} returned {sr.shape} for image {ref.id!r}, "
+                                            f"expected {sample.hr.shape}")
+                        cache.save_sr(dkey, m.key, ref.id, sr)
+                        n["sr_computed"] += 1
                     else:
-                        if sample is None:
-                            sample = load_sample(d, ref, i)
-                        sr = cache.load_sr(dkey, m.key, ref.id, _expected_shape(sample))
-                        if sr is None:
-                            sr = np.asarray(m.run(sample.lr, sample), dtype=np.float32)
-                            if sample.hr is not None and sr.shape != sample.hr.shape:
-                                raise DataError(f"method {m.name!r} returned {sr.shape} for image {ref.id!r}, "
-                                                f"expected {sample.hr.shape}")
-                            cache.save_sr(dkey, m.key, ref.id, sr)
-                            counts["sr_computed"] += 1
-                        else:
-                            counts["sr_cached"] += 1
-                        sc = score(sample, sr, data_range=cfg.data_range, metrics=metric_sel)
-                        cache.save_scores(dkey, m.key, skey, ref.id, sc)
-                        counts["scores_computed"] += 1
-                    for name, val in sorted(sc.items()):
-                        rows.extend(_metric_rows(d.name, ref.id, m.name, name, val, band_names))
-                    bar.update(1)
+                        n["sr_cached"] += 1
+                    sc = score(sample, sr, data_range=cfg.data_range, metrics=metric_sel)
+                    cache.save_scores(dkey, m.key, skey, ref.id, sc)
+                    n["scores_computed"] += 1
+                for name, val in sorted(sc.items()):
+                    img_rows.extend(_metric_rows(d.name, ref.id, m.name, name, val, band_names))
+                bar.update(1)
+            return img_rows, n, None if sample is None else _hr_pixels(sample, d.scale)
+
+        try:
+            for img_rows, n in _map_images(one_image, refs):
+                rows.extend(img_rows)
+                for k, v in n.items():
+                    counts[k] += v
         finally:
             bar.close()
     counts["cache_invalid"] = cache.invalid
