@@ -14,7 +14,14 @@ does not depend on the labels). Every measurement runs in a child process
    ``eosr.scene.infer.predict_array(model, lr)`` on a 1024^2 LR array (--quick 512^2);
 3. Dask ``super_resolve(..., workers=1)`` and ``workers=2`` (LocalCluster on 127.0.0.1, one thread
    per worker) vs the single-process path on the same scene (bicubic: --dask-size, default 2048^2 LR;
-   CNN: the --cnn-size scene), tile 512.
+   CNN: the --cnn-size scene), tile 512;
+4. CNN execution engines (``eosr.scene.engine``) on a --tiling-size LR array, tile 512, in one child
+   process: plain torch NCHW (the path before the engines), torch channels_last, ONNX Runtime (export
+   excluded, cached), with achieved GFLOP/s = FLOPs of the network per output pixel (counted by
+   ``torch.utils.flop_counter``) x output pixels / s, against torch's sgemm rate (2048^2 float32 matmul,
+   best of 5) measured in the same process, and each engine's max |difference| to NCHW;
+5. peak RSS of bicubic scenes through the same tiler for --rss-sizes (default 2048,4096,8192 LR;
+   16384 takes ~10 GB of disk and long on 2 cores: add it when you have them).
 
     .venv/bin/python benchmarks/bench_scene.py [--quick] [--repeats 3]
 """
@@ -157,6 +164,80 @@ def worker_tiling(a: argparse.Namespace) -> dict:
     return {"times": res, "max_abs_diff": diff, "model": label, "out_mpix": lr.shape[1] * lr.shape[2] * 4 / 1e6}
 
 
+def sgemm_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """torch's float32 matmul rate in this process (GFLOP/s, best of ``repeats``)."""
+    import torch
+
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(fn: object) -> float:
+    t = time.perf_counter()
+    fn()  # type: ignore[operator]
+    return time.perf_counter() - t
+
+
+def flops_per_output_pixel(model: object, c: int = 4, size: int = 64) -> float:
+    """FLOPs of one forward pass per output pixel (torch.utils.flop_counter; a multiply-add = 2 FLOPs)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.rand(1, c, size, size) * 0.3
+    with FlopCounterMode(display=False) as fc, torch.inference_mode():
+        model(x)  # type: ignore[operator]
+    return fc.get_total_flops() / (size * SCALE) ** 2
+
+
+def worker_engines(a: argparse.Namespace) -> dict:
+    """Tiled CNN SR of an in-memory LR array on each engine, against the sgemm rate of this process."""
+    import torch
+
+    from eosr.scene import engine as E
+    from eosr.scene import super_resolve_array
+
+    torch.set_num_threads(THREADS)
+    model, label = cnn_model()
+    model.eval()  # type: ignore[attr-defined]
+    model.self_ensemble = False  # type: ignore[attr-defined]
+    lr = mirror_array(real_scene(), a.size).astype(np.float32) / 10000
+    fpp = flops_per_output_pixel(model)
+    import eosr.scene.infer as infer
+
+    real_run = infer.run  # what predict_array calls; swapped for the NCHW path of before the engines
+
+    def nchw(m: object, x: np.ndarray, engine: str) -> np.ndarray:
+        m.to(memory_format=torch.contiguous_format)  # type: ignore[attr-defined]  # undo channels_last
+        with torch.inference_mode():
+            return m(torch.from_numpy(x)).numpy()  # type: ignore[operator]
+
+    t = time.perf_counter()
+    E.onnx_path(model)  # export once (cached on disk): not part of the timed runs
+    export_s = time.perf_counter() - t
+    variants = {"torch NCHW (before)": ("torch", nchw), "torch channels_last": ("torch", real_run),
+                "onnxruntime": ("onnxruntime", real_run)}
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    outs: dict[str, np.ndarray] = {}
+    sg = []
+    try:
+        for _ in range(a.repeats):  # paired: every variant once per round, sgemm measured each round too
+            sg.append(sgemm_gflops())
+            for name, (eng, fn) in variants.items():
+                infer.run = fn  # type: ignore[assignment]
+                t = time.perf_counter()
+                outs[name] = np.asarray(super_resolve_array(lr, model, tile=a.tile, engine=eng, progress=False))
+                times[name].append(time.perf_counter() - t)
+    finally:
+        infer.run = real_run  # type: ignore[assignment]
+    ref = outs["torch NCHW (before)"]
+    out_px = lr.shape[1] * lr.shape[2] * SCALE**2
+    return {"model": label, "flops_per_px": fpp, "sgemm_gflops": max(sg), "export_s": export_s,
+            "out_mpix": out_px / 1e6, "times": times,
+            "max_abs_diff": {k: float(np.nanmax(np.abs(v - ref))) for k, v in outs.items()}}
+
+
 def run_child(args: list[str], timeout: float = 7200) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve())] + args
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
@@ -192,7 +273,8 @@ def main() -> None:
     ap.add_argument("--tiling-size", type=int, default=None, help="LR size of the tiled/whole test (default 1024)")
     ap.add_argument("--dask-size", type=int, default=None, help="LR size of the bicubic Dask scene (default 2048)")
     ap.add_argument("--big-repeats", type=int, default=1, help="runs of the big bicubic scene")
-    ap.add_argument("--worker", choices=["file", "tiling"], help=argparse.SUPPRESS)
+    ap.add_argument("--rss-sizes", default="2048,4096,8192", help="LR sizes of the peak-RSS sweep (bicubic)")
+    ap.add_argument("--worker", choices=["file", "tiling", "engines"], help=argparse.SUPPRESS)
     ap.add_argument("--inp", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--model", default="bicubic", help=argparse.SUPPRESS)
@@ -201,7 +283,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=1024, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
-        print(json.dumps(worker_file(a) if a.worker == "file" else worker_tiling(a)))
+        fn = {"file": worker_file, "tiling": worker_tiling, "engines": worker_engines}[a.worker]
+        print(json.dumps(fn(a)))
         return
 
     q = a.quick
@@ -232,6 +315,10 @@ def main() -> None:
         rows.append((f"super_resolve CNN, {cnn_size}^2 LR", c))
         print("file path done")
 
+        eng = run_child(["--worker", "engines", "--size", str(tiling), "--repeats", str(reps)])
+        print("engines done")
+        rss = [(n, sr_file(scene(n), "bicubic", 1)) for n in sorted({int(v) for v in a.rss_sizes.split(",") if v})]
+        print("rss sweep done")
         tb = run_child(["--worker", "tiling", "--model", "bicubic", "--size", str(tiling), "--repeats", str(reps)])
         tc = run_child(["--worker", "tiling", "--model", "cnn", "--size", str(tiling), "--repeats", str(reps)])
         print("tiling done")
@@ -257,6 +344,23 @@ def main() -> None:
     for name, r in (("bicubic", tb), (tc["model"], tc)):
         ti, wh = statistics.median(r["times"]["tiled"]), statistics.median(r["times"]["whole"])
         print(f"{name:36s} {ti:8.2f} {wh:8.2f} {ti / wh:12.2f} {r['max_abs_diff']:11.2e}")
+
+    print(f"\n== CNN engines, {tiling}^2 LR in memory, tile 512, {THREADS} threads ({eng['model']}: "
+          f"{eng['flops_per_px'] / 1e3:.0f} kFLOP per output pixel; sgemm {eng['sgemm_gflops']:.1f} GFLOP/s in the "
+          f"same process; ONNX export {eng['export_s']:.1f} s once, cached) ==")
+    print(f"{'engine':24s} {'s':>7s} {'MPix/s':>8s} {'GFLOP/s':>8s} {'% sgemm':>8s} {'vs before':>10s} "
+          f"{'max|diff|':>10s}")
+    t0 = statistics.median(eng["times"]["torch NCHW (before)"])
+    for name, ts in eng["times"].items():
+        tm = statistics.median(ts)
+        gf = eng["flops_per_px"] * eng["out_mpix"] * 1e6 / tm / 1e9
+        print(f"{name:24s} {tm:7.2f} {eng['out_mpix'] / tm:8.3f} {gf:8.1f} {100 * gf / eng['sgemm_gflops']:7.0f}% "
+              f"{t0 / tm:9.2f}x {eng['max_abs_diff'][name]:10.1e}")
+
+    print("\n== peak RSS, bicubic GeoTIFF -> GeoTIFF through the tiler (tile 512) ==")
+    print(f"{'LR size':>8s} {'out MPix':>9s} {'wall s':>8s} {'peak RSS MB':>12s}")
+    for n, r in rss:
+        print(f"{n:8d} {r['out_mpix']:9.1f} {r['wall']:8.1f} {r['peak_mb']:12.0f}")
 
     print("\n== Dask (LocalCluster, 1 thread per worker) vs single process (2 threads), GeoTIFF -> GeoTIFF ==")
     print(f"{'model':10s} {'LR size':>7s} {'path':22s} {'wall s':>8s} {'cpu s':>8s} {'MPix/s':>8s} {'vs single':>10s} "
