@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
                                                   "output, for testing only)"),
         stac: bool = typer.Option(False, "--stac", help="also write a STAC item OUT.stac.json (assets, proj, bands, "
                                                         "model lineage)"),
-        engine: str = typer.Option("auto", help="how a network runs: auto (ONNX Runtime for scenes of 1 Mpx LR "
+        engine: str = typer.Option("auto", help="how a network runs: auto (ONNX Runtime for scenes of 512^2 LR px "
                                                 "and more when installed, else torch), torch or onnxruntime"),
     ) -> None:
         """Super-resolve a scene tile by tile: same CRS and origin, pixel size / r, nodata and band names kept."""
