@@ -255,7 +255,7 @@ def _metric_rows(dataset: str, image: str, method: str, metric: str, score: dict
 def _doc_dict(name: str) -> dict[str, Any]:
     d = doc_for(name)
     return {"title": d.title, "higher_is_better": d.higher_is_better, "unit": d.unit, "formula": d.formula,
-            "source": d.source, "quality": d.quality}
+            "source": d.source, "quality": d.quality, "how": d.how}
 
 
 def summarise(rows: list[dict[str, Any]], methods: list[str], baseline: str, cfg: BenchmarkConfig
