@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-_DPI = 80
+_DPI = 100
 
 
 def _plt() -> Any:
@@ -161,9 +161,9 @@ def paired_differences(images: list[str], diffs: dict[str, list[float]], *, xlab
         ax.set_title(m, fontsize=9)
         ax.grid(axis="x", alpha=0.3)
         ax.set_xlim(-1.1 * span if (allv < 0).any() else -0.05 * span, 1.1 * span if (allv > 0).any() else 0.05 * span)
+        ax.set_xlabel(xlabel, fontsize=8)
     axes[0, 0].set_yticks(y, short, fontsize=7)
     axes[0, 0].invert_yaxis()
-    fig.supxlabel(xlabel, fontsize=9)
     axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return to_base64(fig)
 

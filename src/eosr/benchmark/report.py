@@ -50,8 +50,9 @@ def cell(row: dict[str, Any] | None, key: str = "mean", ci: tuple[str, str] = ("
 
 
 def _fmt_of(rows: list[dict[str, Any] | None], metric: str, keys: tuple[str, ...] = ("mean",)) -> ColumnFormat:
-    vals = [r.get(k) for r in rows if r is not None for k in keys]
-    return formatter(vals, metric)
+    """The format of a column: ``keys[0]`` is the value, the other keys its CI bounds."""
+    vals = [r.get(keys[0]) for r in rows if r is not None]
+    return formatter(vals, metric, [r.get(k) for r in rows if r is not None for k in keys[1:]])
 
 
 def _index(summary: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:

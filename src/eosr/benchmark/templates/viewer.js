@@ -2,7 +2,7 @@
  * eosr report viewer: interactive LR / SR / HR comparison inside the self-contained benchmark report.
  *
  * Inlined by report.html.j2; no network, no library. Reads the JSON of
- * <script type="application/json" id="eosr-viewer-data"> (built by eosr.benchmark.viewer):
+ * the JSON script element with id "eosr-viewer-data" (built by eosr.benchmark.viewer):
  *   {bands: [...], n_images, tolerance, cmaps: {name: hex of 256 RGB triplets},
  *    images: [{id, h, w, scale, stretch: [[lo, hi] per band], geo: {pixel_m, north_up} | null,
  *              layers: [{name, kind: "lr" | "sr" | "hr", shape: [C, H, W], offset, step, data}],
@@ -372,7 +372,7 @@
   function setImage(i) {
     S.img = i;
     cache = {};
-    S.cursor = null;
+    S.cursor = [Math.floor(image().w / 2), Math.floor(image().h / 2)];  // a read-out from the start
     var names = layerNames(), srs = image().layers.filter(function (l) { return l.kind === "sr"; });
     [el.a, el.b].forEach(function (s) {
       s.innerHTML = "";
@@ -399,7 +399,7 @@
       cell(l.kind === "lr" ? "LR (×" + im.scale + " nearest)" : l.kind === "hr" ? "HR (reference)" : "SR: " + l.name,
            "layer:" + l.name);
     });
-    [["error", "|SR − HR|, mean over bands"], ["hallucination", "hallucination |a − c|, mean over bands"]].forEach(function (k) {
+    [["error", "|SR − HR|"], ["hallucination", "hallucination |a − c|"]].forEach(function (k) {
       if (!im.vmax[k[0]]) { return; }
       im.layers.forEach(function (l, j) {
         if (im.maps[l.name]) { cell(k[1] + " · " + l.name, k[0] + ":" + l.name); }
@@ -412,12 +412,12 @@
     var cv = make("canvas", {"class": "v-cbar", width: "256", height: "12"}, parent);
     var ctx = cv.getContext("2d"), m = CMAPS.magma;
     for (var i = 0; i < 256; i++) { ctx.fillStyle = "rgb(" + m[3 * i] + "," + m[3 * i + 1] + "," + m[3 * i + 2] + ")"; ctx.fillRect(i, 0, 1, 12); }
-    make("div", {"class": "v-cbar-label"}, parent, "0 … " + vmax.toPrecision(3) + " reflectance (one scale for every method; 99th percentile)");
+    make("div", {"class": "v-cbar-label"}, parent, "mean over bands, 0 … " + vmax.toPrecision(3) + " reflectance (one scale for every method: 99th percentile)");
   }
   function layout() {  // canvases sized to the page (CSS px x device pixel ratio)
     var im = image(), dpr = window.devicePixelRatio || 1;
     var W = root.clientWidth || 1000, n = layerNames().length;
-    var sw = Math.min(Math.round(W * 0.58), 900);
+    var sw = Math.min(Math.round(W * 0.5), 640);
     el.swipe.style.width = sw + "px"; el.swipe.style.height = Math.round(sw * im.h / im.w) + "px";
     el.swipe.width = Math.round(sw * dpr); el.swipe.height = Math.round(sw * im.h / im.w * dpr);
     var pw = Math.floor((W - 8 * (n - 1)) / n);
