@@ -294,7 +294,7 @@ window.addEventListener('load', function () {
 _FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
           "--disable-background-networking", "--disable-component-update", "--disable-sync",
           "--disable-dev-shm-usage", "--hide-scrollbars", "--force-device-scale-factor=1"]
-_WIDTH = 1400
+_WIDTH, _HEIGHT = 1400, 12000  # the window: sections below _HEIGHT get no screenshot
 
 
 def _browser() -> str | None:
@@ -321,8 +321,10 @@ def test_viewer_in_headless_chromium(bench: tuple[Path, dict], tmp_path: Path) -
     probe.write_text(text.replace("<head>", "<head>" + _LISTEN, 1).replace("</body>", _PROBE + "</body>"),
                      encoding="utf-8")
     flags = [*_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
-    dom = subprocess.run([exe, *flags, f"--window-size={_WIDTH},1000", "--virtual-time-budget=10000", "--dump-dom",
-                          probe.as_uri()], capture_output=True, text=True, timeout=120, check=False)
+    shot = tmp_path / "page.png"  # one browser run: the probe's DOM and a screenshot of the page's top
+    dom = subprocess.run([exe, *flags, f"--window-size={_WIDTH},{_HEIGHT}", "--virtual-time-budget=10000",
+                          f"--screenshot={shot}", "--dump-dom", probe.as_uri()],
+                         capture_output=True, text=True, timeout=180, check=False)
     m = re.search(r'<pre id="eosr-probe">(.*?)</pre>', dom.stdout)
     assert m, f"the browser did not run the page: {dom.stderr[-500:]}"
     st = json.loads(m.group(1).replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&"))
@@ -350,13 +352,10 @@ def test_viewer_in_headless_chromium(bench: tuple[Path, dict], tmp_path: Path) -
     shown = np.array([float(t) for _, t in st["readout"]["HR"]])
     assert np.abs(shown - sample.hr[:, y, x]).max() <= 1e-4  # also the 4 shown decimals
     assert st["sorted"] == sorted(st["sorted"], reverse=True) and len(st["sorted"]) == 2
-    # a screenshot of each section, cropped from one full-page screenshot at the same width
+    # a screenshot of each section, cropped from the page's screenshot (the viewer as the probe left it)
     out = Path(os.environ.get("EOSR_TEST_ARTIFACTS", tmp_path)) / "report_sections"
     out.mkdir(parents=True, exist_ok=True)
-    height = min(int(st["height"]) + 10, 16000)
-    shot = tmp_path / "page.png"
-    subprocess.run([exe, *flags, f"--window-size={_WIDTH},{height}", f"--screenshot={shot}", report.as_uri()],
-                   capture_output=True, text=True, timeout=120, check=False)
+    height = _HEIGHT
     page = Image.open(shot).convert("RGB")
     assert page.size == (_WIDTH, height) and np.asarray(page.convert("L")).std() > 10  # not a blank page
     names = []
@@ -369,3 +368,43 @@ def test_viewer_in_headless_chromium(bench: tuple[Path, dict], tmp_path: Path) -
     assert {"sec-viewer", "sec-leaderboard", "sec-per-image", "sec-maps"} <= set(names)
     viewer_shot = np.asarray(Image.open(out / "sec-viewer.png").convert("L"))
     assert viewer_shot.std() > 20  # the viewer drew images
+
+
+# ------------------------------------------------------------------ terminal
+def _board(n: int) -> dict:
+    rows = [{"dataset": "d", "rank": 1, "method": "backprojection_with_a_long_name", "metric": "psnr", "mean": 39.94,
+             "ci_low": 36.58, "ci_high": 42.21, "diff_mean": 2.697, "diff_ci_low": 2.403, "diff_ci_high": 2.899,
+             "n": n},
+            {"dataset": "d", "rank": 2, "method": "bicubic", "metric": "psnr", "mean": 37.24, "ci_low": 33.74,
+             "ci_high": 39.5, "diff_mean": None, "diff_ci_low": None, "diff_ci_high": None, "n": n}]
+    return {"name": "t", "confidence": 0.95, "baseline": "bicubic", "leaderboard": rows}
+
+
+@pytest.mark.parametrize("width", [60, 80, 100, 140])
+def test_terminal_leaderboard_fits_the_width_and_never_truncates_a_name(width: int) -> None:
+    from rich.console import Console
+
+    from eosr.benchmark.terminal import print_leaderboard
+
+    con = Console(width=width, record=True, force_terminal=False)
+    print_leaderboard(_board(6), "d", con)
+    text = con.export_text()
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    assert all(len(ln) <= width for ln in lines[1:]), text  # (the title line may soft-wrap)
+    assert "backprojection_with_a_long_name" in text and "…" not in text
+    assert "39.94" in text and "+2.697" in text and "[36.58, 42.21]" in text
+    if width >= 140:
+        assert "┃ rank" in text  # the full table where it fits
+    elif width >= 100:
+        assert "┃ # " in text  # CIs in their values' cells
+
+
+def test_terminal_leaderboard_omits_ci_below_three_images() -> None:
+    from rich.console import Console
+
+    from eosr.benchmark.terminal import print_leaderboard
+
+    con = Console(width=120, record=True, force_terminal=False)
+    print_leaderboard(_board(2), "d", con)
+    text = con.export_text()
+    assert "CI omitted" in text and "[" not in text.replace("[95", "")

@@ -106,9 +106,10 @@ def _with_baseline(cfg: BenchmarkConfig) -> tuple[list[MethodConfig], str, bool]
 
 
 def _progress(total: int, enabled: bool, desc: str) -> Any:
+    """A progress bar over (image, method) pairs: one step = one SR output scored (unit "SR")."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, disable=not enabled, file=sys.stderr, leave=False, unit="img")
+    return tqdm(total=total, desc=desc, disable=not enabled, file=sys.stderr, leave=False, unit="SR")
 
 
 def run_benchmark(config: BenchmarkConfig | str | Path, out_dir: str | Path, *, progress: bool = True,
@@ -182,7 +183,7 @@ def _run(cfg: BenchmarkConfig, out: Path, progress: bool, all_refs: dict[str, li
                               "images": [r.id for r in refs], "sensor": d.sensor, "scale": d.scale,
                               "operator": d.operator, "has_hr": d.has_hr,
                               "radiometry": dataset_radiometry(d, refs)})
-        bar = _progress(len(refs) * len(methods), progress, f"{d.name}")
+        bar = _progress(len(refs) * len(methods), progress, f"{d.name}: {len(refs)} images × {len(methods)} methods")
         try:
             for i, ref in enumerate(refs):
                 sample: Sample | None = None
