@@ -213,6 +213,8 @@ def test_report_has_per_image_and_per_band_tables(bench: tuple[Path, dict]) -> N
     text = report.read_text(encoding="utf-8")
     per_image = re.search(r'<table class="per-image sortable".*?</table>', text, re.S)
     assert per_image and all(f"<code>{i}</code>" in per_image.group(0) for i in results["datasets"][0]["images"])
+    long = re.search(r'<table class="per-image-all sortable".*?</table>', text, re.S)
+    assert long and long.group(0).count("<tr><td") == len(results["datasets"][0]["images"]) * len(METHODS)
     per_band = re.search(r'<table class="per-band sortable".*?</table>', text, re.S)
     assert per_band
     bands = sorted({r["band"] for r in results["per_image"]} - {"all"})

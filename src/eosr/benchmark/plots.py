@@ -49,10 +49,10 @@ def bar_with_ci(labels: list[str], means: list[float], lo: list[float], hi: list
     ax.invert_yaxis()
     ax.set_xlabel(ylabel)
     ax.set_title(title)
-    for yi, v in zip(y, m, strict=True):  # the value at the bar's end: differences readable on a full axis
-        ax.text(v, yi, f" {v:.4g}", va="center", ha="left", fontsize=8)
+    for yi, v, h in zip(y, m, np.asarray(hi, float), strict=True):  # the value, right of its CI whisker
+        ax.text(max(v, h) if np.isfinite(h) else v, yi, f"  {v:.4g}", va="center", ha="left", fontsize=8)
     ax.set_xlim(left=min(0.0, float(np.nanmin(lo))) if len(m) else 0.0,
-                right=1.12 * float(np.nanmax(hi)) if len(m) and np.nanmax(hi) > 0 else None)
+                right=1.15 * float(np.nanmax(hi)) if len(m) and np.nanmax(hi) > 0 else None)
     ax.grid(axis="x", alpha=0.3)
     return to_base64(fig)
 

@@ -220,6 +220,22 @@ def _per_image(results: dict[str, Any], ds: str, methods: list[str], baseline: s
             "diffs": {m: [diffs.get((i, m), float("nan")) for i in images] for m in others}, "images": images}
 
 
+def _per_image_metrics(results: dict[str, Any], ds: str, methods: list[str], metrics: list[str]
+                       ) -> dict[str, Any]:
+    """One row per image and method with the leaderboard's metrics (one format per column)."""
+    vals: dict[tuple[str, str, str], float] = {}
+    for r in results["per_image"]:
+        if r["dataset"] == ds and r["metric"] in metrics and r.get("band", "all") == "all":
+            vals[(r["image"], r["method"], r["metric"])] = r["value"]
+    images = next(d["images"] for d in results["datasets"] if d["name"] == ds)
+    fmts = [formatter([vals.get((i, m, k)) for i in images for m in methods], k) for k in metrics]
+    rows = [{"image": i, "method": m,
+             "cells": [{"text": f(vals.get((i, m, k))), "value": repr(vals[(i, m, k)]) if (i, m, k) in vals else None}
+                       for k, f in zip(metrics, fmts, strict=True)]}
+            for i in images for m in methods]
+    return {"titles": [_title(k) for k in metrics], "metrics": metrics, "rows": rows}
+
+
 def _sign(metric: str) -> int:
     hib = doc_for(metric).higher_is_better
     return 1 if hib is not False else -1
@@ -321,6 +337,8 @@ def build_context(results: dict[str, Any], cfg: BenchmarkConfig, cache: Cache, m
         datasets.append({"info": dinfo, "metric": metric, "metric_title": _title(metric) if metric else "",
                          "extra": [_title(m) for m in extra], "rows": rows, "full": full, "reg": reg,
                          "figs": figs, "show_ci": show_ci, "per_image": per_image,
+                         "per_image_all": _per_image_metrics(results, ds, method_names,
+                                                             ([metric] if metric else []) + extra),
                          "per_band": _per_band(results, ds, method_names)})
     docs = [{"name": k, **v} for k, v in sorted(results["metric_docs"].items())]
     sc = showcase(results, cfg, cache, methods, refs)
