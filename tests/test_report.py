@@ -143,7 +143,7 @@ def test_report_is_self_contained_with_valid_pngs(bench: tuple[Path, dict]) -> N
         assert im.size[0] > 100 and np.asarray(im).std() > 0
     assert all(u.startswith("#") for u in cells.urls)  # only in-page links
     assert not re.search(r"(src|href)=\"(https?:)?//", text)
-    assert "@import" not in text and "url(" not in text
+    assert "@import" not in text and "url(" not in text and not re.search(r"(https?|ftp|wss?):", text)
     scripts = re.findall(r"<script([^>]*)>", text)  # the viewer's data and code, both inline
     assert scripts == [' type="application/json" id="eosr-viewer-data"', ""], scripts
     assert "Content-Security-Policy" in text and "default-src 'none'" in text  # the browser refuses any request
@@ -277,6 +277,11 @@ window.addEventListener('load', function () {
       r.readout[row.getAttribute('data-layer')] = Array.prototype.map.call(row.querySelectorAll('td[data-band]'),
         function (c) { return [+c.getAttribute('data-value'), c.textContent]; });
     });
+    combo.value = 'band3'; fire(combo, 'change'); r.hr3 = hash(hr, 0, 1);  // one band (B08) with viridis
+    var cmap = document.getElementById('v-cmap'); cmap.value = 'gray'; fire(cmap, 'change'); r.hr4 = hash(hr, 0, 1);
+    var sel = document.getElementById('v-image'); sel.value = '1'; fire(sel, 'change');
+    r.image = window.eosrViewer.state().image;  // the grid is rebuilt for the new image
+    r.hr5 = hash(document.querySelector('canvas.v-panel[data-src="layer:HR"]'), 0, 1);
     var pi = document.querySelector('table.per-image');
     var th = pi.querySelector('thead th:nth-child(2)'); th.click(); th.click();  // descending by the 1st method
     r.sorted = Array.prototype.map.call(pi.querySelectorAll('tbody tr td:nth-child(2)'),
@@ -340,6 +345,8 @@ def test_viewer_in_headless_chromium(bench: tuple[Path, dict], tmp_path: Path) -
     assert st["swipe0"] != st["swipe1"]  # the slider moved: the strip now shows the other layer
     assert st["combo"] == "false" and st["hr1"] != st["hr0"]  # false colour draws other pixels
     assert st["zoom"] == 2 and st["hr2"] != st["hr1"] and st["lr2"] != st["lr0"]  # every panel zoomed together
+    assert len({st["hr1"], st["hr3"], st["hr4"]}) == 3  # a single band, then its grey colour map
+    assert st["image"] == 1 and st["hr5"] != st["hr4"]  # the second image
     # the read-out equals the data within 1e-4 reflectance (HR at the pixel, LR at the pixel that covers it)
     cfg_path = report.parent / "config.toml"
     d = load_config(cfg_path).datasets[0]
