@@ -112,7 +112,8 @@ def image_entry(image_id: str, lr: np.ndarray, srs: dict[str, np.ndarray], hr: n
             step = max(float(np.nanmax(np.abs(m[kind]))) / (NODATA_Q - 1), 1e-9) if np.isfinite(m[kind]).any() else STEP
             enc_maps.setdefault(meth, {})[kind] = encode(m[kind], step=step)
     return {"id": image_id, "h": int(ref.shape[-2]), "w": int(ref.shape[-1]), "scale": scale,
-            "layers": layers, "maps": enc_maps, "vmax": kinds, "stretch": stretch(ref), "geo": geo}
+            "layers": layers, "maps": enc_maps, "vmax": kinds, "stretch": stretch(ref), "geo": geo,
+            "stretch_of": "HR" if hr is not None else "LR"}
 
 
 def size_of(entry: dict[str, Any]) -> int:

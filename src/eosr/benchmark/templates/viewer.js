@@ -4,7 +4,8 @@
  * Inlined by report.html.j2; no network, no library. Reads the JSON of
  * the JSON script element with id "eosr-viewer-data" (built by eosr.benchmark.viewer):
  *   {bands: [...], n_images, tolerance, cmaps: {name: hex of 256 RGB triplets},
- *    images: [{id, h, w, scale, stretch: [[lo, hi] per band], geo: {pixel_m, north_up} | null,
+ *    images: [{id, h, w, scale, stretch: [[lo, hi] per band], stretch_of: "HR" | "LR",
+ *              geo: {pixel_m, north_up} | null,
  *              layers: [{name, kind: "lr" | "sr" | "hr", shape: [C, H, W], offset, step, data}],
  *              maps: {method: {error | hallucination: {shape: [1, H, W], offset, step, data}}},
  *              vmax: {error, hallucination}}]}
@@ -16,7 +17,7 @@
  *   - every canvas shows the same window (synchronised zoom and pan): mouse wheel or +/- zooms about the
  *     cursor, dragging pans, double click or "reset" shows the whole image;
  *   - band combination: true colour (B04 B03 B02), false colour (B08 B04 B03), or one band with a colour
- *     map; one stretch for every panel (2-98 % of HR per band);
+ *     map; one stretch for every panel (2-98 % of HR per band; of the LR without HR);
  *   - the read-out table: under the cursor, the reflectance of every band in every layer (4 decimals; the
  *     encoding is exact to `tolerance`), and the map values;
  *   - a scale bar (metres, from the georeference) and a north arrow when the image is north-up.
@@ -254,10 +255,10 @@
   function readout() {
     var t = el.readout, im = image();
     if (!S.cursor) { t.innerHTML = "<tr><td class='name'>move the cursor over an image</td></tr>"; return; }
-    var x = S.cursor[0], y = S.cursor[1];
+    var x = S.cursor[0], y = S.cursor[1], hasMaps = Object.keys(im.maps).length > 0;
     t.setAttribute("data-x", x); t.setAttribute("data-y", y);
     var html = "<tr><th class='name'>x " + x + ", y " + y + " (HR px)</th>" +
-      BANDS.map(function (b) { return "<th>" + b + "</th>"; }).join("") + "<th>|SR − HR|</th><th>halluc.</th></tr>";
+      BANDS.map(function (b) { return "<th>" + b + "</th>"; }).join("") + (hasMaps ? "<th>|SR − HR|</th><th>halluc.</th>" : "") + "</tr>";
     im.layers.forEach(function (l) {
       var f = l.shape[2] / im.w, lx = Math.floor(x * f), ly = Math.floor(y * f);
       html += "<tr data-layer='" + l.name + "'><td class='name'>" + l.name + (l.kind === "lr" ? " (" + lx + ", " + ly + ")" : "") + "</td>";
@@ -265,7 +266,7 @@
         var v = valueOf(l, i, lx, ly);
         html += "<td data-band='" + b + "' data-value='" + v + "'>" + fix(v) + "</td>";
       });
-      ["error", "hallucination"].forEach(function (k) {
+      (hasMaps ? ["error", "hallucination"] : []).forEach(function (k) {
         var e = im.maps[l.name] && im.maps[l.name][k];
         html += "<td>" + (e ? fix(valueOf(e, 0, x, y)) : "") + "</td>";
       });
@@ -378,8 +379,9 @@
       s.innerHTML = "";
       names.forEach(function (n) { make("option", {value: n}, s, n); });
     });
-    S.a = srs.length ? srs[srs.length - 1].name : names[0];
-    S.b = names.indexOf("HR") >= 0 ? "HR" : names[names.length - 1];
+    var last = srs.length ? srs[srs.length - 1].name : names[0];  // with HR: last SR | HR, else LR | last SR
+    S.a = names.indexOf("HR") >= 0 ? last : names[0];
+    S.b = names.indexOf("HR") >= 0 ? "HR" : last;
     el.a.value = S.a; el.b.value = S.b;
     grid();
     layout();
@@ -420,7 +422,7 @@
     var sw = Math.min(Math.round(W * 0.5), 640);
     el.swipe.style.width = sw + "px"; el.swipe.style.height = Math.round(sw * im.h / im.w) + "px";
     el.swipe.width = Math.round(sw * dpr); el.swipe.height = Math.round(sw * im.h / im.w * dpr);
-    var pw = Math.floor((W - 8 * (n - 1)) / n);
+    var pw = Math.min(400, Math.floor((W - 8 * (n - 1)) / n));
     Array.prototype.forEach.call(root.querySelectorAll("canvas.v-panel"), function (cv) {
       cv.style.width = pw + "px"; cv.style.height = Math.round(pw * im.h / im.w) + "px";
       cv.width = Math.round(pw * dpr); cv.height = Math.round(pw * im.h / im.w * dpr);
@@ -429,7 +431,7 @@
     el.legend.textContent = "Image " + (S.img + 1) + " of " + DATA.images.length + " shown" +
       (DATA.n_images > DATA.images.length ? " (" + DATA.n_images + " in the dataset; the rest exceed the report's size budget)" : "") +
       ". " + im.w + " × " + im.h + " HR px" + (geo ? ", " + geo.pixel_m + " m per HR px, " + (geo.north_up ? "north up" : "not north-up") : ", no georeference (no scale bar)") +
-      ". Stretch: 2–98 % of HR per band, the same for every panel" + (c.rgb ? "" : " (colour map " + S.cmap + ")") +
+      ". Stretch: 2–98 % of " + (im.stretch_of || "HR") + " per band, the same for every panel" + (c.rgb ? "" : " (colour map " + S.cmap + ")") +
       ". Read-out exact to ±" + DATA.tolerance.toExponential(1) + " reflectance.";
   }
   function state() {
