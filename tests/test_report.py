@@ -271,7 +271,7 @@ window.addEventListener('load', function () {
     hr.dispatchEvent(new MouseEvent('mousemove', {clientX: b.left + 0.3 * b.width, clientY: b.top + 0.7 * b.height,
                                                   bubbles: true}));
     var t = document.getElementById('v-readout');
-    r.x = +t.getAttribute('data-x'); r.y = +t.getAttribute('data-y');
+    r.x = +t.getAttribute('data-x'); r.y = +t.getAttribute('data-y'); r.where = t.querySelector('th').textContent;
     r.readout = {};
     Array.prototype.forEach.call(t.querySelectorAll('tr[data-layer]'), function (row) {
       r.readout[row.getAttribute('data-layer')] = Array.prototype.map.call(row.querySelectorAll('td[data-band]'),
@@ -360,6 +360,12 @@ def test_viewer_in_headless_chromium(bench: tuple[Path, dict], tmp_path: Path) -
     assert np.abs(np.array(lr_vals) - sample.lr[:, y // 2, x // 2]).max() <= 1e-4
     shown = np.array([float(t) for _, t in st["readout"]["HR"]])
     assert np.abs(shown - sample.hr[:, y, x]).max() <= 1e-4  # also the 4 shown decimals
+    import rasterio
+
+    with rasterio.open(next(iter(ref.files.values()))) as ds:  # the cursor's map coordinates (pixel centre)
+        e, n = ds.transform * (x + 0.5, y + 0.5)
+        crs = ds.crs.to_string()
+    assert f"E {round(e)}, N {round(n)} m ({crs})" in st["where"], st["where"]
     assert st["sorted"] == sorted(st["sorted"], reverse=True) and len(st["sorted"]) == 2
     # a screenshot of each section, cropped from the page's screenshot (the viewer as the probe left it)
     out = Path(os.environ.get("EOSR_TEST_ARTIFACTS", tmp_path)) / "report_sections"
@@ -417,3 +423,26 @@ def test_terminal_leaderboard_omits_ci_below_three_images() -> None:
     print_leaderboard(_board(2), "d", con)
     text = con.export_text()
     assert "CI omitted" in text and "[" not in text.replace("[95", "")
+
+
+def test_georef_of_an_lr_file_is_the_hr_grid(tmp_path: Path) -> None:
+    import rasterio
+    import rasterio.errors
+    from rasterio.transform import from_origin
+
+    from eosr.benchmark.datasets import ImageRef
+    from eosr.benchmark.viewer import georef
+
+    f = tmp_path / "a.tif"
+    with rasterio.open(f, "w", driver="GTiff", width=4, height=4, count=1, dtype="float32", crs="EPSG:32633",
+                       transform=from_origin(500000, 5000000, 20, 20)) as ds:
+        ds.write(np.zeros((1, 4, 4), np.float32))
+    hr = georef(ImageRef("a", {"hr": f}), 2)
+    lr = georef(ImageRef("a", {"lr": f}), 2)
+    assert hr is not None and lr is not None and hr["north_up"] and hr["crs"] == "EPSG:32633"
+    assert hr["pixel_m"] == 20 and lr["pixel_m"] == 10 and lr["origin"] == [500000.0, 5000000.0]
+    g = tmp_path / "b.tif"
+    with pytest.warns(rasterio.errors.NotGeoreferencedWarning), \
+            rasterio.open(g, "w", driver="GTiff", width=4, height=4, count=1, dtype="float32") as ds:
+        ds.write(np.zeros((1, 4, 4), np.float32))
+    assert georef(ImageRef("b", {"hr": g}), 2) is None  # no georeference: no scale bar, said so

@@ -105,7 +105,7 @@ def showcase(results: dict[str, Any], cfg: BenchmarkConfig, cache: Cache, method
     refs = refs if refs is not None else list_images(d)
     i = min(cfg.showcase, len(refs) - 1)
     sample, srs, interp, maps = _image_data(d, refs[i], i, info["key"], cache, methods)
-    geo = viewer.georef(refs[i])
+    geo = viewer.georef(refs[i], sample.scale)
     pixel_m = geo["pixel_m"] if geo else None
     out: dict[str, Any] = {"dataset": d.name, "image": refs[i].id, "has_hr": sample.hr is not None,
                            "bands": sample.bands, "scale": sample.scale, "geo": geo}
@@ -152,7 +152,7 @@ def viewer_data(d: Any, refs: list[Any], dkey: str, cache: Cache, methods: list[
             sample, srs, maps, geo = done[1], done[2], done[3], done[4]
         else:
             sample, srs, _, maps = _image_data(d, ref, j, dkey, cache, methods)
-            geo = viewer.georef(ref)
+            geo = viewer.georef(ref, sample.scale)
         entry = viewer.image_entry(ref.id, sample.lr, srs, sample.hr, sample.scale, maps, geo)
         size = viewer.size_of(entry)
         if images and total + size > viewer.BUDGET_CHARS:

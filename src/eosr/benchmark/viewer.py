@@ -59,22 +59,29 @@ def colormap_hex(name: str) -> str:
     return rgb.tobytes().hex()
 
 
-def georef(ref: Any) -> dict[str, Any] | None:
-    """Pixel size (m) and north-up flag of an image's first file, or None (no file, no projected CRS)."""
-    files = list(getattr(ref, "files", {}).values())
+def georef(ref: Any, scale: int = 1) -> dict[str, Any] | None:
+    """The HR grid's georeference from an image's first file: pixel size (m), north-up flag, the
+    top-left corner (``origin``, CRS units) and the CRS; None without a projected CRS in metres.
+
+    The file of an LR-only image (key ``"lr"``) is on the LR grid: the HR pixel is ``scale`` times
+    smaller, with the same top-left corner (pixel-is-area; a Wald crop only drops trailing rows)."""
+    files = list(getattr(ref, "files", {}).items())
     if not files:
         return None
+    key, path = files[0]
     try:
         from eosr.io.raster import open_quietly
 
-        with open_quietly(files[0]) as ds:
+        with open_quietly(path) as ds:
             t, crs = ds.transform, ds.crs
             if crs is None or not crs.is_projected or t.is_identity:
                 return None
             units = (crs.linear_units or "").lower()
             if units not in ("metre", "meter", "m"):
                 return None
-            return {"pixel_m": float(math.hypot(t.a, t.d)), "north_up": bool(t.b == 0 and t.d == 0 and t.e < 0),
+            f = scale if key == "lr" else 1
+            return {"pixel_m": float(math.hypot(t.a, t.d)) / f, "north_up": bool(t.b == 0 and t.d == 0 and t.e < 0),
+                    "origin": [float(t.c), float(t.f)], "step": [float(t.a) / f, float(t.e) / f],
                     "crs": crs.to_string()}
     except Exception:  # noqa: BLE001 - a georeference is optional: no scale bar rather than no report
         return None

@@ -5,7 +5,7 @@
  * the JSON script element with id "eosr-viewer-data" (built by eosr.benchmark.viewer):
  *   {bands: [...], n_images, tolerance, cmaps: {name: hex of 256 RGB triplets},
  *    images: [{id, h, w, scale, stretch: [[lo, hi] per band], stretch_of: "HR" | "LR",
- *              geo: {pixel_m, north_up} | null,
+ *              geo: {pixel_m, north_up, origin: [x, y], step: [dx, dy], crs} | null,
  *              layers: [{name, kind: "lr" | "sr" | "hr", shape: [C, H, W], offset, step, data}],
  *              maps: {method: {error | hallucination: {shape: [1, H, W], offset, step, data}}},
  *              vmax: {error, hallucination}}]}
@@ -18,7 +18,8 @@
  *     cursor, dragging pans, double click or "reset" shows the whole image;
  *   - band combination: true colour (B04 B03 B02), false colour (B08 B04 B03), or one band with a colour
  *     map; one stretch for every panel (2-98 % of HR per band; of the LR without HR);
- *   - the read-out table: under the cursor, the reflectance of every band in every layer (4 decimals; the
+ *   - the read-out table: under the cursor, its map coordinates (georeferenced, north-up images) and the
+ *     reflectance of every band in every layer (4 decimals; the
  *     encoding is exact to `tolerance`), and the map values;
  *   - a scale bar (metres, from the georeference) and a north arrow when the image is north-up.
  * Also: every <table class="sortable"> sorts by a clicked column (numbers by their data-value).
@@ -257,7 +258,12 @@
     if (!S.cursor) { t.innerHTML = "<tr><td class='name'>move the cursor over an image</td></tr>"; return; }
     var x = S.cursor[0], y = S.cursor[1], hasMaps = Object.keys(im.maps).length > 0;
     t.setAttribute("data-x", x); t.setAttribute("data-y", y);
-    var html = "<tr><th class='name'>x " + x + ", y " + y + " (HR px)</th>" +
+    var g = im.geo, where = "x " + x + ", y " + y + " (HR px)";
+    if (g && g.north_up) {  // the pixel centre in map coordinates
+      where += "<br>E " + Math.round(g.origin[0] + (x + 0.5) * g.step[0]) + ", N " +
+        Math.round(g.origin[1] + (y + 0.5) * g.step[1]) + " m (" + g.crs + ")";
+    }
+    var html = "<tr><th class='name'>" + where + "</th>" +
       BANDS.map(function (b) { return "<th>" + b + "</th>"; }).join("") + (hasMaps ? "<th>|SR − HR|</th><th>halluc.</th>" : "") + "</tr>";
     im.layers.forEach(function (l) {
       var f = l.shape[2] / im.w, lx = Math.floor(x * f), ly = Math.floor(y * f);
