@@ -266,6 +266,11 @@ window.addEventListener('load', function () {
     document.getElementById('v-zoom-in').click();
     r.hr2 = hash(hr, 0, 1); r.lr2 = hash(lr, 0, 1);
     r.zoom = window.eosrViewer.state().z;
+    var q = lr.getBoundingClientRect(), cx0 = window.eosrViewer.state().cx;  // drag on LR pans every panel
+    function mouse(el, type, dx) { el.dispatchEvent(new MouseEvent(type, {clientX: q.left + q.width / 2 + dx,
+                                                    clientY: q.top + q.height / 2, bubbles: true})); }
+    mouse(lr, 'mousedown', 0); mouse(lr, 'mousemove', 30); mouse(lr, 'mouseup', 30);
+    r.panned = cx0 - window.eosrViewer.state().cx; r.hr_pan = hash(hr, 0, 1);
     document.getElementById('v-reset').click();
     var b = hr.getBoundingClientRect();
     hr.dispatchEvent(new MouseEvent('mousemove', {clientX: b.left + 0.3 * b.width, clientY: b.top + 0.7 * b.height,
@@ -345,6 +350,7 @@ def test_viewer_in_headless_chromium(bench: tuple[Path, dict], tmp_path: Path) -
     assert st["swipe0"] != st["swipe1"]  # the slider moved: the strip now shows the other layer
     assert st["combo"] == "false" and st["hr1"] != st["hr0"]  # false colour draws other pixels
     assert st["zoom"] == 2 and st["hr2"] != st["hr1"] and st["lr2"] != st["lr0"]  # every panel zoomed together
+    assert st["panned"] > 0 and st["hr_pan"] != st["hr2"]  # dragging LR to the right moved HR's window too
     assert len({st["hr1"], st["hr3"], st["hr4"]}) == 3  # a single band, then its grey colour map
     assert st["image"] == 1 and st["hr5"] != st["hr4"]  # the second image
     # the read-out equals the data within 1e-4 reflectance (HR at the pixel, LR at the pixel that covers it)

@@ -130,7 +130,7 @@
     var ctx = cv.getContext("2d");
     var img = ctx.createImageData(w, h);
     var px = img.data, st = image().stretch, c = combo();
-    function put(p, band, ch) {
+    function put(p, band) {  // the band's value at pixel p as 0..255 on the stretch, -1 for nodata
       var v = q[band * n + p];
       if (v === NODATA) { return -1; }
       var x = enc.offset + v * enc.step, lo = st[band][0], hi = st[band][1];
@@ -305,15 +305,15 @@
     drawAll();
   }
   function reset() { var im = image(); S.z = 1; S.cx = im.w / 2; S.cy = im.h / 2; drawAll(); }
+  var drag = null;  // [x, y] of the last mouse position while a button is held on a panel
+  window.addEventListener("mouseup", function () { drag = null; });
   function attach(cv) {
-    var drag = null;
     cv.addEventListener("wheel", function (ev) {
       ev.preventDefault();
       var p = toPixel(cv, ev);
       zoom(ev.deltaY < 0 ? 1.25 : 0.8, p[0], p[1]);
     }, {passive: false});
     cv.addEventListener("mousedown", function (ev) { drag = [ev.clientX, ev.clientY]; ev.preventDefault(); });
-    window.addEventListener("mouseup", function () { drag = null; });
     cv.addEventListener("mousemove", function (ev) {
       if (drag) {
         var r = cv.getBoundingClientRect(), v = view();
