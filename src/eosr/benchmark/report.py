@@ -94,10 +94,10 @@ def _image_data(d: Any, ref: Any, i: int, dkey: str, cache: Cache, methods: list
 
 
 def showcase(results: dict[str, Any], cfg: BenchmarkConfig, cache: Cache, methods: list[Any],
-             refs: list[Any] | None = None) -> dict[str, Any]:
+             refs: list[Any] | None = None, all_refs: dict[str, list[Any]] | None = None) -> dict[str, Any]:
     """Figures on one image of the first dataset (``refs``: its images, listed again when not given):
-    spectra, triptychs, maps, uncertainty; and the viewer's data (every image, up to
-    :data:`eosr.benchmark.viewer.BUDGET_CHARS`)."""
+    spectra, triptychs, maps, uncertainty; and the viewer's data (every image of every dataset, in order,
+    up to :data:`eosr.benchmark.viewer.BUDGET_CHARS`; ``all_refs``: the images of each dataset by name)."""
     from eosr.physics.spectrum import radial_power_spectrum
 
     d = cfg.datasets[0]
@@ -109,7 +109,8 @@ def showcase(results: dict[str, Any], cfg: BenchmarkConfig, cache: Cache, method
     pixel_m = geo["pixel_m"] if geo else None
     out: dict[str, Any] = {"dataset": d.name, "image": refs[i].id, "has_hr": sample.hr is not None,
                            "bands": sample.bands, "scale": sample.scale, "geo": geo}
-    out["viewer"] = viewer_data(d, refs, info["key"], cache, methods, (i, sample, srs, maps, geo))
+    out["viewer"] = viewer_data(results, cfg, {**(all_refs or {}), d.name: refs}, cache, methods,
+                                (i, sample, srs, maps, geo))
     stds: dict[str, np.ndarray] = {}
     for m in methods:
         if m.uncertainty is not None:
@@ -140,27 +141,34 @@ def showcase(results: dict[str, Any], cfg: BenchmarkConfig, cache: Cache, method
     return out
 
 
-def viewer_data(d: Any, refs: list[Any], dkey: str, cache: Cache, methods: list[Any],
-                done: tuple[int, Any, dict[str, np.ndarray], dict[str, dict[str, np.ndarray]], Any]
+def viewer_data(results: dict[str, Any], cfg: BenchmarkConfig, all_refs: dict[str, list[Any]], cache: Cache,
+                methods: list[Any], done: tuple[int, Any, dict[str, np.ndarray], dict[str, dict[str, np.ndarray]], Any]
                 ) -> dict[str, Any]:
-    """The viewer's JSON: colour maps, bands and every image (in order, until the size budget is spent;
-    ``done``: the showcase image's index, sample, SRs, maps and georeference, not computed twice)."""
+    """The viewer's JSON: colour maps and the images of every dataset, in order, until the size budget is
+    spent (``done``: the first dataset's showcase image: index, sample, SRs, maps and georeference, not
+    computed twice)."""
     images: list[dict[str, Any]] = []
-    total = 0
-    for j, ref in enumerate(refs):
-        if j == done[0]:
-            sample, srs, maps, geo = done[1], done[2], done[3], done[4]
-        else:
-            sample, srs, _, maps = _image_data(d, ref, j, dkey, cache, methods)
-            geo = viewer.georef(ref, sample.scale)
-        entry = viewer.image_entry(ref.id, sample.lr, srs, sample.hr, sample.scale, maps, geo)
-        size = viewer.size_of(entry)
-        if images and total + size > viewer.BUDGET_CHARS:
-            break
-        images.append(entry)
-        total += size
-    return {"bands": list(done[1].bands),
-            "images": images, "n_images": len(refs),
+    total, n_images, full = 0, 0, False
+    for k, (d, info) in enumerate(zip(cfg.datasets, results["datasets"], strict=True)):
+        refs = all_refs.get(d.name) or list_images(d)
+        n_images += len(refs)
+        for j, ref in enumerate(refs):
+            if full:
+                break
+            if k == 0 and j == done[0]:
+                sample, srs, maps, geo = done[1], done[2], done[3], done[4]
+            else:
+                sample, srs, _, maps = _image_data(d, ref, j, info["key"], cache, methods)
+                geo = viewer.georef(ref, sample.scale)
+            entry = viewer.image_entry(ref.id, sample.lr, srs, sample.hr, sample.scale, maps, geo)
+            entry.update(dataset=d.name, bands=list(sample.bands))
+            size = viewer.size_of(entry)
+            if images and total + size > viewer.BUDGET_CHARS:
+                full = True
+                break
+            images.append(entry)
+            total += size
+    return {"images": images, "n_images": n_images,
             "cmaps": {k: viewer.colormap_hex(k) for k in ("gray", "viridis", "magma")},
             "tolerance": max(e["step"] for im in images for e in im["layers"]) / 2}
 
@@ -266,8 +274,9 @@ def _per_band(results: dict[str, Any], ds: str, methods: list[str]) -> dict[str,
 
 
 def build_context(results: dict[str, Any], cfg: BenchmarkConfig, cache: Cache, methods: list[Any],
-                  refs: list[Any] | None = None) -> dict[str, Any]:
-    """Everything the template shows (``refs``: the images of the first dataset, when known)."""
+                  refs: list[Any] | None = None, all_refs: dict[str, list[Any]] | None = None) -> dict[str, Any]:
+    """Everything the template shows (``refs``: the images of the first dataset, ``all_refs``: of every
+    dataset by name, when known)."""
     idx = _index(results["summary"])
     method_names = [m["name"] for m in results["methods"]]
     baseline = results["baseline"]
@@ -341,7 +350,7 @@ def build_context(results: dict[str, Any], cfg: BenchmarkConfig, cache: Cache, m
                                                              ([metric] if metric else []) + extra),
                          "per_band": _per_band(results, ds, method_names)})
     docs = [{"name": k, **v} for k, v in sorted(results["metric_docs"].items())]
-    sc = showcase(results, cfg, cache, methods, refs)
+    sc = showcase(results, cfg, cache, methods, refs, all_refs)
     viewer_json = json.dumps(sc.pop("viewer"), separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
     return {
         "title": f"eosr benchmark: {results['name']}",
@@ -373,8 +382,8 @@ def render(context: dict[str, Any]) -> str:
 
 def write_report(res: Any, cfg: BenchmarkConfig, cache: Cache, methods: list[Any]) -> Path:
     """Write ``report.html`` into the result's output folder (atomically) and return its path."""
-    refs = getattr(res, "refs", {}).get(cfg.datasets[0].name)
-    ctx = build_context(res.results, cfg, cache, methods, refs)
+    all_refs = getattr(res, "refs", {})
+    ctx = build_context(res.results, cfg, cache, methods, all_refs.get(cfg.datasets[0].name), all_refs)
     path = Path(res.out_dir) / "report.html"
     with atomic_path(path) as tmp:
         tmp.write_text(render(ctx), encoding="utf-8")

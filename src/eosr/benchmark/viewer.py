@@ -1,4 +1,4 @@
-"""Data of the report's interactive viewer (``templates/viewer.js``): every image of the first dataset at
+"""Data of the report's interactive viewer (``templates/viewer.js``): every image of every dataset at
 full resolution, LR / each method's SR / HR and the per-method error and hallucination maps.
 
 Encoding (docs/benchmark.md, "The viewer"): reflectance quantised to little-endian uint16,

@@ -3,8 +3,8 @@
  *
  * Inlined by report.html.j2; no network, no library. Reads the JSON of
  * the JSON script element with id "eosr-viewer-data" (built by eosr.benchmark.viewer):
- *   {bands: [...], n_images, tolerance, cmaps: {name: hex of 256 RGB triplets},
- *    images: [{id, h, w, scale, stretch: [[lo, hi] per band], stretch_of: "HR" | "LR",
+ *   {n_images, tolerance, cmaps: {name: hex of 256 RGB triplets},
+ *    images: [{id, dataset, bands, h, w, scale, stretch: [[lo, hi] per band], stretch_of: "HR" | "LR",
  *              geo: {pixel_m, north_up, origin: [x, y], step: [dx, dy], crs} | null,
  *              layers: [{name, kind: "lr" | "sr" | "hr", shape: [C, H, W], offset, step, data}],
  *              maps: {method: {error | hallucination: {shape: [1, H, W], offset, step, data}}},
@@ -62,7 +62,7 @@
   var root = document.getElementById("eosr-viewer");
   if (!node || !root) { return; }
   var DATA = JSON.parse(node.textContent);
-  var BANDS = DATA.bands;
+  var BANDS = DATA.images[0].bands;  // of the image shown (datasets may differ)
   var NODATA = 65535;
 
   function lut(hex) {
@@ -114,6 +114,15 @@
     return out;
   }
   var COMBOS = combos();
+  function setCombos() {  // the band combinations of the image's bands; keeps the choice when it exists
+    BANDS = image().bands;
+    COMBOS = combos();
+    el.combo.innerHTML = "";
+    COMBOS.forEach(function (c) { make("option", {value: c.key}, el.combo, c.label); });
+    var keep = COMBOS.filter(function (c) { return c.key === S.combo; }).length > 0;
+    S.combo = keep ? S.combo : COMBOS[0].key;
+    el.combo.value = S.combo;
+  }
   function combo() {
     for (var i = 0; i < COMBOS.length; i++) { if (COMBOS[i].key === S.combo) { return COMBOS[i]; } }
     return COMBOS[0];
@@ -347,7 +356,9 @@
   function build() {
     root.innerHTML = "";
     var ctl = make("div", {"class": "v-controls"}, root);
-    el.image = select("v-image", "image", DATA.images.map(function (im, i) { return [String(i), im.id]; }), ctl);
+    var many = DATA.images.some(function (im) { return im.dataset !== DATA.images[0].dataset; });
+    el.image = select("v-image", "image", DATA.images.map(function (im, i) {
+      return [String(i), many ? im.dataset + " / " + im.id : im.id]; }), ctl);
     el.combo = select("v-combo", "bands", COMBOS.map(function (c) { return [c.key, c.label]; }), ctl);
     el.cmap = select("v-cmap", "colour map (single band)", [["viridis", "viridis"], ["gray", "grey"]], ctl);
     el.a = select("v-a", "swipe: left", [], ctl);
@@ -379,6 +390,7 @@
   function setImage(i) {
     S.img = i;
     cache = {};
+    setCombos();
     S.cursor = [Math.floor(image().w / 2), Math.floor(image().h / 2)];  // a read-out from the start
     var names = layerNames(), srs = image().layers.filter(function (l) { return l.kind === "sr"; });
     [el.a, el.b].forEach(function (s) {
@@ -434,7 +446,8 @@
       cv.width = Math.round(pw * dpr); cv.height = Math.round(pw * im.h / im.w * dpr);
     });
     var geo = im.geo, c = combo();
-    el.legend.textContent = "Image " + (S.img + 1) + " of " + DATA.images.length + " shown" +
+    el.legend.textContent = "Dataset " + im.dataset + ", bands " + im.bands.join(" ") + ", ×" + im.scale + ". " +
+      "Image " + (S.img + 1) + " of " + DATA.images.length + " shown" +
       (DATA.n_images > DATA.images.length ? " (" + DATA.n_images + " in the dataset; the rest exceed the report's size budget)" : "") +
       ". " + im.w + " × " + im.h + " HR px" + (geo ? ", " + geo.pixel_m + " m per HR px, " + (geo.north_up ? "north up" : "not north-up") : ", no georeference (no scale bar)") +
       ". Stretch: 2–98 % of " + (im.stretch_of || "HR") + " per band, the same for every panel" + (c.rgb ? "" : " (colour map " + S.cmap + ")") +
