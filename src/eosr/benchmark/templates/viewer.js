@@ -448,7 +448,7 @@
     var geo = im.geo, c = combo();
     el.legend.textContent = "Dataset " + im.dataset + ", bands " + im.bands.join(" ") + ", ×" + im.scale + ". " +
       "Image " + (S.img + 1) + " of " + DATA.images.length + " shown" +
-      (DATA.n_images > DATA.images.length ? " (" + DATA.n_images + " in the dataset; the rest exceed the report's size budget)" : "") +
+      (DATA.n_images > DATA.images.length ? " (" + DATA.n_images + " in the benchmark; the rest exceed the report's size budget)" : "") +
       ". " + im.w + " × " + im.h + " HR px" + (geo ? ", " + geo.pixel_m + " m per HR px, " + (geo.north_up ? "north up" : "not north-up") : ", no georeference (no scale bar)") +
       ". Stretch: 2–98 % of " + (im.stretch_of || "HR") + " per band, the same for every panel" + (c.rgb ? "" : " (colour map " + S.cmap + ")") +
       ". Read-out exact to ±" + DATA.tolerance.toExponential(1) + " reflectance.";
