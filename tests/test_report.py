@@ -452,3 +452,23 @@ def test_georef_of_an_lr_file_is_the_hr_grid(tmp_path: Path) -> None:
             rasterio.open(g, "w", driver="GTiff", width=4, height=4, count=1, dtype="float32") as ds:
         ds.write(np.zeros((1, 4, 4), np.float32))
     assert georef(ImageRef("b", {"hr": g}), 2) is None  # no georeference: no scale bar, said so
+
+
+def test_viewer_takes_every_dataset_until_the_size_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from eosr.benchmark import report, viewer
+
+    rng = np.random.default_rng(1)
+    lr, hr = rng.random((4, 8, 8)), rng.random((4, 16, 16))
+    sample = SimpleNamespace(lr=lr, hr=hr, scale=2, bands=["B02", "B03", "B04", "B08"])
+    monkeypatch.setattr(report, "_image_data", lambda *a: (sample, {"m": hr}, None, {}))
+    monkeypatch.setattr(viewer, "georef", lambda *a: None)
+    one = viewer.size_of(viewer.image_entry("x", lr, {"m": hr}, hr, 2, {}, None))
+    monkeypatch.setattr(viewer, "BUDGET_CHARS", int(2.5 * one))
+    cfg = SimpleNamespace(datasets=[SimpleNamespace(name="a"), SimpleNamespace(name="b"), SimpleNamespace(name="c")])
+    results = {"datasets": [{"key": "ka"}, {"key": "kb"}, {"key": "kc"}]}
+    refs = {n: [SimpleNamespace(id=f"{n}{i}") for i in range(k)] for n, k in (("a", 1), ("b", 3), ("c", 2))}
+    out = report.viewer_data(results, cfg, refs, None, [], (0, sample, {"m": hr}, {}, None))
+    assert [(im["dataset"], im["id"]) for im in out["images"]] == [("a", "a0"), ("b", "b0")]
+    assert out["n_images"] == 6 and out["tolerance"] == 5e-5
