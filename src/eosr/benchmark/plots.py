@@ -2,6 +2,8 @@
 
 Consistent scales: one display stretch (2-98 % of HR) for every image panel, and one colour range per
 map type shared by all methods (99th percentile over all methods), so panels compare at a glance.
+Bars start at zero (no truncated axis); curves that coincide are merged into one labelled line; maps
+and image panels carry a scale bar and a north arrow when the image is georeferenced (north-up).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-_DPI = 80
+_DPI = 100
 
 
 def _plt() -> Any:
@@ -37,7 +39,7 @@ def bar_with_ci(labels: list[str], means: list[float], lo: list[float], hi: list
                 title: str, highlight: str | None = None) -> str:
     """Horizontal bars of means with CI whiskers (one bar per method)."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(labels) + 1.2))
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(labels) + 1.2))
     y = np.arange(len(labels))
     m = np.asarray(means, float)
     err = np.vstack([m - np.asarray(lo, float), np.asarray(hi, float) - m])
@@ -47,10 +49,10 @@ def bar_with_ci(labels: list[str], means: list[float], lo: list[float], hi: list
     ax.invert_yaxis()
     ax.set_xlabel(ylabel)
     ax.set_title(title)
-    span = float(np.nanmax(hi) - np.nanmin(lo)) if len(m) else 1.0
-    lo_lim = float(np.nanmin(lo)) - 0.3 * max(span, 1e-9)
-    if np.all(m > 0) and lo_lim > 0:
-        ax.set_xlim(left=lo_lim)
+    for yi, v, h in zip(y, m, np.asarray(hi, float), strict=True):  # the value, right of its CI whisker
+        ax.text(max(v, h) if np.isfinite(h) else v, yi, f"  {v:.4g}", va="center", ha="left", fontsize=8)
+    ax.set_xlim(left=min(0.0, float(np.nanmin(lo))) if len(m) else 0.0,
+                right=1.15 * float(np.nanmax(hi)) if len(m) and np.nanmax(hi) > 0 else None)
     ax.grid(axis="x", alpha=0.3)
     return to_base64(fig)
 
@@ -59,7 +61,7 @@ def strata_bars(methods: list[str], strata: dict[str, tuple[list[float], list[fl
                 title: str) -> str:
     """Grouped bars: per method, one bar per gradient stratum with CI whiskers."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig, ax = plt.subplots(figsize=(9, 3.4))
     k = len(strata)
     width = 0.8 / max(k, 1)
     x = np.arange(len(methods))
@@ -70,10 +72,8 @@ def strata_bars(methods: list[str], strata: dict[str, tuple[list[float], list[fl
     ax.set_xticks(x, methods)
     ax.set_ylabel(unit)
     ax.set_title(title)
-    vals = [v for m, lo, _ in strata.values() for v in lo if np.isfinite(v)]
-    if vals and min(vals) > 0:
-        ax.set_ylim(bottom=0.9 * min(vals))
-    ax.legend(fontsize=8)
+    ax.set_ylim(bottom=0)  # bars from zero: no truncated axis
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # outside: no bar hidden
     ax.grid(axis="y", alpha=0.3)
     return to_base64(fig)
 
@@ -81,18 +81,90 @@ def strata_bars(methods: list[str], strata: dict[str, tuple[list[float], list[fl
 def spectra(freqs: np.ndarray, curves: dict[str, np.ndarray], lr_nyquist: float) -> str:
     """Radial power spectra (band-averaged) on a log scale, with the LR Nyquist marked."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    for name, p in curves.items():
-        style = {"lw": 2.2, "color": "k"} if name == "HR" else ({"ls": "--", "color": "grey"} if name.startswith(
-            "interpolated") else {})
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for name, p, style in _merged_curves(curves):
         ax.semilogy(freqs, np.maximum(p, 1e-20), label=name, **style)
     ax.axvline(lr_nyquist, color="r", ls=":", lw=1)
     ax.text(lr_nyquist, ax.get_ylim()[1], " LR Nyquist", color="r", va="top", fontsize=8)
     ax.set_xlabel("spatial frequency (cycles / HR pixel)")
     ax.set_ylabel("power (reflectance$^2$, log)")
     ax.set_title("Radial power spectrum (mean over bands)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.grid(alpha=0.3, which="both")
+    return to_base64(fig)
+
+
+def _merged_curves(curves: dict[str, np.ndarray]) -> list[tuple[str, np.ndarray, dict[str, Any]]]:
+    """Curves equal to an earlier one (relative difference < 1e-6 everywhere) join its label ("a = b")
+    instead of being drawn underneath it, invisible."""
+    kept: list[tuple[list[str], np.ndarray]] = []
+    for name, p in curves.items():
+        for names, q in kept:
+            if p.shape == q.shape and np.allclose(p, q, rtol=1e-6, atol=0.0):
+                names.append(name)
+                break
+        else:
+            kept.append(([name], np.asarray(p)))
+    out = []
+    for names, p in kept:
+        style: dict[str, Any] = {}
+        if "HR" in names:
+            style = {"lw": 2.2, "color": "k"}
+        elif any(n.startswith("interpolated") for n in names):
+            style = {"ls": "--", "color": "grey", "lw": 1.8}
+        label = " = ".join(names) + (" (identical curves)" if len(names) > 1 else "")
+        out.append((label, p, style))
+    return out
+
+
+def scale_bar(ax: Any, width_px: int, height_px: int, pixel_m: float | None, north_up: bool = True) -> None:
+    """A white scale bar (a round length of about a quarter of the panel, metres from the georeference)
+    at the bottom left of an image axis, and a north arrow at the top right when the image is north-up."""
+    if not pixel_m:
+        return
+    target = 0.25 * width_px * pixel_m
+    nice = 10 ** np.floor(np.log10(target))
+    length_m = max(v * nice for v in (1, 2, 5) if v * nice <= target)
+    n = length_m / pixel_m
+    x0, y0 = 0.05 * width_px, 0.92 * height_px
+    ax.plot([x0, x0 + n], [y0, y0], color="white", lw=3, solid_capstyle="butt")
+    ax.plot([x0, x0 + n], [y0, y0], color="black", lw=1, solid_capstyle="butt")
+    label = f"{length_m / 1000:g} km" if length_m >= 1000 else f"{length_m:g} m"
+    ax.text(x0 + n / 2, y0 - 0.03 * height_px, label, color="white", fontsize=7, ha="center", va="bottom",
+            bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "lw": 0})
+    if north_up:
+        ax.annotate("N", xy=(0.93 * width_px, 0.06 * height_px), xytext=(0.93 * width_px, 0.2 * height_px),
+                    color="white", fontsize=7, ha="center", va="center",
+                    arrowprops={"arrowstyle": "-|>", "color": "white", "lw": 1.2})
+
+
+def paired_differences(images: list[str], diffs: dict[str, list[float]], *, xlabel: str, better: int) -> str:
+    """Small multiples, one panel per method: the per-image paired difference to the baseline (dots),
+    their mean (line) and zero (dashed), on one shared x-axis, so one image that drives the mean shows."""
+    plt = _plt()
+    methods = list(diffs)
+    n = len(methods)
+    fig, axes = plt.subplots(1, n, figsize=(max(4.5 * n, 6), 0.32 * len(images) + 1.4), sharex=True, sharey=True,
+                             squeeze=False)
+    allv = np.asarray([v for m in methods for v in diffs[m]], float)
+    span = float(np.nanmax(np.abs(allv))) if np.isfinite(allv).any() else 1.0
+    y = np.arange(len(images))
+    short = [i if len(i) <= 28 else "…" + i[-27:] for i in images]
+    for ax, m in zip(axes[0], methods, strict=True):
+        v = np.asarray(diffs[m], float)
+        good = v * better > 0
+        ax.axvline(0, color="grey", ls="--", lw=1)
+        ax.scatter(v[good], y[good], color="#1a7f37", s=22, zorder=3, label="better than baseline")
+        ax.scatter(v[~good], y[~good], color="#b42318", s=22, zorder=3, label="worse or equal")
+        if np.isfinite(v).any():
+            ax.axvline(float(np.nanmean(v)), color="k", lw=1.2, label="mean")
+        ax.set_title(m, fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_xlim(-1.1 * span if (allv < 0).any() else -0.05 * span, 1.1 * span if (allv > 0).any() else 0.05 * span)
+        ax.set_xlabel(xlabel, fontsize=8)
+    axes[0, 0].set_yticks(y, short, fontsize=7)
+    axes[0, 0].invert_yaxis()
+    axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return to_base64(fig)
 
 
@@ -134,8 +206,8 @@ def high_gradient_box(hr: np.ndarray, size: int) -> tuple[int, int]:
     return int(iy), int(ix)
 
 
-def triptychs(lr_up: np.ndarray, srs: dict[str, np.ndarray], hr: np.ndarray, bands: list[str], zoom: int = 32
-              ) -> str:
+def triptychs(lr_up: np.ndarray, srs: dict[str, np.ndarray], hr: np.ndarray, bands: list[str], zoom: int = 32,
+              pixel_m: float | None = None) -> str:
     """Rows: full view and zoomed crop of the highest-gradient area; columns: LR, each SR, HR."""
     plt = _plt()
     lo, hi = stretch(hr, bands)
@@ -143,7 +215,7 @@ def triptychs(lr_up: np.ndarray, srs: dict[str, np.ndarray], hr: np.ndarray, ban
     y0, x0 = high_gradient_box(hr, zoom)
     s = min(zoom, hr.shape[-2], hr.shape[-1])
     n = len(panels)
-    fig, axes = plt.subplots(2, n, figsize=(2.3 * n, 4.9), squeeze=False)
+    fig, axes = plt.subplots(2, n, figsize=(max(3.2 * n, 10), 6.6), squeeze=False)
     for j, (title, img) in enumerate(panels):
         rgb = display_rgb(img, bands, lo, hi)
         axes[0, j].imshow(rgb, interpolation="nearest")
@@ -151,6 +223,8 @@ def triptychs(lr_up: np.ndarray, srs: dict[str, np.ndarray], hr: np.ndarray, ban
         axes[0, j].set_title(title, fontsize=9)
         axes[1, j].imshow(rgb[y0 : y0 + s, x0 : x0 + s], interpolation="nearest")
         axes[1, j].set_title("zoom (high gradient)", fontsize=8)
+        scale_bar(axes[0, j], rgb.shape[1], rgb.shape[0], pixel_m)
+        scale_bar(axes[1, j], s, s, pixel_m, north_up=False)
         for a in axes[:, j]:
             a.set_xticks([])
             a.set_yticks([])
@@ -159,21 +233,23 @@ def triptychs(lr_up: np.ndarray, srs: dict[str, np.ndarray], hr: np.ndarray, ban
     return to_base64(fig)
 
 
-def map_grid(maps: dict[str, dict[str, np.ndarray]], kinds: list[tuple[str, str, str]]) -> str:
-    """Rows = methods, columns = map kinds; one colour range per kind shared by all methods, with colour bars.
+def map_grid(maps: dict[str, dict[str, np.ndarray]], kinds: list[tuple[str, str, str]],
+             pixel_m: float | None = None) -> str:
+    """Rows = methods, columns = map kinds; one colour range per kind shared by all methods, stated by one
+    horizontal colour bar under each column (no label next to a neighbouring panel).
 
-    ``maps[method][kind]`` is (H, W); ``kinds`` lists (key, title, unit). Diverging kinds (title
-    containing 'signed') use a symmetric range and a diverging colour map.
+    ``maps[method][kind]`` is (H, W); ``kinds`` lists (key, title, unit).
     """
     plt = _plt()
     methods = list(maps)
     nk = len(kinds)
-    fig, axes = plt.subplots(len(methods), nk, figsize=(3.1 * nk, 2.7 * len(methods)), squeeze=False)
+    fig, axes = plt.subplots(len(methods), nk, figsize=(max(3.3 * nk, 8), 2.9 * len(methods) + 0.9), squeeze=False)
     for j, (key, title, unit) in enumerate(kinds):
         allv = np.concatenate([np.abs(np.ravel(maps[m][key])) for m in methods])
         allv = allv[np.isfinite(allv)]
         vmax = float(np.percentile(allv, 99)) if allv.size else 1.0
         vmax = vmax if vmax > 0 else 1.0
+        im = None
         for i, m in enumerate(methods):
             ax = axes[i, j]
             im = ax.imshow(maps[m][key], cmap="magma", vmin=0.0, vmax=vmax, interpolation="nearest")
@@ -183,9 +259,14 @@ def map_grid(maps: dict[str, dict[str, np.ndarray]], kinds: list[tuple[str, str,
                 ax.set_title(title, fontsize=9)
             if j == 0:
                 ax.set_ylabel(m, fontsize=9)
-            cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
-            cb.set_label(unit, fontsize=7)
-            cb.ax.tick_params(labelsize=7)
+            if i == 0 and j == 0:
+                h, w = np.shape(maps[m][key])
+                scale_bar(ax, w, h, pixel_m)
+        cb = fig.colorbar(im, ax=list(axes[:, j]), orientation="horizontal", location="bottom", fraction=0.05,
+                          pad=0.03, shrink=0.9)
+        cb.set_label(f"{unit}, 0 to p99 of all methods", fontsize=7)
+        cb.ax.tick_params(labelsize=7)
+        cb.ax.xaxis.set_major_locator(plt.MaxNLocator(3))
     return to_base64(fig)
 
 
@@ -193,7 +274,7 @@ def sparsification(curves: dict[str, Any]) -> str:
     """Sparsification curves (Ilg et al., ECCV 2018): MAE of the pixels kept after removing the most
     uncertain fraction, normalised by the MAE of all, for each method (solid) and its oracle (dotted)."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    fig, ax = plt.subplots(figsize=(9, 4))
     for name, sp in curves.items():
         (line,) = ax.plot(sp.fractions, sp.curve, lw=2, label=f"{name} (AUSE {sp.ause:.3f})")
         ax.plot(sp.fractions, sp.oracle, ls=":", color=line.get_color(), label=f"{name}: oracle (by |error|)")

@@ -152,9 +152,10 @@ def _map_images(fn: Any, refs: list[ImageRef]) -> Any:
 
 
 def _progress(total: int, enabled: bool, desc: str) -> Any:
+    """A progress bar over (image, method) pairs: one step = one SR output scored (unit "SR")."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, disable=not enabled, file=sys.stderr, leave=False, unit="img")
+    return tqdm(total=total, desc=desc, disable=not enabled, file=sys.stderr, leave=False, unit="SR")
 
 
 def run_benchmark(config: BenchmarkConfig | str | Path, out_dir: str | Path, *, progress: bool = True,
@@ -228,7 +229,7 @@ def _run(cfg: BenchmarkConfig, out: Path, progress: bool, all_refs: dict[str, li
                               "images": [r.id for r in refs], "sensor": d.sensor, "scale": d.scale,
                               "operator": d.operator, "has_hr": d.has_hr,
                               "radiometry": dataset_radiometry(d, refs)})
-        bar = _progress(len(refs) * len(methods), progress, f"{d.name}")
+        bar = _progress(len(refs) * len(methods), progress, f"{d.name}: {len(refs)} images × {len(methods)} methods")
 
         def one_image(i: int, ref: ImageRef, d: Any = d, dkey: str = dkey, bar: Any = bar,
                       band_names: Any = band_names) -> tuple[list[dict[str, Any]], dict[str, int], int | None]:
@@ -313,7 +314,7 @@ def _metric_rows(dataset: str, image: str, method: str, metric: str, score: dict
 def _doc_dict(name: str) -> dict[str, Any]:
     d = doc_for(name)
     return {"title": d.title, "higher_is_better": d.higher_is_better, "unit": d.unit, "formula": d.formula,
-            "source": d.source, "quality": d.quality}
+            "source": d.source, "quality": d.quality, "how": d.how}
 
 
 def summarise(rows: list[dict[str, Any]], methods: list[str], baseline: str, cfg: BenchmarkConfig
