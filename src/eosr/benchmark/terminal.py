@@ -29,17 +29,24 @@ def _ci(f: ColumnFormat, lo: float | None, hi: float | None) -> str:
     return "" if lo is None or hi is None else f"[{f(lo)}, {f(hi)}]"
 
 
-def leaderboard_table(results: dict[str, Any], dataset: str, compact: bool = False) -> Any:
-    """A rich Table of one dataset's leaderboard (mean, CI, paired difference to the baseline);
-    ``compact``: each CI in its value's cell (fewer columns, for 80-column terminals)."""
-    from rich.table import Table
-
+def _board(results: dict[str, Any], dataset: str) -> tuple[list[dict[str, Any]], bool, Any, str, int, Any, Any]:
+    """What both leaderboard layouts need: rows, whether CIs are shown, the ranking metric's doc, its unit
+    suffix, the confidence in %, and the formatters of the means and of the differences."""
     rows, metric, show_ci = _rows(results, dataset)
     d = doc_for(metric)
     unit = f" ({d.unit})" if d.unit else ""
     pct = round(100 * results["confidence"])
     fm = formatter([r["mean"] for r in rows], metric, [r[k] for r in rows for k in ("ci_low", "ci_high")])
     fd = formatter([r["diff_mean"] for r in rows], "", [r[k] for r in rows for k in ("diff_ci_low", "diff_ci_high")])
+    return rows, show_ci, d, unit, pct, fm, fd
+
+
+def leaderboard_table(results: dict[str, Any], dataset: str, compact: bool = False) -> Any:
+    """A rich Table of one dataset's leaderboard (mean, CI, paired difference to the baseline);
+    ``compact``: each CI in its value's cell (fewer columns, for 80-column terminals)."""
+    from rich.table import Table
+
+    rows, show_ci, d, unit, pct, fm, fd = _board(results, dataset)
     t = Table(title=f"{results['name']} / {dataset}: ranked by {d.title}{unit}"
               + ("" if show_ci else " (CI omitted: < 3 images)"))
     sep = show_ci and not compact
@@ -63,12 +70,7 @@ def leaderboard_table(results: dict[str, Any], dataset: str, compact: bool = Fal
 
 def leaderboard_lines(results: dict[str, Any], dataset: str) -> list[str]:
     """The leaderboard as lines, one block per method (the layout for narrow terminals)."""
-    rows, metric, show_ci = _rows(results, dataset)
-    d = doc_for(metric)
-    unit = f" ({d.unit})" if d.unit else ""
-    pct = round(100 * results["confidence"])
-    fm = formatter([r["mean"] for r in rows], metric, [r[k] for r in rows for k in ("ci_low", "ci_high")])
-    fd = formatter([r["diff_mean"] for r in rows], "", [r[k] for r in rows for k in ("diff_ci_low", "diff_ci_high")])
+    rows, show_ci, d, unit, pct, fm, fd = _board(results, dataset)
     out = [f"{results['name']} / {dataset}: ranked by {d.title}{unit}"
            + (f", mean [{pct} % CI]" if show_ci else ", mean (CI omitted: < 3 images)")]
     for r in rows:
