@@ -98,8 +98,10 @@ def scores(err: np.ndarray, std: np.ndarray, factor: float) -> dict[str, float]:
 
 
 def evaluate(model_name: str = "carn_m_s2_x2_unc", sigmas: tuple[float, ...] = SIGMAS, threads: int = 1,
-             proxies: tuple[str, ...] = (HIGHPASS, BPJITTER)) -> dict[str, Any]:
-    """{"methods": {method: {"sigma=..": scores, "pooled": scores + bootstrap}}, "differences": ..., "factors": ...}."""
+             proxies: tuple[str, ...] = (HIGHPASS, BPJITTER), split: str = "ben") -> dict[str, Any]:
+    """{"methods": {method: {"sigma=..": scores, "pooled": scores + bootstrap}}, "differences": ..., "factors": ...}.
+    ``split="test"``: the base config's test split (CoastalA east, Slovenia south x 5 dates; whole windows,
+    the same 8 px crop) instead of BigEarthNet."""
     from eosr.benchmark.stats import bootstrap_mean, paired_difference
     from eosr.degrade import Degradation
     from eosr.models import resolve_model
@@ -115,23 +117,31 @@ def evaluate(model_name: str = "carn_m_s2_x2_unc", sigmas: tuple[float, ...] = S
     factors = {HEAD: float(cal.factor) if cal is not None else 1.0}
     cal_set = validation_calibration_set(base) if proxies else []
     factors |= {m: float(fit_proxy_on_val(m, base, cal_set=cal_set).factor) for m in proxies}
-    op = Degradation.from_sensor("sentinel2", BANDS, 2, wald=True)
-    hr_all = torch.from_numpy(np.stack(load_patches())).float()
-    lr_clean = op.downsample(hr_all.double()).float()
+    if split == "test":
+        from eosr.train.config import load_config
+        from eosr.train.sources import build_datasets
+        from train_variance_head import CONFIG
+
+        pairs = [(it.hr[None].float(), it.lr[None].float()) for it in build_datasets(load_config(CONFIG)).test]
+    else:
+        op = Degradation.from_sensor("sentinel2", BANDS, 2, wald=True)
+        hr_all = torch.from_numpy(np.stack(load_patches())).float()
+        lr_all = op.downsample(hr_all.double()).float()
+        pairs = [(hr_all[i : i + 1], lr_all[i : i + 1]) for i in range(hr_all.shape[0])]
     methods = (HEAD, *proxies)
     per: dict[str, dict[str, list[tuple[np.ndarray, np.ndarray]]]] = {m: {} for m in methods}
     for k, s in enumerate(sigmas):
         key = f"sigma={s:g}"
-        for i in range(hr_all.shape[0]):
+        for i, (hr, lr_clean) in enumerate(pairs):
             g = torch.Generator().manual_seed(1000 * k + i)
-            lr = (lr_clean[i : i + 1].double() + s * torch.randn(lr_clean.shape[1:], generator=g,
-                                                                  dtype=torch.float64)).float()
+            lr = (lr_clean.double() + s * torch.randn(lr_clean.shape[1:], generator=g,
+                                                      dtype=torch.float64)).float()
             sr, std = model.forward_with_uncertainty(lr)
-            err = crop(hr_all[i : i + 1] - sr, CROP).numpy().ravel()
+            err = crop(hr - sr, CROP).numpy().ravel()
             stds = {HEAD: std} | {m: proxy_std(m, lr, sr) * factors[m] for m in proxies}
             for m in methods:
                 per[m].setdefault(key, []).append((err, crop(stds[m], CROP).numpy().ravel()))
-    out: dict[str, Any] = {"methods": {}, "factors": factors, "crop": CROP, "model": model_name}
+    out: dict[str, Any] = {"methods": {}, "factors": factors, "crop": CROP, "model": model_name, "split": split}
     img_scores: dict[str, list[dict[str, float]]] = {}
     for m in methods:
         rows: dict[str, Any] = {}
@@ -156,7 +166,8 @@ def evaluate(model_name: str = "carn_m_s2_x2_unc", sigmas: tuple[float, ...] = S
 
 def print_table(res: dict[str, Any]) -> None:
     """Markdown table of :func:`evaluate`'s result, targets in the header."""
-    print(f"Uncertainty of {res['model']} on BigEarthNet (Wald x2, S2 operator, {res['crop']} px crop); "
+    where = "the config's test split" if res.get("split") == "test" else "BigEarthNet"
+    print(f"Uncertainty of {res['model']} on {where} (Wald x2, S2 operator, {res['crop']} px crop); "
           "targets: 90 % coverage 0.85-0.95, Spearman > 0.3")
     print("| noise sigma | method | coverage 90 % | coverage 90 % uncalibrated | Spearman(abs err, std) | AUSE (MAE) "
           "| mean std | conformal factor |")
