@@ -9,9 +9,10 @@ Methods (each gives a per-pixel, per-band std of the ``carn_m_s2_x2`` SR, one pa
 - ``variance head``: the shipped ``carn_m_s2_x2_unc`` (``forward_with_uncertainty``), recalibrated by its
   card's split-conformal factor (fitted on the VALIDATION split by benchmarks/train_variance_head.py).
 - ``high-pass energy``: sigma = sqrt(mean_5x5((y - G_1 * y)^2) + 0.0005^2), the local energy of the SR's own
-  detail (G_1: Gaussian, sigma 1 HR px), conformal factor fitted here on the same validation split.
+  detail (G_1: Gaussian, sigma 1 HR px), conformal factor fitted here exactly as the head's (the same
+  location-balanced calibration set from the validation split, noise 0..0.002, radiometric draws).
 - ``BP PSF-jitter spread``: std of 5 back-projections under MTF 0.15..0.35 (:mod:`eosr.trust.classical`),
-  + the same floor, conformal factor fitted on the validation split.
+  + the same floor, conformal factor fitted the same way.
 
 Deep ensembles and MC dropout are not candidates here: each needs several x2 models retrained (about 45
 min of one core each for the carn_m_s2_x2 recipe), and the shipped base has no dropout.
@@ -67,20 +68,24 @@ def crop(t: Any, c: int) -> Any:
     return t[..., c : t.shape[-2] - c, c : t.shape[-1] - c] if c else t
 
 
-def fit_proxy_on_val(method: str, base: Any, p: float = 0.9) -> Any:
-    """Split-conformal factor of a proxy on the config's validation split (as the head's: noise 0 and 0.001,
-    4 px crop; see benchmarks/train_variance_head.py)."""
+def validation_calibration_set(base: Any) -> list[Any]:
+    """The head's calibration set (:func:`train_variance_head.calibration_triples`: the validation split
+    of the config, as it is and with radiometric draws, LR noise 0..0.002), for the base's SR."""
     from eosr.train.config import load_config
     from eosr.train.sources import build_datasets
-    from eosr.trust.calibration import fit_conformal
-    from train_variance_head import CONFIG, VAL_CROP, val_triples
+    from train_variance_head import CONFIG, calibration_triples
 
-    sp = build_datasets(load_config(CONFIG))
-    errs, sds = [], []
-    for _, lr, sr, hr in val_triples(base, sp.val):
-        errs.append(crop(hr - sr, VAL_CROP).numpy().ravel())
-        sds.append(crop(proxy_std(method, lr, sr), VAL_CROP).numpy().ravel())
-    return fit_conformal(np.concatenate(errs), np.concatenate(sds), p=p)
+    cfg = load_config(CONFIG)
+    return calibration_triples(base, build_datasets(cfg).val, cfg)
+
+
+def fit_proxy_on_val(method: str, base: Any, p: float = 0.9, cal_set: list[Any] | None = None) -> Any:
+    """Conformal factor of a proxy fitted exactly as the head's (location-balanced, on the validation
+    calibration set of :func:`validation_calibration_set`, 4 px crop; see benchmarks/train_variance_head.py)."""
+    from train_variance_head import fit_calibration
+
+    cal_set = cal_set if cal_set is not None else validation_calibration_set(base)
+    return fit_calibration(lambda lr, sr: proxy_std(method, lr, sr), cal_set, p=p)[0]
 
 
 def scores(err: np.ndarray, std: np.ndarray, factor: float) -> dict[str, float]:
@@ -92,9 +97,11 @@ def scores(err: np.ndarray, std: np.ndarray, factor: float) -> dict[str, float]:
             "mean_std": float(np.mean(std))}
 
 
-def evaluate(model_name: str = "carn_m_s2_x2_unc", sigmas: tuple[float, ...] = SIGMAS, threads: int = 2,
-             proxies: tuple[str, ...] = (HIGHPASS, BPJITTER)) -> dict[str, Any]:
-    """{"methods": {method: {"sigma=..": scores, "pooled": scores + bootstrap}}, "differences": ..., "factors": ...}."""
+def evaluate(model_name: str = "carn_m_s2_x2_unc", sigmas: tuple[float, ...] = SIGMAS, threads: int = 1,
+             proxies: tuple[str, ...] = (HIGHPASS, BPJITTER), split: str = "ben") -> dict[str, Any]:
+    """{"methods": {method: {"sigma=..": scores, "pooled": scores + bootstrap}}, "differences": ..., "factors": ...}.
+    ``split="test"``: the base config's test split (CoastalA east, Slovenia south x 5 dates; whole windows,
+    the same 8 px crop) instead of BigEarthNet."""
     from eosr.benchmark.stats import bootstrap_mean, paired_difference
     from eosr.degrade import Degradation
     from eosr.models import resolve_model
@@ -108,24 +115,33 @@ def evaluate(model_name: str = "carn_m_s2_x2_unc", sigmas: tuple[float, ...] = S
     base = getattr(model, "base", model)
     cal = model.conformal()
     factors = {HEAD: float(cal.factor) if cal is not None else 1.0}
-    factors |= {m: float(fit_proxy_on_val(m, base).factor) for m in proxies}
-    op = Degradation.from_sensor("sentinel2", BANDS, 2, wald=True)
-    hr_all = torch.from_numpy(np.stack(load_patches())).float()
-    lr_clean = op.downsample(hr_all.double()).float()
+    cal_set = validation_calibration_set(base) if proxies else []
+    factors |= {m: float(fit_proxy_on_val(m, base, cal_set=cal_set).factor) for m in proxies}
+    if split == "test":
+        from eosr.train.config import load_config
+        from eosr.train.sources import build_datasets
+        from train_variance_head import CONFIG
+
+        pairs = [(it.hr[None].float(), it.lr[None].float()) for it in build_datasets(load_config(CONFIG)).test]
+    else:
+        op = Degradation.from_sensor("sentinel2", BANDS, 2, wald=True)
+        hr_all = torch.from_numpy(np.stack(load_patches())).float()
+        lr_all = op.downsample(hr_all.double()).float()
+        pairs = [(hr_all[i : i + 1], lr_all[i : i + 1]) for i in range(hr_all.shape[0])]
     methods = (HEAD, *proxies)
     per: dict[str, dict[str, list[tuple[np.ndarray, np.ndarray]]]] = {m: {} for m in methods}
     for k, s in enumerate(sigmas):
         key = f"sigma={s:g}"
-        for i in range(hr_all.shape[0]):
+        for i, (hr, lr_clean) in enumerate(pairs):
             g = torch.Generator().manual_seed(1000 * k + i)
-            lr = (lr_clean[i : i + 1].double() + s * torch.randn(lr_clean.shape[1:], generator=g,
-                                                                  dtype=torch.float64)).float()
+            lr = (lr_clean.double() + s * torch.randn(lr_clean.shape[1:], generator=g,
+                                                      dtype=torch.float64)).float()
             sr, std = model.forward_with_uncertainty(lr)
-            err = crop(hr_all[i : i + 1] - sr, CROP).numpy().ravel()
+            err = crop(hr - sr, CROP).numpy().ravel()
             stds = {HEAD: std} | {m: proxy_std(m, lr, sr) * factors[m] for m in proxies}
             for m in methods:
                 per[m].setdefault(key, []).append((err, crop(stds[m], CROP).numpy().ravel()))
-    out: dict[str, Any] = {"methods": {}, "factors": factors, "crop": CROP, "model": model_name}
+    out: dict[str, Any] = {"methods": {}, "factors": factors, "crop": CROP, "model": model_name, "split": split}
     img_scores: dict[str, list[dict[str, float]]] = {}
     for m in methods:
         rows: dict[str, Any] = {}
@@ -150,7 +166,8 @@ def evaluate(model_name: str = "carn_m_s2_x2_unc", sigmas: tuple[float, ...] = S
 
 def print_table(res: dict[str, Any]) -> None:
     """Markdown table of :func:`evaluate`'s result, targets in the header."""
-    print(f"Uncertainty of {res['model']} on BigEarthNet (Wald x2, S2 operator, {res['crop']} px crop); "
+    where = "the config's test split" if res.get("split") == "test" else "BigEarthNet"
+    print(f"Uncertainty of {res['model']} on {where} (Wald x2, S2 operator, {res['crop']} px crop); "
           "targets: 90 % coverage 0.85-0.95, Spearman > 0.3")
     print("| noise sigma | method | coverage 90 % | coverage 90 % uncalibrated | Spearman(abs err, std) | AUSE (MAE) "
           "| mean std | conformal factor |")

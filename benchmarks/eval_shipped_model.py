@@ -194,7 +194,7 @@ def main() -> None:
     if describe_model(a.model).get("uncertainty"):  # e.g. carn_m_s2_x2_unc: calibration, not PSNR (same SR)
         from _eval_uncertainty import evaluate, print_table
 
-        res = evaluate(a.model)
+        res = evaluate(a.model, split=a.split)
         if a.json:
             print(json.dumps(res, indent=1))
         else:

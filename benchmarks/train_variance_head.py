@@ -10,10 +10,16 @@ Recipe (reproduces ``src/eosr/models/weights/carn_m_s2_x2_unc.*``; ~15 min on on
   Gal 2017), 4 HR px border of each patch left out. Adam, cosine schedule, ``--steps`` of ``--batch``.
 - Selection: the step with the lowest NLL on the config's VALIDATION split (CoastalA centre strip, central
   Slovenian strip x 5 dates; noise sigma 0 and 0.001, seeds as eosr.train.validate), never BigEarthNet.
-- Recalibration: split-conformal scaling (:func:`eosr.trust.calibration.fit_conformal`, p = 0.9) on the
-  same validation residuals; factor, level and data are stored in the card (``calibration``).
+- Recalibration: location-balanced split-conformal scaling (:func:`eosr.trust.calibration.fit_conformal`
+  with :func:`~eosr.trust.calibration.group_weights`, p = 0.9) on validation residuals that cover the
+  conditions the model was trained for: every validation image as it is and with 3 radiometric gain/offset
+  draws (the training ranges), each at LR noise sigma 0, 0.0005, 0.001, 0.0015, 0.002 (the training range
+  U(0, 0.002)); every validation location carries the same total weight (the CoastalA strip has 15x the
+  pixels of the Slovenian strip). Factor, level and data are stored in the card (``calibration``).
+  ``--recalibrate`` refits only this step for the head already at ``--out`` (its weights unchanged).
 
-Run: ``PYTHONPATH=src python benchmarks/train_variance_head.py [--out PATH] [--steps N] [--rounds R]``
+Run: ``PYTHONPATH=src python benchmarks/train_variance_head.py [--out PATH] [--steps N] [--rounds R]
+[--recalibrate]``
 """
 
 from __future__ import annotations
@@ -32,6 +38,10 @@ BASE = "carn_m_s2_x2"
 NAME = "carn_m_s2_x2_unc"
 CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "carn_m_s2_x2.toml")
 VAL_SIGMAS = (0.0, 0.001)
+#: calibration noise levels: a grid over the training augmentation sigma ~ U(0, 0.002)
+CAL_SIGMAS = (0.0, 0.0005, 0.001, 0.0015, 0.002)
+CAL_RADIOMETRIC_DRAWS = 3  # per image and noise level, besides the image as it is
+CAL_SEED = 20_000
 VAL_CROP = 4  # the Slovenian val strips are 12 HR px high: an 8 px crop would leave nothing
 TRAIN_CROP = 4
 
@@ -75,6 +85,46 @@ def val_triples(base: Any, items: list[Any], sigmas: tuple[float, ...] = VAL_SIG
             lr = noisy_lr(it.lr, float(s), seed + 1000 * k + i)[None].float()
             out.append((float(s), lr, base_outputs(base, lr), it.hr[None].float()))
     return out
+
+
+def calibration_triples(base: Any, items: list[Any], cfg: Any, sigmas: tuple[float, ...] = CAL_SIGMAS,
+                        draws: int = CAL_RADIOMETRIC_DRAWS, seed: int = CAL_SEED
+                        ) -> list[tuple[str, float, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(location, sigma, LR, SR, HR) of each image of ``items`` as it is and with ``draws`` radiometric
+    gain/offset draws per band (``cfg.radiometric``, as in training: exact on LR and HR alike), each at
+    every noise level of ``sigmas`` (seeded)."""
+    from eosr.train.loop import radiometric
+    from eosr.train.validate import noisy_lr
+
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for i, it in enumerate(items):
+        lr0, hr0 = it.lr[None].float(), it.hr[None].float()
+        for d in range(draws + 1):
+            lr, hr = (lr0, hr0) if d == 0 else radiometric(lr0, hr0, cfg, g)
+            for k, s in enumerate(sigmas):
+                lrn = noisy_lr(lr[0], float(s), seed + 100_000 * d + 1000 * k + i)[None].float()
+                out.append((it.location, float(s), lrn, base_outputs(base, lrn), hr))
+    return out
+
+
+def fit_calibration(std_of: Any, cal: list[Any], crop_px: int = VAL_CROP, p: float = 0.9) -> tuple[Any, dict[str, Any]]:
+    """Location-balanced split-conformal factor of the std ``std_of(lr, sr)`` on :func:`calibration_triples`
+    (border-cropped); returns the calibration and its provenance (pixels per location)."""
+    from eosr.trust.calibration import fit_conformal, group_weights
+
+    errs, sds, locs = [], [], []
+    with torch.no_grad():
+        for loc, _, lr, sr, hr in cal:
+            e = crop(hr - sr, crop_px).numpy().ravel()
+            errs.append(e)
+            sds.append(crop(std_of(lr, sr), crop_px).numpy().ravel())
+            locs.append(np.full(e.size, loc, dtype=object))
+    loc_all = np.concatenate(locs)
+    fitted = fit_conformal(np.concatenate(errs), np.concatenate(sds), p=p, weights=group_weights(loc_all))
+    names, counts = np.unique(loc_all, return_counts=True)
+    return fitted, {"weighting": "equal total weight per location (weighted split conformal)",
+                    "pixels_per_location": {str(k): int(c) for k, c in zip(names, counts, strict=True)}}
 
 
 def crop(t: torch.Tensor, c: int) -> torch.Tensor:
@@ -139,6 +189,64 @@ def train_head(model: Any, lr: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor,
     return best_step, hist
 
 
+def head_std(model: Any) -> Any:
+    """The head's uncalibrated std as a function of (LR, SR)."""
+    return lambda lr, sr: torch.exp(0.5 * model.log_variance(lr, sr))
+
+
+def calibrate(model: Any, sp: Any, cfg: Any) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """Fit the head's conformal factor (:func:`fit_calibration`) and score it per validation noise level:
+    (calibration, card ``calibration`` entry, ``metrics.validation``)."""
+    from eosr.trust.calibration import coverage, sparsification, spearman
+
+    base = model.base
+    cal, prov = fit_calibration(head_std(model), calibration_triples(base, sp.val, cfg))
+    val = val_triples(base, sp.val)
+    per_sigma = {}
+    for s in VAL_SIGMAS:
+        rows = [t for t in val if t[0] == s]
+        es, ss, vs = val_residuals(model, rows)
+        per_loc = {}
+        for it, (_, lr, sr, hr) in zip(sp.val, rows, strict=True):
+            with torch.no_grad():
+                sd = crop(torch.exp(0.5 * model.log_variance(lr, sr)), VAL_CROP).numpy().ravel()
+            per_loc.setdefault(it.location, []).append((crop(hr - sr, VAL_CROP).numpy().ravel(), sd))
+        loc_cov = {k: coverage(np.concatenate([e for e, _ in v]), np.concatenate([u for _, u in v]) * cal.factor, 0.9)
+                   for k, v in per_loc.items()}
+        per_sigma[f"sigma={s:g}"] = {
+            "nll": vs, "coverage_90_before": coverage(es, ss, 0.9), "coverage_90": coverage(es, ss * cal.factor, 0.9),
+            "coverage_90_per_location": loc_cov,
+            "spearman_abs_error_std": spearman(np.abs(es), ss), "ause_mae": sparsification(np.abs(es), ss).ause}
+    entry = cal.to_json() | {"split": "val", "images": sp.manifest()["val_images"],
+                             "noise_sigmas": list(CAL_SIGMAS), "radiometric_draws": CAL_RADIOMETRIC_DRAWS,
+                             "radiometric": cfg.radiometric.model_dump(), "seed": CAL_SEED,
+                             "border_crop_px": VAL_CROP} | prov
+    return cal, entry, per_sigma
+
+
+def recalibrate(out: str) -> Path:
+    """Refit the calibration of the head checkpoint at ``out`` (weights unchanged) and rewrite its card."""
+    from eosr.models.checkpoint import load_checkpoint, save_checkpoint
+    from eosr.train.config import load_config
+    from eosr.train.sources import build_datasets
+
+    t0 = time.time()
+    torch.set_num_threads(1)
+    cfg = load_config(CONFIG)
+    sp = build_datasets(cfg)
+    model = load_checkpoint(out)
+    model.self_ensemble = False
+    cal, entry, per_sigma = calibrate(model, sp, cfg)
+    card = {k: v for k, v in model.card.items() if k in ("name", "base", "sensor_operator", "uncertainty",
+                                                          "training")}
+    card["calibration"] = entry | {"seconds": round(time.time() - t0, 1)}
+    card["metrics"] = {"validation": per_sigma}
+    model.calibration = None
+    _, jpath = save_checkpoint(model, out, card)
+    print(json.dumps({"factor": cal.factor, "calibration": entry, "validation": per_sigma}, indent=1))
+    return jpath
+
+
 def run(out: str, steps: int = 4000, rounds: int = 4, batch: int = 16, seed: int = 0, channels: int = 32,
         depth: int = 4, prior: str | None = None) -> Path:
     """Train, select on validation, fit the conformal factor on validation, write the checkpoint."""
@@ -147,8 +255,6 @@ def run(out: str, steps: int = 4000, rounds: int = 4, batch: int = 16, seed: int
     from eosr.models.varhead import VarianceHeadSR
     from eosr.train.config import load_config
     from eosr.train.sources import build_datasets
-    from eosr.trust.calibration import coverage, fit_conformal, sparsification, spearman
-
     t0 = time.time()
     torch.set_num_threads(1)
     torch.manual_seed(seed)
@@ -161,14 +267,7 @@ def run(out: str, steps: int = 4000, rounds: int = 4, batch: int = 16, seed: int
     lr, sr, hr = training_triples(base, sp, cfg, rounds, seed)
     val = val_triples(base, sp.val)
     best_step, hist = train_head(model, lr, sr, hr, val, steps=steps, batch=batch, seed=seed)
-    e, sd, v = val_residuals(model, val)
-    cal = fit_conformal(e, sd, p=0.9)
-    per_sigma = {}
-    for s in VAL_SIGMAS:
-        es, ss, vs = val_residuals(model, [t for t in val if t[0] == s])
-        per_sigma[f"sigma={s:g}"] = {
-            "nll": vs, "coverage_90_before": coverage(es, ss, 0.9), "coverage_90": coverage(es, ss * cal.factor, 0.9),
-            "spearman_abs_error_std": spearman(np.abs(es), ss), "ause_mae": sparsification(np.abs(es), ss).ause}
+    cal, entry, per_sigma = calibrate(model, sp, cfg)
     seconds = time.time() - t0
     card = {
         "name": NAME,
@@ -176,8 +275,7 @@ def run(out: str, steps: int = 4000, rounds: int = 4, batch: int = 16, seed: int
         "sensor_operator": base.card.get("sensor_operator"),
         "uncertainty": {"kind": "variance head (Gaussian NLL) + split-conformal scaling", "output": "std",
                         "units": "reflectance", "interval_level": 0.9},
-        "calibration": cal.to_json() | {"split": "val", "images": sp.manifest()["val_images"],
-                                        "noise_sigmas": list(VAL_SIGMAS), "border_crop_px": VAL_CROP},
+        "calibration": entry,
         "training": {
             "script": "benchmarks/train_variance_head.py", "config": "configs/carn_m_s2_x2.toml", "base": BASE,
             "seed": seed, "prior": prior,
@@ -208,7 +306,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--prior", choices=("none", "highpass"), default="none",
                     help="what the head corrects: the base's per-band std (none) or the SR's high-pass energy")
+    ap.add_argument("--recalibrate", action="store_true",
+                    help="only refit the conformal calibration of the head at --out (weights unchanged)")
     a = ap.parse_args()
+    if a.recalibrate:
+        print(recalibrate(a.out))
+        return
     print(run(a.out, a.steps, a.rounds, a.batch, a.seed, prior=None if a.prior == "none" else a.prior))
 
 

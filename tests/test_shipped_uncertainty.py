@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import call_cli
+from conftest import ROOT, call_cli
 
 NAME, BASE = "carn_m_s2_x2_unc", "carn_m_s2_x2"
 BANDS = ["B02", "B03", "B04", "B08"]
@@ -71,6 +71,14 @@ def test_card_names_the_base_and_a_validation_calibration(unc: torch.nn.Module) 
     assert card["architecture"]["kwargs"]["base_sha256"] == base["weights_sha256"]
     cal = card["calibration"]
     assert cal["split"] == "val" and cal["p"] == 0.9 and cal["factor"] > 0 and cal["n"] > 10_000
+    # location-balanced, over the noise range and radiometric augmentation the base was trained with
+    from eosr.train.config import load_config
+
+    cfg = load_config(ROOT / "configs" / f"{BASE}.toml")
+    assert cal["kind"] == "weighted split-conformal scaling" and cal["weighting"].startswith("equal total weight")
+    assert sorted(cal["pixels_per_location"]) == base["training"]["split_manifest"]["splits"]["val"]
+    assert min(cal["noise_sigmas"]) == 0.0 and max(cal["noise_sigmas"]) == cfg.noise.sigma_max
+    assert cal["radiometric_draws"] >= 1 and cal["radiometric"] == cfg.radiometric.model_dump(mode="json")
     val = base["training"]["split_manifest"]["val_images"]
     assert cal["images"] == val and not any("S2A_MSIL2A" in i or "reykjavik" in i for i in val)
     assert card["training"]["split_manifest"]["splits"] == base["training"]["split_manifest"]["splits"]

@@ -17,9 +17,11 @@ from eosr.trust.calibration import (
     calibration_table,
     coverage,
     fit_conformal,
+    group_weights,
     interval_z,
     sparsification,
     spearman,
+    weighted_conformal_quantile,
 )
 
 RNG = np.random.default_rng(1234)
@@ -106,6 +108,48 @@ def test_conformal_recalibration_restores_coverage(tmp_path: object) -> None:
     json.loads(path.read_text())
     with pytest.raises(DataError):
         ConformalCalibration.load(path.with_name("missing.json"))
+
+
+def test_weighted_conformal_quantile_known_answers() -> None:
+    """Equal weights: the ceil((n+1) p)-th smallest score; group weights: each group counts the same."""
+    s = np.arange(1.0, 11.0)  # 1..10
+    assert weighted_conformal_quantile(s, np.ones(10), 0.9) == 10.0  # ceil(11 * 0.9) = 10
+    assert weighted_conformal_quantile(s, np.ones(10), 0.5) == 6.0  # ceil(5.5) = 6
+    assert weighted_conformal_quantile(s[::-1], np.ones(10), 0.5) == 6.0  # order of the input does not matter
+    # a 2-sample group of large scores outweighs 98 small ones once each group carries the same weight
+    big = np.concatenate([np.full(98, 1.0), [5.0, 6.0]])
+    grp = np.array(["a"] * 98 + ["b", "b"])
+    w = group_weights(grp)
+    assert np.allclose(w[:98], 1 / 98) and np.allclose(w[98:], 0.5)
+    assert weighted_conformal_quantile(big, np.ones(100), 0.9) == 1.0
+    # total 2, test weight 0.5: need cumulative weight >= 0.9 * 2.5 = 2.25 > 2: the largest score
+    assert weighted_conformal_quantile(big, w, 0.9) == 6.0
+    assert weighted_conformal_quantile(big, w, 0.6) == 5.0  # 1 + 0.5 >= 0.6 * 2.5 = 1.5
+    with pytest.raises(DataError):
+        weighted_conformal_quantile(s, -np.ones(10), 0.9)
+    with pytest.raises(ShapeError):
+        weighted_conformal_quantile(s, np.ones(3), 0.9)
+
+
+def test_location_weighted_conformal_covers_each_location() -> None:
+    """A calibration set 95 % from a calm place and 5 % from a place where the std is 2x too small: the
+    pooled factor under-covers the second place, the location-balanced one covers both at >= 0.9 on average."""
+    n1, n2 = 190_000, 10_000
+    s = RNG.uniform(0.005, 0.05, n1 + n2)
+    e = RNG.normal(0.0, s * np.r_[np.ones(n1), 2 * np.ones(n2)])
+    loc = np.r_[np.zeros(n1, int), np.ones(n2, int)]
+    pooled = fit_conformal(e, s, p=0.9)
+    bal = fit_conformal(e, s, p=0.9, weights=group_weights(loc))
+    assert bal.kind == "weighted split-conformal scaling" and pooled.kind == "split-conformal scaling"
+    assert bal.factor > pooled.factor * 1.1
+    cov = [coverage(e[loc == k], bal.apply(s[loc == k]), 0.9) for k in (0, 1)]
+    assert np.mean(cov) == pytest.approx(0.9, abs=0.01)
+    assert coverage(e[loc == 1], pooled.apply(s[loc == 1]), 0.9) < 0.7
+    assert bal.coverage_before == pytest.approx(np.mean([coverage(e[loc == k], s[loc == k], 0.9) for k in (0, 1)]))
+    same = fit_conformal(e, s, p=0.9, weights=np.ones(e.size))  # equal weights: the unweighted factor
+    assert same.factor == pytest.approx(pooled.factor, rel=1e-4)
+    with pytest.raises(ShapeError):
+        fit_conformal(e, s, weights=np.ones(5))
 
 
 # ------------------------------------------------------------------ real imagery, Wald protocol

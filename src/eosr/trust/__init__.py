@@ -33,6 +33,8 @@ _EXPORTS = {
     "ConformalCalibration": "calibration",
     "calibration_path": "calibration",
     "fit_conformal": "calibration",
+    "group_weights": "calibration",
+    "weighted_conformal_quantile": "calibration",
     "calibration_table": "calibration",
     "input_gradient": "saliency",
     "IntegratedGradients": "saliency",

@@ -9,6 +9,9 @@
 - Split conformal scaling (Vovk et al. 2005; Angelopoulos & Bates 2021): on a held-out calibration set,
   q = the ceil((n+1) p)-th smallest normalised residual |y - y_hat| / h_p(sigma); sigma' = q sigma then
   covers the p interval with probability >= p for exchangeable pixels. Saved as JSON next to the checkpoint.
+  Weighted form (Tibshirani, Foygel Barber, Candes, Ramdas, NeurIPS 2019): with weights w_i >= 0,
+  q = min{s_(k) : sum_{j <= k} w_(j) >= p (sum_i w_i + max_i w_i)}; equal total weight per location
+  (:func:`group_weights`) makes a calibration set dominated by one place stand for every place in it.
 
 All functions take arrays of any shape (NumPy or torch), an optional boolean validity mask, and
 ignore NaN and non-finite values.
@@ -209,25 +212,73 @@ def calibration_path(checkpoint: str | os.PathLike[str]) -> Path:
     return c.with_name(c.name.split(".")[0] + ".calibration.json")
 
 
+def group_weights(groups: Any) -> np.ndarray:
+    """Per-sample weights 1 / n_g (n_g: size of the sample's group), so that every group (e.g. location)
+    carries the same total weight in :func:`fit_conformal`."""
+    g = np.asarray(groups).ravel()
+    if g.size == 0:
+        raise DataError("no samples to weight")
+    _, inv, counts = np.unique(g, return_inverse=True, return_counts=True)
+    return 1.0 / counts[inv].astype(np.float64)
+
+
+def weighted_conformal_quantile(scores: Any, weights: Any, p: float) -> float:
+    """Weighted split-conformal quantile (Tibshirani et al. 2019): the smallest score s_(k) with
+    sum_{j <= k} w_(j) >= p (sum_i w_i + max_i w_i), the test point's weight taken as the largest; the
+    largest score when no k qualifies. Equal weights give the ceil((n+1) p)-th smallest score."""
+    s, w = np.asarray(scores, dtype=np.float64).ravel(), np.asarray(weights, dtype=np.float64).ravel()
+    if s.shape != w.shape:
+        raise ShapeError(f"scores and weights differ in size: {s.size} vs {w.size}")
+    if s.size == 0 or not np.all(np.isfinite(w)) or np.any(w < 0) or not np.any(w > 0):
+        raise DataError("conformal weights must be finite, >= 0 and not all 0")
+    order = np.argsort(s, kind="stable")
+    cum = np.cumsum(w[order])
+    k = int(np.searchsorted(cum, p * (cum[-1] + w.max()) * (1 - 1e-12), side="left"))
+    return float(s[order][min(k, s.size - 1)])
+
+
 def fit_conformal(error: Any, std: Any, p: float = 0.9, dist: str = "gaussian", mask: Any = None,
-                  max_samples: int | None = None, seed: int = 0) -> ConformalCalibration:
+                  max_samples: int | None = None, seed: int = 0, weights: Any = None) -> ConformalCalibration:
     """Fit the split-conformal factor q on held-out residuals (finite-sample quantile ceil((n+1)p)/n).
 
     Scores are |y - y_hat| / h_p(sigma) with h_p the central-interval half-width; pixels with
     sigma = 0 are skipped. After recalibration the p interval of ``factor * sigma`` covers >= p of
-    exchangeable new pixels (Angelopoulos & Bates 2021, section 2.3).
+    exchangeable new pixels (Angelopoulos & Bates 2021, section 2.3). ``weights`` (same shape as
+    ``error``, >= 0; e.g. :func:`group_weights` of each pixel's location) give the weighted quantile of
+    :func:`weighted_conformal_quantile`; ``coverage_before`` is then weighted too.
     """
-    e, s = valid_pairs(error, std, mask)
+    if weights is not None:
+        ea, sa, wa = _np(error), _np(std), _np(weights)
+        if wa.shape != ea.shape or sa.shape != ea.shape:
+            raise ShapeError(f"residuals, std and weights differ in shape: {ea.shape}, {sa.shape}, {wa.shape}")
+        ok = np.isfinite(wa)
+        if mask is not None:
+            try:
+                ok &= np.broadcast_to(_np(mask).astype(bool), wa.shape)
+            except ValueError:
+                raise ShapeError(f"mask of shape {_np(mask).shape} does not broadcast to {wa.shape}") from None
+        e, s = valid_pairs(ea, sa, ok)
+        w = wa[ok & np.isfinite(ea) & np.isfinite(sa)]
+    else:
+        e, s = valid_pairs(error, std, mask)
+        w = None
     keep = s > 0
     e, s = np.abs(e[keep]), s[keep]
+    w = w[keep] if w is not None else None
     if e.size == 0:
         raise DataError("no pixels with a positive predictive std to calibrate on")
     if max_samples is not None and e.size > max_samples:
         idx = np.random.default_rng(seed).choice(e.size, max_samples, replace=False)
         e, s = e[idx], s[idx]
+        w = w[idx] if w is not None else None
     z = interval_z(p, dist)
     scores = e / (s * z)
     n = scores.size
+    if w is not None:
+        q = weighted_conformal_quantile(scores, w, p)
+        before = float(np.sum(w * (e <= s * z)) / np.sum(w))
+        return ConformalCalibration(factor=q, p=p, dist=dist, n=int(n), coverage_before=before,
+                                    kind="weighted split-conformal scaling")
     level = min(1.0, math.ceil((n + 1) * p) / n)
     q = float(np.quantile(scores, level, method="higher"))
     before = float(np.mean(e <= s * z))
