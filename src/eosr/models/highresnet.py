@@ -167,9 +167,11 @@ class HighResNet(SRNet):
     def prepare(self, frames: torch.Tensor, masks: torch.Tensor | None = None, shifts: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Registration step of the attention fusion: (aligned frames (NaN-free), aligned validity (B, N, 1, h, w)
-        float, shifts (B, N, 2), rejected (B, N) bool); see the module docstring."""
+        float, shifts (B, N, 2), rejected (B, N) bool); see the module docstring. Given ``shifts`` are used as
+        they are: only the ``max_shift`` rejection applies (the caller registered the frames)."""
         b, n, c, h, w = frames.shape
         valid = frame_masks(frames, masks).all(dim=2)  # (B, N, h, w): a pixel is valid if all its bands are
+        check_corr = shifts is None and n > 1 and self.min_corr > -1
         if shifts is None:
             with torch.no_grad():
                 shifts = register_to_first(frames, valid) if self.register and n > 1 else frames.new_zeros(b, n, 2)
@@ -189,7 +191,7 @@ class HighResNet(SRNet):
             x = torch.where(sel, xw, x)
             vf = torch.where(sel, mw.to(vf.dtype), vf)
         rejected = shifts.abs().amax(dim=-1) > self.max_shift
-        if n > 1 and self.min_corr > -1:
+        if check_corr:
             common = vf * vf[:, :1]
             ncc = _masked_ncc(x, x[:, :1].expand_as(x), common)
             enough = common.sum(dim=(2, 3, 4)) >= 16

@@ -170,7 +170,10 @@ def cloud_banks(cfg: MISRConfig) -> tuple[np.ndarray, np.ndarray]:
     from eosr.data.eopatch import read_eopatch_s2
     from eosr.data.samples import resolve
 
-    clear = read_eopatch_s2(resolve(cfg.clouds.path)).clear.astype(bool)
+    cl = read_eopatch_s2(resolve(cfg.clouds.path)).clear
+    if cl is None:
+        raise ConfigError(f"{cfg.clouds.path}: no cloud masks (CLM.npy)")
+    clear = cl.astype(bool)
     a, b = cfg.clouds.train_dates
     c, d = cfg.clouds.val_dates
     tr = clear[a:b]
@@ -210,7 +213,7 @@ def make_sample(cfg: MISRConfig, images: list[MIImage], n: int, rng: np.random.G
     sig = 0.0 if rng.random() < nz.p_clean else float(rng.uniform(nz.sigma_min, nz.sigma_max))
     op = operator(cfg, sig)
     seed = int(rng.integers(2**31))
-    opts = dict(max_shift_lr=fc.max_shift_lr, sigma_jitter=fc.sigma_jitter, gain_jitter=fc.gain_jitter,
+    opts: dict[str, Any] = dict(max_shift_lr=fc.max_shift_lr, sigma_jitter=fc.sigma_jitter, gain_jitter=fc.gain_jitter,
                 bias_jitter=fc.bias_jitter, cloud_fraction_max=fc.cloud_fraction_max)
     s = semi_simulated_set(hr, op, n, clear_masks=bank if len(bank) else None, sample_id=uid, seed=seed, **opts)
     lr = s.lr.clone()
@@ -264,7 +267,7 @@ def build_val(cfg: MISRConfig, images: list[MIImage], bank: np.ndarray) -> list[
 
     vc = cfg.validation
     op = operator(cfg, vc.noise_sigma)
-    out = []
+    out: list[ValSet] = []
     r = cfg.scale
     for im in images:
         for j, (y, x) in enumerate(patch_origins(im.hr.shape[-2], im.hr.shape[-1], vc.patch, vc.stride)):
