@@ -30,6 +30,11 @@ three things so that the output is on the FIRST frame's grid and does not depend
   Invalid pixels (clouds, NaN, rejected frames) have weight 0: they are never averaged in. The decoder adds
   ``decoder_blocks`` residual blocks before the up-sampling; the global skip is the bicubic-upsampled
   masked median; HR pixels whose LR pixel is valid in no frame are NaN (nodata).
+- ``base`` (an architecture dict ``{"model", "kwargs"}`` of a single-image eosr model, e.g. the shipped
+  ``carn_m_s2_x2``'s): the global skip is instead that model (one pass, its weights stored with these)
+  applied to the reference frame, whose invalid pixels are filled with the masked median of the aligned
+  frames; the fusion network learns the residual the other frames add (its last layer starts at zero, so
+  an untrained fusion returns the single-image result).
 """
 
 from __future__ import annotations
@@ -81,7 +86,7 @@ class HighResNet(SRNet):
     def __init__(self, scale: int = 3, bands: Sequence[str] | None = None, n_bands: int | None = None, *,
                  channels: int = 64, fuse_blocks: int = 1, fusion: str = "recursive", register: bool = False,
                  encoder_blocks: int = 2, decoder_blocks: int = 0, max_shift: float = 2.0,
-                 min_corr: float = 0.5) -> None:
+                 min_corr: float = 0.5, base: dict[str, Any] | None = None) -> None:
         r = check_scale(scale)
         names, n = check_bands(bands, n_bands, 1)
         assert n is not None
@@ -89,6 +94,8 @@ class HighResNet(SRNet):
             raise ModelError("highresnet needs channels >= 1, fuse_blocks >= 1, encoder/decoder_blocks >= 0")
         if fusion not in FUSIONS:
             raise ModelError(f"highresnet fusion must be one of {FUSIONS}, got {fusion!r}")
+        if base is not None and fusion != "attention":
+            raise ModelError("highresnet base= needs fusion='attention'")
         if register and fusion != "attention":
             raise ModelError("highresnet register=True needs fusion='attention' (the output is on frame 0's grid)")
         kwargs: dict[str, Any] = dict(scale=r, bands=list(names) if names else None, n_bands=n, channels=channels,
@@ -97,6 +104,19 @@ class HighResNet(SRNet):
             kwargs.update(fusion=fusion, register=register, encoder_blocks=encoder_blocks,
                           decoder_blocks=decoder_blocks, max_shift=max_shift, min_corr=min_corr)
             rf = 2 + 2 * encoder_blocks + 2 * decoder_blocks + 2
+            base_net: SRNet | None = None
+            if base is not None:
+                from eosr.models.registry import get_model
+
+                if not isinstance(base, dict) or "model" not in base:
+                    raise ModelError("highresnet base= must be an architecture dict {'model': ..., 'kwargs': {...}}")
+                bkw = dict(base.get("kwargs") or {})
+                bkw.pop("self_ensemble", None)
+                base_net = get_model(str(base["model"]), **bkw)
+                if base_net.spec.multi_image or int(base_net.spec.scale) != r or base_net.n_bands != n:
+                    raise ModelError(f"highresnet base must be a single-image x{r} model of {n} bands")
+                kwargs["base"] = {"model": str(base["model"]), "kwargs": bkw}
+                rf = max(rf, int(base_net.spec.receptive_field or 0))
         else:
             # encoder 6 convs + per fusion level (2 fuse_blocks + 1) convs, declared for up to 16 frames (4 levels)
             rf = 6 + 4 * (2 * fuse_blocks + 1)
@@ -118,6 +138,12 @@ class HighResNet(SRNet):
             self.fuse = nn.Sequential(*[_ResBlock(ch) for _ in range(decoder_blocks)])
             self.decode = nn.Sequential(nn.ConvTranspose2d(ch, ch, r, r), nn.PReLU(), nn.Conv2d(ch, ch, 3, 1, 1),
                                         nn.PReLU(), nn.Conv2d(ch, n, 1))
+            self.base = base_net
+            if base_net is not None:
+                last = self.decode[-1]
+                assert isinstance(last, nn.Conv2d)
+                nn.init.zeros_(last.weight)
+                nn.init.zeros_(last.bias)  # type: ignore[arg-type]
             return
         self.encode = nn.Sequential(nn.Conv2d(2 * n + 1, ch, 3, 1, 1), nn.PReLU(), _ResBlock(ch), _ResBlock(ch),
                                     nn.Conv2d(ch, ch, 3, 1, 1))
@@ -218,9 +244,15 @@ class HighResNet(SRNet):
         wgt = torch.softmax(logit, dim=1) * vf
         wgt = wgt / wgt.sum(dim=1, keepdim=True).clamp(min=1e-12)
         fused = (wgt * hid).sum(dim=1)
-        y = self.decode(self.fuse(fused)) + F.interpolate(refn, scale_factor=self.scale, mode="bicubic",
-                                                          align_corners=False)
-        y = self.denormalise(y)
+        if self.base is not None:
+            ref0 = torch.where(vf[:, 0] > 0, x[:, 0], med)
+            with torch.no_grad():
+                skip = self.base(ref0)
+            y = self.denormalise(self.decode(self.fuse(fused))) + skip - self.norm_mean[:, None, None]
+        else:
+            y = self.decode(self.fuse(fused)) + F.interpolate(refn, scale_factor=self.scale, mode="bicubic",
+                                                              align_corners=False)
+            y = self.denormalise(y)
         hole = vf.amax(dim=1) <= 0  # (B, 1, h, w): valid in no frame
         if bool(hole.any()):
             hole_hr = F.interpolate(hole.to(y.dtype), scale_factor=self.scale, mode="nearest") > 0

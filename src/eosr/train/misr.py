@@ -52,6 +52,7 @@ class MISRModelCfg(_Strict):
     decoder_blocks: int = Field(4, ge=0, le=16)
     max_shift: float = Field(2.0, gt=0)
     min_corr: float = Field(0.5, ge=-1, le=1)
+    base: str | None = None  # a shipped single-image model (e.g. carn_m_s2_x2) as the frozen global skip
 
 
 class FramesCfg(_Strict):
@@ -319,9 +320,19 @@ def build_model(cfg: MISRConfig, train: list[MIImage]) -> Any:
 
     torch.manual_seed(cfg.seed)
     m = cfg.model
+    base = None
+    if m.base is not None:
+        from eosr.models.registry import resolve_model
+
+        base = resolve_model(m.base)
     model = HighResNet(cfg.scale, cfg.bands, channels=m.channels, fusion="attention", register=True,
                        encoder_blocks=m.encoder_blocks, decoder_blocks=m.decoder_blocks, max_shift=m.max_shift,
-                       min_corr=m.min_corr)
+                       min_corr=m.min_corr, base=None if base is None else base.arch)
+    if base is not None:
+        assert model.base is not None
+        model.base.load_state_dict(base.state_dict())
+        for prm in model.base.parameters():
+            prm.requires_grad_(False)
     allb = np.concatenate([im.hr.reshape(im.hr.shape[0], -1) for im in train], axis=1).astype(np.float64)
     model.set_normalisation(torch.from_numpy(allb.mean(axis=1)).float(),
                             torch.from_numpy(allb.std(axis=1)).clamp(min=1e-6).float())
@@ -396,7 +407,7 @@ def train_misr(cfg: MISRConfig, *, overwrite: bool = False, resume: bool = True,
     val = build_val(cfg, val_images, bank_va)
     say(f"{len(train)} training images, {len(val)} validation sets, {len(bank_tr)} training cloud masks, "
         f"{model.n_params()} parameters")
-    opt = _optimizer(cfg, model.parameters())  # type: ignore[arg-type]
+    opt = _optimizer(cfg, [p for p in model.parameters() if p.requires_grad])  # type: ignore[arg-type]
     total = cfg.epochs * cfg.steps_per_epoch
     epoch, gstep, best, best_epoch, bad = 1, 0, -math.inf, 0, 0
     history: list[dict[str, Any]] = []
