@@ -210,3 +210,56 @@ def test_cli_several_files_folder_and_time_stack(tmp_path, frames, capsys) -> No
                       "--no-progress"], capsys)
     assert code == 2 and "multi-image model" in msg
     assert not (tmp_path / "x.tif").exists() and not (tmp_path / "y.tif").exists()
+
+
+def test_onnx_export_with_shifts_input(tmp_path, frames) -> None:  # type: ignore[no-untyped-def]
+    ort = pytest.importorskip("onnxruntime")
+    base = {"model": "carn_m", "kwargs": {"scale": 2, "bands": list(S2_10M), "channels": 8, "global_skip": True}}
+    torch.manual_seed(1)
+    m = M.get_model("highresnet", scale=2, bands=S2_10M, channels=8, fusion="attention", register=True,
+                    encoder_blocks=1, decoder_blocks=1, base=base).eval()
+    with torch.no_grad():
+        m.decode[-1].weight.normal_(0, 0.1)  # a non-zero residual over the base
+    rep = M.export_onnx(m, tmp_path / "m.onnx", height=16, width=20, n_frames=6)
+    assert rep["max_abs_diff"] <= 1e-4
+    fr, _ = frames
+    mask = torch.ones(1, 6, 48, 48)
+    mask[0, 2, 10:20, 10:20] = 0
+    mask[0, :, 40:, 40:] = 0  # no valid frame: NaN in both
+    from eosr.models.highresnet import register_to_first
+
+    shifts = register_to_first(fr, mask.bool())
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"frames": fr.numpy(), "masks": mask.numpy(), "shifts": shifts.numpy()})[0]
+    with torch.no_grad():
+        ref = m(fr, mask.bool(), shifts).numpy()
+    np.testing.assert_allclose(got, ref, atol=1e-4)
+    assert np.isnan(got[0, :, 80:, 80:]).all()
+    # the base's weights are stored with the fusion's and rebuilt from the card
+    from eosr.models.checkpoint import load_checkpoint, save_checkpoint
+
+    save_checkpoint(m, tmp_path / "ck")
+    m2 = load_checkpoint(tmp_path / "ck").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(m2(fr, mask.bool()), m(fr, mask.bool()), atol=1e-6, rtol=0, equal_nan=True)
+
+
+def test_misr_config_and_batches(s2_10m: np.ndarray) -> None:
+    from pathlib import Path
+
+    from eosr.train.misr import MIImage, is_misr_config, load_misr_config, sample_batch
+
+    cfgp = Path(__file__).resolve().parents[1] / "configs" / "highresnet_s2_x2.toml"
+    assert is_misr_config(cfgp)
+    cfg = load_misr_config(cfgp)
+    assert cfg.model.base == "carn_m_s2_x2" and cfg.frames.counts and max(cfg.frames.counts) <= 16
+    cfg = cfg.model_copy(update={"batch_size": 2, "patch": 32})
+    imgs = [MIImage(s2_10m.astype(np.float32), "ben", "train", "ben")]
+    bank = np.ones((3, 40, 40), bool)
+    bank[0, :20] = False  # one real-looking cloud mask
+    f1, v1, h1 = sample_batch(cfg, imgs, bank, gstep=5, epoch=1)
+    f2, v2, h2 = sample_batch(cfg, imgs, bank, gstep=5, epoch=1)
+    assert f1.shape[0] == 2 and f1.shape[2:] == (4, 16, 16) and h1.shape == (2, 4, 32, 32)
+    assert 2 <= f1.shape[1] <= 16 and v1.shape == (2, f1.shape[1], 16, 16)
+    torch.testing.assert_close(f1, f2, equal_nan=True)  # a pure function of (seed, step)
+    assert torch.isnan(f1[~v1[:, :, None].expand_as(f1)]).all()  # invalid pixels are NaN

@@ -210,7 +210,8 @@ class HighResNet(SRNet):
         fill = (x * vf).sum(dim=(-2, -1)) / cnt  # per-frame band means of the valid pixels
         x = torch.where(vf > 0, x, fill[..., None, None].expand_as(x))
         moved = shifts.abs().amax(dim=-1) > 0
-        if bool(moved.any()):
+        tracing = torch.jit.is_tracing()  # ONNX export: no data-dependent branches
+        if tracing or bool(moved.any()):
             xw = warp(x, shifts)
             mw = warp(vf, shifts, mode="bilinear") > 0.999
             sel = moved[:, :, None, None, None]
@@ -254,7 +255,7 @@ class HighResNet(SRNet):
                                                               align_corners=False)
             y = self.denormalise(y)
         hole = vf.amax(dim=1) <= 0  # (B, 1, h, w): valid in no frame
-        if bool(hole.any()):
+        if torch.jit.is_tracing() or bool(hole.any()):
             hole_hr = F.interpolate(hole.to(y.dtype), scale_factor=self.scale, mode="nearest") > 0
             y = torch.where(hole_hr.expand_as(y), torch.full_like(y, float("nan")), y)
         return y
