@@ -125,7 +125,8 @@ def export_onnx(model: SRNet, path: str | Path, *, height: int = 32, width: int 
     Height and width (and batch) are dynamic; a multi-image model's frame count is fixed to ``n_frames``
     (its recursive fusion unrolls over the frames); a model that registers its frames (``highresnet`` with
     ``register=True``) takes their shifts as a third input ``shifts`` (B, N, 2) (dy, dx) in LR px against
-    frame 0 (estimate them with :func:`eosr.models.highresnet.register_to_first`). The report holds the opset, the sizes checked and the
+    frame 0 (estimate them with :func:`eosr.models.highresnet.register_to_first`). The report holds the
+    opset, the sizes checked and the
     largest absolute difference to torch. ``self_ensemble`` (models that have one, e.g. the shipped CARN-M)
     exports the 8-pass geometric self-ensemble instead of the plain network; the check compares with torch
     under the same setting. Nothing but ``path`` is written (the exporter runs in a temporary folder).
