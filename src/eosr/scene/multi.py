@@ -118,6 +118,9 @@ def super_resolve_stack(frames: Any, model: Any, *, masks: Any = None, mask_kind
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
         model.eval()
+    first_ref = getattr(model, "first_reference", None)
+    if first_ref is not None:
+        model.first_reference = True  # mi_median: frame 0 is the reference grid here too
     try:
         for ty in range(0, h, step):
             for tx in range(0, w, step):
@@ -132,6 +135,8 @@ def super_resolve_stack(frames: Any, model: Any, *, masks: Any = None, mask_kind
     finally:
         if was_training and hasattr(model, "train"):
             model.train()
+        if first_ref is not None:
+            model.first_reference = first_ref
     # an LR pixel valid in no frame is nodata whatever the model fills in
     hole = ~mt[0].numpy().any(axis=0)
     if hole.any():
