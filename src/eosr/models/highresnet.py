@@ -34,7 +34,10 @@ three things so that the output is on the FIRST frame's grid and does not depend
   ``carn_m_s2_x2``'s): the global skip is instead that model (one pass, its weights stored with these)
   applied to the reference frame, whose invalid pixels are filled with the masked median of the aligned
   frames; the fusion network learns the residual the other frames add (its last layer starts at zero, so
-  an untrained fusion returns the single-image result).
+  an untrained fusion returns the single-image result). ``base_all``: the skip is instead the mean of the
+  base model's outputs on EVERY frame, each resampled onto frame 0's HR grid by its shift x r (bicubic),
+  over the frames valid there (validity eroded by ``base_erode`` LR px next to invalid pixels): SR, then
+  registration and fusion at HR (the mean is symmetric in the frames).
 """
 
 from __future__ import annotations
@@ -86,7 +89,8 @@ class HighResNet(SRNet):
     def __init__(self, scale: int = 3, bands: Sequence[str] | None = None, n_bands: int | None = None, *,
                  channels: int = 64, fuse_blocks: int = 1, fusion: str = "recursive", register: bool = False,
                  encoder_blocks: int = 2, decoder_blocks: int = 0, max_shift: float = 2.0,
-                 min_corr: float = 0.5, base: dict[str, Any] | None = None) -> None:
+                 min_corr: float = 0.5, base: dict[str, Any] | None = None, base_all: bool = False,
+                 base_erode: int = 3) -> None:
         r = check_scale(scale)
         names, n = check_bands(bands, n_bands, 1)
         assert n is not None
@@ -116,6 +120,8 @@ class HighResNet(SRNet):
                 if base_net.spec.multi_image or int(base_net.spec.scale) != r or base_net.n_bands != n:
                     raise ModelError(f"highresnet base must be a single-image x{r} model of {n} bands")
                 kwargs["base"] = {"model": str(base["model"]), "kwargs": bkw}
+                if base_all:
+                    kwargs.update(base_all=True, base_erode=int(base_erode))
                 rf = max(rf, int(base_net.spec.receptive_field or 0))
         else:
             # encoder 6 convs + per fusion level (2 fuse_blocks + 1) convs, declared for up to 16 frames (4 levels)
@@ -139,6 +145,7 @@ class HighResNet(SRNet):
             self.decode = nn.Sequential(nn.ConvTranspose2d(ch, ch, r, r), nn.PReLU(), nn.Conv2d(ch, ch, 3, 1, 1),
                                         nn.PReLU(), nn.Conv2d(ch, n, 1))
             self.base = base_net
+            self.base_all, self.base_erode = bool(base_all and base_net is not None), max(0, int(base_erode))
             if base_net is not None:
                 last = self.decode[-1]
                 assert isinstance(last, nn.Conv2d)
@@ -189,6 +196,31 @@ class HighResNet(SRNet):
         y = self.decode(hid[:, 0]) + F.interpolate(ref, scale_factor=self.scale, mode="bicubic", align_corners=False)
         return self.denormalise(y)
 
+
+    def _base_mean(self, frames: torch.Tensor, masks: torch.Tensor | None, shifts: torch.Tensor, vf: torch.Tensor,
+                   skip0: torch.Tensor) -> torch.Tensor:
+        """SR-then-fuse skip: the base model on every frame, each output resampled onto frame 0's HR grid by its
+        shift x r, averaged over the frames valid there (a frame's validity eroded by ``base_erode`` LR px,
+        so that no output near a cloud, where the base saw the fill, is used; frame 0's is not eroded);
+        ``skip0`` (the base on frame 0) where no frame is left."""
+        assert self.base is not None
+        b, n, c, h, w = frames.shape
+        r = self.scale
+        x = _filled(frames, frame_masks(frames, masks).all(dim=2))
+        sr = self.base(x.reshape(b * n, c, h, w)).reshape(b, n, c, h * r, w * r)
+        sr = warp(sr, shifts * r)
+        m = vf
+        if self.base_erode > 0:
+            k = 2 * self.base_erode + 1
+            er = 1 - F.max_pool2d(1 - vf.reshape(b * n, 1, h, w), k, 1, self.base_erode).reshape(b, n, 1, h, w)
+            m = torch.cat([vf[:, :1], er[:, 1:]], dim=1)
+        mh = m.repeat_interleave(r, dim=-2).repeat_interleave(r, dim=-1)
+        # the HR samples near a resampled frame's border saw the zero padding: keep the full-support ones only
+        inside = warp(torch.ones_like(mh), shifts * r, mode="bilinear") > 0.999
+        mh = mh * inside.to(mh.dtype)
+        tot = mh.sum(dim=1)
+        mean = (sr * mh).sum(dim=1) / tot.clamp(min=1e-12)
+        return torch.where(tot > 0, mean, skip0)
 
     def prepare(self, frames: torch.Tensor, masks: torch.Tensor | None = None, shifts: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -249,6 +281,8 @@ class HighResNet(SRNet):
             ref0 = torch.where(vf[:, 0] > 0, x[:, 0], med)
             with torch.no_grad():
                 skip = self.base(ref0)
+                if self.base_all and n > 1:
+                    skip = self._base_mean(frames, masks, shifts, vf, skip)
             y = self.denormalise(self.decode(self.fuse(fused))) + skip - self.norm_mean[:, None, None]
         else:
             y = self.decode(self.fuse(fused)) + F.interpolate(refn, scale_factor=self.scale, mode="bicubic",
@@ -259,6 +293,14 @@ class HighResNet(SRNet):
             hole_hr = F.interpolate(hole.to(y.dtype), scale_factor=self.scale, mode="nearest") > 0
             y = torch.where(hole_hr.expand_as(y), torch.full_like(y, float("nan")), y)
         return y
+
+
+def _filled(frames: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Frames (B, N, C, h, w) with invalid pixels (valid (B, N, h, w) False) set to the frame's band means."""
+    vf = valid[:, :, None].to(frames.dtype)
+    x = torch.nan_to_num(frames, nan=0.0)
+    fill = (x * vf).sum(dim=(-2, -1)) / vf.sum(dim=(-2, -1)).clamp(min=1)
+    return torch.where(vf > 0, x, fill[..., None, None].expand_as(x))
 
 
 def register_to_first(frames: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

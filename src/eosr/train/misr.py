@@ -53,6 +53,8 @@ class MISRModelCfg(_Strict):
     max_shift: float = Field(2.0, gt=0)
     min_corr: float = Field(0.5, ge=-1, le=1)
     base: str | None = None  # a shipped single-image model (e.g. carn_m_s2_x2) as the frozen global skip
+    base_all: bool = False  # the skip is the base on every frame, registered and averaged at HR
+    base_erode: int = Field(3, ge=0, le=16)
 
 
 class FramesCfg(_Strict):
@@ -327,7 +329,8 @@ def build_model(cfg: MISRConfig, train: list[MIImage]) -> Any:
         base = resolve_model(m.base)
     model = HighResNet(cfg.scale, cfg.bands, channels=m.channels, fusion="attention", register=True,
                        encoder_blocks=m.encoder_blocks, decoder_blocks=m.decoder_blocks, max_shift=m.max_shift,
-                       min_corr=m.min_corr, base=None if base is None else base.arch)
+                       min_corr=m.min_corr, base=None if base is None else base.arch, base_all=m.base_all,
+                       base_erode=m.base_erode)
     if base is not None:
         assert model.base is not None
         model.base.load_state_dict(base.state_dict())
@@ -371,6 +374,15 @@ def _card(cfg: MISRConfig, images: list[MIImage], history: list[dict[str, Any]],
         },
         "metrics": {"validation": history[best_epoch - 1]["val"] if best_epoch >= 1 else None},
     }
+
+
+def _final_card(cfg: MISRConfig, images: list[MIImage], history: list[dict[str, Any]], best_epoch: int,
+                chash: str, epoch0: dict[str, Any] | None) -> dict[str, Any]:
+    card = _card(cfg, images, history, best_epoch, chash)
+    if best_epoch == 0 and epoch0 is not None:
+        card["metrics"] = {"validation": epoch0}
+    card["training"]["epoch0_validation"] = epoch0
+    return card
 
 
 def train_misr(cfg: MISRConfig, *, overwrite: bool = False, resume: bool = True, log: Any = None) -> Path:
@@ -418,6 +430,17 @@ def train_misr(cfg: MISRConfig, *, overwrite: bool = False, resume: bool = True,
         best, best_epoch, bad, history = r["best"], r["best_epoch"], r["bad_epochs"], r["history"]
         say(f"resumed at epoch {epoch} (global step {gstep})")
     std = model.norm_std.detach()[None, :, None, None]
+    if epoch == 1 and not history:  # the untrained fusion (its residual starts at zero) is a candidate too
+        model.eval()
+        t0 = time.perf_counter()
+        v = validate(model, val)
+        best, best_epoch = v["score"], 0
+        save_checkpoint(model, out / "epoch_000", _card(cfg, images, [], 0, chash) | {"metrics": {"validation": v}})
+        save_checkpoint(model, out / "best", _card(cfg, images, [], 0, chash) | {"metrics": {"validation": v}})
+        say(f"epoch 0 (untrained fusion): val PSNR {v['score']:.3f} [{time.perf_counter() - t0:.1f} s]")
+        epoch0 = v
+    else:
+        epoch0 = None
     stopped = False
     while epoch <= cfg.epochs and not stopped:
         model.train()
@@ -464,7 +487,7 @@ def train_misr(cfg: MISRConfig, *, overwrite: bool = False, resume: bool = True,
                                  "bad_epochs": bad, "history": json.dumps(history)})
     best_model = load_checkpoint(out / "best")
     stem = out / cfg.name
-    save_checkpoint(best_model, stem, _card(cfg, images, history, best_epoch, chash))
+    save_checkpoint(best_model, stem, _final_card(cfg, images, history, best_epoch, chash, epoch0))
     with atomic_path(out / "history.json") as tmp:
         tmp.write_text(json.dumps(stamped({"history": history}), indent=1, allow_nan=False) + "\n")
     return stem
