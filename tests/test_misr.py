@@ -15,14 +15,19 @@ from eosr.degrade.multi import simulate_frames
 from eosr.errors import DataError, ModelError
 
 
-def _model(seed: int = 0, **kw) -> M.SRNet:  # type: ignore[no-untyped-def]
+BASE = {"model": "carn_m", "kwargs": {"scale": 2, "bands": list(S2_10M), "channels": 8, "global_skip": True}}
+
+
+def _model(seed: int = 0, base_all: bool = False, **kw) -> M.SRNet:  # type: ignore[no-untyped-def]
     torch.manual_seed(seed)
+    if base_all:
+        kw.update(base=BASE, base_all=True)
     m = M.get_model("highresnet", scale=2, bands=S2_10M, channels=8, fusion="attention", register=True,
                     encoder_blocks=1, decoder_blocks=1, **kw)
     m.set_normalisation(torch.tensor([0.05, 0.08, 0.06, 0.3]), torch.tensor([0.03, 0.03, 0.04, 0.1]))
-    # random weights with a non-trivial attention: scale the attention logits up
     with torch.no_grad():
-        m.attend.weight.mul_(20)
+        m.attend.weight.mul_(20)  # random weights with a non-trivial attention: scale the attention logits up
+        m.decode[-1].weight.normal_(0, 0.05)  # and a non-zero residual over a base
     return m.eval()
 
 
@@ -45,9 +50,10 @@ def test_registers_onto_the_first_frame(frames) -> None:  # type: ignore[no-unty
     assert not m.last_rejected.any()
 
 
-def test_order_of_the_other_frames_does_not_matter(frames) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("base_all", [False, True])
+def test_order_of_the_other_frames_does_not_matter(frames, base_all: bool) -> None:  # type: ignore[no-untyped-def]
     fr, _ = frames
-    m = _model()
+    m = _model(base_all=base_all)
     mask = torch.ones(1, 6, 48, 48, dtype=torch.bool)
     mask[0, 2, 10:30, 5:25] = False  # a cloud travels with its frame
     with torch.no_grad():
@@ -60,9 +66,10 @@ def test_order_of_the_other_frames_does_not_matter(frames) -> None:  # type: ign
     assert float((y - y3).abs().max()) > 1e-3
 
 
-def test_masked_pixels_are_never_averaged_in(frames) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("base_all", [False, True])
+def test_masked_pixels_are_never_averaged_in(frames, base_all: bool) -> None:  # type: ignore[no-untyped-def]
     fr, _ = frames
-    m = _model()
+    m = _model(base_all=base_all)
     mask = torch.ones(1, 6, 48, 48, dtype=torch.bool)
     mask[0, 3, 8:40, 8:40] = False
     a, b = fr.clone(), fr.clone()
@@ -92,9 +99,11 @@ def test_nodata_where_no_frame_is_valid(frames) -> None:  # type: ignore[no-unty
     assert torch.isfinite(y[0, :, :40]).all()
 
 
-def test_large_misregistration_and_foreign_frames_are_rejected(frames, s2_10m: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("base_all", [False, True])
+def test_large_misregistration_and_foreign_frames_are_rejected(frames, s2_10m: np.ndarray,  # type: ignore[no-untyped-def]
+                                                               base_all: bool) -> None:
     fr, _ = frames
-    m = _model()
+    m = _model(base_all=base_all)
     far = torch.roll(fr[:, 1:2], shifts=(4, 0), dims=(-2, -1))  # 4 LR px > max_shift = 2
     other = torch.as_tensor(Degradation.from_sensor("sentinel2", S2_10M, 2, wald=True).downsample(
         torch.as_tensor(s2_10m[:, ::-1, ::-1].copy()[:, :96, :96]))).float()[None, None]  # another place
@@ -214,12 +223,7 @@ def test_cli_several_files_folder_and_time_stack(tmp_path, frames, capsys) -> No
 
 def test_onnx_export_with_shifts_input(tmp_path, frames) -> None:  # type: ignore[no-untyped-def]
     ort = pytest.importorskip("onnxruntime")
-    base = {"model": "carn_m", "kwargs": {"scale": 2, "bands": list(S2_10M), "channels": 8, "global_skip": True}}
-    torch.manual_seed(1)
-    m = M.get_model("highresnet", scale=2, bands=S2_10M, channels=8, fusion="attention", register=True,
-                    encoder_blocks=1, decoder_blocks=1, base=base).eval()
-    with torch.no_grad():
-        m.decode[-1].weight.normal_(0, 0.1)  # a non-zero residual over the base
+    m = _model(1, base_all=True)
     rep = M.export_onnx(m, tmp_path / "m.onnx", height=16, width=20, n_frames=6)
     assert rep["max_abs_diff"] <= 1e-4
     fr, _ = frames

@@ -214,7 +214,7 @@ class HighResNet(SRNet):
             k = 2 * self.base_erode + 1
             er = 1 - F.max_pool2d(1 - vf.reshape(b * n, 1, h, w), k, 1, self.base_erode).reshape(b, n, 1, h, w)
             m = torch.cat([vf[:, :1], er[:, 1:]], dim=1)
-        mh = m.repeat_interleave(r, dim=-2).repeat_interleave(r, dim=-1)
+        mh = F.interpolate(m.reshape(b * n, 1, h, w), scale_factor=r, mode="nearest").reshape(b, n, 1, h * r, w * r)
         # the HR samples near a resampled frame's border saw the zero padding: keep the full-support ones only
         inside = warp(torch.ones_like(mh), shifts * r, mode="bilinear") > 0.999
         mh = mh * inside.to(mh.dtype)
