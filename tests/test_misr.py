@@ -267,3 +267,24 @@ def test_misr_config_and_batches(s2_10m: np.ndarray) -> None:
     assert 2 <= f1.shape[1] <= 16 and v1.shape == (2, f1.shape[1], 16, 16)
     torch.testing.assert_close(f1, f2, equal_nan=True)  # a pure function of (seed, step)
     assert torch.isnan(f1[~v1[:, :, None].expand_as(f1)]).all()  # invalid pixels are NaN
+
+
+def test_shipped_highresnet_s2_x2(frames, s2_10m: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    from eosr.models.checkpoint import read_card
+    from eosr.models.registry import shipped_weights
+
+    stem = shipped_weights()["highresnet_s2_x2"]
+    assert stem.with_suffix(".safetensors").stat().st_size <= 10 * 2**20
+    card = read_card(stem)
+    assert card["multi_image"] and card["bands"] == list(S2_10M) and card["scale"] == 2
+    assert card["training"]["selection"].startswith("validation split only")
+    assert "bigearthnet_s2_examples" in card["training"]["split_manifest"]["never_used"]
+    m = M.resolve_model("highresnet_s2_x2")
+    fr, _ = frames
+    hr = torch.from_numpy(s2_10m[:, :96, :96]).float()
+    carn = M.resolve_model("carn_m_s2_x2")
+    carn.self_ensemble = False
+    with torch.no_grad():
+        err_misr = float((m(fr)[0] - hr).pow(2).mean())
+        err_single = float((carn(fr[:, 0])[0] - hr).pow(2).mean())
+    assert err_misr < 0.9 * err_single  # six frames beat the single-image model on the reference frame
