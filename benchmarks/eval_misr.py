@@ -24,7 +24,7 @@ rendered channel mapped affinely onto its band's training statistics, x = mu_b +
 sigma_v (mu_v, sigma_v of that channel in L1; R -> B04, G -> B03, B -> B02), and its output is mapped back
 with the inverse; a 4-band model (B02 B03 B04 B08; the renderings have no NIR) is run once per channel with
 that channel, mapped, in all four inputs, keeping its own band. Clouds: the demo ships no cloud masks, so each
-clouded revisit is matched to L1 (robust per-channel linear fit) and a pixel is masked where its brightness
+clouded revisit is matched to L1 (per-channel linear fit) and a pixel is masked where its brightness
 exceeds L1's by more than 0.08 (dilated by 3 px): a brightening mask against the clear revisit, not a cloud
 detector (shadows are not masked). The frames' shifts and rejections are printed. Scored against HR.png with
 eosr.evaluate (plain PSNR/SSIM, and the registration- and radiometry-compensated ``psnr_aligned`` /
@@ -180,16 +180,13 @@ def match(x: np.ndarray, ref: np.ndarray, ok: np.ndarray) -> np.ndarray:
 
 
 def cloud_mask(x: np.ndarray, ref: np.ndarray, tol: float = 0.08) -> tuple[np.ndarray, np.ndarray]:
-    """(revisit matched to ``ref``, mask True = cloud): a robust per-channel linear match of the revisit onto
-    the clear reference (fit, then refit on the pixels kept), then every pixel brighter than the reference's
-    by more than ``tol``, dilated by 3 px."""
+    """(revisit matched to ``ref``, mask True = cloud): a per-channel linear match of the revisit onto the
+    clear reference (all pixels), then every pixel brighter than the reference's by more than ``tol``,
+    dilated by 3 px; the revisit is then re-matched on the pixels left."""
     from scipy.ndimage import binary_dilation
 
-    ok = np.ones(x.shape[1:], bool)
-    for _ in range(3):
-        m = match(x, ref, ok)
-        ok = m.mean(axis=0) - ref.mean(axis=0) <= tol
-    bad = binary_dilation(~ok, iterations=3)
+    m = match(x, ref, np.ones(x.shape[1:], bool))
+    bad = binary_dilation(m.mean(axis=0) - ref.mean(axis=0) > tol, iterations=3)
     return match(x, ref, ~bad), bad
 
 
