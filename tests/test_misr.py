@@ -14,7 +14,6 @@ from eosr.degrade import Degradation
 from eosr.degrade.multi import simulate_frames
 from eosr.errors import DataError, ModelError
 
-
 BASE = {"model": "carn_m", "kwargs": {"scale": 2, "bands": list(S2_10M), "channels": 8, "global_skip": True}}
 
 
