@@ -177,7 +177,12 @@ def _real_inputs(model: Any, size: int = 40) -> tuple[torch.Tensor, ...]:
     lr = np.stack([_ben_band(b, half) for b in bands])
     if model.spec.multi_image:
         frames = np.stack([np.roll(lr, k, axis=-1) for k in range(4)])
-        return torch.from_numpy(frames)[None], torch.ones(1, 4, *lr.shape[-2:])
+        ft, mt = torch.from_numpy(frames)[None], torch.ones(1, 4, *lr.shape[-2:])
+        if getattr(model, "register", False):  # registered outside the exported graph: the shifts are an input
+            from eosr.models.highresnet import register_to_first
+
+            return ft, mt, register_to_first(ft, mt.bool())
+        return ft, mt
     return (torch.from_numpy(lr)[None],)
 
 

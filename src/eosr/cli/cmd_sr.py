@@ -1,4 +1,7 @@
-"""``eosr sr IN OUT --model NAME``: super-resolve a whole scene (GeoTIFF or band folder) to GeoTIFF / COG."""
+"""``eosr sr IN OUT --model NAME``: super-resolve a whole scene (GeoTIFF or band folder) to GeoTIFF / COG.
+
+``eosr sr F1 F2 ... OUT --model highresnet_s2_x2``: multi-image SR of several revisits (files, a folder of
+them or one time-stacked GeoTIFF) on the first frame's grid (:mod:`eosr.scene.multi`)."""
 
 from __future__ import annotations
 
@@ -12,8 +15,10 @@ def register(app: typer.Typer) -> None:
 
     @app.command("sr")
     def sr(
-        inp: Path = typer.Argument(..., metavar="IN", help="LR GeoTIFF, a folder of band files (*_B05.tif) or a "
-                                  "Sentinel-2 .SAFE product (folder or zip)"),
+        inputs: list[Path] = typer.Argument(..., metavar="IN...", help="LR GeoTIFF, a folder of band files (*_B05.tif) "
+                                            "or a Sentinel-2 .SAFE product (folder or zip); for a multi-image model: "
+                                            "several frame GeoTIFFs (the first is the reference grid), a folder of "
+                                            "them, or one time-stacked GeoTIFF (frame-major bands)"),
         out: Path = typer.Argument(..., metavar="OUT", help="output GeoTIFF (or COG with --cog)"),
         model: str = typer.Option(..., help="model name from `eosr models`, or a checkpoint: .safetensors, its "
                                             ".json, the stem, or a folder with one (e.g. an `eosr train` output)"),
@@ -52,6 +57,10 @@ def register(app: typer.Typer) -> None:
                                                         "model lineage)"),
         engine: str = typer.Option("auto", help="how a network runs: auto (ONNX Runtime for scenes of 512^2 LR px "
                                                 "and more when installed, else torch), torch or onnxruntime"),
+        masks: str = typer.Option(None, help="multi-image: comma-separated mask GeoTIFFs, one per frame in frame "
+                                             "order (or a folder of them, or one k-band file)"),
+        mask_kind: str = typer.Option("cloud", help="multi-image masks: 'cloud' (nonzero = cloud, e.g. Sentinel-2 "
+                                                    "cloud masks) or 'valid' (nonzero = clear)"),
     ) -> None:
         """Super-resolve a scene tile by tile: same CRS and origin, pixel size / r, nodata and band names kept."""
         from eosr._validate import check_dn, check_number, check_scale_option
@@ -76,6 +85,26 @@ def register(app: typer.Typer) -> None:
         from eosr.models.registry import check_trained
 
         check_trained(model, allow_untrained)  # before any reading
+        from eosr.scene.api import _is_multi_model
+
+        if len(inputs) > 1 or _is_multi_model(model):
+            if mask_kind not in ("cloud", "valid"):
+                raise ConfigError(f"--mask-kind must be 'cloud' or 'valid', got {mask_kind!r}")
+            if uncertainty or guide is not None or with_10m or workers or scheduler or operator or sensor:
+                raise ConfigError("several frames: --uncertainty, --guide, --with-10m, --workers, --scheduler, "
+                                  "--operator and --sensor do not apply")
+            from eosr.scene.multi import super_resolve_frames
+
+            mask_list = [Path(m.strip()) for m in masks.split(",") if m.strip()] if masks else None
+            path = super_resolve_frames(inputs, out, model, masks=mask_list, mask_kind=mask_kind,  # type: ignore[arg-type]
+                                        bands=band_list, tile=tile, overlap=overlap, cog=cog, dn_scale=dn_scale,
+                                        dn_offset=dn_offset, output_dtype="float32" if float32 else None,
+                                        allow_untrained=allow_untrained, scale=r)
+            typer.echo(f"wrote {path}")
+            return
+        if masks:
+            raise ConfigError("--masks applies to several frames (a multi-image model)")
+        inp = inputs[0]
         with size_checks(not no_size_check):
             check_sr_budget(inp, out, scale=r or model_scale_hint(model), bands=band_list, float32=float32,
                             uncertainty=uncertainty)

@@ -42,6 +42,20 @@ def register(app: typer.Typer) -> None:
             stem = train_multires(mcfg, resume=not restart, overwrite=overwrite)
             typer.echo(f"wrote {stem}.safetensors")
             return
+        from eosr.train.misr import is_misr_config
+
+        if is_misr_config(config):  # kind = "misr": the multi-image trainer (several frames with masks)
+            from eosr.train.misr import load_misr_config, train_misr
+
+            icfg = load_misr_config(config)
+            if output is not None:
+                icfg.output = str(output.resolve())
+            if epochs is not None:
+                icfg.epochs = epochs
+            icfg.progress = icfg.progress and progress
+            stem = train_misr(icfg, resume=not restart, overwrite=overwrite)
+            typer.echo(f"wrote {stem}.safetensors")
+            return
         cfg = load_config(config)
         if output is not None:
             cfg.output = str(output.resolve())

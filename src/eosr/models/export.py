@@ -52,6 +52,10 @@ def _example(model: SRNet, b: int, h: int, w: int, n_frames: int, seed: int) -> 
     if model.spec.multi_image:
         frames = 0.05 + 0.3 * torch.rand(b, n_frames, c, h, w, generator=g)
         masks = (torch.rand(b, n_frames, h, w, generator=g) > 0.1).to(torch.float32)
+        if getattr(model, "register", False):  # registered outside the graph: shifts are an input
+            shifts = 2 * torch.rand(b, n_frames, 2, generator=g) - 1
+            shifts[:, 0] = 0
+            return frames, masks, shifts
         return frames, masks
     return (0.05 + 0.3 * torch.rand(b, c, h, w, generator=g),)
 
@@ -62,9 +66,11 @@ def _names(model: SRNet) -> tuple[list[str], dict[str, dict[int, str]]]:
                                 "x20": {0: "batch", 2: "height20", 3: "width20"},
                                 "sr": {0: "batch", 2: "out_height", 3: "out_width"}}
     if model.spec.multi_image:
-        return ["frames", "masks"], {"frames": {0: "batch", 3: "height", 4: "width"},
-                                     "masks": {0: "batch", 2: "height", 3: "width"},
-                                     "sr": {0: "batch", 2: "out_height", 3: "out_width"}}
+        axes = {"frames": {0: "batch", 3: "height", 4: "width"}, "masks": {0: "batch", 2: "height", 3: "width"},
+                "sr": {0: "batch", 2: "out_height", 3: "out_width"}}
+        if getattr(model, "register", False):
+            return ["frames", "masks", "shifts"], axes | {"shifts": {0: "batch"}}
+        return ["frames", "masks"], axes
     if model.n_bands is None:  # band-agnostic (interpolation): the band count is dynamic too
         return ["lr"], {"lr": {0: "batch", 1: "bands", 2: "height", 3: "width"},
                         "sr": {0: "batch", 1: "bands", 2: "out_height", 3: "out_width"}}
@@ -117,7 +123,10 @@ def export_onnx(model: SRNet, path: str | Path, *, height: int = 32, width: int 
     """Export ``model`` to ONNX at ``path`` (atomically) and check it with onnxruntime; returns a report.
 
     Height and width (and batch) are dynamic; a multi-image model's frame count is fixed to ``n_frames``
-    (its recursive fusion unrolls over the frames). The report holds the opset, the sizes checked and the
+    (its recursive fusion unrolls over the frames); a model that registers its frames (``highresnet`` with
+    ``register=True``) takes their shifts as a third input ``shifts`` (B, N, 2) (dy, dx) in LR px against
+    frame 0 (estimate them with :func:`eosr.models.highresnet.register_to_first`). The report holds the
+    opset, the sizes checked and the
     largest absolute difference to torch. ``self_ensemble`` (models that have one, e.g. the shipped CARN-M)
     exports the 8-pass geometric self-ensemble instead of the plain network; the check compares with torch
     under the same setting. Nothing but ``path`` is written (the exporter runs in a temporary folder).
@@ -205,7 +214,10 @@ def check_onnx(model: SRNet, path: str | Path | bytes, inputs: tuple[torch.Tenso
         ref = model(*inputs).numpy()
     if got.shape != ref.shape:
         raise ModelError(f"ONNX output shape {got.shape} differs from torch {ref.shape}")
-    diff = float(np.abs(got - ref).max())
+    nan_g, nan_r = np.isnan(got), np.isnan(ref)
+    if (nan_g != nan_r).any():  # nodata (NaN) must be at the same pixels; elsewhere the values are compared
+        raise ModelError(f"ONNX output has NaN at other pixels than torch at input {tuple(inputs[0].shape)}")
+    diff = float(np.abs(got - ref)[~nan_r].max()) if (~nan_r).any() else 0.0
     if not diff <= atol:
         raise ModelError(f"ONNX output differs from torch by {diff:.2e} > {atol:.0e} at input {tuple(inputs[0].shape)}")
     return {"input_shape": list(inputs[0].shape), "output_shape": list(got.shape), "max_abs_diff": diff}

@@ -1,7 +1,8 @@
 """Multi-image baseline: sub-pixel registration, then robust (median) fusion with masks honoured.
 
 Input ``frames`` (B, N, C, h, w) and ``masks`` (B, N, h, w) or (B, N, C, h, w), True = valid (clear);
-NaN pixels are invalid too. Per scene the reference is the frame with the most valid pixels; every
+NaN pixels are invalid too. Per scene the reference is the frame with the most valid pixels (frame 0 when
+``first_reference``, as in the scene-level multi-image SR of :mod:`eosr.scene.multi`); every
 frame's shift against it is estimated by :func:`eosr.physics.registration.estimate_shift`
 (Guizar-Sicairos et al. 2008), in LR pixels.
 
@@ -84,6 +85,7 @@ class MedianFusion(SRNet):
         self.fusion = fusion
         self.register = register
         self.last_shifts: np.ndarray | None = None  # (B, N, 2) shifts in LR px of the last call
+        self.first_reference = False  # True: frame 0 is the reference grid (eosr.scene.multi sets it)
 
     def forward(self, frames: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
         """Fused SR (B, C, r h, r w) from frames (B, N, C, h, w) and optional validity masks."""
@@ -100,7 +102,7 @@ class MedianFusion(SRNet):
     def _one(self, f: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n, c, h, w = f.shape
         r = self.scale
-        ref = int(np.argmax(ok.reshape(n, -1).sum(1)))
+        ref = 0 if self.first_reference else int(np.argmax(ok.reshape(n, -1).sum(1)))
         sh = register_frames(f, ok, ref) if self.register and n > 1 else np.zeros((n, 2))
         reg = np.full_like(f, np.nan)
         for k in range(n):

@@ -3,6 +3,10 @@
 - **path** (a GeoTIFF/COG, band folder or Sentinel-2 product): super-resolved window by window into
   ``out`` (:func:`eosr.scene.sr.super_resolve`); returns the output path.
 - **NumPy / torch** ``(C, h, w)`` reflectance: returns ``(C, r h, r w)`` of the same kind.
+- **Several frames** for a multi-image model (``highresnet_s2_x2``, ``mi_median``): an ``(N, C, h, w)`` stack
+  or a list of ``(C, h, w)`` frames (returns ``(C, r h, r w)`` of the first frame's kind), or a list of frame
+  files / a folder / a time-stacked GeoTIFF with ``out=``. The FIRST frame is the reference grid; the order
+  of the others does not matter; ``masks`` (N, h, w) mark valid pixels (``mask_kind``; :mod:`eosr.scene.multi`).
 - **DataArray** ``(band, y, x)``: returns a DataArray on the HR grid (same origin, pixel size / r,
   pixel-is-area), with CRS, band names and attributes carried over (:mod:`eosr.io.xr`). A Dask-backed
   DataArray stays lazy: each chunk is super-resolved with a margin of the model's tiling overlap read
@@ -66,6 +70,8 @@ def super_resolve(
     dn_scale: float | None = None,
     dn_offset: float | None = None,
     engine: str = "auto",
+    masks: Any = None,
+    mask_kind: str | None = None,
     **file_options: Any,
 ) -> Any:
     """Super-resolve ``x`` with ``model`` and return the same kind (module docstring).
@@ -77,8 +83,27 @@ def super_resolve(
     ``progress``: a progress bar (default: shown when interactive). ``dn_scale``/``dn_offset``: DN ->
     reflectance of integer input. ``engine``: ``"auto"``, ``"torch"`` or ``"onnxruntime"``
     (:mod:`eosr.scene.engine`). ``file_options`` go to :func:`eosr.scene.sr.super_resolve` (paths only).
+    ``masks``/``mask_kind``: per-frame masks of a multi-image input (arrays: ``mask_kind`` default "valid",
+    nonzero = clear; files: default "cloud", nonzero = cloud).
     """
     from eosr.io.xr import is_dataarray, is_lazy, rebuild, split
+
+    multi = _multi_input(x, model)
+    if multi == "files":
+        if out is None:
+            raise DataError("super-resolving frame files needs out= (the output GeoTIFF path)")
+        from eosr.scene.multi import super_resolve_frames
+
+        paths = [x] if isinstance(x, (str, os.PathLike)) else list(x)
+        return super_resolve_frames(paths, out, model, masks=masks, mask_kind=mask_kind or "cloud",  # type: ignore[arg-type]
+                                    bands=bands, tile=tile, overlap=overlap, dn_scale=dn_scale, dn_offset=dn_offset,
+                                    allow_untrained=allow_untrained, **file_options)
+    if multi == "arrays":
+        return _multi_arrays(x, model, masks=masks, mask_kind=mask_kind or "valid", scale=scale, bands=bands,
+                             tile=tile, overlap=overlap, allow_untrained=allow_untrained, out=out,
+                             options=file_options, uncertainty=uncertainty)
+    if masks is not None:
+        raise DataError("masks= apply to several frames (a multi-image model); mark nodata with NaN in one image")
 
     if isinstance(x, (str, os.PathLike)):
         if out is None:
@@ -119,6 +144,73 @@ def super_resolve(
     y = _in_memory(t_in.detach().cpu().numpy().astype(np.float32), m, tile, overlap, uncertainty, progress, engine)
     res = like(torch.from_numpy(y), x)
     return (res[:n], res[n:]) if uncertainty else res
+
+
+def _is_multi_model(model: Any) -> bool:
+    from eosr.models.registry import checkpoint_stem, is_architecture
+
+    if not isinstance(model, str):
+        return bool(getattr(getattr(model, "spec", None), "multi_image", False))
+    name = model.strip()
+    if is_architecture(name):
+        return name.lower() in ("mi_median", "highresnet")
+    try:
+        stem = checkpoint_stem(name)
+    except ModelError:
+        return False
+    if stem is None:
+        return False
+    from eosr.models.checkpoint import read_card
+
+    return bool(read_card(stem).get("multi_image", False))
+
+
+def _multi_input(x: Any, model: Any) -> str | None:
+    """"files", "arrays" or None (one image) for the input ``x`` given to ``model``."""
+    if isinstance(x, (list, tuple)):
+        if x and all(isinstance(p, (str, os.PathLike)) for p in x):
+            return "files"
+        return "arrays"
+    if isinstance(x, (str, os.PathLike)):
+        return "files" if _is_multi_model(model) else None
+    nd = getattr(x, "ndim", None)
+    if nd == 4 and not hasattr(x, "dims"):
+        return "arrays"
+    return None
+
+
+def _multi_arrays(x: Any, model: Any, *, masks: Any, mask_kind: str, scale: Any, bands: Sequence[str] | None,
+                  tile: int, overlap: int | None, allow_untrained: bool, out: Any, options: dict[str, Any],
+                  uncertainty: bool) -> Any:
+    """Multi-image SR of an (N, C, h, w) stack or a list of (C, h, w) frames (the first frame's kind out)."""
+    import torch
+
+    from eosr._arrays import like
+    from eosr.errors import ScaleError
+    from eosr.physics.psf import check_scale
+    from eosr.scene.multi import is_multi_image, stack_frames, super_resolve_stack
+    from eosr.scene.sr import check_model_bands, load_model
+
+    if out is not None or options:
+        raise DataError("out= and file options apply to paths only")
+    if uncertainty:
+        raise ModelError("multi-image models give no uncertainty")
+    st = stack_frames(x)
+    n_b = st.shape[1]
+    names = list(bands) if bands is not None else [f"band{i + 1}" for i in range(n_b)]
+    m = load_model(model, scale=None if scale is None else check_scale(scale), n_bands=n_b,
+                   allow_untrained=allow_untrained) if isinstance(model, str) else model
+    if not is_multi_image(m):
+        raise ModelError(f"model {m.spec.name} takes one image: an (N, C, h, w) stack or a list of frames needs a "
+                         "multi-image model (highresnet_s2_x2, mi_median)")
+    if scale is not None and check_scale(scale) != int(m.spec.scale):
+        raise ScaleError(f"model {m.spec.name} works at x{m.spec.scale}, not the requested x{scale}")
+    if bands is not None:
+        check_model_bands(m, names)
+    elif m.n_bands is not None and m.n_bands != n_b:
+        raise ModelError(f"model {m.spec.name} takes {m.n_bands} bands, the frames have {n_b}")
+    y = super_resolve_stack(st, m, masks=masks, mask_kind=mask_kind, tile=tile, overlap=overlap)  # type: ignore[arg-type]
+    return like(torch.from_numpy(y), x[0])
 
 
 def _tags(model: Any, r: int) -> dict[str, Any]:
