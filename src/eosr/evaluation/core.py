@@ -28,7 +28,7 @@ in float32 above (peak memory; the pooled sums stay accurate to ~1e-6 relative).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,12 +36,48 @@ import torch
 import torch.nn.functional as F
 
 from eosr.errors import EosrError, ScaleError, SensorError, ShapeError
-from eosr.evaluation.result import EvaluationResult
+from eosr.evaluation.result import GROUPS, EvaluationResult
 from eosr.metrics.base import MetricInfo, MetricResult
 from eosr.physics.filters import any_true
 
 #: Above this many values per image the evaluation runs in float32.
 FLOAT64_LIMIT = 1 << 22
+
+#: ``metrics=`` groups of :func:`evaluate`: short name -> the metric names it selects (the table groups of
+#: :data:`eosr.evaluation.result.GROUPS`; their table names are accepted too).
+METRIC_GROUPS: dict[str, tuple[str, ...]] = {
+    alias: names
+    for alias, (_, names) in zip(
+        ("standard", "fidelity", "strata", "frequency", "registration", "hallucination", "perceptual",
+         "uncertainty"), GROUPS, strict=True)
+}
+
+
+def resolve_metrics(metrics: str | Sequence[str] | None) -> frozenset[str] | None:
+    """The metric names a ``metrics=`` selection stands for (None = every metric the inputs allow).
+
+    ``metrics``: metric names (as in the JSON) and/or group names (:data:`METRIC_GROUPS`, or the
+    table's group names), as a sequence or one comma-separated string. An unknown name raises
+    :class:`EosrError` listing the valid ones.
+    """
+    if metrics is None:
+        return None
+    items = [m.strip() for m in metrics.split(",")] if isinstance(metrics, str) else [str(m).strip() for m in metrics]
+    items = [m for m in items if m]
+    if not items:
+        raise EosrError("metrics= selects nothing: give metric or group names, or None for all")
+    groups = {**METRIC_GROUPS, **{g: names for g, names in GROUPS}}
+    known = {n for names in METRIC_GROUPS.values() for n in names}
+    out: set[str] = set()
+    for m in items:
+        if m in groups:
+            out.update(groups[m])
+        elif m in known:
+            out.add(m)
+        else:
+            raise EosrError(f"unknown metric or group {m!r}; valid groups: {', '.join(METRIC_GROUPS)}; "
+                            f"valid metrics: {', '.join(sorted(known))}")
+    return frozenset(out)
 
 
 def _tensor(x: Any, name: str) -> torch.Tensor:
@@ -184,6 +220,7 @@ def evaluate(
     lpips_weights: str | None = None,
     uncertainty: Any = None,
     maps: bool = True,
+    metrics: str | Sequence[str] | None = None,
 ) -> EvaluationResult:
     """Compute every metric the inputs allow (see the module docstring) and return an
     :class:`EvaluationResult` (``.to_dict()`` gives strict JSON, ``.maps`` per-pixel maps).
@@ -194,17 +231,28 @@ def evaluate(
     (a :class:`eosr.degrade.Degradation`) or the one built from ``sensor``, ``bands`` and ``scale``.
     ``mask`` (True = valid) lives on the HR grid; NaN is nodata everywhere. ``data_range`` is used by
     PSNR/SSIM and recorded. ``uncertainty`` (predictive std, shaped like ``sr``, reflectance) adds
-    the calibration metrics ``uncertainty_*`` when HR is given. Bad input raises a
-    :class:`eosr.errors.EosrError` with a one-line message.
+    the calibration metrics ``uncertainty_*`` when HR is given. ``metrics`` selects metric names and/or
+    groups ("standard", "fidelity", "strata", "frequency", "registration", "hallucination", "perceptual",
+    "uncertainty"; :func:`resolve_metrics`): only what they need is computed (default: everything the
+    inputs allow). Bad input raises a :class:`eosr.errors.EosrError` with a one-line message.
     """
-    from eosr.metrics import fidelity, frequency, registration, stratified
+    from eosr.metrics import fidelity, frequency, stratified
     from eosr.metrics import standard as S
-    from eosr.metrics.hallucination import detail_decomposition
 
     if not (isinstance(data_range, (int, float)) and math.isfinite(data_range) and data_range > 0):
         raise EosrError(f"data_range must be a finite number > 0, got {data_range!r}")
     if noise_sigma is not None and not (math.isfinite(noise_sigma) and noise_sigma > 0):
         raise EosrError(f"noise_sigma must be > 0, got {noise_sigma!r}")
+    selected = resolve_metrics(metrics)
+
+    def want(*names: str) -> bool:
+        return selected is None or any(n in selected for n in names)
+
+    strata_names = tuple(n for n in METRIC_GROUPS["strata"] if want(n))
+    need_interp = want("hf_gain_db", "lf_deviation_db", "frr", "frr_overshoot_db", "frr_undershoot_db",
+                       *METRIC_GROUPS["hallucination"])
+    need_align = want(*METRIC_GROUPS["registration"], *METRIC_GROUPS["hallucination"], "effective_resolution_px",
+                      "frr", "frr_overshoot_db", "frr_undershoot_db")
     from eosr.io.xr import is_dataarray, unwrap_for_evaluation
 
     xr_info: dict[str, Any] = {}
@@ -241,10 +289,11 @@ def evaluate(
             raise ShapeError(f"{name} has no valid pixel (all NaN)")
 
     lr_simulated = False
-    if lo is None and h is not None and op is not None:
+    lr_side = want(*METRIC_GROUPS["fidelity"][:4])  # lr_fidelity*, sam_lr_deg
+    if lo is None and h is not None and op is not None and (lr_side or need_interp):
         lo = op.downsample(h)
         lr_simulated = True
-    interp = _bicubic(lo, r) if (lo is not None and r is not None) else None
+    interp = _bicubic(lo, r) if (lo is not None and r is not None and need_interp) else None
 
     out: dict[str, MetricResult] = {}
     out_maps: dict[str, np.ndarray] = {}
@@ -259,7 +308,9 @@ def evaluate(
             out_maps[name] = arr.astype(np.float32)
 
     # ---------------------------------------------------------------- LR side (no HR needed)
-    if lo is not None and op is not None:
+    if not lr_side:
+        pass
+    elif lo is not None and op is not None:
         lm = _lr_mask(m, op.scale)
         norms: tuple[fidelity.Norm, ...] = ("l1", "l2", "sigma") if (noise_sigma is not None or op.has_noise) \
             else ("l1", "l2")
@@ -267,7 +318,7 @@ def evaluate(
                                            mask=lm)  # one D(SR) for every norm, the SAM and the map
         for res in lrf.metrics.values():
             add(res)
-        if c > 1:
+        if c > 1 and want("sam_lr_deg"):
             add(_renamed(S.sam(lrf.downsampled, lo, data_range=data_range, mask=lm), "sam_lr_deg",
                          "; spectral consistency SAM(D(SR), LR)"))
         if maps:
@@ -277,30 +328,36 @@ def evaluate(
         skipped["lr_fidelity"] = "needs an LR image, or HR and an operator"
     else:
         skipped["lr_fidelity"] = "needs an operator (sensor=... and bands=..., or operator=...)"
-    if h is None and interp is not None and r is not None and r >= 2:
+    if h is None and interp is not None and r is not None and r >= 2 and want("hf_gain_db", "lf_deviation_db"):
         out.update({k: _to_float(v) for k, v in frequency.frequency_restoration_lr(s, interp, scale=r, mask=m).items()})
 
     # ---------------------------------------------------------------- HR side
     if h is not None:
-        for res in S.pixel_errors(s, h, data_range=data_range, mask=m).values():  # one error image
-            add(res)
-        res_ssim, res_uiqi, ssim_parts = S.ssim_uiqi(s, h, data_range=data_range, mask=m)  # one window pass
-        add(res_ssim)
-        add(S.sam(s, h, data_range=data_range, mask=m))
-        add(res_uiqi)
-        if r is not None:
+        if want("psnr", "rmse", "mae"):
+            for res in S.pixel_errors(s, h, data_range=data_range, mask=m).values():  # one error image
+                add(res)
+        ssim_parts = None
+        if want("ssim", "uiqi", "ssim_low_gradient", "ssim_high_gradient"):
+            res_ssim, res_uiqi, ssim_parts = S.ssim_uiqi(s, h, data_range=data_range, mask=m)  # one window pass
+            add(res_ssim)
+            add(res_uiqi)
+        if want("sam_deg"):
+            add(S.sam(s, h, data_range=data_range, mask=m))
+        if r is not None and want("ergas"):
             add(S.ergas(s, h, scale=r, data_range=data_range, mask=m))
-        out.update({k: _to_float(v) for k, v in stratified.stratified_metrics(
-            s, h, data_range=data_range, mask=m, skip_empty=True, ssim_parts=ssim_parts).items()})
+        base = tuple(b for b in ("psnr", "rmse", "mae", "ssim") if any(n.startswith(b + "_") for n in strata_names))
+        if base:
+            out.update({k: _to_float(v) for k, v in stratified.stratified_metrics(
+                s, h, metrics=base, data_range=data_range, mask=m, skip_empty=True, ssim_parts=ssim_parts).items()})
         del ssim_parts
-        if op is not None:
+        if op is not None and want("hr_fidelity", "hr_fidelity_l2"):
             hrf, hf_map = fidelity.hr_fidelity_metrics(s, h, op, data_range=data_range, mask=m)  # one high-pass
             for res in hrf.values():
                 add(res)
             if maps:
                 keep_map("hf_difference", hf_map)
             del hf_map
-        if maps:
+        if maps and want("psnr", "rmse", "mae"):
             err = s - h
             if m is not None:
                 err = torch.where(m, err, torch.full((), float("nan"), dtype=err.dtype))
@@ -308,72 +365,10 @@ def evaluate(
             del err
 
         # registration, radiometry and compensated metrics (one alignment per item, reused)
-        items = [(s, h, m)] if s.ndim == 3 else [(s[i], h[i], None if m is None else m[i]) for i in range(s.shape[0])]
-        npdt = np.float64 if dtype == torch.float64 else np.float32  # float32 above FLOAT64_LIMIT (memory)
-        als: list[Any] = []
-        comp: list[np.ndarray] = []
-        cvalid: list[np.ndarray] = []
-        for si, hi, mi in items:  # estimate and compensate with one Fourier shift per item
-            o, ok, al = registration.align(si.numpy(), hi.numpy(), mask=None if mi is None else mi.numpy())
-            als.append(al)
-            comp.append(o.astype(npdt, copy=False))
-            cvalid.append(ok)
-            del o
-        reg = registration.registration_metrics(s.numpy(), h.numpy(), mask=None if m is None else m.numpy(),
-                                                alignments=als)
-        for k, v in reg.items():
-            add(v, k)
-        s_al = np.stack(comp) if s.ndim == 4 else comp[0]  # SR' = (shift^-1(SR) - bias) / gain, computed once
-        v_al = np.stack(cvalid) if s.ndim == 4 else cvalid[0]
-        if v_al.any():
-            s_al_t = torch.from_numpy(s_al)
-            v_al_t = torch.from_numpy(v_al)
-            aligned = [*S.pixel_errors(s_al_t, h, data_range=data_range, mask=v_al_t).values(),
-                       S.ssim(s_al_t, h, data_range=data_range, mask=v_al_t)]
-            for res in aligned:
-                add(_renamed(res, f"{res.name}_aligned", "; after shift, gain and bias compensation"))
-            # frequency metrics on the compensated SR, as the hallucination scores: a shift or a gain
-            # is reported once, as registration/radiometry, not as lost resolution or overshoot
-            er = frequency.effective_resolution(s_al_t, h, mask=v_al_t)
-            er.extra["compensated"] = True
-            add(er)
-            if interp is not None:
-                try:
-                    for k, v in frequency.frequency_restoration(s_al_t, h, interp, mask=v_al_t,
-                                                                data_range=data_range).items():
-                        v.extra["compensated"] = True
-                        add(v, k)
-                except EosrError as e:
-                    skipped["frr"] = str(e)
-        else:
-            for k in ("psnr_aligned", "effective_resolution_px", "frr"):
-                skipped[k] = "no valid pixel left after shift compensation"
+        if need_align:
+            _compensated(s, h, m, interp, dtype, data_range, want, add, keep_map, out, skipped, lr_simulated)
 
-        if interp is not None:
-            hs = h.numpy().astype(npdt, copy=False)
-            it = interp.numpy().astype(npdt, copy=False)
-            valid = v_al & np.isfinite(hs) & np.isfinite(it)
-            dmaps, sums = detail_decomposition(s_al, hs, it, valid)
-            del hs, it
-            axes = (0,) if s.ndim == 4 else ()
-            tot = {k: (v.sum(axis=axes) if axes else v) for k, v in sums.items()}
-            truth = tot["truth"]
-            if float(truth.sum()) > 0:
-                from eosr.metrics.hallucination import HALLUCINATION, IMPROVEMENT, OMISSION
-
-                for minfo in (HALLUCINATION, OMISSION, IMPROVEMENT):
-                    part = tot[minfo.name]
-                    pb = np.where(truth > 0, part / np.maximum(truth, 1e-300), np.nan)
-                    out[minfo.name] = MetricResult(minfo, float(part.sum() / truth.sum()), pb,
-                                                  {"compensated": True, "lr_simulated": lr_simulated})
-            else:
-                skipped["hallucination"] = "HR equals the interpolated LR: no detail to restore"
-            for k, dm in dmaps.items():
-                keep_map(k, dm)
-            del dmaps
-        del s_al, v_al
-
-    if uncertainty is not None:
+    if uncertainty is not None and want(*METRIC_GROUPS["uncertainty"]):
         u = _tensor(uncertainty, "uncertainty")
         if u.shape != s.shape:
             raise ShapeError(f"uncertainty {tuple(u.shape)} and sr {tuple(s.shape)} differ in shape")
@@ -385,7 +380,7 @@ def evaluate(
         if maps:
             keep_map("uncertainty", u)
 
-    if lpips_weights is not None:
+    if lpips_weights is not None and want("lpips"):
         from eosr.metrics.perceptual import default_lpips_weights, lpips, lpips_net_of
 
         if h is None:
@@ -401,6 +396,9 @@ def evaluate(
             lp_path = default_lpips_weights(lp_net) if lpips_weights in ("alex", "vgg") else lpips_weights
             add(lpips(s, h, weights_path=lp_path, net=lp_net, data_range=data_range, mask=m, rgb=rgb))
 
+    if selected is not None:  # a computation gives its siblings too (psnr brings rmse and mae): keep the selection
+        out = {k: v for k, v in out.items() if k in selected}
+        skipped = {k: v for k, v in skipped.items() if k in selected or (k == "hallucination" and want(k))}
     info: dict[str, Any] = {
         "scale": r,
         "inputs": {"sr": True, "hr": h is not None, "lr": lr is not None, "lr_simulated": lr_simulated},
@@ -413,6 +411,86 @@ def evaluate(
     if xr_info:
         info["georeference"] = xr_info
     return EvaluationResult(out, out_maps, names, float(data_range), op.describe() if op is not None else None, info)
+
+
+def _compensated(s: torch.Tensor, h: torch.Tensor, m: torch.Tensor | None, interp: torch.Tensor | None,
+                 dtype: torch.dtype, data_range: float, want: Callable[..., bool],
+                 add: Callable[..., None], keep_map: Callable[[str, Any], None], out: dict[str, MetricResult],
+                 skipped: dict[str, str], lr_simulated: bool) -> None:
+    """Registration, radiometry and the metrics of the compensated SR' (one alignment per item, reused)."""
+    from eosr.metrics import frequency, registration
+    from eosr.metrics import standard as S
+    from eosr.metrics.hallucination import detail_decomposition
+
+    items = [(s, h, m)] if s.ndim == 3 else [(s[i], h[i], None if m is None else m[i]) for i in range(s.shape[0])]
+    npdt = np.float64 if dtype == torch.float64 else np.float32  # float32 above FLOAT64_LIMIT (memory)
+    als: list[Any] = []
+    comp: list[np.ndarray] = []
+    cvalid: list[np.ndarray] = []
+    for si, hi, mi in items:  # estimate and compensate with one Fourier shift per item
+        o, ok, al = registration.align(si.numpy(), hi.numpy(), mask=None if mi is None else mi.numpy())
+        als.append(al)
+        comp.append(o.astype(npdt, copy=False))
+        cvalid.append(ok)
+        del o
+    if want("shift_x_px", "shift_y_px", "gain", "bias"):
+        reg = registration.registration_metrics(s.numpy(), h.numpy(), mask=None if m is None else m.numpy(),
+                                                alignments=als)
+        for k, v in reg.items():
+            add(v, k)
+    s_al = np.stack(comp) if s.ndim == 4 else comp[0]  # SR' = (shift^-1(SR) - bias) / gain, computed once
+    v_al = np.stack(cvalid) if s.ndim == 4 else cvalid[0]
+    del comp, cvalid
+    frr_names = ("frr", "frr_overshoot_db", "frr_undershoot_db")
+    if v_al.any():
+        s_al_t = torch.from_numpy(s_al)
+        v_al_t = torch.from_numpy(v_al)
+        aligned = list(S.pixel_errors(s_al_t, h, data_range=data_range, mask=v_al_t).values()) \
+            if want("psnr_aligned", "rmse_aligned", "mae_aligned") else []
+        if want("ssim_aligned"):
+            aligned.append(S.ssim(s_al_t, h, data_range=data_range, mask=v_al_t))
+        for res in aligned:
+            add(_renamed(res, f"{res.name}_aligned", "; after shift, gain and bias compensation"))
+        # frequency metrics on the compensated SR, as the hallucination scores: a shift or a gain
+        # is reported once, as registration/radiometry, not as lost resolution or overshoot
+        if want("effective_resolution_px"):
+            er = frequency.effective_resolution(s_al_t, h, mask=v_al_t)
+            er.extra["compensated"] = True
+            add(er)
+        if interp is not None and want(*frr_names):
+            try:
+                for k, v in frequency.frequency_restoration(s_al_t, h, interp, mask=v_al_t,
+                                                            data_range=data_range).items():
+                    v.extra["compensated"] = True
+                    add(v, k)
+            except EosrError as e:
+                skipped["frr"] = str(e)
+    else:
+        for k in ("psnr_aligned", "effective_resolution_px", "frr"):
+            skipped[k] = "no valid pixel left after shift compensation"
+
+    if interp is not None and want("hallucination", "omission", "improvement"):
+        hs = h.numpy().astype(npdt, copy=False)
+        it = interp.numpy().astype(npdt, copy=False)
+        valid = v_al & np.isfinite(hs) & np.isfinite(it)
+        dmaps, sums = detail_decomposition(s_al, hs, it, valid)
+        del hs, it
+        axes = (0,) if s.ndim == 4 else ()
+        tot = {k: (v.sum(axis=axes) if axes else v) for k, v in sums.items()}
+        truth = tot["truth"]
+        if float(truth.sum()) > 0:
+            from eosr.metrics.hallucination import HALLUCINATION, IMPROVEMENT, OMISSION
+
+            for minfo in (HALLUCINATION, OMISSION, IMPROVEMENT):
+                part = tot[minfo.name]
+                pb = np.where(truth > 0, part / np.maximum(truth, 1e-300), np.nan)
+                out[minfo.name] = MetricResult(minfo, float(part.sum() / truth.sum()), pb,
+                                              {"compensated": True, "lr_simulated": lr_simulated})
+        else:
+            skipped["hallucination"] = "HR equals the interpolated LR: no detail to restore"
+        for k, dm in dmaps.items():
+            keep_map(k, dm)
+        del dmaps
 
 
 UNCERTAINTY_INFO = {
