@@ -221,6 +221,7 @@ def evaluate(
     uncertainty: Any = None,
     maps: bool = True,
     metrics: str | Sequence[str] | None = None,
+    fused_engine: bool = True,
 ) -> EvaluationResult:
     """Compute every metric the inputs allow (see the module docstring) and return an
     :class:`EvaluationResult` (``.to_dict()`` gives strict JSON, ``.maps`` per-pixel maps).
@@ -234,7 +235,9 @@ def evaluate(
     the calibration metrics ``uncertainty_*`` when HR is given. ``metrics`` selects metric names and/or
     groups ("standard", "fidelity", "strata", "frequency", "registration", "hallucination", "perceptual",
     "uncertainty"; :func:`resolve_metrics`): only what they need is computed (default: everything the
-    inputs allow). Bad input raises a :class:`eosr.errors.EosrError` with a one-line message.
+    inputs allow). ``fused_engine=False`` forces the reference path of :mod:`eosr.metrics` (the fused
+    engine, :mod:`eosr.evaluation.engine`, gives the same numbers faster). Bad input raises a
+    :class:`eosr.errors.EosrError` with a one-line message.
     """
     from eosr.metrics import fidelity, frequency, stratified
     from eosr.metrics import standard as S
@@ -333,20 +336,55 @@ def evaluate(
 
     # ---------------------------------------------------------------- HR side
     if h is not None:
-        if want("psnr", "rmse", "mae"):
-            for res in S.pixel_errors(s, h, data_range=data_range, mask=m).values():  # one error image
-                add(res)
+        from eosr.evaluation import engine
+
+        want_errors = want("psnr", "rmse", "mae")
+        want_ssim = want("ssim", "uiqi", "ssim_low_gradient", "ssim_high_gradient")
+        fused = None
+        aligned_pre = None
+        if engine.AVAILABLE and m is None and fused_engine:
+            if need_align:
+                aligned_pre = _align_items(s, h, m, dtype)
+            s4, h4 = (t.numpy() if t.ndim == 4 else t.numpy()[None] for t in (s, h))
+            sal4 = None
+            if aligned_pre is not None and aligned_pre[2].all() and want(
+                    "psnr_aligned", "rmse_aligned", "mae_aligned", "ssim_aligned"):
+                sal4 = aligned_pre[1] if s.ndim == 4 else aligned_pre[1][None]
+            fused = _fused_hr(s4, h4, sal4, data_range, r, maps and want_errors, want_ssim)
         ssim_parts = None
-        if want("ssim", "uiqi", "ssim_low_gradient", "ssim_high_gradient"):
-            res_ssim, res_uiqi, ssim_parts = S.ssim_uiqi(s, h, data_range=data_range, mask=m)  # one window pass
-            add(res_ssim)
-            add(res_uiqi)
-        if want("sam_deg"):
-            add(S.sam(s, h, data_range=data_range, mask=m))
-        if r is not None and want("ergas"):
-            add(S.ergas(s, h, scale=r, data_range=data_range, mask=m))
+        fused_al: dict[str, MetricResult] = {}
+        if fused is not None:
+            raw, fused_al, err_map, smap = fused
+            for k in ("psnr", "rmse", "mae", "ssim", "uiqi", "sam_deg", "ergas"):
+                if k in raw and want(k):
+                    add(raw[k])
+            base = tuple(b for b in ("psnr", "rmse", "mae", "ssim")
+                         if any(n.startswith(b + "_") for n in strata_names))
+            if base:
+                out.update(_fused_strata(s4, h4, smap, base, data_range))
+            if err_map is not None:
+                keep_map("error", err_map if s.ndim == 4 else err_map[0])
+            del err_map, smap
+        else:
+            if want_errors:
+                for res in S.pixel_errors(s, h, data_range=data_range, mask=m).values():  # one error image
+                    add(res)
+            if want_ssim:
+                res_ssim, res_uiqi, ssim_parts = S.ssim_uiqi(s, h, data_range=data_range, mask=m)  # one window pass
+                add(res_ssim)
+                add(res_uiqi)
+            if want("sam_deg"):
+                add(S.sam(s, h, data_range=data_range, mask=m))
+            if r is not None and want("ergas"):
+                add(S.ergas(s, h, scale=r, data_range=data_range, mask=m))
+            if maps and want_errors:
+                err = s - h
+                if m is not None:
+                    err = torch.where(m, err, torch.full((), float("nan"), dtype=err.dtype))
+                keep_map("error", err)
+                del err
         base = tuple(b for b in ("psnr", "rmse", "mae", "ssim") if any(n.startswith(b + "_") for n in strata_names))
-        if base:
+        if base and fused is None:
             out.update({k: _to_float(v) for k, v in stratified.stratified_metrics(
                 s, h, metrics=base, data_range=data_range, mask=m, skip_empty=True, ssim_parts=ssim_parts).items()})
         del ssim_parts
@@ -357,16 +395,11 @@ def evaluate(
             if maps:
                 keep_map("hf_difference", hf_map)
             del hf_map
-        if maps and want("psnr", "rmse", "mae"):
-            err = s - h
-            if m is not None:
-                err = torch.where(m, err, torch.full((), float("nan"), dtype=err.dtype))
-            keep_map("error", err)
-            del err
 
         # registration, radiometry and compensated metrics (one alignment per item, reused)
         if need_align:
-            _compensated(s, h, m, interp, dtype, data_range, want, add, keep_map, out, skipped, lr_simulated)
+            _compensated(s, h, m, interp, dtype, data_range, want, add, keep_map, out, skipped, lr_simulated,
+                         aligned_pre, fused_al, fused_engine)
 
     if uncertainty is not None and want(*METRIC_GROUPS["uncertainty"]):
         u = _tensor(uncertainty, "uncertainty")
@@ -416,39 +449,36 @@ def evaluate(
 def _compensated(s: torch.Tensor, h: torch.Tensor, m: torch.Tensor | None, interp: torch.Tensor | None,
                  dtype: torch.dtype, data_range: float, want: Callable[..., bool],
                  add: Callable[..., None], keep_map: Callable[[str, Any], None], out: dict[str, MetricResult],
-                 skipped: dict[str, str], lr_simulated: bool) -> None:
-    """Registration, radiometry and the metrics of the compensated SR' (one alignment per item, reused)."""
+                 skipped: dict[str, str], lr_simulated: bool,
+                 aligned_pre: tuple[list[Any], np.ndarray, np.ndarray] | None = None,
+                 fused: dict[str, MetricResult] | None = None, use_engine: bool = True) -> None:
+    """Registration, radiometry and the metrics of the compensated SR' (one alignment per item, reused).
+
+    ``aligned_pre``: :func:`_align_items` already run; ``fused``: aligned metrics the fused engine
+    already computed (``psnr``/``rmse``/``mae``/``ssim`` of SR', under their plain names)."""
     from eosr.metrics import frequency, registration
     from eosr.metrics import standard as S
     from eosr.metrics.hallucination import detail_decomposition
 
-    items = [(s, h, m)] if s.ndim == 3 else [(s[i], h[i], None if m is None else m[i]) for i in range(s.shape[0])]
     npdt = np.float64 if dtype == torch.float64 else np.float32  # float32 above FLOAT64_LIMIT (memory)
-    als: list[Any] = []
-    comp: list[np.ndarray] = []
-    cvalid: list[np.ndarray] = []
-    for si, hi, mi in items:  # estimate and compensate with one Fourier shift per item
-        o, ok, al = registration.align(si.numpy(), hi.numpy(), mask=None if mi is None else mi.numpy())
-        als.append(al)
-        comp.append(o.astype(npdt, copy=False))
-        cvalid.append(ok)
-        del o
+    als, s_al, v_al = aligned_pre if aligned_pre is not None else _align_items(s, h, m, dtype)
+    fused = fused or {}
     if want("shift_x_px", "shift_y_px", "gain", "bias"):
         reg = registration.registration_metrics(s.numpy(), h.numpy(), mask=None if m is None else m.numpy(),
                                                 alignments=als)
         for k, v in reg.items():
             add(v, k)
-    s_al = np.stack(comp) if s.ndim == 4 else comp[0]  # SR' = (shift^-1(SR) - bias) / gain, computed once
-    v_al = np.stack(cvalid) if s.ndim == 4 else cvalid[0]
-    del comp, cvalid
     frr_names = ("frr", "frr_overshoot_db", "frr_undershoot_db")
     if v_al.any():
         s_al_t = torch.from_numpy(s_al)
         v_al_t = torch.from_numpy(v_al)
-        aligned = list(S.pixel_errors(s_al_t, h, data_range=data_range, mask=v_al_t).values()) \
-            if want("psnr_aligned", "rmse_aligned", "mae_aligned") else []
+        aligned: list[MetricResult] = []
+        if want("psnr_aligned", "rmse_aligned", "mae_aligned"):
+            aligned += [fused[k] for k in ("psnr", "rmse", "mae")] if "psnr" in fused else \
+                list(S.pixel_errors(s_al_t, h, data_range=data_range, mask=v_al_t).values())
         if want("ssim_aligned"):
-            aligned.append(S.ssim(s_al_t, h, data_range=data_range, mask=v_al_t))
+            aligned.append(fused["ssim"] if "ssim" in fused else
+                           S.ssim(s_al_t, h, data_range=data_range, mask=v_al_t))
         for res in aligned:
             add(_renamed(res, f"{res.name}_aligned", "; after shift, gain and bias compensation"))
         # frequency metrics on the compensated SR, as the hallucination scores: a shift or a gain
@@ -473,7 +503,10 @@ def _compensated(s: torch.Tensor, h: torch.Tensor, m: torch.Tensor | None, inter
         hs = h.numpy().astype(npdt, copy=False)
         it = interp.numpy().astype(npdt, copy=False)
         valid = v_al & np.isfinite(hs) & np.isfinite(it)
-        dmaps, sums = detail_decomposition(s_al, hs, it, valid)
+        from eosr.evaluation import engine
+
+        decompose = engine.detail_decomposition if engine.AVAILABLE and use_engine else detail_decomposition
+        dmaps, sums = decompose(s_al, hs, it, valid)
         del hs, it
         axes = (0,) if s.ndim == 4 else ()
         tot = {k: (v.sum(axis=axes) if axes else v) for k, v in sums.items()}
@@ -491,6 +524,148 @@ def _compensated(s: torch.Tensor, h: torch.Tensor, m: torch.Tensor | None, inter
         for k, dm in dmaps.items():
             keep_map(k, dm)
         del dmaps
+
+
+def _align_items(s: torch.Tensor, h: torch.Tensor, m: torch.Tensor | None,
+                 dtype: torch.dtype) -> tuple[list[Any], np.ndarray, np.ndarray]:
+    """(alignments, SR' = (shift^-1(SR) - bias) / gain, its validity): one alignment per batch item."""
+    from eosr.metrics import registration
+
+    items = [(s, h, m)] if s.ndim == 3 else [(s[i], h[i], None if m is None else m[i]) for i in range(s.shape[0])]
+    npdt = np.float64 if dtype == torch.float64 else np.float32  # float32 above FLOAT64_LIMIT (memory)
+    als: list[Any] = []
+    comp: list[np.ndarray] = []
+    cvalid: list[np.ndarray] = []
+    for si, hi, mi in items:  # estimate and compensate with one Fourier shift per item
+        o, ok, al = registration.align(si.numpy(), hi.numpy(), mask=None if mi is None else mi.numpy())
+        als.append(al)
+        comp.append(o.astype(npdt, copy=False))
+        cvalid.append(ok)
+        del o
+    s_al = np.stack(comp) if s.ndim == 4 else comp[0]
+    v_al = np.stack(cvalid) if s.ndim == 4 else cvalid[0]
+    return als, s_al, v_al
+
+
+def _fused_hr(s: np.ndarray, h: np.ndarray, s_al: np.ndarray | None, data_range: float, scale: int | None,
+              err_map: bool, ssim_needed: bool) -> tuple[dict[str, MetricResult], dict[str, MetricResult],
+                                                         np.ndarray | None, np.ndarray | None] | None:
+    """The HR-side metrics of fully valid (B, C, H, W) inputs by the fused engine (:mod:`eosr.evaluation.engine`).
+
+    Returns ``(raw, aligned, error map, SSIM map)``: ``raw`` psnr, rmse, mae, sam_deg, ergas (with
+    ``scale``) and, when ``ssim_needed``, ssim and uiqi; ``aligned`` psnr, rmse, mae, ssim of ``s_al``
+    (fully valid SR', or None); the SSIM map is zero on its 5-pixel border. None when an input has
+    nodata: the caller takes the reference path (:mod:`eosr.metrics.standard`).
+    """
+    from eosr.evaluation import engine as E
+    from eosr.metrics import standard as S
+    from eosr.metrics.base import psnr_capped, psnr_db
+
+    b, c, hh, ww = s.shape
+    err = np.empty(s.shape, dtype=s.dtype) if err_map else None
+    band = np.zeros((c, 4))
+    sam = np.zeros(3)
+    for i in range(b):
+        bb, ss = E.pointwise(s[i], h[i], None if err is None else err[i])
+        band += bb
+        sam += ss
+    n_pix = b * hh * ww
+    if not (band[:, 3] == n_pix).all():
+        return None
+
+    def errors(bs: np.ndarray) -> dict[str, MetricResult]:
+        n_valid = {"n_valid": int(bs[:, 3].sum())}
+        mse_b = bs[:, 0] / bs[:, 3]
+        mse = bs[:, 0].sum() / bs[:, 3].sum()
+        pb, pv = psnr_db(mse_b, data_range), psnr_db(float(mse), data_range)
+        extra: dict[str, Any] = dict(n_valid)
+        if psnr_capped(pb) or psnr_capped(pv):
+            extra["capped"] = True
+        return {"psnr": MetricResult(S.PSNR, float(pv), pb, extra),
+                "rmse": MetricResult(S.RMSE, math.sqrt(mse), np.sqrt(mse_b), dict(n_valid)),
+                "mae": MetricResult(S.MAE, float(bs[:, 1].sum() / bs[:, 3].sum()), bs[:, 1] / bs[:, 3],
+                                    dict(n_valid))}
+
+    raw = errors(band)
+    raw["sam_deg"] = MetricResult(S.SAM, math.degrees(sam[0] / sam[1]), np.zeros(0),
+                                  {"n_valid": int(sam[1]), "n_zero_vector": int(sam[2])})
+    if scale is not None:
+        mse_b, mu_b = band[:, 0] / band[:, 3], band[:, 2] / band[:, 3]
+        with np.errstate(divide="ignore"):
+            rel2 = mse_b / mu_b**2
+        raw["ergas"] = MetricResult(S.ERGAS, float(100.0 / scale * math.sqrt(rel2.mean())),
+                                    100.0 / scale * np.sqrt(rel2), {"n_valid": int(band[:, 3].sum()),
+                                                                    "scale": float(scale)})
+    aligned: dict[str, MetricResult] = {}
+    if s_al is not None:
+        band_al = np.zeros((c, 4))
+        for i in range(b):
+            band_al += E.pointwise(s_al[i], h[i])[0]
+        if (band_al[:, 3] == n_pix).all():
+            aligned = errors(band_al)
+        else:
+            s_al = None
+    smap = None
+    if (ssim_needed or s_al is not None) and min(hh, ww) >= 11:
+        smap = np.zeros(s.shape, dtype=s.dtype)
+        sums = np.zeros((c, 3))
+        n_win = 0
+        for i in range(b):
+            for k in range(c):
+                st = E.ssim_uiqi_planes(s[i, k], h[i, k], None if s_al is None else s_al[i, k], data_range,
+                                        smap[i, k])
+                sums[k] += st[:3]
+                n_win = st[3]
+        n_b = b * n_win
+        win = {"n_valid": int(n_b * c), "border_px": 5}
+        raw["ssim"] = MetricResult(S.SSIM, float(sums[:, 0].sum() / (n_b * c)), sums[:, 0] / n_b, dict(win))
+        raw["uiqi"] = MetricResult(S.UIQI, float(sums[:, 1].sum() / (n_b * c)), sums[:, 1] / n_b, dict(win))
+        if s_al is not None:
+            aligned["ssim"] = MetricResult(S.SSIM, float(sums[:, 2].sum() / (n_b * c)), sums[:, 2] / n_b,
+                                           dict(win))
+    return raw, aligned, err, smap
+
+
+def _fused_strata(s: np.ndarray, h: np.ndarray, smap: np.ndarray | None, base: tuple[str, ...],
+                  data_range: float) -> dict[str, MetricResult]:
+    """:func:`eosr.metrics.stratified.stratified_metrics` (q50 / q90, ``skip_empty``) of fully valid
+    (B, C, H, W) inputs from the fused engine's one pass (same names, values and extras)."""
+    from eosr.evaluation import engine as E
+    from eosr.metrics import standard as S
+    from eosr.metrics.base import psnr_capped, psnr_db
+    from eosr.metrics.stratified import _stratum_info
+
+    quantiles = (0.5, 0.9)
+    sums, lo, hi = E.gradient_strata_sums(s, h, smap if "ssim" in base else None, quantiles)
+    res: dict[str, MetricResult] = {}
+    for m in base:
+        for k, name in enumerate(("low", "high")):
+            st = sums[:, k]
+            n_pix = int(st[0, 5])
+            if n_pix == 0:
+                continue
+            extra = {"n_pixels": n_pix, "threshold": lo if k == 0 else hi, "quantile": quantiles[k]}
+            if m == "ssim":
+                if smap is None or st[:, 4].sum() == 0:
+                    continue
+                r = MetricResult(S.SSIM, float(st[:, 3].sum() / st[:, 4].sum()), st[:, 3] / st[:, 4],
+                                 {"n_valid": int(st[:, 4].sum())})
+            elif m == "mae":
+                r = MetricResult(S.MAE, float(st[:, 1].sum() / st[:, 2].sum()), st[:, 1] / st[:, 2],
+                                 {"n_valid": int(st[:, 2].sum())})
+            else:
+                mse_b, mse = st[:, 0] / st[:, 2], float(st[:, 0].sum() / st[:, 2].sum())
+                if m == "rmse":
+                    r = MetricResult(S.RMSE, math.sqrt(mse), np.sqrt(mse_b), {"n_valid": int(st[:, 2].sum())})
+                else:
+                    pb, pv = psnr_db(mse_b, data_range), psnr_db(mse, data_range)
+                    ex: dict[str, Any] = {"n_valid": int(st[:, 2].sum())}
+                    if psnr_capped(pb) or psnr_capped(pv):
+                        ex["capped"] = True
+                    r = MetricResult(S.PSNR, float(pv), pb, ex)
+            info = _stratum_info(r.info, name)
+            res[info.name] = MetricResult(info, r.value, r.per_band, dict(r.extra, **extra))
+    return res
 
 
 UNCERTAINTY_INFO = {
