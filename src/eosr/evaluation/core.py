@@ -22,7 +22,8 @@ Which metrics (names as in the JSON; definitions in docs/metrics.md):
 
 The interpolated LR I is bicubic on the pixel-is-area grid (``torch.nn.functional.interpolate``,
 ``align_corners=False``, Keys a = -0.75). Computation runs in float64 up to 2^22 values per image and
-in float32 above (peak memory; the pooled sums stay accurate to ~1e-6 relative).
+in float32 above (peak memory; the pooled sums stay accurate to ~1e-6 relative); float32 inputs stay
+float32 when the fused engine runs (:mod:`eosr.evaluation.engine`, float64 accumulators).
 """
 
 from __future__ import annotations
@@ -282,7 +283,13 @@ def evaluate(
     op = _operator(operator, sensor, bands, r, c)
     names = _band_names(bands, c, op.bands if op is not None else None)
 
-    dtype = torch.float64 if s[0].numel() <= FLOAT64_LIMIT else torch.float32
+    from eosr.evaluation import engine
+
+    # float32 inputs stay float32 with the fused engine (its sums are float64); the reference path
+    # computes small images in float64
+    f32_in = s.dtype == torch.float32 and all(t is None or t.dtype == torch.float32 for t in (h, lo))
+    keep32 = fused_engine and engine.AVAILABLE and f32_in
+    dtype = torch.float64 if s[0].numel() <= FLOAT64_LIMIT and not keep32 else torch.float32
     s = s.to(dtype)
     h = h.to(dtype) if h is not None else None
     lo = lo.to(dtype) if lo is not None else None
@@ -336,8 +343,6 @@ def evaluate(
 
     # ---------------------------------------------------------------- HR side
     if h is not None:
-        from eosr.evaluation import engine
-
         want_errors = want("psnr", "rmse", "mae")
         want_ssim = want("ssim", "uiqi", "ssim_low_gradient", "ssim_high_gradient")
         fused = None
@@ -483,11 +488,29 @@ def _compensated(s: torch.Tensor, h: torch.Tensor, m: torch.Tensor | None, inter
             add(_renamed(res, f"{res.name}_aligned", "; after shift, gain and bias compensation"))
         # frequency metrics on the compensated SR, as the hallucination scores: a shift or a gain
         # is reported once, as registration/radiometry, not as lost resolution or overshoot
-        if want("effective_resolution_px"):
+        shared = use_engine and m is None and bool(v_al.all()) and want("effective_resolution_px", *frr_names)
+        if shared:  # one spectrum per image and band serves FRR and the FRC (float32 stays float32)
+            s4, h4 = (x if x.ndim == 4 else x[None] for x in (s_al, h.numpy()))
+            i4 = None if interp is None or not want(*frr_names) else (
+                interp.numpy() if interp.ndim == 4 else interp.numpy()[None])
+            try:
+                frr_res, er = frequency.restoration_and_resolution(s4, h4, i4, data_range=data_range)
+            except EosrError as e:
+                if i4 is None or "FRR" not in str(e):
+                    raise
+                skipped["frr"] = str(e)
+                frr_res, er = {}, frequency.effective_resolution(s_al_t, h, mask=v_al_t)
+            if want("effective_resolution_px"):
+                er.extra["compensated"] = True
+                add(er)
+            for k, v in frr_res.items():
+                v.extra["compensated"] = True
+                add(v, k)
+        elif want("effective_resolution_px"):
             er = frequency.effective_resolution(s_al_t, h, mask=v_al_t)
             er.extra["compensated"] = True
             add(er)
-        if interp is not None and want(*frr_names):
+        if interp is not None and want(*frr_names) and not shared:
             try:
                 for k, v in frequency.frequency_restoration(s_al_t, h, interp, mask=v_al_t,
                                                             data_range=data_range).items():
