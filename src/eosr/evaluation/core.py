@@ -315,7 +315,7 @@ def evaluate(
     def keep_map(name: str, a: Any) -> None:
         if maps:
             arr = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
-            out_maps[name] = arr.astype(np.float32)
+            out_maps[name] = arr.astype(np.float32, copy=False)  # float32 maps are kept, not copied
 
     # ---------------------------------------------------------------- LR side (no HR needed)
     if not lr_side:
@@ -360,6 +360,7 @@ def evaluate(
         fused_al: dict[str, MetricResult] = {}
         if fused is not None:
             raw, fused_al, err_map, smap = fused
+            fused = None  # the tuple would keep the SSIM map alive
             for k in ("psnr", "rmse", "mae", "ssim", "uiqi", "sam_deg", "ergas"):
                 if k in raw and want(k):
                     add(raw[k])
@@ -528,8 +529,11 @@ def _compensated(s: torch.Tensor, h: torch.Tensor, m: torch.Tensor | None, inter
         valid = v_al & np.isfinite(hs) & np.isfinite(it)
         from eosr.evaluation import engine
 
-        decompose = engine.detail_decomposition if engine.AVAILABLE and use_engine else detail_decomposition
-        dmaps, sums = decompose(s_al, hs, it, valid)
+        if engine.AVAILABLE and use_engine and it.dtype == s_al.dtype == hs.dtype:
+            # SR' and the interpolated LR are not needed afterwards: their buffers take two of the maps
+            dmaps, sums = engine.detail_decomposition(s_al, hs, it, valid, reuse=True)
+        else:
+            dmaps, sums = detail_decomposition(s_al, hs, it, valid)
         del hs, it
         axes = (0,) if s.ndim == 4 else ()
         tot = {k: (v.sum(axis=axes) if axes else v) for k, v in sums.items()}

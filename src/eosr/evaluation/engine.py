@@ -283,12 +283,19 @@ def gradient_strata_sums(sr: np.ndarray, hr: np.ndarray, smap: np.ndarray | None
 _detail_jit = _jit(_detail_kernel)
 
 
-def detail_decomposition(sr: np.ndarray, hr: np.ndarray, interp: np.ndarray,
-                         valid: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def detail_decomposition(sr: np.ndarray, hr: np.ndarray, interp: np.ndarray, valid: np.ndarray,
+                         reuse: bool = False) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """:func:`eosr.metrics.hallucination.detail_decomposition` in one compiled pass per item (same inputs,
-    same maps in the inputs' precision and the same float64 per-band sums)."""
+    same maps in the inputs' precision and the same float64 per-band sums). ``reuse``: the improvement
+    map is written over ``sr`` and the hallucination map over ``interp`` (same dtype and shape; each
+    pixel is read before it is written), saving two image-sized buffers."""
     dt = np.result_type(sr.dtype, hr.dtype, interp.dtype)
-    maps = {k: np.empty(sr.shape, dtype=dt) for k in ("improvement", "hallucination", "omission")}
+    maps = {k: np.empty(sr.shape, dtype=dt) for k in ("improvement", "hallucination", "omission")
+            if not (reuse and k != "omission")}
+    if reuse:
+        if not (sr.dtype == interp.dtype == dt and sr.flags.writeable and interp.flags.writeable):
+            raise ValueError("reuse needs writeable inputs of the maps' dtype")
+        maps = {"improvement": sr, "hallucination": interp, **maps}
     lead = sr.shape[:-3]
     sums = {k: np.zeros(lead + sr.shape[-3:-2]) for k in ("improvement", "hallucination", "omission", "truth")}
     for idx in np.ndindex(*lead):

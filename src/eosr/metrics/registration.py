@@ -39,7 +39,7 @@ from scipy import ndimage
 
 from eosr.errors import EosrError, ShapeError
 from eosr.metrics.base import MetricInfo, MetricResult, prepare
-from eosr.physics.filters import gaussian_blur, gaussian_blur_fft
+from eosr.physics.filters import gaussian_blur
 from eosr.physics.registration import cross_power, shift_from_cross
 
 __all__ = [
@@ -167,7 +167,7 @@ def _lowpass(a: np.ndarray, ok: np.ndarray, sigma: float) -> np.ndarray:
     if sigma <= 0:
         return a.astype(np.float64)
     if ok.all():  # the weights blur to 1 (normalised taps, reflected borders): one blur, not two
-        return gaussian_blur_fft(a, sigma)  # = ndimage.gaussian_filter(mode="reflect")
+        return gaussian_blur(a, sigma)  # = ndimage.gaussian_filter(mode="reflect"); float32 in OpenCV's SIMD path
     a = a.astype(np.float64)
     w = gaussian_blur(ok.astype(np.float64), sigma)
     return gaussian_blur(np.where(ok, a, 0.0), sigma) / np.maximum(w, 1e-12)
@@ -247,11 +247,18 @@ def _estimate(
     hw = np.where(okw, _centre_window(h, REG_WINDOW), np.nan)
     sw = np.where(okw, _centre_window(s, REG_WINDOW), np.nan)
     try:
-        cross = cross_power(hw, sw)  # one FFT pair per band serves the pooled and the per-band shifts
-        dy, dx = shift_from_cross(cross.sum(axis=0), upsample)
-        bands = np.array([shift_from_cross(cross[i], min(upsample, 20)) if per_band_shift else (dy, dx)
-                          for i in range(s.shape[0])])
-        del cross, hw, sw
+        total: np.ndarray | None = None
+        per_band = []
+        for i in range(s.shape[0]):  # one FFT pair per band serves the pooled and the per-band shifts;
+            cross = cross_power(hw[i : i + 1], sw[i : i + 1])[0]  # one band's spectra in memory at a time
+            if per_band_shift:
+                per_band.append(shift_from_cross(cross, min(upsample, 20)))
+            total = cross if total is None else total + cross
+            del cross
+        assert total is not None
+        dy, dx = shift_from_cross(total, upsample)
+        bands = np.array(per_band if per_band_shift else [(dy, dx)] * s.shape[0])
+        del total, hw, sw
     except ShapeError:
         raise ShapeError("registration: a band has no valid pixel in the central window") from None
     back, vshift = shift_image(s, -dy, -dx)

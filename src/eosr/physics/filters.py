@@ -72,37 +72,6 @@ def gaussian_blur(a: np.ndarray, sigma: float, truncate: float = 4.0) -> np.ndar
     return cv2.sepFilter2D(np.ascontiguousarray(a, dtype=dt), -1, k, k, borderType=cv2.BORDER_REFLECT)
 
 
-def gaussian_blur_fft(a: np.ndarray, sigma: float, truncate: float = 4.0) -> np.ndarray:
-    """:func:`gaussian_blur` (same taps, same 'reflect' borders, same numbers up to float rounding) by
-    real FFTs of a symmetrically padded copy at fast FFT lengths, in the input's precision (float32
-    stays float32). For wide kernels (sigma >= 2) it is several times faster than the direct filter.
-    The transfer function is the DFT of the discrete taps, applied separably (rows, then columns).
-    """
-    import scipy.fft as sfft
-
-    dt = a.dtype if a.dtype in (np.float32, np.float64) else np.dtype(np.float64)
-    h, w = a.shape
-    r = int(truncate * float(sigma) + 0.5)
-    if r >= min(h, w):  # the reflection would wrap more than once: the direct filter handles it
-        return gaussian_blur(a, sigma, truncate)
-    k = np.exp(-0.5 * (np.arange(-r, r + 1) / float(sigma)) ** 2)
-    k /= k.sum()
-    ny, nx = sfft.next_fast_len(h + 2 * r, real=True), sfft.next_fast_len(w + 2 * r, real=True)
-    pb, pr = min(ny - h - r, h), min(nx - w - r, w)  # extra length padded past the bottom/right (reflected)
-    ny, nx = h + r + pb, w + r + pr
-    padded = np.pad(np.asarray(a, dtype=dt), ((r, pb), (r, pr)), mode="symmetric")
-    taps = np.arange(-r, r + 1)
-
-    def transfer(n: int, real: bool) -> np.ndarray:
-        f = sfft.rfftfreq(n) if real else sfft.fftfreq(n)
-        return (k[None, :] * np.cos(2 * np.pi * f[:, None] * taps[None, :])).sum(axis=1).astype(dt)
-
-    spec = sfft.rfft2(padded, workers=-1)
-    spec *= transfer(ny, False)[:, None]
-    spec *= transfer(nx, True)[None, :]
-    return sfft.irfft2(spec, s=(ny, nx), workers=-1)[r : r + h, r : r + w]
-
-
 def all_true(mask: torch.Tensor) -> bool:
     """``bool(mask.all())`` through NumPy for CPU tensors (about 15x faster on this CPU)."""
     if mask.device.type != "cpu":
