@@ -131,6 +131,7 @@ def worker_eosr(folder: Path, repeats: int, reference: bool = False) -> dict:
     first, first_cpu = time.perf_counter() - t, time.process_time() - c
     times, cpu = [], []
     for _ in range(repeats):
+        res = None  # the previous result (maps included) is released first: peak RSS of one evaluation
         t, c = time.perf_counter(), time.process_time()
         res = eosr.evaluate(a["sr"], a["hr"], a["lr"], sensor="sentinel2", bands=BANDS, **kw)
         times.append(time.perf_counter() - t)
