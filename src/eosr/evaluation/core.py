@@ -358,6 +358,7 @@ def evaluate(
             fused = _fused_hr(s4, h4, sal4, data_range, r, maps and want_errors, want_ssim, want("sam_deg"))
         ssim_parts = None
         fused_al: dict[str, MetricResult] = {}
+        fused_done = fused is not None
         if fused is not None:
             raw, fused_al, err_map, smap = fused
             fused = None  # the tuple would keep the SSIM map alive
@@ -390,7 +391,7 @@ def evaluate(
                 keep_map("error", err)
                 del err
         base = tuple(b for b in ("psnr", "rmse", "mae", "ssim") if any(n.startswith(b + "_") for n in strata_names))
-        if base and fused is None:
+        if base and not fused_done:
             out.update({k: _to_float(v) for k, v in stratified.stratified_metrics(
                 s, h, metrics=base, data_range=data_range, mask=m, skip_empty=True, ssim_parts=ssim_parts).items()})
         del ssim_parts
