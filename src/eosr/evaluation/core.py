@@ -22,13 +22,14 @@ Which metrics (names as in the JSON; definitions in docs/metrics.md):
 
 The interpolated LR I is bicubic on the pixel-is-area grid (``torch.nn.functional.interpolate``,
 ``align_corners=False``, Keys a = -0.75). Computation runs in float64 up to 2^22 values per image and
-in float32 above (peak memory; the pooled sums stay accurate to ~1e-6 relative).
+in float32 above (peak memory; the pooled sums stay accurate to ~1e-6 relative); float32 inputs stay
+float32 when the fused engine runs (:mod:`eosr.evaluation.engine`, float64 accumulators).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,12 +37,48 @@ import torch
 import torch.nn.functional as F
 
 from eosr.errors import EosrError, ScaleError, SensorError, ShapeError
-from eosr.evaluation.result import EvaluationResult
+from eosr.evaluation.result import GROUPS, EvaluationResult
 from eosr.metrics.base import MetricInfo, MetricResult
 from eosr.physics.filters import any_true
 
 #: Above this many values per image the evaluation runs in float32.
 FLOAT64_LIMIT = 1 << 22
+
+#: ``metrics=`` groups of :func:`evaluate`: short name -> the metric names it selects (the table groups of
+#: :data:`eosr.evaluation.result.GROUPS`; their table names are accepted too).
+METRIC_GROUPS: dict[str, tuple[str, ...]] = {
+    alias: names
+    for alias, (_, names) in zip(
+        ("standard", "fidelity", "strata", "frequency", "registration", "hallucination", "perceptual",
+         "uncertainty"), GROUPS, strict=True)
+}
+
+
+def resolve_metrics(metrics: str | Sequence[str] | None) -> frozenset[str] | None:
+    """The metric names a ``metrics=`` selection stands for (None = every metric the inputs allow).
+
+    ``metrics``: metric names (as in the JSON) and/or group names (:data:`METRIC_GROUPS`, or the
+    table's group names), as a sequence or one comma-separated string. An unknown name raises
+    :class:`EosrError` listing the valid ones.
+    """
+    if metrics is None:
+        return None
+    items = [m.strip() for m in metrics.split(",")] if isinstance(metrics, str) else [str(m).strip() for m in metrics]
+    items = [m for m in items if m]
+    if not items:
+        raise EosrError("metrics= selects nothing: give metric or group names, or None for all")
+    groups = {**METRIC_GROUPS, **{g: names for g, names in GROUPS}}
+    known = {n for names in METRIC_GROUPS.values() for n in names}
+    out: set[str] = set()
+    for m in items:
+        if m in groups:
+            out.update(groups[m])
+        elif m in known:
+            out.add(m)
+        else:
+            raise EosrError(f"unknown metric or group {m!r}; valid groups: {', '.join(METRIC_GROUPS)}; "
+                            f"valid metrics: {', '.join(sorted(known))}")
+    return frozenset(out)
 
 
 def _tensor(x: Any, name: str) -> torch.Tensor:
@@ -184,6 +221,8 @@ def evaluate(
     lpips_weights: str | None = None,
     uncertainty: Any = None,
     maps: bool = True,
+    metrics: str | Sequence[str] | None = None,
+    fused_engine: bool = True,
 ) -> EvaluationResult:
     """Compute every metric the inputs allow (see the module docstring) and return an
     :class:`EvaluationResult` (``.to_dict()`` gives strict JSON, ``.maps`` per-pixel maps).
@@ -194,17 +233,30 @@ def evaluate(
     (a :class:`eosr.degrade.Degradation`) or the one built from ``sensor``, ``bands`` and ``scale``.
     ``mask`` (True = valid) lives on the HR grid; NaN is nodata everywhere. ``data_range`` is used by
     PSNR/SSIM and recorded. ``uncertainty`` (predictive std, shaped like ``sr``, reflectance) adds
-    the calibration metrics ``uncertainty_*`` when HR is given. Bad input raises a
+    the calibration metrics ``uncertainty_*`` when HR is given. ``metrics`` selects metric names and/or
+    groups ("standard", "fidelity", "strata", "frequency", "registration", "hallucination", "perceptual",
+    "uncertainty"; :func:`resolve_metrics`): only what they need is computed (default: everything the
+    inputs allow). ``fused_engine=False`` forces the reference path of :mod:`eosr.metrics` (the fused
+    engine, :mod:`eosr.evaluation.engine`, gives the same numbers faster). Bad input raises a
     :class:`eosr.errors.EosrError` with a one-line message.
     """
-    from eosr.metrics import fidelity, frequency, registration, stratified
+    from eosr.metrics import fidelity, frequency, stratified
     from eosr.metrics import standard as S
-    from eosr.metrics.hallucination import detail_decomposition
 
     if not (isinstance(data_range, (int, float)) and math.isfinite(data_range) and data_range > 0):
         raise EosrError(f"data_range must be a finite number > 0, got {data_range!r}")
     if noise_sigma is not None and not (math.isfinite(noise_sigma) and noise_sigma > 0):
         raise EosrError(f"noise_sigma must be > 0, got {noise_sigma!r}")
+    selected = resolve_metrics(metrics)
+
+    def want(*names: str) -> bool:
+        return selected is None or any(n in selected for n in names)
+
+    strata_names = tuple(n for n in METRIC_GROUPS["strata"] if want(n))
+    need_interp = want("hf_gain_db", "lf_deviation_db", "frr", "frr_overshoot_db", "frr_undershoot_db",
+                       *METRIC_GROUPS["hallucination"])
+    need_align = want(*METRIC_GROUPS["registration"], *METRIC_GROUPS["hallucination"], "effective_resolution_px",
+                      "frr", "frr_overshoot_db", "frr_undershoot_db")
     from eosr.io.xr import is_dataarray, unwrap_for_evaluation
 
     xr_info: dict[str, Any] = {}
@@ -231,20 +283,27 @@ def evaluate(
     op = _operator(operator, sensor, bands, r, c)
     names = _band_names(bands, c, op.bands if op is not None else None)
 
-    dtype = torch.float64 if s[0].numel() <= FLOAT64_LIMIT else torch.float32
+    from eosr.evaluation import engine
+
+    # float32 inputs stay float32 with the fused engine (its sums are float64); the reference path
+    # computes small images in float64
+    f32_in = s.dtype == torch.float32 and all(t is None or t.dtype == torch.float32 for t in (h, lo))
+    keep32 = fused_engine and engine.AVAILABLE and f32_in
+    dtype = torch.float64 if s[0].numel() <= FLOAT64_LIMIT and not keep32 else torch.float32
     s = s.to(dtype)
     h = h.to(dtype) if h is not None else None
     lo = lo.to(dtype) if lo is not None else None
     m = _mask_tensor(mask, s.shape)
     for name, t in (("sr", s), ("hr", h), ("lr", lo)):
-        if t is not None and not bool(torch.isfinite(t).any()):
+        if t is not None and not bool(np.isfinite(t.numpy()).any()):  # NumPy: ~20x faster than torch here
             raise ShapeError(f"{name} has no valid pixel (all NaN)")
 
     lr_simulated = False
-    if lo is None and h is not None and op is not None:
+    lr_side = want(*METRIC_GROUPS["fidelity"][:4])  # lr_fidelity*, sam_lr_deg
+    if lo is None and h is not None and op is not None and (lr_side or need_interp):
         lo = op.downsample(h)
         lr_simulated = True
-    interp = _bicubic(lo, r) if (lo is not None and r is not None) else None
+    interp = _bicubic(lo, r) if (lo is not None and r is not None and need_interp) else None
 
     out: dict[str, MetricResult] = {}
     out_maps: dict[str, np.ndarray] = {}
@@ -256,10 +315,12 @@ def evaluate(
     def keep_map(name: str, a: Any) -> None:
         if maps:
             arr = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
-            out_maps[name] = arr.astype(np.float32)
+            out_maps[name] = arr.astype(np.float32, copy=False)  # float32 maps are kept, not copied
 
     # ---------------------------------------------------------------- LR side (no HR needed)
-    if lo is not None and op is not None:
+    if not lr_side:
+        pass
+    elif lo is not None and op is not None:
         lm = _lr_mask(m, op.scale)
         norms: tuple[fidelity.Norm, ...] = ("l1", "l2", "sigma") if (noise_sigma is not None or op.has_noise) \
             else ("l1", "l2")
@@ -267,7 +328,7 @@ def evaluate(
                                            mask=lm)  # one D(SR) for every norm, the SAM and the map
         for res in lrf.metrics.values():
             add(res)
-        if c > 1:
+        if c > 1 and want("sam_lr_deg"):
             add(_renamed(S.sam(lrf.downsampled, lo, data_range=data_range, mask=lm), "sam_lr_deg",
                          "; spectral consistency SAM(D(SR), LR)"))
         if maps:
@@ -277,103 +338,77 @@ def evaluate(
         skipped["lr_fidelity"] = "needs an LR image, or HR and an operator"
     else:
         skipped["lr_fidelity"] = "needs an operator (sensor=... and bands=..., or operator=...)"
-    if h is None and interp is not None and r is not None and r >= 2:
+    if h is None and interp is not None and r is not None and r >= 2 and want("hf_gain_db", "lf_deviation_db"):
         out.update({k: _to_float(v) for k, v in frequency.frequency_restoration_lr(s, interp, scale=r, mask=m).items()})
 
     # ---------------------------------------------------------------- HR side
     if h is not None:
-        for res in S.pixel_errors(s, h, data_range=data_range, mask=m).values():  # one error image
-            add(res)
-        res_ssim, res_uiqi, ssim_parts = S.ssim_uiqi(s, h, data_range=data_range, mask=m)  # one window pass
-        add(res_ssim)
-        add(S.sam(s, h, data_range=data_range, mask=m))
-        add(res_uiqi)
-        if r is not None:
-            add(S.ergas(s, h, scale=r, data_range=data_range, mask=m))
-        out.update({k: _to_float(v) for k, v in stratified.stratified_metrics(
-            s, h, data_range=data_range, mask=m, skip_empty=True, ssim_parts=ssim_parts).items()})
+        want_errors = want("psnr", "rmse", "mae")
+        want_ssim = want("ssim", "uiqi", "ssim_low_gradient", "ssim_high_gradient")
+        fused = None
+        aligned_pre = None
+        if engine.AVAILABLE and m is None and fused_engine:
+            if need_align:
+                aligned_pre = _align_items(s, h, m, dtype)
+            s4, h4 = (t.numpy() if t.ndim == 4 else t.numpy()[None] for t in (s, h))
+            sal4 = None
+            if aligned_pre is not None and aligned_pre[2].all() and want(
+                    "psnr_aligned", "rmse_aligned", "mae_aligned", "ssim_aligned"):
+                sal4 = aligned_pre[1] if s.ndim == 4 else aligned_pre[1][None]
+            fused = _fused_hr(s4, h4, sal4, data_range, r, maps and want_errors, want_ssim, want("sam_deg"))
+        ssim_parts = None
+        fused_al: dict[str, MetricResult] = {}
+        fused_done = fused is not None
+        if fused is not None:
+            raw, fused_al, err_map, smap = fused
+            fused = None  # the tuple would keep the SSIM map alive
+            for k in ("psnr", "rmse", "mae", "ssim", "uiqi", "sam_deg", "ergas"):
+                if k in raw and want(k):
+                    add(raw[k])
+            base = tuple(b for b in ("psnr", "rmse", "mae", "ssim")
+                         if any(n.startswith(b + "_") for n in strata_names))
+            if base:
+                out.update(_fused_strata(s4, h4, smap, base, data_range))
+            if err_map is not None:
+                keep_map("error", err_map if s.ndim == 4 else err_map[0])
+            del err_map, smap
+        else:
+            if want_errors:
+                for res in S.pixel_errors(s, h, data_range=data_range, mask=m).values():  # one error image
+                    add(res)
+            if want_ssim:
+                res_ssim, res_uiqi, ssim_parts = S.ssim_uiqi(s, h, data_range=data_range, mask=m)  # one window pass
+                add(res_ssim)
+                add(res_uiqi)
+            if want("sam_deg"):
+                add(S.sam(s, h, data_range=data_range, mask=m))
+            if r is not None and want("ergas"):
+                add(S.ergas(s, h, scale=r, data_range=data_range, mask=m))
+            if maps and want_errors:
+                err = s - h
+                if m is not None:
+                    err = torch.where(m, err, torch.full((), float("nan"), dtype=err.dtype))
+                keep_map("error", err)
+                del err
+        base = tuple(b for b in ("psnr", "rmse", "mae", "ssim") if any(n.startswith(b + "_") for n in strata_names))
+        if base and not fused_done:
+            out.update({k: _to_float(v) for k, v in stratified.stratified_metrics(
+                s, h, metrics=base, data_range=data_range, mask=m, skip_empty=True, ssim_parts=ssim_parts).items()})
         del ssim_parts
-        if op is not None:
+        if op is not None and want("hr_fidelity", "hr_fidelity_l2"):
             hrf, hf_map = fidelity.hr_fidelity_metrics(s, h, op, data_range=data_range, mask=m)  # one high-pass
             for res in hrf.values():
                 add(res)
             if maps:
                 keep_map("hf_difference", hf_map)
             del hf_map
-        if maps:
-            err = s - h
-            if m is not None:
-                err = torch.where(m, err, torch.full((), float("nan"), dtype=err.dtype))
-            keep_map("error", err)
-            del err
 
         # registration, radiometry and compensated metrics (one alignment per item, reused)
-        items = [(s, h, m)] if s.ndim == 3 else [(s[i], h[i], None if m is None else m[i]) for i in range(s.shape[0])]
-        npdt = np.float64 if dtype == torch.float64 else np.float32  # float32 above FLOAT64_LIMIT (memory)
-        als: list[Any] = []
-        comp: list[np.ndarray] = []
-        cvalid: list[np.ndarray] = []
-        for si, hi, mi in items:  # estimate and compensate with one Fourier shift per item
-            o, ok, al = registration.align(si.numpy(), hi.numpy(), mask=None if mi is None else mi.numpy())
-            als.append(al)
-            comp.append(o.astype(npdt, copy=False))
-            cvalid.append(ok)
-            del o
-        reg = registration.registration_metrics(s.numpy(), h.numpy(), mask=None if m is None else m.numpy(),
-                                                alignments=als)
-        for k, v in reg.items():
-            add(v, k)
-        s_al = np.stack(comp) if s.ndim == 4 else comp[0]  # SR' = (shift^-1(SR) - bias) / gain, computed once
-        v_al = np.stack(cvalid) if s.ndim == 4 else cvalid[0]
-        if v_al.any():
-            s_al_t = torch.from_numpy(s_al)
-            v_al_t = torch.from_numpy(v_al)
-            aligned = [*S.pixel_errors(s_al_t, h, data_range=data_range, mask=v_al_t).values(),
-                       S.ssim(s_al_t, h, data_range=data_range, mask=v_al_t)]
-            for res in aligned:
-                add(_renamed(res, f"{res.name}_aligned", "; after shift, gain and bias compensation"))
-            # frequency metrics on the compensated SR, as the hallucination scores: a shift or a gain
-            # is reported once, as registration/radiometry, not as lost resolution or overshoot
-            er = frequency.effective_resolution(s_al_t, h, mask=v_al_t)
-            er.extra["compensated"] = True
-            add(er)
-            if interp is not None:
-                try:
-                    for k, v in frequency.frequency_restoration(s_al_t, h, interp, mask=v_al_t,
-                                                                data_range=data_range).items():
-                        v.extra["compensated"] = True
-                        add(v, k)
-                except EosrError as e:
-                    skipped["frr"] = str(e)
-        else:
-            for k in ("psnr_aligned", "effective_resolution_px", "frr"):
-                skipped[k] = "no valid pixel left after shift compensation"
+        if need_align:
+            _compensated(s, h, m, interp, dtype, data_range, want, add, keep_map, out, skipped, lr_simulated,
+                         aligned_pre, fused_al, fused_engine)
 
-        if interp is not None:
-            hs = h.numpy().astype(npdt, copy=False)
-            it = interp.numpy().astype(npdt, copy=False)
-            valid = v_al & np.isfinite(hs) & np.isfinite(it)
-            dmaps, sums = detail_decomposition(s_al, hs, it, valid)
-            del hs, it
-            axes = (0,) if s.ndim == 4 else ()
-            tot = {k: (v.sum(axis=axes) if axes else v) for k, v in sums.items()}
-            truth = tot["truth"]
-            if float(truth.sum()) > 0:
-                from eosr.metrics.hallucination import HALLUCINATION, IMPROVEMENT, OMISSION
-
-                for minfo in (HALLUCINATION, OMISSION, IMPROVEMENT):
-                    part = tot[minfo.name]
-                    pb = np.where(truth > 0, part / np.maximum(truth, 1e-300), np.nan)
-                    out[minfo.name] = MetricResult(minfo, float(part.sum() / truth.sum()), pb,
-                                                  {"compensated": True, "lr_simulated": lr_simulated})
-            else:
-                skipped["hallucination"] = "HR equals the interpolated LR: no detail to restore"
-            for k, dm in dmaps.items():
-                keep_map(k, dm)
-            del dmaps
-        del s_al, v_al
-
-    if uncertainty is not None:
+    if uncertainty is not None and want(*METRIC_GROUPS["uncertainty"]):
         u = _tensor(uncertainty, "uncertainty")
         if u.shape != s.shape:
             raise ShapeError(f"uncertainty {tuple(u.shape)} and sr {tuple(s.shape)} differ in shape")
@@ -385,7 +420,7 @@ def evaluate(
         if maps:
             keep_map("uncertainty", u)
 
-    if lpips_weights is not None:
+    if lpips_weights is not None and want("lpips"):
         from eosr.metrics.perceptual import default_lpips_weights, lpips, lpips_net_of
 
         if h is None:
@@ -401,6 +436,9 @@ def evaluate(
             lp_path = default_lpips_weights(lp_net) if lpips_weights in ("alex", "vgg") else lpips_weights
             add(lpips(s, h, weights_path=lp_path, net=lp_net, data_range=data_range, mask=m, rgb=rgb))
 
+    if selected is not None:  # a computation gives its siblings too (psnr brings rmse and mae): keep the selection
+        out = {k: v for k, v in out.items() if k in selected}
+        skipped = {k: v for k, v in skipped.items() if k in selected or (k == "hallucination" and want(k))}
     info: dict[str, Any] = {
         "scale": r,
         "inputs": {"sr": True, "hr": h is not None, "lr": lr is not None, "lr_simulated": lr_simulated},
@@ -413,6 +451,250 @@ def evaluate(
     if xr_info:
         info["georeference"] = xr_info
     return EvaluationResult(out, out_maps, names, float(data_range), op.describe() if op is not None else None, info)
+
+
+def _compensated(s: torch.Tensor, h: torch.Tensor, m: torch.Tensor | None, interp: torch.Tensor | None,
+                 dtype: torch.dtype, data_range: float, want: Callable[..., bool],
+                 add: Callable[..., None], keep_map: Callable[[str, Any], None], out: dict[str, MetricResult],
+                 skipped: dict[str, str], lr_simulated: bool,
+                 aligned_pre: tuple[list[Any], np.ndarray, np.ndarray] | None = None,
+                 fused: dict[str, MetricResult] | None = None, use_engine: bool = True) -> None:
+    """Registration, radiometry and the metrics of the compensated SR' (one alignment per item, reused).
+
+    ``aligned_pre``: :func:`_align_items` already run; ``fused``: aligned metrics the fused engine
+    already computed (``psnr``/``rmse``/``mae``/``ssim`` of SR', under their plain names)."""
+    from eosr.metrics import frequency, registration
+    from eosr.metrics import standard as S
+    from eosr.metrics.hallucination import detail_decomposition
+
+    npdt = np.float64 if dtype == torch.float64 else np.float32  # float32 above FLOAT64_LIMIT (memory)
+    als, s_al, v_al = aligned_pre if aligned_pre is not None else _align_items(s, h, m, dtype)
+    fused = fused or {}
+    if want("shift_x_px", "shift_y_px", "gain", "bias"):
+        reg = registration.registration_metrics(s.numpy(), h.numpy(), mask=None if m is None else m.numpy(),
+                                                alignments=als)
+        for k, v in reg.items():
+            add(v, k)
+    frr_names = ("frr", "frr_overshoot_db", "frr_undershoot_db")
+    if v_al.any():
+        s_al_t = torch.from_numpy(s_al)
+        v_al_t = torch.from_numpy(v_al)
+        aligned: list[MetricResult] = []
+        if want("psnr_aligned", "rmse_aligned", "mae_aligned"):
+            aligned += [fused[k] for k in ("psnr", "rmse", "mae")] if "psnr" in fused else \
+                list(S.pixel_errors(s_al_t, h, data_range=data_range, mask=v_al_t).values())
+        if want("ssim_aligned"):
+            aligned.append(fused["ssim"] if "ssim" in fused else
+                           S.ssim(s_al_t, h, data_range=data_range, mask=v_al_t))
+        for res in aligned:
+            add(_renamed(res, f"{res.name}_aligned", "; after shift, gain and bias compensation"))
+        # frequency metrics on the compensated SR, as the hallucination scores: a shift or a gain
+        # is reported once, as registration/radiometry, not as lost resolution or overshoot
+        shared = use_engine and m is None and bool(v_al.all()) and want("effective_resolution_px", *frr_names)
+        if shared:  # one spectrum per image and band serves FRR and the FRC (float32 stays float32)
+            s4, h4 = (x if x.ndim == 4 else x[None] for x in (s_al, h.numpy()))
+            i4 = None if interp is None or not want(*frr_names) else (
+                interp.numpy() if interp.ndim == 4 else interp.numpy()[None])
+            try:
+                frr_res, er = frequency.restoration_and_resolution(s4, h4, i4, data_range=data_range)
+            except EosrError as e:
+                if i4 is None or "FRR" not in str(e):
+                    raise
+                skipped["frr"] = str(e)
+                frr_res, er = {}, frequency.effective_resolution(s_al_t, h, mask=v_al_t)
+            if want("effective_resolution_px"):
+                er.extra["compensated"] = True
+                add(er)
+            for k, v in frr_res.items():
+                v.extra["compensated"] = True
+                add(v, k)
+        elif want("effective_resolution_px"):
+            er = frequency.effective_resolution(s_al_t, h, mask=v_al_t)
+            er.extra["compensated"] = True
+            add(er)
+        if interp is not None and want(*frr_names) and not shared:
+            try:
+                for k, v in frequency.frequency_restoration(s_al_t, h, interp, mask=v_al_t,
+                                                            data_range=data_range).items():
+                    v.extra["compensated"] = True
+                    add(v, k)
+            except EosrError as e:
+                skipped["frr"] = str(e)
+    else:
+        for k in ("psnr_aligned", "effective_resolution_px", "frr"):
+            skipped[k] = "no valid pixel left after shift compensation"
+
+    if interp is not None and want("hallucination", "omission", "improvement"):
+        hs = h.numpy().astype(npdt, copy=False)
+        it = interp.numpy().astype(npdt, copy=False)
+        valid = v_al & np.isfinite(hs) & np.isfinite(it)
+        from eosr.evaluation import engine
+
+        if engine.AVAILABLE and use_engine and it.dtype == s_al.dtype == hs.dtype:
+            # SR' and the interpolated LR are not needed afterwards: their buffers take two of the maps
+            dmaps, sums = engine.detail_decomposition(s_al, hs, it, valid, reuse=True)
+        else:
+            dmaps, sums = detail_decomposition(s_al, hs, it, valid)
+        del hs, it
+        axes = (0,) if s.ndim == 4 else ()
+        tot = {k: (v.sum(axis=axes) if axes else v) for k, v in sums.items()}
+        truth = tot["truth"]
+        if float(truth.sum()) > 0:
+            from eosr.metrics.hallucination import HALLUCINATION, IMPROVEMENT, OMISSION
+
+            for minfo in (HALLUCINATION, OMISSION, IMPROVEMENT):
+                part = tot[minfo.name]
+                pb = np.where(truth > 0, part / np.maximum(truth, 1e-300), np.nan)
+                out[minfo.name] = MetricResult(minfo, float(part.sum() / truth.sum()), pb,
+                                              {"compensated": True, "lr_simulated": lr_simulated})
+        else:
+            skipped["hallucination"] = "HR equals the interpolated LR: no detail to restore"
+        for k, dm in dmaps.items():
+            keep_map(k, dm)
+        del dmaps
+
+
+def _align_items(s: torch.Tensor, h: torch.Tensor, m: torch.Tensor | None,
+                 dtype: torch.dtype) -> tuple[list[Any], np.ndarray, np.ndarray]:
+    """(alignments, SR' = (shift^-1(SR) - bias) / gain, its validity): one alignment per batch item."""
+    from eosr.metrics import registration
+
+    items = [(s, h, m)] if s.ndim == 3 else [(s[i], h[i], None if m is None else m[i]) for i in range(s.shape[0])]
+    npdt = np.float64 if dtype == torch.float64 else np.float32  # float32 above FLOAT64_LIMIT (memory)
+    als: list[Any] = []
+    comp: list[np.ndarray] = []
+    cvalid: list[np.ndarray] = []
+    for si, hi, mi in items:  # estimate and compensate with one Fourier shift per item
+        o, ok, al = registration.align(si.numpy(), hi.numpy(), mask=None if mi is None else mi.numpy())
+        als.append(al)
+        comp.append(o.astype(npdt, copy=False))
+        cvalid.append(ok)
+        del o
+    s_al = np.stack(comp) if s.ndim == 4 else comp[0]
+    v_al = np.stack(cvalid) if s.ndim == 4 else cvalid[0]
+    return als, s_al, v_al
+
+
+def _fused_hr(s: np.ndarray, h: np.ndarray, s_al: np.ndarray | None, data_range: float, scale: int | None,
+              err_map: bool, ssim_needed: bool, sam_needed: bool = True
+              ) -> tuple[dict[str, MetricResult], dict[str, MetricResult], np.ndarray | None, np.ndarray | None] | None:
+    """The HR-side metrics of fully valid (B, C, H, W) inputs by the fused engine (:mod:`eosr.evaluation.engine`).
+
+    Returns ``(raw, aligned, error map, SSIM map)``: ``raw`` psnr, rmse, mae, sam_deg, ergas (with
+    ``scale``) and, when ``ssim_needed``, ssim and uiqi; ``aligned`` psnr, rmse, mae, ssim of ``s_al``
+    (fully valid SR', or None); the SSIM map is zero on its 5-pixel border. None when an input has
+    nodata: the caller takes the reference path (:mod:`eosr.metrics.standard`).
+    """
+    from eosr.evaluation import engine as E
+    from eosr.metrics import standard as S
+    from eosr.metrics.base import psnr_capped, psnr_db
+
+    b, c, hh, ww = s.shape
+    err = np.empty(s.shape, dtype=s.dtype) if err_map else None
+    band = np.zeros((c, 4))
+    sam = np.zeros(3)
+    for i in range(b):
+        bb, ss = E.pointwise(s[i], h[i], None if err is None else err[i], sam=sam_needed)
+        band += bb
+        sam += ss
+    n_pix = b * hh * ww
+    if not (band[:, 3] == n_pix).all():
+        return None
+
+    def errors(bs: np.ndarray) -> dict[str, MetricResult]:
+        n_valid = {"n_valid": int(bs[:, 3].sum())}
+        mse_b = bs[:, 0] / bs[:, 3]
+        mse = bs[:, 0].sum() / bs[:, 3].sum()
+        pb, pv = psnr_db(mse_b, data_range), psnr_db(float(mse), data_range)
+        extra: dict[str, Any] = dict(n_valid)
+        if psnr_capped(pb) or psnr_capped(pv):
+            extra["capped"] = True
+        return {"psnr": MetricResult(S.PSNR, float(pv), pb, extra),
+                "rmse": MetricResult(S.RMSE, math.sqrt(mse), np.sqrt(mse_b), dict(n_valid)),
+                "mae": MetricResult(S.MAE, float(bs[:, 1].sum() / bs[:, 3].sum()), bs[:, 1] / bs[:, 3],
+                                    dict(n_valid))}
+
+    raw = errors(band)
+    if sam_needed:
+        raw["sam_deg"] = MetricResult(S.SAM, math.degrees(sam[0] / sam[1]), np.zeros(0),
+                                      {"n_valid": int(sam[1]), "n_zero_vector": int(sam[2])})
+    if scale is not None:
+        mse_b, mu_b = band[:, 0] / band[:, 3], band[:, 2] / band[:, 3]
+        with np.errstate(divide="ignore"):
+            rel2 = mse_b / mu_b**2
+        raw["ergas"] = MetricResult(S.ERGAS, float(100.0 / scale * math.sqrt(rel2.mean())),
+                                    100.0 / scale * np.sqrt(rel2), {"n_valid": int(band[:, 3].sum()),
+                                                                    "scale": float(scale)})
+    aligned: dict[str, MetricResult] = {}
+    if s_al is not None:
+        band_al = np.zeros((c, 4))
+        for i in range(b):
+            band_al += E.pointwise(s_al[i], h[i], sam=False)[0]
+        if (band_al[:, 3] == n_pix).all():
+            aligned = errors(band_al)
+        else:
+            s_al = None
+    smap = None
+    if (ssim_needed or s_al is not None) and min(hh, ww) >= 11:
+        smap = np.zeros(s.shape, dtype=s.dtype)
+        sums = np.zeros((c, 3))
+        n_win = 0
+        for i in range(b):
+            for k in range(c):
+                st = E.ssim_uiqi_planes(s[i, k], h[i, k], None if s_al is None else s_al[i, k], data_range,
+                                        smap[i, k])
+                sums[k] += st[:3]
+                n_win = st[3]
+        n_b = b * n_win
+        win = {"n_valid": int(n_b * c), "border_px": 5}
+        raw["ssim"] = MetricResult(S.SSIM, float(sums[:, 0].sum() / (n_b * c)), sums[:, 0] / n_b, dict(win))
+        raw["uiqi"] = MetricResult(S.UIQI, float(sums[:, 1].sum() / (n_b * c)), sums[:, 1] / n_b, dict(win))
+        if s_al is not None:
+            aligned["ssim"] = MetricResult(S.SSIM, float(sums[:, 2].sum() / (n_b * c)), sums[:, 2] / n_b,
+                                           dict(win))
+    return raw, aligned, err, smap
+
+
+def _fused_strata(s: np.ndarray, h: np.ndarray, smap: np.ndarray | None, base: tuple[str, ...],
+                  data_range: float) -> dict[str, MetricResult]:
+    """:func:`eosr.metrics.stratified.stratified_metrics` (q50 / q90, ``skip_empty``) of fully valid
+    (B, C, H, W) inputs from the fused engine's one pass (same names, values and extras)."""
+    from eosr.evaluation import engine as E
+    from eosr.metrics import standard as S
+    from eosr.metrics.base import psnr_capped, psnr_db
+    from eosr.metrics.stratified import _stratum_info
+
+    quantiles = (0.5, 0.9)
+    sums, lo, hi = E.gradient_strata_sums(s, h, smap if "ssim" in base else None, quantiles)
+    res: dict[str, MetricResult] = {}
+    for m in base:
+        for k, name in enumerate(("low", "high")):
+            st = sums[:, k]
+            n_pix = int(st[0, 5])
+            if n_pix == 0:
+                continue
+            extra = {"n_pixels": n_pix, "threshold": lo if k == 0 else hi, "quantile": quantiles[k]}
+            if m == "ssim":
+                if smap is None or st[:, 4].sum() == 0:
+                    continue
+                r = MetricResult(S.SSIM, float(st[:, 3].sum() / st[:, 4].sum()), st[:, 3] / st[:, 4],
+                                 {"n_valid": int(st[:, 4].sum())})
+            elif m == "mae":
+                r = MetricResult(S.MAE, float(st[:, 1].sum() / st[:, 2].sum()), st[:, 1] / st[:, 2],
+                                 {"n_valid": int(st[:, 2].sum())})
+            else:
+                mse_b, mse = st[:, 0] / st[:, 2], float(st[:, 0].sum() / st[:, 2].sum())
+                if m == "rmse":
+                    r = MetricResult(S.RMSE, math.sqrt(mse), np.sqrt(mse_b), {"n_valid": int(st[:, 2].sum())})
+                else:
+                    pb, pv = psnr_db(mse_b, data_range), psnr_db(mse, data_range)
+                    ex: dict[str, Any] = {"n_valid": int(st[:, 2].sum())}
+                    if psnr_capped(pb) or psnr_capped(pv):
+                        ex["capped"] = True
+                    r = MetricResult(S.PSNR, float(pv), pb, ex)
+            info = _stratum_info(r.info, name)
+            res[info.name] = MetricResult(info, r.value, r.per_band, dict(r.extra, **extra))
+    return res
 
 
 UNCERTAINTY_INFO = {

@@ -197,6 +197,11 @@ def frequency_restoration(
     """
     p = prepare(sr, hr, lr_interp, mask=mask, names=("sr", "hr", "lr_interp"), min_size=4)
     sp = _spectra(p, ("sr", "hr", "lr_interp"), n_bins)
+    return _frr_results(sp, f_range, data_range, not p.numpy)
+
+
+def _frr_results(sp: Spectra, f_range: tuple[float, float], data_range: float, tt: bool) -> dict[str, MetricResult]:
+    """FRR, over- and undershoot from the spectra of SR, HR and the interpolated LR (:func:`frequency_restoration`)."""
     sel = _band_sel(sp.freqs, f_range)
     t, i, pr = (sp.db(n)[:, sel] for n in ("hr", "lr_interp", "sr"))
     pfr, afr, over, under = frr_from_profiles(t, i, pr)
@@ -206,7 +211,6 @@ def frequency_restoration(
     with np.errstate(invalid="ignore", divide="ignore"):
         frr_b = np.where(pfr > 0, 100.0 * afr / np.where(pfr > 0, pfr, 1.0), np.nan)
     extra = {"n_bins": n, "f_range": list(f_range), "data_range": float(data_range)}
-    tt = not p.numpy
     return {
         "frr": MetricResult(FRR, _out(100.0 * afr.sum() / pfr.sum(), tt), _out(frr_b, tt), dict(extra)),
         "frr_overshoot_db": MetricResult(
@@ -319,13 +323,18 @@ def effective_resolution(
     if not 0.0 < threshold < 1.0:
         raise EosrError(f"the threshold must lie in (0, 1), got {threshold}")
     freqs, frc, ct, _, ct_b = fourier_ring_correlation(sr, hr, mask=mask, n_bins=n_bins)
+    return _er_result(freqs, frc, ct, ct_b, threshold, isinstance(sr, torch.Tensor))
+
+
+def _er_result(freqs: np.ndarray, frc: np.ndarray, ct: np.ndarray, ct_b: np.ndarray, threshold: float,
+               tt: bool) -> MetricResult:
+    """:func:`effective_resolution` from the pooled FRC / CT profiles and the per-band CT."""
     f_min = float(freqs[0])  # centre of the lowest ring: the image measures nothing below it
     fc_raw = _cutoff(freqs, ct, threshold)
     if not fc_raw > 0:
         raise ShapeError("SR and HR are incoherent at every frequency")
     fc = max(fc_raw, f_min)
     fc_b = np.array([max(_cutoff(freqs, pb, threshold), f_min) for pb in ct_b])
-    tt = isinstance(sr, torch.Tensor)
     extra = {
         "cutoff_frequency": fc,
         "bounded": fc_raw < f_min,
@@ -337,3 +346,59 @@ def effective_resolution(
         "frc": np.nan_to_num(frc).tolist(),
     }
     return MetricResult(EFFECTIVE_RESOLUTION, _out(0.5 / fc, tt), _out(0.5 / fc_b, tt), extra)
+
+
+def restoration_and_resolution(
+    sr: np.ndarray, hr: np.ndarray, lr_interp: np.ndarray | None, *, data_range: float = 1.0,
+    threshold: float = 0.5, as_torch: bool = False,
+) -> tuple[dict[str, MetricResult], MetricResult]:
+    """:func:`frequency_restoration` (when ``lr_interp`` is given, else ``{}``) and
+    :func:`effective_resolution` of fully valid (B, C, H, W) arrays from one spectrum per image and band.
+
+    The Hann-windowed, mean-removed half spectra of SR and HR serve both the FRR power profiles and the
+    Fourier ring correlation; transforms run in the inputs' precision (float32 stays float32, rings
+    summed in float64). Same definitions and defaults as the two functions (rings ``min(H, W) // 2``,
+    ``f_range`` (0, 0.5)); values equal up to float32 rounding.
+    """
+    import scipy.fft as sfft
+
+    from eosr.physics.spectrum import ring_bins, ring_sum
+
+    b, c, h, w = sr.shape
+    if min(h, w) < FRC_MIN_SIZE:
+        raise ShapeError(f"images under {FRC_MIN_SIZE} px have too few frequency rings")
+    n = max(4, min(h, w) // 2)
+    dt = np.dtype(np.float32 if sr.dtype == np.float32 and hr.dtype == np.float32 else np.float64)
+    win = np.outer(np.hanning(h), np.hanning(w)).astype(dt)
+    counts, freqs = ring_bins(h, w, n)[3], ring_bins(h, w, n)[4]
+    scale = (h * w) / float(win.sum(dtype=np.float64)) ** 2
+    num, ds, dh, di = (np.zeros((c, n)) for _ in range(4))
+
+    def spec(a: np.ndarray) -> np.ndarray:
+        band = a.astype(dt, copy=False)
+        centred = band - np.asarray(band.mean(dtype=np.float64), dtype=dt)
+        return np.asarray(sfft.rfft2(centred * win, workers=-1))
+
+    for i in range(b):
+        for ch in range(c):
+            fs, fh = spec(sr[i, ch]), spec(hr[i, ch])
+            num[ch] += ring_sum(np.real(fs * np.conj(fh)), h, w, n)
+            ps = fs.real**2 + fs.imag**2
+            ph = fh.real**2 + fh.imag**2
+            del fs, fh
+            ds[ch] += ring_sum(ps, h, w, n)
+            dh[ch] += ring_sum(ph, h, w, n)
+            if lr_interp is not None:
+                fi = spec(lr_interp[i, ch])
+                di[ch] += ring_sum(fi.real**2 + fi.imag**2, h, w, n)
+    frr: dict[str, MetricResult] = {}
+    if lr_interp is not None:
+        cnt = np.maximum(counts, 1)
+        sp = Spectra(freqs, {"sr": ds / cnt * scale / b, "hr": dh / cnt * scale / b,
+                             "lr_interp": di / cnt * scale / b})
+        frr = _frr_results(sp, (0.0, 0.5), data_range, as_torch)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frc = num.sum(0) / np.sqrt(ds.sum(0) * dh.sum(0))
+        ct = num.sum(0) / np.maximum(ds.sum(0), dh.sum(0))
+        ct_b = num / np.maximum(ds, dh)
+    return frr, _er_result(freqs, frc, ct, ct_b, threshold, as_torch)

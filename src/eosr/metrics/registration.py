@@ -33,13 +33,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import scipy.fft as sfft
 import torch
 from scipy import ndimage
 
 from eosr.errors import EosrError, ShapeError
 from eosr.metrics.base import MetricInfo, MetricResult, prepare
 from eosr.physics.filters import gaussian_blur
-from eosr.physics.registration import cross_power, fourier_shift, shift_from_cross
+from eosr.physics.registration import cross_power, shift_from_cross
 
 __all__ = [
     "BIAS",
@@ -124,10 +125,23 @@ def shift_image(x: Any, dy: float, dx: float, pad: int = 8) -> tuple[np.ndarray,
         means = np.array([np.nanmean(b) if np.isfinite(b).any() else 0.0 for b in a])
         a = np.where(bad, means[:, None, None], a)
     p = int(math.ceil(max(abs(dy), abs(dx)))) + pad
-    out = np.empty_like(a)
-    for i, band in enumerate(a):  # one band at a time: the complex temporaries cover one band only
-        out[i] = fourier_shift(np.pad(band, p, mode="symmetric"), dy, dx)[p:-p, p:-p]
     h, w = a.shape[-2:]
+    out = np.empty_like(a)
+    if float(dy).is_integer() and float(dx).is_integer():  # exact: a crop of the symmetric extension
+        iy, ix = int(dy), int(dx)
+        for i, band in enumerate(a):
+            out[i] = np.pad(band, p, mode="symmetric")[p - iy : p - iy + h, p - ix : p - ix + w]
+    else:
+        ny, nx = sfft.next_fast_len(h + 2 * p, real=True), sfft.next_fast_len(w + 2 * p, real=True)
+        cdt = np.complex64 if a.dtype == np.float32 else np.complex128
+        ey = np.exp(-2j * np.pi * sfft.fftfreq(ny) * dy).astype(cdt)[:, None]  # separable phase ramp
+        ex = np.exp(-2j * np.pi * sfft.rfftfreq(nx) * dx).astype(cdt)[None, :]
+        for i, band in enumerate(a):  # one band at a time: the complex temporaries cover one band only
+            padded = np.pad(band, ((p, ny - h - p), (p, nx - w - p)), mode="symmetric")
+            spec = sfft.rfft2(padded, workers=-1)
+            spec *= ey
+            spec *= ex
+            out[i] = sfft.irfft2(spec, s=(ny, nx), workers=-1)[p : p + h, p : p + w]
     valid = np.ones(a.shape, dtype=bool)
     ny, nx = int(math.ceil(abs(dy))) + 1, int(math.ceil(abs(dx))) + 1
     if abs(dy) >= MIN_SHIFT:
@@ -148,24 +162,32 @@ def shift_image(x: Any, dy: float, dx: float, pad: int = 8) -> tuple[np.ndarray,
 
 
 def _lowpass(a: np.ndarray, ok: np.ndarray, sigma: float) -> np.ndarray:
-    """Normalised Gaussian convolution of one (H, W) band in float64 (invalid pixels carry no weight)."""
-    a = a.astype(np.float64)
+    """Normalised Gaussian convolution of one (H, W) band (invalid pixels carry no weight), in the
+    band's precision (float32 stays float32; the moments of :func:`_moments` accumulate in float64)."""
     if sigma <= 0:
-        return a
+        return a.astype(np.float64)
     if ok.all():  # the weights blur to 1 (normalised taps, reflected borders): one blur, not two
-        return gaussian_blur(a, sigma)  # = ndimage.gaussian_filter(mode="reflect")
+        return gaussian_blur(a, sigma)  # = ndimage.gaussian_filter(mode="reflect"); float32 in OpenCV's SIMD path
+    a = a.astype(np.float64)
     w = gaussian_blur(ok.astype(np.float64), sigma)
     return gaussian_blur(np.where(ok, a, 0.0), sigma) / np.maximum(w, 1e-12)
 
 
 def _moments(y: np.ndarray, x: np.ndarray) -> tuple[float, float, float, float, float]:
-    """(n, mean x, mean y, sum (x - mx)^2, sum (x - mx)(y - my)) of paired samples (two-pass, exact)."""
+    """(n, mean x, mean y, sum (x - mx)^2, sum (x - mx)(y - my)) of paired samples (two-pass, exact;
+    float64 sums over chunks of 2^18 samples, so float32 samples need no float64 copy of the image)."""
+    x, y = x.ravel(), y.ravel()
     n = float(x.size)
     if n == 0:
         return 0.0, 0.0, 0.0, 0.0, 0.0
     mx, my = float(x.mean(dtype=np.float64)), float(y.mean(dtype=np.float64))
-    dx = x - mx
-    return n, mx, my, float(np.dot(dx, dx)), float(np.dot(dx, y - my))
+    sxx = sxy = 0.0
+    step = 1 << 20
+    for i in range(0, x.size, step):  # einsum, not BLAS dot: no thread wake-ups for a memory-bound sum
+        dx = x[i : i + step].astype(np.float64) - mx
+        sxx += float(np.einsum("i,i->", dx, dx))
+        sxy += float(np.einsum("i,i->", dx, y[i : i + step].astype(np.float64) - my))
+    return n, mx, my, sxx, sxy
 
 
 def _pool_moments(parts: Sequence[tuple[float, float, float, float, float]]) -> tuple[float, ...]:
@@ -225,11 +247,18 @@ def _estimate(
     hw = np.where(okw, _centre_window(h, REG_WINDOW), np.nan)
     sw = np.where(okw, _centre_window(s, REG_WINDOW), np.nan)
     try:
-        cross = cross_power(hw, sw)  # one FFT pair per band serves the pooled and the per-band shifts
-        dy, dx = shift_from_cross(cross.sum(axis=0), upsample)
-        bands = np.array([shift_from_cross(cross[i], min(upsample, 20)) if per_band_shift else (dy, dx)
-                          for i in range(s.shape[0])])
-        del cross, hw, sw
+        total: np.ndarray | None = None
+        per_band = []
+        for i in range(s.shape[0]):  # one FFT pair per band serves the pooled and the per-band shifts;
+            cross = cross_power(hw[i : i + 1], sw[i : i + 1])[0]  # one band's spectra in memory at a time
+            if per_band_shift:
+                per_band.append(shift_from_cross(cross, min(upsample, 20)))
+            total = cross if total is None else total + cross
+            del cross
+        assert total is not None
+        dy, dx = shift_from_cross(total, upsample)
+        bands = np.array(per_band if per_band_shift else [(dy, dx)] * s.shape[0])
+        del total, hw, sw
     except ShapeError:
         raise ShapeError("registration: a band has no valid pixel in the central window") from None
     back, vshift = shift_image(s, -dy, -dx)
@@ -241,7 +270,8 @@ def _estimate(
             gains[i], biases[i] = np.nan, np.nan
             continue
         ls, lh = _lowpass(back[i], ok, lowpass_sigma), _lowpass(h[i], ok, lowpass_sigma)
-        parts.append(_moments(ls[ok], lh[ok]))
+        every = bool(ok.all())
+        parts.append(_moments(ls if every else ls[ok], lh if every else lh[ok]))
         gains[i], biases[i] = _fit(parts[-1])
     gp, bp = _fit(_pool_moments(parts))
     return Alignment(float(dy), float(dx), bands, gains, biases, gp, bp, float(lowpass_sigma)), back, vshift
