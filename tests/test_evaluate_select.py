@@ -66,3 +66,16 @@ def test_unknown_name_is_one_line_error(triplet, bad) -> None:
     assert "\n" not in msg
     if bad:
         assert "valid groups: standard" in msg and "psnr" in msg
+
+
+def test_cli_metrics_option(tmp_path, hr_tif) -> None:
+    """``eosr evaluate --metrics``: the JSON holds the selection; an unknown name is exit code 2."""
+    import json
+
+    from conftest import call_cli
+
+    out = tmp_path / "m.json"
+    assert call_cli(["evaluate", "--sr", str(hr_tif), "--hr", str(hr_tif), "--scale", "2",
+                     "--metrics", "psnr,ssim", "--json", str(out), "--quiet"]) == 0
+    assert set(json.loads(out.read_text())["metrics"]) == {"psnr", "ssim"}
+    assert call_cli(["evaluate", "--sr", str(hr_tif), "--hr", str(hr_tif), "--metrics", "nope"]) == 2

@@ -30,6 +30,9 @@ def register(app: typer.Typer) -> None:
         data_range: float = typer.Option(1.0, help="data range for PSNR/SSIM (1.0 = reflectance)"),
         noise_sigma: float = typer.Option(None, help="LR noise sigma: adds lr_fidelity_sigma"),
         lpips_weights: Path = typer.Option(None, help="local LPIPS weights (.safetensors) to add lpips"),
+        metrics: str = typer.Option(None, help="comma-separated metric names and/or groups (standard, fidelity, "
+                                              "strata, frequency, registration, hallucination, perceptual, "
+                                              "uncertainty); default: all the inputs allow"),
         json_out: Path = typer.Option(None, "--json", help="write the metrics as strict JSON here"),
         maps: Path = typer.Option(None, help="write per-pixel maps (error, hallucination, ...) as GeoTIFF here"),
         windowed: bool = typer.Option(None, "--windowed/--whole", help="force block-wise (large scenes) or whole"),
@@ -47,13 +50,17 @@ def register(app: typer.Typer) -> None:
         check_number("--data-range", data_range, lo=0, lo_open=True, hi=1e9)
         check_number("--noise-sigma", noise_sigma, lo=0, lo_open=True, hi=10)
         check_dn(dn_scale, dn_offset)
+        if metrics is not None:
+            from eosr.evaluation.core import resolve_metrics
+
+            resolve_metrics(metrics)  # an unknown name fails before any file is read
         with size_checks(not no_size_check):
             check_evaluate_budget(sr, whole=None if windowed is None else not windowed, maps_dir=maps)
             res = evaluate_files(sr, hr, lr, sensor=sensor, bands=bands, scale=scale, operator=operator,
                                  dn_scale=dn_scale, dn_offset=dn_offset, mask=mask, uncertainty=uncertainty,
                                  data_range=data_range, noise_sigma=noise_sigma,
                                  lpips_weights=None if lpips_weights is None else str(lpips_weights),
-                                 maps_dir=maps, windowed=windowed)
+                                 maps_dir=maps, windowed=windowed, metrics=metrics)
         if json_out is not None:
             res.to_json(json_out)
         if not quiet:

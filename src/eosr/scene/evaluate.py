@@ -191,6 +191,7 @@ def evaluate_files(
     block: int = 1024,
     dn_scale: float | None = None,
     dn_offset: float | None = None,
+    metrics: str | Sequence[str] | None = None,
 ) -> Any:
     """Evaluate an SR raster against an optional HR (same grid) and LR (coarser by an integer r).
 
@@ -204,10 +205,12 @@ def evaluate_files(
     """
     from eosr.degrade.resolve import TAG, resolve_operator
     from eosr.evaluation import evaluate
+    from eosr.evaluation.core import resolve_metrics
     from eosr.io.source import file_tag
 
     if hr is None and lr is None:
         raise DataError("give HR, LR or both to evaluate SR against")
+    selected = resolve_metrics(metrics)
     if maps_dir is not None:
         from eosr.evaluation.result import MAP_SET, is_map_file
         from eosr.io.raster import check_output_folder
@@ -241,6 +244,8 @@ def evaluate_files(
             mask_src = _open_mask(mask, g_sr, geo) if mask is not None else None
             res = _windowed(g_sr, g_hr, g_lr, op=choice.operator, bands=names, scale=r, mask=mask_src,
                             data_range=data_range, block=block)
+            if selected is not None:  # pooled block sums are cheap: the selection only filters
+                res.metrics = {k: v for k, v in res.metrics.items() if k in selected}
         else:
             full = (0, g_sr.height, 0, g_sr.width)
             s = g_sr.read(full)
@@ -251,7 +256,7 @@ def evaluate_files(
                  else None)
             res = evaluate(s, h, lo, operator=choice.operator, bands=names, scale=r, mask=m, data_range=data_range,
                            noise_sigma=noise_sigma, lpips_weights=lpips_weights, uncertainty=u,
-                           maps=maps_dir is not None)
+                           maps=maps_dir is not None, metrics=metrics)
             res.info["aggregation"] = "whole image"
             if maps_dir is not None:
                 res.write_maps(maps_dir, crs=g_sr.crs if geo["georeferenced"] else None,  # all maps or none
