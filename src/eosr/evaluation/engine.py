@@ -32,7 +32,7 @@ try:  # numba is a dependency of eosr; an environment without it falls back to t
     AVAILABLE = True
 except ImportError:  # pragma: no cover - exercised only without numba
     AVAILABLE = False
-    prange = range
+    prange = range  # type: ignore[misc,assignment]  # (numba.prange is a class)
 
 __all__ = ["AVAILABLE", "detail_decomposition", "pointwise", "ssim_uiqi_planes"]
 
