@@ -12,11 +12,13 @@ import math
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from eosr.errors import ConfigError, DataError
+
+_M = TypeVar("_M", bound=BaseModel)
 
 #: Upper bounds of the model options that size the network (docs/conventions.md, "Limits and guards"):
 #: feature channels and blocks. Numbers in a config are finite everywhere (no ``nan`` / ``inf``).
@@ -305,3 +307,31 @@ def load_config(path: str | os.PathLike[str]) -> TrainConfig:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: invalid TOML ({e})") from None
     return parse_config(doc, p.parent, where=p.name)
+
+
+def config_kind(path: str | Path) -> str | None:
+    """The top-level ``kind`` of a training TOML (``"s2_multires"``, ``"misr"``; None for the single-image
+    trainer or an unreadable file, which the ordinary loader then reports)."""
+    try:
+        kind = tomllib.loads(Path(path).read_text()).get("kind")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    return kind if isinstance(kind, str) else None
+
+
+def load_kind_config(path: str | Path, model: type[_M], doc: dict[str, Any] | None = None) -> _M:
+    """Parse a training TOML of a special ``kind`` into its pydantic ``model`` (``output`` resolved from the
+    file's folder); a problem raises :class:`ConfigError` in one line naming the file."""
+    p = Path(path)
+    if doc is None:
+        try:
+            doc = tomllib.loads(p.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise ConfigError(f"{p}: {e}") from None
+    d = dict(doc)
+    if "output" in d:
+        d["output"] = _resolve(str(d["output"]), p.parent)
+    try:
+        return model.model_validate(d)
+    except ValidationError as e:
+        raise ConfigError(_one_line(e, str(p))) from None

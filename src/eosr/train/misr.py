@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from eosr.errors import ConfigError
 from eosr.train.config import NoiseCfg, OptimCfg, RadiometricCfg, ScheduleCfg, SourceCfg
@@ -115,33 +115,16 @@ class MISRConfig(_Strict):
 
 def is_misr_config(path: str | Path) -> bool:
     """Whether the TOML file at ``path`` declares ``kind = "misr"`` (False when unreadable)."""
-    import tomllib
+    from eosr.train.config import config_kind
 
-    try:
-        return tomllib.loads(Path(path).read_text()).get("kind") == "misr"
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return False
+    return config_kind(path) == "misr"
 
 
 def load_misr_config(path: str | Path, doc: dict[str, Any] | None = None) -> MISRConfig:
     """Parse a ``kind = "misr"`` TOML file (relative paths from its folder) into a config."""
-    import tomllib
+    from eosr.train.config import load_kind_config
 
-    from eosr.train.config import _one_line, _resolve
-
-    p = Path(path)
-    if doc is None:
-        try:
-            doc = tomllib.loads(p.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as e:
-            raise ConfigError(f"{p}: {e}") from None
-    d = dict(doc)
-    if "output" in d:
-        d["output"] = _resolve(str(d["output"]), p.parent)
-    try:
-        return MISRConfig.model_validate(d)
-    except ValidationError as e:
-        raise ConfigError(_one_line(e, str(p))) from None
+    return load_kind_config(path, MISRConfig, doc)
 
 
 @dataclass

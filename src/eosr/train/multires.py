@@ -35,7 +35,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from eosr.errors import ConfigError, DataError
 from eosr.train.config import NoiseCfg, OptimCfg, RadiometricCfg, ScheduleCfg
@@ -112,35 +112,17 @@ class MultiResConfig(_Strict):
 
 
 def is_multires_config(path: str | Path) -> bool:
-    """Whether the TOML file at ``path`` declares ``kind = "s2_multires"`` (False when unreadable: the
-    ordinary loader then reports the problem)."""
-    import tomllib
+    """Whether the TOML file at ``path`` declares ``kind = "s2_multires"`` (False when unreadable)."""
+    from eosr.train.config import config_kind
 
-    try:
-        return tomllib.loads(Path(path).read_text()).get("kind") == "s2_multires"
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return False
+    return config_kind(path) == "s2_multires"
 
 
 def load_multires_config(path: str | Path, doc: dict[str, Any] | None = None) -> MultiResConfig:
     """Parse a ``kind = "s2_multires"`` TOML file (relative paths from its folder) into a config."""
-    import tomllib
+    from eosr.train.config import load_kind_config
 
-    from eosr.train.config import _one_line, _resolve
-
-    p = Path(path)
-    if doc is None:
-        try:
-            doc = tomllib.loads(p.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as e:
-            raise ConfigError(f"{p}: {e}") from None
-    d = dict(doc)
-    if "output" in d:
-        d["output"] = _resolve(str(d["output"]), p.parent)
-    try:
-        return MultiResConfig.model_validate(d)
-    except ValidationError as e:
-        raise ConfigError(_one_line(e, str(p))) from None
+    return load_kind_config(path, MultiResConfig, doc)
 
 
 @dataclass
