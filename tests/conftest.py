@@ -164,3 +164,19 @@ def stac_validate(item: dict[str, Any]) -> list[str]:
         jsonschema.Draft7Validator(schema, registry=registry).validate(item)
         checked.append(url)
     return checked
+
+
+@pytest.fixture(scope="module")
+def eval_triplet(s2_10m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(SR = bicubic(LR) + N(0, 0.003), HR, LR = D(HR)) on a real BigEarthNet patch (B02 B03 B04 B08, x2 with
+    the Sentinel-2 operator), float32: the evaluation tests' triplet."""
+    import torch
+    import torch.nn.functional as F
+
+    from eosr.degrade import Degradation
+
+    hr = s2_10m.astype(np.float32)
+    lr = np.asarray(Degradation.from_sensor("sentinel2", ["B02", "B03", "B04", "B08"], 2)(hr), dtype=np.float32)
+    sr = F.interpolate(torch.from_numpy(lr)[None], scale_factor=2, mode="bicubic", align_corners=False)[0].numpy()
+    sr = sr + np.random.default_rng(0).normal(0, 0.003, sr.shape).astype(np.float32)
+    return sr, hr, lr

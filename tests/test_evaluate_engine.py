@@ -1,6 +1,6 @@
 """The fused evaluation engine (:mod:`eosr.evaluation.engine`) against the reference path of eosr.metrics.
 
-Same real-imagery triplet through ``eosr.evaluate`` with and without the engine: every metric within
+Same real-imagery eval_triplet through ``eosr.evaluate`` with and without the engine: every metric within
 1e-4 relative (PSNR-type 0.01 dB; dB sums near zero, the over/undershoot, 1e-6 dB), same extras, same
 maps; float32 inputs (the engine keeps them float32, the reference path computes small images in
 float64) and float64; a shifted SR (SR' with an invalid border takes the reference path for the aligned metrics) and
@@ -13,26 +13,13 @@ import math
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 
 import eosr
-from eosr.degrade import Degradation
 from eosr.evaluation import engine
 
 pytestmark = pytest.mark.skipif(not engine.AVAILABLE, reason="numba not installed: the reference path alone runs")
 
 BANDS = ["B02", "B03", "B04", "B08"]
-
-
-@pytest.fixture(scope="module")
-def triplet(s2_10m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(SR = bicubic(LR) + noise, HR, LR = D(HR)) on a real BigEarthNet patch, float32."""
-    hr = s2_10m.astype(np.float32)
-    lr = np.asarray(Degradation.from_sensor("sentinel2", BANDS, 2)(hr), dtype=np.float32)
-    sr = F.interpolate(torch.from_numpy(lr)[None], scale_factor=2, mode="bicubic", align_corners=False)[0].numpy()
-    sr = sr + np.random.default_rng(0).normal(0, 0.003, sr.shape).astype(np.float32)
-    return sr, hr, lr
 
 
 def _same(fast, ref) -> None:
@@ -53,26 +40,26 @@ def _same(fast, ref) -> None:
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_engine_equals_reference(triplet, dtype) -> None:
-    sr, hr, lr = (a.astype(dtype) for a in triplet)
+def test_engine_equals_reference(eval_triplet, dtype) -> None:
+    sr, hr, lr = (a.astype(dtype) for a in eval_triplet)
     kw = {"sensor": "sentinel2", "bands": BANDS}
     _same(eosr.evaluate(sr, hr, lr, **kw), eosr.evaluate(sr, hr, lr, fused_engine=False, **kw))
 
 
-def test_engine_float32_precision_path(triplet, monkeypatch) -> None:
+def test_engine_float32_precision_path(eval_triplet, monkeypatch) -> None:
     """Above FLOAT64_LIMIT evaluate runs in float32: the engine's float64 accumulators keep the values."""
     import eosr.evaluation.core as core
 
     monkeypatch.setattr(core, "FLOAT64_LIMIT", 1)
-    sr, hr, lr = triplet
+    sr, hr, lr = eval_triplet
     kw = {"sensor": "sentinel2", "bands": BANDS}
     fast = eosr.evaluate(sr, hr, lr, **kw)
     assert fast.info["precision"] == "float32"
     _same(fast, eosr.evaluate(sr, hr, lr, fused_engine=False, **kw))
 
 
-def test_engine_shifted_and_nodata(triplet) -> None:
-    sr, hr, lr = triplet
+def test_engine_shifted_and_nodata(eval_triplet) -> None:
+    sr, hr, lr = eval_triplet
     kw = {"sensor": "sentinel2", "bands": BANDS}
     shifted = np.roll(sr, (1, -2), axis=(1, 2))
     _same(eosr.evaluate(shifted, hr, lr, **kw), eosr.evaluate(shifted, hr, lr, fused_engine=False, **kw))
@@ -81,8 +68,8 @@ def test_engine_shifted_and_nodata(triplet) -> None:
     _same(eosr.evaluate(holed, hr, lr, **kw), eosr.evaluate(holed, hr, lr, fused_engine=False, **kw))
 
 
-def test_engine_batch(triplet) -> None:
-    sr, hr, lr = triplet
+def test_engine_batch(eval_triplet) -> None:
+    sr, hr, lr = eval_triplet
     s, h, lo = (np.stack([a, a[:, ::-1].copy()]) for a in (sr, hr, lr))
     kw = {"sensor": "sentinel2", "bands": BANDS}
     _same(eosr.evaluate(s, h, lo, **kw), eosr.evaluate(s, h, lo, fused_engine=False, **kw))

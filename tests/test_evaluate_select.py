@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 
 import eosr
-from eosr.degrade import Degradation
 from eosr.errors import EosrError
 from eosr.evaluation.core import METRIC_GROUPS, resolve_metrics
 
@@ -16,25 +12,15 @@ BANDS = ["B02", "B03", "B04", "B08"]
 
 
 @pytest.fixture(scope="module")
-def triplet(s2_10m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(SR = bicubic(LR) + noise, HR, LR = D(HR)) on a real BigEarthNet patch, float32."""
-    hr = s2_10m.astype(np.float32)
-    lr = np.asarray(Degradation.from_sensor("sentinel2", BANDS, 2)(hr), dtype=np.float32)
-    sr = F.interpolate(torch.from_numpy(lr)[None], scale_factor=2, mode="bicubic", align_corners=False)[0].numpy()
-    sr = sr + np.random.default_rng(0).normal(0, 0.003, sr.shape).astype(np.float32)
-    return sr, hr, lr
-
-
-@pytest.fixture(scope="module")
-def full(triplet):
-    sr, hr, lr = triplet
+def full(eval_triplet):
+    sr, hr, lr = eval_triplet
     return eosr.evaluate(sr, hr, lr, sensor="sentinel2", bands=BANDS)
 
 
 @pytest.mark.parametrize("sel", [*METRIC_GROUPS, "psnr", "ssim_high_gradient,gain", ["frr", "sam_lr_deg"],
                                  "hallucination"])
-def test_selection_equals_the_full_run(triplet, full, sel) -> None:
-    sr, hr, lr = triplet
+def test_selection_equals_the_full_run(eval_triplet, full, sel) -> None:
+    sr, hr, lr = eval_triplet
     names = resolve_metrics(sel)
     assert names is not None
     res = eosr.evaluate(sr, hr, lr, sensor="sentinel2", bands=BANDS, metrics=sel)
@@ -44,8 +30,8 @@ def test_selection_equals_the_full_run(triplet, full, sel) -> None:
         assert res.value(k) == full.value(k), k
 
 
-def test_selection_skips_unneeded_maps(triplet) -> None:
-    sr, hr, lr = triplet
+def test_selection_skips_unneeded_maps(eval_triplet) -> None:
+    sr, hr, lr = eval_triplet
     res = eosr.evaluate(sr, hr, lr, sensor="sentinel2", bands=BANDS, metrics="standard")
     assert set(res.maps) == {"error"}
     res = eosr.evaluate(sr, hr, lr, sensor="sentinel2", bands=BANDS, metrics=["gain"])
@@ -58,8 +44,8 @@ def test_groups_cover_every_default_metric(full) -> None:
 
 
 @pytest.mark.parametrize("bad", ["psnr,nope", "", ["standard", "PSNR"]])
-def test_unknown_name_is_one_line_error(triplet, bad) -> None:
-    sr, hr, lr = triplet
+def test_unknown_name_is_one_line_error(eval_triplet, bad) -> None:
+    sr, hr, lr = eval_triplet
     with pytest.raises(EosrError) as e:
         eosr.evaluate(sr, hr, lr, sensor="sentinel2", bands=BANDS, metrics=bad)
     msg = str(e.value)

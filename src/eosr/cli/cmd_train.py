@@ -28,32 +28,23 @@ def register(app: typer.Typer) -> None:
         from eosr.train.loop import train
 
         check_number("--epochs", epochs, lo=1, hi=100_000, integer=True)
-        from eosr.train.multires import is_multires_config
+        from eosr.train.config import config_kind
 
-        if is_multires_config(config):  # kind = "s2_multires": the two-input 20 m sharpening trainer
-            from eosr.train.multires import load_multires_config, train_multires
-
-            mcfg = load_multires_config(config)
+        kind = config_kind(config)
+        if kind in ("s2_multires", "misr"):  # the two-input 20 m sharpening / the multi-image (frames + masks) trainer
+            if kind == "s2_multires":
+                from eosr.train.multires import load_multires_config as load_kind
+                from eosr.train.multires import train_multires as train_kind
+            else:
+                from eosr.train.misr import load_misr_config as load_kind  # type: ignore[assignment]
+                from eosr.train.misr import train_misr as train_kind  # type: ignore[assignment]
+            kcfg = load_kind(config)
             if output is not None:
-                mcfg.output = str(output.resolve())
+                kcfg.output = str(output.resolve())
             if epochs is not None:
-                mcfg.epochs = epochs
-            mcfg.progress = mcfg.progress and progress
-            stem = train_multires(mcfg, resume=not restart, overwrite=overwrite)
-            typer.echo(f"wrote {stem}.safetensors")
-            return
-        from eosr.train.misr import is_misr_config
-
-        if is_misr_config(config):  # kind = "misr": the multi-image trainer (several frames with masks)
-            from eosr.train.misr import load_misr_config, train_misr
-
-            icfg = load_misr_config(config)
-            if output is not None:
-                icfg.output = str(output.resolve())
-            if epochs is not None:
-                icfg.epochs = epochs
-            icfg.progress = icfg.progress and progress
-            stem = train_misr(icfg, resume=not restart, overwrite=overwrite)
+                kcfg.epochs = epochs
+            kcfg.progress = kcfg.progress and progress
+            stem = train_kind(kcfg, resume=not restart, overwrite=overwrite)  # type: ignore[arg-type]
             typer.echo(f"wrote {stem}.safetensors")
             return
         cfg = load_config(config)

@@ -437,15 +437,34 @@ def train(
         epoch, step0 = epoch + 1, 0
         _save_state(state_path, state(epoch, 0))
 
-    from eosr.models.checkpoint import load_checkpoint
+    ck = out / cfg.name
+    best_model = finish_run(out, ck, lambda: _card(cfg, sp, history, best_epoch), history)
+    return TrainResult(best_model, history, best_epoch, best, ck, gstep, stopped, resumed, sp)
+
+
+def finish_run(out: Path, stem: Path, card: Callable[[], dict[str, Any]], history: list[dict[str, Any]]) -> Any:
+    """The end of every trainer's run: the best validation epoch (``out/best``) saved as ``stem``
+    (``.safetensors`` + the JSON ``card()``) and ``out/history.json`` = ``{"schema_version", "history"}``,
+    both atomically. Returns the best model."""
+    from eosr.io.raster import atomic_path
+    from eosr.models.checkpoint import load_checkpoint, save_checkpoint
 
     best_model = load_checkpoint(out / "best")
-    card = _card(cfg, sp, history, best_epoch)
-    ck = out / cfg.name
-    save_checkpoint(best_model, ck, card)
-    doc = stamped({"history": history})  # {"schema_version", "history": [one record per epoch]}
-    from eosr.io.raster import atomic_path
-
+    save_checkpoint(best_model, stem, card())
     with atomic_path(out / "history.json") as tmp:
-        tmp.write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
-    return TrainResult(best_model, history, best_epoch, best, ck, gstep, stopped, resumed, sp)
+        tmp.write_text(json.dumps(stamped({"history": history}), indent=1, allow_nan=False) + "\n")
+    return best_model
+
+
+def trainer_main(prog: str, load: Callable[[str], Any], train: Callable[..., Path],
+                 argv: list[str] | None = None) -> int:
+    """``python -m PROG CONFIG [--overwrite]`` of a trainer (the same as ``eosr train CONFIG``): prints the
+    checkpoint stem."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog=prog)
+    ap.add_argument("config")
+    ap.add_argument("--overwrite", action="store_true")
+    a = ap.parse_args(argv)
+    print(train(load(a.config), overwrite=a.overwrite))
+    return 0

@@ -372,11 +372,9 @@ def train_misr(cfg: MISRConfig, *, overwrite: bool = False, resume: bool = True,
     """Train (see the module docstring); writes ``<output>/<name>.{safetensors,json}`` = the best validation
     epoch, ``best.*``, ``epoch_NNN.*`` per epoch, ``history.json`` and ``split_manifest.json``. Resumes at an
     epoch boundary from ``<output>/state.pt`` when the config matches. Returns the checkpoint stem."""
-    from eosr._schema import stamped
     from eosr.data.splits import write_manifest
-    from eosr.io.raster import atomic_path
-    from eosr.models.checkpoint import load_checkpoint, save_checkpoint
-    from eosr.train.loop import _optimizer, _save_state, check_run_folder, lr_at, restore_state
+    from eosr.models.checkpoint import save_checkpoint
+    from eosr.train.loop import _optimizer, _save_state, check_run_folder, finish_run, lr_at, restore_state
 
     say = log or (lambda m: print(m, file=sys.stderr, flush=True))
     out = Path(cfg.output)
@@ -468,25 +466,16 @@ def train_misr(cfg: MISRConfig, *, overwrite: bool = False, resume: bool = True,
         _save_state(state_path, {"config_hash": chash, "model": model.state_dict(), "optimizer": opt.state_dict(),
                                  "epoch": epoch, "global_step": gstep, "best": best, "best_epoch": best_epoch,
                                  "bad_epochs": bad, "history": json.dumps(history)})
-    best_model = load_checkpoint(out / "best")
     stem = out / cfg.name
-    save_checkpoint(best_model, stem, _final_card(cfg, images, history, best_epoch, chash, epoch0))
-    with atomic_path(out / "history.json") as tmp:
-        tmp.write_text(json.dumps(stamped({"history": history}), indent=1, allow_nan=False) + "\n")
+    finish_run(out, stem, lambda: _final_card(cfg, images, history, best_epoch, chash, epoch0), history)
     return stem
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m eosr.train.misr CONFIG [--overwrite]`` (the same as ``eosr train CONFIG``)."""
-    import argparse
+    from eosr.train.loop import trainer_main
 
-    ap = argparse.ArgumentParser(prog="python -m eosr.train.misr")
-    ap.add_argument("config")
-    ap.add_argument("--overwrite", action="store_true")
-    a = ap.parse_args(argv)
-    stem = train_misr(load_misr_config(a.config), overwrite=a.overwrite)
-    print(stem)
-    return 0
+    return trainer_main("python -m eosr.train.misr", load_misr_config, train_misr, argv)
 
 
 if __name__ == "__main__":

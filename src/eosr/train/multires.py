@@ -365,11 +365,9 @@ def train_multires(cfg: MultiResConfig, *, overwrite: bool = False, resume: bool
     boundary from ``<output>/state.pt`` when the config matches. Returns the checkpoint stem."""
     import hashlib
 
-    from eosr._schema import stamped
     from eosr.data.splits import write_manifest
-    from eosr.io.raster import atomic_path
-    from eosr.models.checkpoint import load_checkpoint, save_checkpoint
-    from eosr.train.loop import _save_state, check_run_folder, restore_state
+    from eosr.models.checkpoint import save_checkpoint
+    from eosr.train.loop import _save_state, check_run_folder, finish_run, restore_state
 
     say = log or (lambda m: print(m, file=sys.stderr, flush=True))
     out = Path(cfg.output)
@@ -448,25 +446,16 @@ def train_multires(cfg: MultiResConfig, *, overwrite: bool = False, resume: bool
         _save_state(state_path, {"config_hash": chash, "model": model.state_dict(), "optimizer": opt.state_dict(),
                                  "epoch": epoch, "global_step": gstep, "best": best, "best_epoch": best_epoch,
                                  "bad_epochs": bad, "history": json.dumps(history)})
-    best_model = load_checkpoint(out / "best")
     stem = out / cfg.name
-    save_checkpoint(best_model, stem, _card(cfg, images, history, best_epoch, chash))
-    with atomic_path(out / "history.json") as tmp:
-        tmp.write_text(json.dumps(stamped({"history": history}), indent=1, allow_nan=False) + "\n")
+    finish_run(out, stem, lambda: _card(cfg, images, history, best_epoch, chash), history)
     return stem
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m eosr.train.multires CONFIG [--overwrite]`` (the same as ``eosr train CONFIG``)."""
-    import argparse
+    from eosr.train.loop import trainer_main
 
-    ap = argparse.ArgumentParser(prog="python -m eosr.train.multires")
-    ap.add_argument("config")
-    ap.add_argument("--overwrite", action="store_true")
-    a = ap.parse_args(argv)
-    stem = train_multires(load_multires_config(a.config), overwrite=a.overwrite)
-    print(stem)
-    return 0
+    return trainer_main("python -m eosr.train.multires", load_multires_config, train_multires, argv)
 
 
 if __name__ == "__main__":
