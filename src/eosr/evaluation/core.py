@@ -344,6 +344,8 @@ def evaluate(
     # ---------------------------------------------------------------- HR side
     if h is not None:
         want_errors = want("psnr", "rmse", "mae")
+        # the base metrics whose gradient strata are selected (psnr -> psnr_low_gradient, ...)
+        base = tuple(b for b in ("psnr", "rmse", "mae", "ssim") if any(n.startswith(b + "_") for n in strata_names))
         want_ssim = want("ssim", "uiqi", "ssim_low_gradient", "ssim_high_gradient")
         fused = None
         aligned_pre = None
@@ -365,8 +367,6 @@ def evaluate(
             for k in ("psnr", "rmse", "mae", "ssim", "uiqi", "sam_deg", "ergas"):
                 if k in raw and want(k):
                     add(raw[k])
-            base = tuple(b for b in ("psnr", "rmse", "mae", "ssim")
-                         if any(n.startswith(b + "_") for n in strata_names))
             if base:
                 out.update(_fused_strata(s4, h4, smap, base, data_range))
             if err_map is not None:
@@ -390,7 +390,6 @@ def evaluate(
                     err = torch.where(m, err, torch.full((), float("nan"), dtype=err.dtype))
                 keep_map("error", err)
                 del err
-        base = tuple(b for b in ("psnr", "rmse", "mae", "ssim") if any(n.startswith(b + "_") for n in strata_names))
         if base and not fused_done:
             out.update({k: _to_float(v) for k, v in stratified.stratified_metrics(
                 s, h, metrics=base, data_range=data_range, mask=m, skip_empty=True, ssim_parts=ssim_parts).items()})
