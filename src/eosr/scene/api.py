@@ -150,7 +150,9 @@ def _is_multi_model(model: Any) -> bool:
     from eosr.models.registry import checkpoint_stem, is_architecture
 
     if not isinstance(model, str):
-        return bool(getattr(getattr(model, "spec", None), "multi_image", False))
+        from eosr.scene.multi import is_multi_image
+
+        return is_multi_image(model)
     name = model.strip()
     if is_architecture(name):
         return name.lower() in ("mi_median", "highresnet")

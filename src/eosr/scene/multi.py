@@ -216,7 +216,8 @@ def super_resolve_frames(inputs: Sequence[PathLike], out: PathLike, model: Any, 
     if not is_multi_image(m):
         raise ModelError(f"several frames need a multi-image model (e.g. highresnet_s2_x2, mi_median), not "
                          f"{getattr(getattr(m, 'spec', None), 'name', model)!r}")
-    frames, valid, ref = read_frames(inputs, getattr(m, "n_bands", None), bands=bands, masks=masks,
+    files = list_frame_files(inputs)
+    frames, valid, ref = read_frames(files, getattr(m, "n_bands", None), bands=bands, masks=masks,
                                      mask_kind=mask_kind, dn_scale=dn_scale, dn_offset=dn_offset)
     check_model_bands(m, ref.band_names)
     if scale is not None and int(scale) != model_scale(m):
@@ -227,10 +228,9 @@ def super_resolve_frames(inputs: Sequence[PathLike], out: PathLike, model: Any, 
     y = super_resolve_stack(frames, m, masks=valid, tile=tile, overlap=overlap)
     t = hr_transform(ref.transform, r) if ref.transform is not None else None
     dtype = output_dtype or ref.dtype
+    dn = not np.issubdtype(np.dtype(dtype), np.floating)  # integer output: the reference frame's DN scale
     tags = {"eosr_version": __version__, "eosr_model": m.spec.name, "eosr_scale": r,
-            "eosr_frames": frames.shape[0], "eosr_reference_frame": str(list_frame_files(inputs)[0].name)}
+            "eosr_frames": frames.shape[0], "eosr_reference_frame": files[0].name}
     return write_raster(out, y, crs=ref.crs, transform=t, band_names=ref.band_names, dtype=dtype,
-                        dn_scale=ref.dn_scale if not np.issubdtype(np.dtype(dtype), np.floating) else 1.0,
-                        dn_offset=ref.dn_offset if not np.issubdtype(np.dtype(dtype), np.floating) else 0.0,
-                        nodata=ref.nodata if not np.issubdtype(np.dtype(dtype), np.floating) else None,
-                        tags=tags, cog=cog)
+                        dn_scale=ref.dn_scale if dn else 1.0, dn_offset=ref.dn_offset if dn else 0.0,
+                        nodata=ref.nodata if dn else None, tags=tags, cog=cog)
