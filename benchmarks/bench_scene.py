@@ -21,9 +21,12 @@ does not depend on the labels). Every measurement runs in a child process
    ``torch.utils.flop_counter``) x output pixels / s, against torch's sgemm rate (2048^2 float32 matmul,
    best of 5) measured in the same process, and each engine's max |difference| to NCHW;
 5. peak RSS of bicubic scenes through the same tiler for --rss-sizes (default 2048,4096,8192 LR;
-   16384 takes ~10 GB of disk and long on 2 cores: add it when you have them).
+   16384 takes ~11 GB of temporary disk and ~15 min: add it when you have them), and of the CNN for
+   --cnn-rss-sizes (default 1024,2048,4096 LR; 4096^2 takes ~6 min on 2 quiet cores).
 
-    .venv/bin/python benchmarks/bench_scene.py [--quick] [--repeats 3]
+--sections picks what runs (default all: file,tiling,engines,rss,cnn-rss,dask), e.g. ``--sections rss``.
+
+    .venv/bin/python benchmarks/bench_scene.py [--quick] [--repeats 3] [--sections engines,rss,cnn-rss]
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ LABELS = ["B02", "B03", "B04", "B08"]  # band descriptions of the written scenes
 CNN_WEIGHTS = "carn_m_s2_x2"
 THREADS = 2
 SCALE = 2
+SECTIONS = ("file", "tiling", "engines", "rss", "cnn-rss", "dask")
 
 
 def rss_mb(who: int = resource.RUSAGE_SELF) -> float:
@@ -278,6 +282,9 @@ def main() -> None:
     ap.add_argument("--dask-size", type=int, default=None, help="LR size of the bicubic Dask scene (default 2048)")
     ap.add_argument("--big-repeats", type=int, default=1, help="runs of the big bicubic scene")
     ap.add_argument("--rss-sizes", default="2048,4096,8192", help="LR sizes of the peak-RSS sweep (bicubic)")
+    ap.add_argument("--cnn-rss-sizes", default="1024,2048,4096", help="LR sizes of the peak-RSS sweep (CNN)")
+    ap.add_argument("--sections", default=",".join(SECTIONS),
+                    help="what to run (comma-separated): " + ", ".join(SECTIONS))
     ap.add_argument("--worker", choices=["file", "tiling", "engines"], help=argparse.SUPPRESS)
     ap.add_argument("--inp", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
@@ -300,8 +307,16 @@ def main() -> None:
     _, cnn_label = cnn_model()
     print(f"x{SCALE}, {THREADS} torch threads, {os.cpu_count()} CPUs, {reps} run(s) per timing (median); "
           f"CNN = {cnn_label}")
+    todo = {v.strip() for v in a.sections.split(",") if v.strip()}
+    if todo - set(SECTIONS):
+        ap.error(f"unknown sections {sorted(todo - set(SECTIONS))}; known: {', '.join(SECTIONS)}")
     src = real_scene()
-    rows = []
+    rows: list[tuple[str, dict]] = []
+    rss: list[tuple[str, int, dict]] = []
+    dask_rows: list[tuple[str, int, int | None, dict]] = []
+    eng: dict = {}
+    tb: dict = {}
+    tc: dict = {}
     with tempfile.TemporaryDirectory(prefix="eosr_bench_scene_") as tmp:
         folder = Path(tmp)
         scenes: dict[int, Path] = {}
@@ -311,73 +326,85 @@ def main() -> None:
                 scenes[n] = write_scene(folder / f"scene_{n}.tif", n, src)
             return scenes[n]
 
-        t = time.perf_counter()
-        b = sr_file(scene(big), "bicubic", a.big_repeats)
-        print(f"bicubic {big}^2 -> {big * SCALE}^2 ({time.perf_counter() - t:.0f} s incl. writing the scene)")
-        rows.append((f"super_resolve bicubic, {big}^2 LR", b))
-        c = sr_file(scene(cnn_size), "cnn", reps)
-        rows.append((f"super_resolve CNN, {cnn_size}^2 LR", c))
-        print("file path done")
+        if "file" in todo:
+            t = time.perf_counter()
+            b = sr_file(scene(big), "bicubic", a.big_repeats)
+            print(f"bicubic {big}^2 -> {big * SCALE}^2 ({time.perf_counter() - t:.0f} s incl. writing the scene)")
+            rows.append((f"super_resolve bicubic, {big}^2 LR", b))
+            c = sr_file(scene(cnn_size), "cnn", reps)
+            rows.append((f"super_resolve CNN, {cnn_size}^2 LR", c))
+            print("file path done")
+        if "engines" in todo:
+            eng = run_child(["--worker", "engines", "--size", str(tiling), "--repeats", str(reps)])
+            print("engines done")
+        for key, model, sizes in (("rss", "bicubic", a.rss_sizes), ("cnn-rss", "cnn", a.cnn_rss_sizes)):
+            if key in todo:
+                for n in sorted({int(v) for v in sizes.split(",") if v}):
+                    rss.append((model, n, sr_file(scene(n), model, 1)))
+                    for f in [scenes.pop(n), *folder.glob(f"scene_{n}_*_sr.tif")]:
+                        f.unlink()  # the big scenes and their outputs take GBs of temporary disk
+                    print(f"rss {model} {n} done", flush=True)
+        if "tiling" in todo:
+            tb = run_child(["--worker", "tiling", "--model", "bicubic", "--size", str(tiling), "--repeats", str(reps)])
+            tc = run_child(["--worker", "tiling", "--model", "cnn", "--size", str(tiling), "--repeats", str(reps)])
+            print("tiling done")
+        if "dask" in todo:
+            for model, n in (("bicubic", dask_size), ("cnn", cnn_size)):
+                for w in (None, 1, 2):
+                    dask_rows.append((model, n, w, sr_file(scene(n), model, reps, workers=w)))
+            print("dask done")
 
-        eng = run_child(["--worker", "engines", "--size", str(tiling), "--repeats", str(reps)])
-        print("engines done")
-        rss = [(n, sr_file(scene(n), "bicubic", 1)) for n in sorted({int(v) for v in a.rss_sizes.split(",") if v})]
-        print("rss sweep done")
-        tb = run_child(["--worker", "tiling", "--model", "bicubic", "--size", str(tiling), "--repeats", str(reps)])
-        tc = run_child(["--worker", "tiling", "--model", "cnn", "--size", str(tiling), "--repeats", str(reps)])
-        print("tiling done")
+    if rows:
+        c = rows[-1][1]
+        print(f"\n== GeoTIFF -> GeoTIFF, x{SCALE} (wall = elapsed; cpu = CPU s of the process and its children) ==")
+        print(f"{'run':36s} {'out MPix':>9s} {'wall s':>8s} {'cpu s':>8s} {'MPix/s':>8s} {'peak RSS MB':>12s}")
+        for name, r in rows:
+            print(f"{name:36s} {r['out_mpix']:9.1f} {r['wall']:8.1f} {r['cpu']:8.1f} {r['mpix_s']:8.2f} "
+                  f"{r['peak_mb']:12.0f}")
+        out_big = (8192 * SCALE) ** 2 / 1e6
+        print(f"CNN extrapolated to 8192^2 LR ({out_big:.0f} MPix out): {out_big / c['mpix_s'] / 60:.1f} min at "
+              f"{c['mpix_s']:.2f} MPix/s (measured on {cnn_size}^2; peak RSS does not grow with the scene: bounded "
+              f"by the tile)")
 
-        dask_rows = []
-        for model, n in (("bicubic", dask_size), ("cnn", cnn_size)):
-            for w in (None, 1, 2):
-                dask_rows.append((model, n, w, sr_file(scene(n), model, reps, workers=w)))
-        print("dask done")
+    if tb:
+        print(f"\n== tiled (tile 512) vs whole image, {tiling}^2 LR in memory ==")
+        print(f"{'model':36s} {'tiled s':>8s} {'whole s':>8s} {'wall ratio':>11s} {'CPU ratio':>10s} "
+              f"{'max |diff|':>11s}")
+        for name, r in (("bicubic", tb), (tc["model"], tc)):
+            ti, wh = statistics.median(r["times"]["tiled"]), statistics.median(r["times"]["whole"])
+            ct, cw = statistics.median(r["cpu"]["tiled"]), statistics.median(r["cpu"]["whole"])
+            print(f"{name:36s} {ti:8.2f} {wh:8.2f} {ti / wh:11.2f} {ct / cw:10.2f} {r['max_abs_diff']:11.2e}")
 
-    print(f"\n== GeoTIFF -> GeoTIFF, x{SCALE} (wall = elapsed; cpu = CPU s of the process and its children) ==")
-    print(f"{'run':36s} {'out MPix':>9s} {'wall s':>8s} {'cpu s':>8s} {'MPix/s':>8s} {'peak RSS MB':>12s}")
-    for name, r in rows:
-        print(f"{name:36s} {r['out_mpix']:9.1f} {r['wall']:8.1f} {r['cpu']:8.1f} {r['mpix_s']:8.2f} "
-              f"{r['peak_mb']:12.0f}")
-    out_big = (8192 * SCALE) ** 2 / 1e6
-    print(f"CNN extrapolated to 8192^2 LR ({out_big:.0f} MPix out): {out_big / c['mpix_s'] / 60:.1f} min at "
-          f"{c['mpix_s']:.2f} MPix/s (measured on {cnn_size}^2; peak RSS does not grow with the scene: bounded "
-          f"by the tile)")
+    if eng:
+        print(f"\n== CNN engines, {tiling}^2 LR in memory, tile 512, {THREADS} threads ({eng['model']}: "
+              f"{eng['flops_per_px'] / 1e3:.0f} kFLOP per output pixel; sgemm {eng['sgemm_gflops']:.1f} GFLOP/s in "
+              f"the same process; ONNX export {eng['export_s']:.1f} s once, cached) ==")
+        print(f"{'engine':24s} {'s':>7s} {'MPix/s':>8s} {'GFLOP/s':>8s} {'% sgemm':>8s} {'vs before':>10s} "
+              f"{'max|diff|':>10s}")
+        t0 = statistics.median(eng["times"]["torch NCHW (before)"])
+        for name, ts in eng["times"].items():
+            tm = statistics.median(ts)
+            gf = eng["flops_per_px"] * eng["out_mpix"] * 1e6 / tm / 1e9
+            print(f"{name:24s} {tm:7.2f} {eng['out_mpix'] / tm:8.3f} {gf:8.1f} "
+                  f"{100 * gf / eng['sgemm_gflops']:7.0f}% {t0 / tm:9.2f}x {eng['max_abs_diff'][name]:10.1e}")
 
-    print(f"\n== tiled (tile 512) vs whole image, {tiling}^2 LR in memory ==")
-    print(f"{'model':36s} {'tiled s':>8s} {'whole s':>8s} {'wall ratio':>11s} {'CPU ratio':>10s} {'max |diff|':>11s}")
-    for name, r in (("bicubic", tb), (tc["model"], tc)):
-        ti, wh = statistics.median(r["times"]["tiled"]), statistics.median(r["times"]["whole"])
-        ct, cw = statistics.median(r["cpu"]["tiled"]), statistics.median(r["cpu"]["whole"])
-        print(f"{name:36s} {ti:8.2f} {wh:8.2f} {ti / wh:11.2f} {ct / cw:10.2f} {r['max_abs_diff']:11.2e}")
+    if rss:
+        print("\n== peak RSS, GeoTIFF -> GeoTIFF through the tiler (tile 512, default engine) ==")
+        print(f"{'model':8s} {'LR size':>8s} {'out MPix':>9s} {'wall s':>8s} {'peak RSS MB':>12s}")
+        for model, n, r in rss:
+            print(f"{model:8s} {n:8d} {r['out_mpix']:9.1f} {r['wall']:8.1f} {r['peak_mb']:12.0f}")
 
-    print(f"\n== CNN engines, {tiling}^2 LR in memory, tile 512, {THREADS} threads ({eng['model']}: "
-          f"{eng['flops_per_px'] / 1e3:.0f} kFLOP per output pixel; sgemm {eng['sgemm_gflops']:.1f} GFLOP/s in the "
-          f"same process; ONNX export {eng['export_s']:.1f} s once, cached) ==")
-    print(f"{'engine':24s} {'s':>7s} {'MPix/s':>8s} {'GFLOP/s':>8s} {'% sgemm':>8s} {'vs before':>10s} "
-          f"{'max|diff|':>10s}")
-    t0 = statistics.median(eng["times"]["torch NCHW (before)"])
-    for name, ts in eng["times"].items():
-        tm = statistics.median(ts)
-        gf = eng["flops_per_px"] * eng["out_mpix"] * 1e6 / tm / 1e9
-        print(f"{name:24s} {tm:7.2f} {eng['out_mpix'] / tm:8.3f} {gf:8.1f} {100 * gf / eng['sgemm_gflops']:7.0f}% "
-              f"{t0 / tm:9.2f}x {eng['max_abs_diff'][name]:10.1e}")
-
-    print("\n== peak RSS, bicubic GeoTIFF -> GeoTIFF through the tiler (tile 512) ==")
-    print(f"{'LR size':>8s} {'out MPix':>9s} {'wall s':>8s} {'peak RSS MB':>12s}")
-    for n, r in rss:
-        print(f"{n:8d} {r['out_mpix']:9.1f} {r['wall']:8.1f} {r['peak_mb']:12.0f}")
-
-    print("\n== Dask (LocalCluster, 1 thread per worker) vs single process (2 threads), GeoTIFF -> GeoTIFF ==")
-    print(f"{'model':10s} {'LR size':>7s} {'path':22s} {'wall s':>8s} {'cpu s':>8s} {'MPix/s':>8s} {'vs single':>10s} "
-          f"{'peak RSS MB (main/workers)':>27s}")
-    single: dict[str, float] = {}
-    for model, n, w, r in dask_rows:
-        path = "single process" if w is None else f"dask workers={w}"
-        if w is None:
-            single[model] = r["mpix_s"]
-        print(f"{model:10s} {n:7d} {path:22s} {r['wall']:8.1f} {r['cpu']:8.1f} {r['mpix_s']:8.2f} "
-              f"{r['mpix_s'] / single[model]:10.2f} {r['peak_mb']:13.0f}/{r['children_peak_mb']:.0f}")
-
+    if dask_rows:
+        print("\n== Dask (LocalCluster, 1 thread per worker) vs single process (2 threads), GeoTIFF -> GeoTIFF ==")
+        print(f"{'model':10s} {'LR size':>7s} {'path':22s} {'wall s':>8s} {'cpu s':>8s} {'MPix/s':>8s} "
+              f"{'vs single':>10s} {'peak RSS MB (main/workers)':>27s}")
+        single: dict[str, float] = {}
+        for model, n, w, r in dask_rows:
+            path = "single process" if w is None else f"dask workers={w}"
+            if w is None:
+                single[model] = r["mpix_s"]
+            print(f"{model:10s} {n:7d} {path:22s} {r['wall']:8.1f} {r['cpu']:8.1f} {r['mpix_s']:8.2f} "
+                  f"{r['mpix_s'] / single[model]:10.2f} {r['peak_mb']:13.0f}/{r['children_peak_mb']:.0f}")
 
 if __name__ == "__main__":
     main()

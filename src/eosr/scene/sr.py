@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from eosr import __version__
+from eosr._alloc import reuse_large_allocations
 from eosr._arrays import like, to_tensor
 from eosr.degrade.resolve import TAG
 from eosr.errors import ConfigError, DataError, ModelError, ScaleError
@@ -220,8 +221,9 @@ def _run_tiles(plan: TilePlan, model: Any, source: SceneSource | np.ndarray, ble
 
     try:
         if workers is None and scheduler is None:
-            for i, j in plan.tiles():
-                done(i, j, predict_tile(model, source, plan, i, j, uncertainty, engine=engine))
+            with reuse_large_allocations():  # no page-fault storm from per-tile feature maps (eosr._alloc)
+                for i, j in plan.tiles():
+                    done(i, j, predict_tile(model, source, plan, i, j, uncertainty, engine=engine))
         else:
             _run_dask(plan, model, source, done, uncertainty=uncertainty, workers=workers, scheduler=scheduler,
                       engine=engine)
