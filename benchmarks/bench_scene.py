@@ -16,7 +16,8 @@ does not depend on the labels). Every measurement runs in a child process
    per worker) vs the single-process path on the same scene (bicubic: --dask-size, default 2048^2 LR;
    CNN: the --cnn-size scene), tile 512;
 4. CNN execution engines (``eosr.scene.engine``) on a --tiling-size LR array, tile 512, in one child
-   process: plain torch NCHW (the path before the engines), torch channels_last, ONNX Runtime (export
+   process: plain torch NCHW (the path before the engines: no buffer reuse between tiles either,
+   ``EOSR_MALLOC=default``), torch channels_last, ONNX Runtime (export
    excluded, cached), with achieved GFLOP/s = FLOPs of the network per output pixel (counted by
    ``torch.utils.flop_counter``) x output pixels / s, against torch's sgemm rate (2048^2 float32 matmul,
    best of 5) measured in the same process, and each engine's max |difference| to NCHW;
@@ -234,6 +235,8 @@ def worker_engines(a: argparse.Namespace) -> dict:
             sg.append(sgemm_gflops())
             for name, (eng, fn) in variants.items():
                 infer.run = fn  # type: ignore[assignment]
+                # "before": also without the buffer reuse between tiles (eosr._alloc), as before the engines
+                os.environ["EOSR_MALLOC"] = "default" if name.endswith("(before)") else ""
                 t = time.perf_counter()
                 outs[name] = np.asarray(super_resolve_array(lr, model, tile=a.tile, engine=eng, progress=False))
                 times[name].append(time.perf_counter() - t)
