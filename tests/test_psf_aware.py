@@ -72,6 +72,38 @@ def test_bp_skip_equals_backprojection_with_the_told_operator(x2: object, s2_10m
     assert torch.allclose(skip, ref, atol=1e-5)
 
 
+def test_bp_refine_is_back_projection_from_the_network_estimate(s2_10m: np.ndarray, tmp_path: Path) -> None:
+    """x_{k+1} = x_k + up(y - D(x_k)) from the CNN's output (known answer, float64 operator), LR residual
+    shrinking, receptive field grown by K (half PSF + 2) LR px, and the option surviving a checkpoint."""
+    from eosr.models.carn import carn_m
+    from eosr.models.checkpoint import save_checkpoint
+    from eosr.models.interp import upsample
+
+    torch.manual_seed(0)
+    opts = dict(channels=8, global_skip=True, bp_skip=2, bp_sensor="sentinel2", bp_wald=True)
+    base = carn_m(2, BANDS, **opts).eval()
+    torch.nn.init.normal_(base.exit.weight, std=0.05)  # a residual that is not zero, so not consistent
+    refined = carn_m(2, BANDS, bp_refine=3, **opts).eval()
+    refined.load_state_dict(base.state_dict())
+    op = Degradation.from_sensor("sentinel2", BANDS, 2, wald=True)
+    hr = torch.from_numpy(s2_10m[:, :64, :64]).double()[None]
+    lr = op.downsample(hr)
+    with torch.no_grad():
+        x = base(lr.float()).double()
+        got = refined(lr.float()).double()
+    want = x
+    for _ in range(3):
+        want = want + upsample(lr - op.downsample(want), 2, "bicubic")
+    assert torch.allclose(got, want, atol=2e-5), float((got - want).abs().max())
+    res = [float((lr - op.downsample(v)).abs().mean()) for v in (x, got)]
+    assert res[1] < 0.5 * res[0], res
+    assert refined.spec.receptive_field == base.spec.receptive_field + math.ceil(3 * (base.bp.half_psf + 2))
+    with pytest.raises(ModelError, match="bp_refine needs bp_skip"):
+        carn_m(2, BANDS, channels=8, bp_refine=1)
+    weights, _ = save_checkpoint(refined, tmp_path / "refined")
+    assert load_model(weights).bp_refine == 3
+
+
 @pytest.mark.parametrize(
     ("op", "match"),
     [

@@ -189,10 +189,22 @@ class SpatialBackProjection(torch.nn.Module):
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         """x_K for LR (B, C, h, w)."""
-        x = upsample(lr, self.scale, "bicubic")
-        for _ in range(self.iterations):
+        return self.refine(upsample(lr, self.scale, "bicubic"), lr, self.iterations)
+
+    def refine(self, x: torch.Tensor, lr: torch.Tensor, iterations: int) -> torch.Tensor:
+        """``iterations`` steps x <- x + step up(y - D(x)) from the estimate ``x`` (B, C, r h, r w) of LR ``y``.
+
+        From a network's output this is the data-consistency step of physics-guided SR (Irani & Peleg
+        1991; as a refinement of a learned estimate, e.g. Haris et al., CVPR 2018): it removes the part of the
+        error that D sees and keeps the estimate's null-space detail.
+        """
+        for _ in range(int(iterations)):
             x = x + self.step * upsample(lr - self.downsample(x), self.scale, "bicubic")
         return x
+
+    def refine_field(self, iterations: int) -> int:
+        """LR pixels that ``iterations`` refinement steps add to a receptive field (half PSF + bicubic each)."""
+        return int(math.ceil(iterations * (self.half_psf + RECEPTIVE["bicubic"])))
 
 
 def gaussian_equivalent(operator: Degradation) -> Degradation:

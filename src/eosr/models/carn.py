@@ -142,6 +142,7 @@ class CARN(SRNet):
         bp_mtf: float | Sequence[float] | None = None,
         bp_wald: bool = False,
         bp_step: float = 1.0,
+        bp_refine: int = 0,
         self_ensemble: bool = False,
     ) -> None:
         r = check_scale(scale)
@@ -167,6 +168,10 @@ class CARN(SRNet):
         extra: dict[str, Any] = {"kind": "single-image CNN", "paper": "Ahn, Kang, Sohn, ECCV 2018",
                  "variance_head": variance_head, "dropout": dropout, "global_skip": global_skip,
                  "self_ensemble": bool(self_ensemble)}
+        if bp_refine and not bp_skip:
+            raise ModelError("bp_refine needs bp_skip (the refinement uses the back-projection operator)")
+        if bp_refine < 0:
+            raise ModelError(f"bp_refine must be >= 0, got {bp_refine}")
         if bp_skip:
             if not global_skip:
                 raise ModelError("bp_skip needs global_skip=True (it replaces the bicubic global skip)")
@@ -174,11 +179,14 @@ class CARN(SRNet):
                 raise ModelError("bp_skip works with single-scale models only (the operator has one scale)")
             op = make_operator(r, names, sensor=bp_sensor, mtf=bp_mtf, wald=bp_wald)
             bp = SpatialBackProjection(op, n, int(bp_skip), bp_step)
-            rf = max(rf, bp.receptive_field())
+            rf = max(rf, bp.receptive_field()) + bp.refine_field(int(bp_refine))
             mtf = list(bp_mtf) if isinstance(bp_mtf, Sequence) else bp_mtf
             kwargs.update(bp_skip=int(bp_skip), bp_sensor=bp_sensor, bp_mtf=mtf, bp_wald=bool(bp_wald),
                           bp_step=float(bp_step))
             extra.update(bp_skip=int(bp_skip), bp_operator=op.describe())
+            if bp_refine:
+                kwargs["bp_refine"] = int(bp_refine)
+                extra["bp_refine"] = int(bp_refine)
         spec = ModelSpec(name=name, scale=r, bands=names, receptive_field=rf, extra=extra)
         super().__init__(spec, {"model": name, "kwargs": kwargs}, n)
         self.scale = r
@@ -196,6 +204,7 @@ class CARN(SRNet):
         self.exit = nn.Conv2d(ch, n, 3, 1, 1)
         self.logvar = nn.Conv2d(ch, n, 3, 1, 1) if variance_head else None
         self.bp = bp
+        self.bp_refine = int(bp_refine)
         if bp is not None:  # start from the physics-consistent estimate: the untrained model equals BP
             nn.init.zeros_(self.exit.weight)
             if self.exit.bias is not None:
@@ -219,7 +228,8 @@ class CARN(SRNet):
         bp = SpatialBackProjection(operator, int(self.n_bands or 0), self.bp.iterations, self.bp.step)
         self.bp = bp.to(self.exit.weight.device)
         self.spec.extra["bp_operator"] = operator.describe()
-        self.spec.receptive_field = max(carn_receptive_field(self.scale, self.mobile), bp.receptive_field())
+        self.spec.receptive_field = (max(carn_receptive_field(self.scale, self.mobile), bp.receptive_field())
+                                     + bp.refine_field(self.bp_refine))
 
     def forward(
         self, lr: torch.Tensor, return_logvar: bool = False
@@ -258,6 +268,8 @@ class CARN(SRNet):
         y = self.exit(feat)
         if self.bp is not None:
             y = y + self.bp(x)  # BP is linear and preserves constants: BP(norm(lr)) = norm(BP(lr))
+            if self.bp_refine:  # data consistency: K back-projection steps from the network's estimate
+                y = self.bp.refine(y, x, self.bp_refine)
         elif self.global_skip:
             y = y + F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
         sr = self.denormalise(y)

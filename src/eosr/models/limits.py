@@ -29,6 +29,7 @@ LIMITS: dict[str, tuple[int, int]] = {
     "n_blocks": (1, 64),
     "fuse_blocks": (1, 64),
     "bp_skip": (0, 100),
+    "bp_refine": (0, 100),
     "iterations": (0, 1000),
 }
 MAX_BANDS = LIMITS["n_bands"][1]
