@@ -185,11 +185,24 @@ def test_windowed_equals_whole_image(files, triplet) -> None:
     whole = evaluate_files(files["sr"], files["hr"], files["lr"], sensor="sentinel2", bands=BANDS, windowed=False)
     win = evaluate_files(files["sr"], files["hr"], files["lr"], sensor="sentinel2", bands=BANDS, windowed=True,
                          block=32)
-    for k in ("psnr", "rmse", "mae", "sam_deg", "ergas", "lr_fidelity", "lr_fidelity_l2"):
+    for k in ("psnr", "rmse", "mae", "sam_deg", "ergas", "lr_fidelity", "lr_fidelity_l2", "ssim", "uiqi"):
         assert win.value(k) == pytest.approx(whole.value(k), rel=1e-5, abs=1e-7), k
         np.testing.assert_allclose(np.asarray(win[k].per_band, float), np.asarray(whole[k].per_band, float),
                                    rtol=1e-5, atol=1e-7) if k != "sam_deg" else None
-    assert "ssim" in win.info["skipped"]
+    assert win["ssim"].extra["n_valid"] == whole["ssim"].extra["n_valid"]
+    assert "ssim" not in win.info["skipped"] and "frr" in win.info["skipped"]
+    odd = evaluate_files(files["sr"], files["hr"], windowed=True, block=29)  # blocks not aligned to anything
+    assert odd.value("ssim") == pytest.approx(whole.value("ssim"), rel=1e-6)
+
+
+def test_windowed_ssim_names_why_it_is_skipped_with_nodata(files, triplet) -> None:
+    _, _, bic = triplet
+    holed = bic.copy()
+    holed[1, 40, 40] = np.nan
+    sr = _tif(files["dir"] / "sr_nodata.tif", holed, 10.0)
+    win = evaluate_files(sr, files["hr"], windowed=True, block=32)
+    assert "ssim" not in win.metrics and "nodata" in win.info["skipped"]["ssim"]
+    assert win.value("psnr") == pytest.approx(evaluate_files(sr, files["hr"], windowed=False).value("psnr"), rel=1e-6)
 
 
 def test_file_errors_are_one_line(files, capsys) -> None:

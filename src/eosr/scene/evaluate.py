@@ -18,8 +18,9 @@
   with pooled exact sums, so the pixel metrics (PSNR, RMSE, MAE, SAM, ERGAS;
   :class:`eosr.scene.aggregate.PixelStats`) and the LR fidelity (L1, L2: mean |LR - D(SR)| with D applied
   to each SR block plus a halo that covers the PSF) equal the whole-image values to float error, with
-  memory bounded by the block size. Windowed (SSIM, UIQI), spectral and registration metrics need the
-  whole image and are listed as skipped.
+  memory bounded by the block size. SSIM and UIQI come from the fused engine on blocks read with a
+  5 px halo, equal to the whole image's (fully valid, unmasked images; otherwise skipped with the
+  reason). Spectral and registration metrics need the whole image and are listed as skipped.
 """
 
 from __future__ import annotations
@@ -301,6 +302,51 @@ def _read_mask(mask: Any, win: tuple[int, int, int, int]) -> np.ndarray:
     return ok[0] if ok.shape[0] == 1 else ok
 
 
+def _windowed_ssim_uiqi(g_sr: Any, g_hr: Any, *, mask: Any, data_range: float,
+                        block: int) -> tuple[dict[str, Any], str | None]:
+    """SSIM and UIQI block by block through the fused engine, equal to the whole image's.
+
+    Each block is read with a halo of 5 px (half the 11 px Gaussian window), clipped at the image edge,
+    so the block's window centres are exactly the whole image's centres inside it: the sums of the
+    SSIM and UIQI maps (:func:`eosr.evaluation.engine.ssim_uiqi_planes`) over the blocks and their
+    count are the whole image's, and the pooled mean over bands and centres (Wang et al. 2004;
+    Wang & Bovik 2002) is the value of :func:`eosr.evaluate`. Returns ``({}, reason)`` where the
+    engine cannot apply: a mask or NaN (nodata) in the images, or an image smaller than the window.
+    """
+    from eosr.evaluation import engine as E
+    from eosr.metrics import standard as S
+    from eosr.metrics.base import MetricResult
+    from eosr.scene.aggregate import blocks
+
+    half, size = 5, 11
+    if not E.AVAILABLE:
+        return {}, "needs the compiled engine (numba) in windowed evaluation"
+    if mask is not None:
+        return {}, "a validity mask needs the whole image (windowed SSIM/UIQI take fully valid blocks)"
+    h, w, c = g_sr.height, g_sr.width, g_sr.count
+    if h < size or w < size:
+        return {}, f"the image is smaller than the {size} px window"
+    sums = np.zeros((c, 2))
+    n = 0
+    for y0, y1, x0, x1 in blocks(h, w, block):
+        wy0, wy1, wx0, wx1 = max(0, y0 - half), min(h, y1 + half), max(0, x0 - half), min(w, x1 + half)
+        if wy1 - wy0 < size or wx1 - wx0 < size:
+            continue  # no window centre of the image lies in this block
+        win = (wy0, wy1, wx0, wx1)
+        sr = np.ascontiguousarray(g_sr.read(win), dtype=np.float32)
+        hr = np.ascontiguousarray(g_hr.read(win), dtype=np.float32)
+        if not (np.isfinite(sr).all() and np.isfinite(hr).all()):
+            return {}, "nodata (NaN) in the images: windowed SSIM/UIQI take fully valid blocks"
+        smap = np.empty(sr.shape[1:], np.float32)
+        for k in range(c):
+            st = E.ssim_uiqi_planes(sr[k], hr[k], None, data_range, smap)
+            sums[k] += st[:2]
+        n += st[3]
+    info = {"n_valid": int(n * c), "border_px": half, "aggregation": "pooled over blocks (5 px halo)"}
+    return {"ssim": MetricResult(S.SSIM, float(sums[:, 0].sum() / (n * c)), sums[:, 0] / n, dict(info)),
+            "uiqi": MetricResult(S.UIQI, float(sums[:, 1].sum() / (n * c)), sums[:, 1] / n, dict(info))}, None
+
+
 def _windowed(g_sr: Any, g_hr: Any, g_lr: Any, *, op: Any, bands: list[str] | None, scale: int | None,
               mask: Any, data_range: float, block: int) -> Any:
     """Pooled pixel metrics and LR fidelity block by block (see the module docstring)."""
@@ -314,13 +360,16 @@ def _windowed(g_sr: Any, g_hr: Any, g_lr: Any, *, op: Any, bands: list[str] | No
         raise ScaleError(f"block must be >= 1 pixel, got {block}")
     metrics: dict[str, Any] = {}
     skipped = {k: "needs the whole image (windowed evaluation)" for k in
-               ("ssim", "uiqi", "hr_fidelity", "frr", "shift_x_px", "hallucination")}
+               ("hr_fidelity", "frr", "shift_x_px", "hallucination")}
     if g_hr is not None:
         st = PixelStats(g_sr.count)
         for win in blocks(g_sr.height, g_sr.width, block):
             m = _read_mask(mask, win) if mask is not None else None
             st.update(g_sr.read(win), g_hr.read(win), m)
         metrics.update(st.results(data_range=data_range, scale=scale))
+        structural, why = _windowed_ssim_uiqi(g_sr, g_hr, mask=mask, data_range=data_range, block=block)
+        metrics.update(structural)
+        skipped.update(dict.fromkeys(("ssim", "uiqi"), why) if why else {})
     if g_lr is not None and op is not None:
         r = op.scale
         halo = psf_halo_lr(op)
