@@ -10,8 +10,10 @@ bands):
     ERGAS = 100 / r sqrt(mean_b (S2_b / n_b) / (M_b / n_b)^2)          (Wald 2002)
     SAM = A / n_A in degrees                                            (Kruse et al. 1993)
 
-Sums are kept in float64, so tiles and whole image agree to float error whatever the tiling.
-Windowed metrics (SSIM, UIQI) and registration-based ones are not pixel-separable and are not covered.
+Sums are kept in float64, so tiles and whole image agree to float error whatever the tiling. Fully
+valid, unmasked float tiles go through the fused evaluation engine's pointwise pass (the sums
+``eosr.evaluate`` uses); tiles with nodata or a mask through NumPy. Windowed metrics (SSIM, UIQI:
+see ``eosr.scene.evaluate``) and registration-based ones are not pixel-separable and are not covered here.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class PixelStats:
         """Add one tile: ``(C, h, w)`` arrays (NaN = nodata), optional boolean ``mask`` (h, w) or (C, h, w)."""
         from eosr.metrics.standard import sam_map
 
+        if mask is None and self._update_fused(np.asarray(sr), np.asarray(hr)):
+            return self
         a = np.asarray(sr, dtype=np.float64)
         b = np.asarray(hr, dtype=np.float64)
         if a.shape != b.shape or a.ndim != 3 or a.shape[0] != self.n_bands:
@@ -66,6 +70,26 @@ class PixelStats:
             self.sam_sum_deg += float(np.nansum(ang))
             self.sam_n += int(np.isfinite(ang).sum())
         return self
+
+    def _update_fused(self, a: np.ndarray, b: np.ndarray) -> bool:
+        """Add a fully valid float tile through the fused engine's pointwise pass (the sums of
+        :func:`eosr.evaluation.engine.pointwise`, float64 accumulators); False (nothing added) otherwise."""
+        from eosr.evaluation import engine as E
+
+        if not (E.AVAILABLE and a.dtype == b.dtype and a.dtype in (np.float32, np.float64)
+                and a.shape == b.shape and a.ndim == 3 and a.shape[0] == self.n_bands):
+            return False
+        a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+        band, sam = E.pointwise(a, b)
+        if not (band[:, 3] == a.shape[1] * a.shape[2]).all():
+            return False  # nodata in the tile: the NumPy path counts the valid pixels per band
+        self.n += band[:, 3].astype(np.int64)
+        self.sse += band[:, 0]
+        self.sae += band[:, 1]
+        self.sum_hr += band[:, 2]
+        self.sam_sum_deg += math.degrees(float(sam[0]))
+        self.sam_n += int(sam[1])
+        return True
 
     def merge(self, other: PixelStats) -> PixelStats:
         """Add another accumulator's sums (e.g. from another worker)."""
