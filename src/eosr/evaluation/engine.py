@@ -34,7 +34,8 @@ except ImportError:  # pragma: no cover - exercised only without numba
     AVAILABLE = False
     prange = range  # type: ignore[misc,assignment]  # (numba.prange is a class)
 
-__all__ = ["AVAILABLE", "detail_decomposition", "pointwise", "ssim_uiqi_planes"]
+__all__ = ["AVAILABLE", "bicubic_upsample", "detail_decomposition", "high_pass_difference", "pointwise",
+           "separable_correlate", "ssim_uiqi_planes"]
 
 
 def _jit(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -350,3 +351,180 @@ def ssim_uiqi_planes(x: np.ndarray, y: np.ndarray, x2: np.ndarray | None, data_r
     _ssim_jit(x, y, x2 if x2 is not None else x, has2, g, cen, c1, c2, tol, smap, strips, sums)
     tot = sums.sum(axis=0)
     return float(tot[0]), float(tot[1]), float(tot[2]), int(ho * (w - 10))
+
+
+# ------------------------------------------------------------------ separable filters (operator PSF, bicubic)
+def _hpass_kernel(x: np.ndarray, y: np.ndarray, sub: bool, kx: np.ndarray, stride: int, tmp: np.ndarray,
+                  n_strips: int) -> None:  # pragma: no cover - compiled
+    """tmp[i, jo] = sum_u kx[u] z[i, refl(jo * stride + u - p)], z = x - y (``sub``) or x; p = (K - stride) // 2,
+    half-sample symmetric borders (b a | a b c | c b)."""
+    hh, ww = x.shape
+    wo = tmp.shape[1]
+    k = kx.shape[0]
+    p = (k - stride) // 2
+    nb = (wo - 1) * stride + k
+    for st in prange(n_strips):
+        r0 = st * hh // n_strips
+        r1 = (st + 1) * hh // n_strips
+        buf = np.empty(nb)
+        row = np.empty(wo)
+        for i in range(r0, r1):
+            for j in range(nb):
+                q = j - p
+                while q < 0 or q >= ww:
+                    q = -q - 1 if q < 0 else 2 * ww - 1 - q
+                if sub:
+                    buf[j] = np.float64(x[i, q]) - np.float64(y[i, q])
+                else:
+                    buf[j] = x[i, q]
+            for jo in range(wo):
+                row[jo] = kx[0] * buf[jo * stride]
+            for u in range(1, k):
+                ku = kx[u]
+                for jo in range(wo):
+                    row[jo] += ku * buf[jo * stride + u]
+            for jo in range(wo):
+                tmp[i, jo] = row[jo]
+
+
+def _vpass_kernel(tmp: np.ndarray, x: np.ndarray, y: np.ndarray, highpass: bool, ky: np.ndarray, stride: int,
+                  out: np.ndarray, row_sums: np.ndarray, n_strips: int) -> None:  # pragma: no cover - compiled
+    """out[io, j] = sum_t ky[t] tmp[refl(io * stride + t - p), j] (symmetric borders, p = (K - stride) // 2);
+    ``highpass`` (stride 1): out = (x - y) - that instead, with the per-row sums of |out|, out^2 and the
+    finite count in ``row_sums``."""
+    hh = tmp.shape[0]
+    ho, wo = out.shape
+    k = ky.shape[0]
+    p = (k - stride) // 2
+    for st in prange(n_strips):
+        r0 = st * ho // n_strips
+        r1 = (st + 1) * ho // n_strips
+        acc = np.empty(wo)
+        for io in range(r0, r1):
+            for t in range(k):
+                q = io * stride + t - p
+                while q < 0 or q >= hh:
+                    q = -q - 1 if q < 0 else 2 * hh - 1 - q
+                kt = ky[t]
+                if t == 0:
+                    for j in range(wo):
+                        acc[j] = kt * tmp[q, j]
+                else:
+                    for j in range(wo):
+                        acc[j] += kt * tmp[q, j]
+            if highpass:
+                s1 = 0.0
+                s2 = 0.0
+                n = 0.0
+                for j in range(wo):
+                    out[io, j] = np.float64(x[io, j]) - np.float64(y[io, j]) - acc[j]
+                    v = np.float64(out[io, j])  # the stored value (the map's precision) enters the sums
+                    if math.isfinite(v):
+                        s1 += abs(v)
+                        s2 += v * v
+                        n += 1.0
+                row_sums[io, 0] = s1
+                row_sums[io, 1] = s2
+                row_sums[io, 2] = n
+            else:
+                for j in range(wo):
+                    out[io, j] = acc[j]
+
+
+def _cubic_kernel(x: np.ndarray, iy: np.ndarray, wy: np.ndarray, ix: np.ndarray, wx: np.ndarray,
+                  tmp: np.ndarray, out: np.ndarray, n_strips: int) -> None:  # pragma: no cover - compiled
+    """out[o, q] = sum_a wy[o, a] sum_b wx[q, b] x[iy[o, a], ix[q, b]] (4-tap separable interpolation)."""
+    h = x.shape[0]
+    hh, ww = out.shape
+    for st in prange(n_strips):  # horizontal pass, every LR row
+        r0 = st * h // n_strips
+        r1 = (st + 1) * h // n_strips
+        for i in range(r0, r1):
+            for q in range(ww):
+                tmp[i, q] = (wx[q, 0] * np.float64(x[i, ix[q, 0]]) + wx[q, 1] * np.float64(x[i, ix[q, 1]])
+                             + wx[q, 2] * np.float64(x[i, ix[q, 2]]) + wx[q, 3] * np.float64(x[i, ix[q, 3]]))
+    for st in prange(n_strips):  # vertical pass
+        r0 = st * hh // n_strips
+        r1 = (st + 1) * hh // n_strips
+        for o in range(r0, r1):
+            a0, a1, a2, a3 = iy[o, 0], iy[o, 1], iy[o, 2], iy[o, 3]
+            w0, w1, w2, w3 = wy[o, 0], wy[o, 1], wy[o, 2], wy[o, 3]
+            for q in range(ww):
+                out[o, q] = w0 * tmp[a0, q] + w1 * tmp[a1, q] + w2 * tmp[a2, q] + w3 * tmp[a3, q]
+
+
+_hpass_jit = _jit(_hpass_kernel)
+_vpass_jit = _jit(_vpass_kernel)
+_cubic_jit = _jit(_cubic_kernel)
+
+
+def _strips(n: int) -> int:
+    return max(1, min(n, 4 * max(1, numba.get_num_threads() if AVAILABLE else 1)))
+
+
+def separable_correlate(x: np.ndarray, ky: np.ndarray, kx: np.ndarray, stride: int = 1,
+                        out: np.ndarray | None = None) -> np.ndarray:
+    """Per-band separable correlation of (B, C, H, W) with half-sample symmetric borders, sampled every
+    ``stride`` pixels: out[b, c, i, j] = sum_{t,u} ky[c, t] kx[c, u] xpad[b, c, i s + t, j s + u], pad
+    (K - s) / 2 (as :func:`eosr.degrade.conv.sep_conv`, the operator's ``blur`` and ``downsample``);
+    float64 sums, output in the input's dtype."""
+    b, c, hh, ww = x.shape
+    ho, wo = hh // stride, ww // stride
+    if out is None:
+        out = np.empty((b, c, ho, wo), dtype=x.dtype)
+    tmp = np.empty((hh, wo), dtype=x.dtype)
+    dummy = np.zeros((1, 2))
+    for i in range(b):
+        for k in range(c):
+            _hpass_jit(x[i, k], x[i, k], False, kx[k], stride, tmp, _strips(hh))
+            _vpass_jit(tmp, x[i, k], x[i, k], False, ky[k], stride, out[i, k], dummy, _strips(ho))
+    return out
+
+
+def high_pass_difference(s: np.ndarray, h: np.ndarray, ky: np.ndarray, kx: np.ndarray,
+                         out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """hp(SR - HR) = (SR - HR) - LPF(SR - HR) of (B, C, H, W), LPF the separable PSF ky x kx (symmetric
+    borders, as the operator's ``blur``), in one horizontal and one vertical pass per plane. Returns
+    ``(map, sums (C, 3))``: per band sum |hp|, sum hp^2 and the finite count (float64)."""
+    b, c, hh, ww = s.shape
+    if out is None:
+        out = np.empty(s.shape, dtype=s.dtype)
+    tmp = np.empty((hh, ww), dtype=s.dtype)
+    sums = np.zeros((c, 3))
+    for i in range(b):
+        for k in range(c):
+            rows = np.zeros((hh, 3))
+            _hpass_jit(s[i, k], h[i, k], True, kx[k], 1, tmp, _strips(hh))
+            _vpass_jit(tmp, s[i, k], h[i, k], True, ky[k], 1, out[i, k], rows, _strips(hh))
+            sums[k] += rows.sum(axis=0)
+    return out, sums
+
+
+def _cubic_table(n: int, r: int, a: float = -0.75) -> tuple[np.ndarray, np.ndarray]:
+    """Source indices (clamped) and Keys weights of each output index of a x r bicubic on the
+    pixel-is-area grid (``torch.nn.functional.interpolate(mode="bicubic", align_corners=False)``)."""
+    o = np.arange(n * r)
+    u = (o + 0.5) / r - 0.5
+    i0 = np.floor(u)
+    t = u - i0
+    d = np.stack([t + 1, t, 1 - t, 2 - t], axis=1)
+    ad = np.abs(d)
+    w = np.where(ad <= 1, ((a + 2) * ad - (a + 3)) * ad * ad + 1,
+                 ((a * ad - 5 * a) * ad + 8 * a) * ad - 4 * a)
+    idx = np.clip(i0[:, None].astype(np.int64) + np.arange(-1, 3)[None, :], 0, n - 1)
+    return np.ascontiguousarray(idx), np.ascontiguousarray(w)
+
+
+def bicubic_upsample(lr: np.ndarray, r: int) -> np.ndarray:
+    """Bicubic x ``r`` of (B, C, h, w) on the pixel-is-area grid (Keys a = -0.75, clamped borders), the
+    numbers of ``torch.nn.functional.interpolate(mode="bicubic", align_corners=False)`` up to float
+    rounding (float64 sums; output in the input's dtype)."""
+    b, c, h, w = lr.shape
+    iy, wy = _cubic_table(h, r)
+    ix, wx = _cubic_table(w, r)
+    out = np.empty((b, c, h * r, w * r), dtype=lr.dtype)
+    tmp = np.empty((h, w * r))
+    for i in range(b):
+        for k in range(c):
+            _cubic_jit(lr[i, k], iy, wy, ix, wx, tmp, out[i, k], _strips(h))
+    return out
