@@ -118,3 +118,18 @@ def test_engine_takes_the_fused_lr_and_hr_fidelity(eval_triplet, monkeypatch) ->
     res = eosr.evaluate(sr, hr, lr, sensor="sentinel2", bands=BANDS)
     assert {"lr_fidelity", "lr_fidelity_l2", "sam_lr_deg", "hr_fidelity", "hr_fidelity_l2", "hallucination"} <= set(
         res.metrics)
+
+
+@pytest.mark.parametrize("shape", [(40, 64), (41, 37)])
+def test_engine_ring_sums_equal_ring_sum(shape) -> None:
+    """The one-pass ring sums of three half spectra against eosr.physics.spectrum.ring_sum per product."""
+    from eosr.physics.spectrum import ring_sum
+
+    rng = np.random.default_rng(2)
+    h, w = shape
+    fs, fh, fi = (np.fft.rfft2(rng.random(shape)).astype(np.complex64) for _ in range(3))
+    n = min(h, w) // 2
+    got = engine.spectrum_ring_sums(fs, fh, fi, h, w, n)
+    ref = [ring_sum(np.real(fs * np.conj(fh)), h, w, n)] + [ring_sum(np.abs(f) ** 2, h, w, n) for f in (fs, fh, fi)]
+    np.testing.assert_allclose(got, np.stack(ref), rtol=1e-5, atol=1e-3)
+    assert not engine.spectrum_ring_sums(fs, fh, None, h, w, n)[3].any()

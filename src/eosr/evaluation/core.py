@@ -515,7 +515,10 @@ def _compensated(s: torch.Tensor, h: torch.Tensor, m: torch.Tensor | None, inter
             i4 = None if interp is None or not want(*frr_names) else (
                 interp.numpy() if interp.ndim == 4 else interp.numpy()[None])
             try:
-                frr_res, er = frequency.restoration_and_resolution(s4, h4, i4, data_range=data_range)
+                from eosr.evaluation import engine as E
+
+                frr_res, er = frequency.restoration_and_resolution(
+                    s4, h4, i4, data_range=data_range, ring_sums=E.spectrum_ring_sums if E.AVAILABLE else None)
             except EosrError as e:
                 if i4 is None or "FRR" not in str(e):
                     raise
