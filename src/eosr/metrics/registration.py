@@ -355,7 +355,10 @@ def registration_metrics(
     ``alignments``: the items' :func:`estimate_alignment` results when the caller already has them
     (one per item, same inputs and ``lowpass_sigma``), so the registration is not computed twice.
     """
-    prepare(sr, hr, mask=mask)  # shape and validity checks with the standard messages
+    if alignments is None:  # (given alignments were estimated from these inputs: no float64 copies for checks)
+        prepare(sr, hr, mask=mask)  # shape and validity checks with the standard messages
+    elif tuple(sr.shape) != tuple(hr.shape):
+        raise ShapeError(f"sr {tuple(sr.shape)} and hr {tuple(hr.shape)} differ in shape")
     items_s, items_h = _items(sr), _items(hr)
     masks = _item_masks(mask, len(items_s), items_s[0].shape)
     if alignments is not None:
