@@ -133,3 +133,24 @@ def test_engine_ring_sums_equal_ring_sum(shape) -> None:
     ref = [ring_sum(np.real(fs * np.conj(fh)), h, w, n)] + [ring_sum(np.abs(f) ** 2, h, w, n) for f in (fs, fh, fi)]
     np.testing.assert_allclose(got, np.stack(ref), rtol=1e-5, atol=1e-3)
     assert not engine.spectrum_ring_sums(fs, fh, None, h, w, n)[3].any()
+
+
+def test_engine_quantiles_equal_numpy() -> None:
+    from eosr.evaluation.engine import _quantiles_linear
+
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 7, 1000, 4097):
+        a = rng.random(n).astype(np.float32) ** 3
+        qs = (0.5, 0.9, 0.25, 0.0, 1.0)
+        assert _quantiles_linear(a, qs) == [float(v) for v in np.quantile(a.astype(np.float64), qs)]
+
+
+def test_engine_any_finite() -> None:
+    a = np.full((2, 3, 4), np.nan, dtype=np.float32)
+    assert not engine.any_finite(a)
+    a[1, 2, 3] = np.inf
+    assert not engine.any_finite(a)
+    a[1, 2, 0] = 0.5
+    assert engine.any_finite(a)
+    assert engine.any_finite(a[:, ::2])  # not contiguous
+    assert engine.any_finite(np.zeros(3, dtype=np.int16))

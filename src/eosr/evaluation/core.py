@@ -295,7 +295,8 @@ def evaluate(
     lo = lo.to(dtype) if lo is not None else None
     m = _mask_tensor(mask, s.shape)
     for name, t in (("sr", s), ("hr", h), ("lr", lo)):
-        if t is not None and not bool(np.isfinite(t.numpy()).any()):  # NumPy: ~20x faster than torch here
+        if t is not None and not (engine.any_finite(t.numpy()) if engine.AVAILABLE else  # stops at the first
+                                  bool(np.isfinite(t.numpy()).any())):  # finite value; NumPy ~20x faster than torch
             raise ShapeError(f"{name} has no valid pixel (all NaN)")
 
     lr_simulated = False

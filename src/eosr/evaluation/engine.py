@@ -35,7 +35,7 @@ except ImportError:  # pragma: no cover - exercised only without numba
     AVAILABLE = False
     prange = range  # type: ignore[misc,assignment]  # (numba.prange is a class)
 
-__all__ = ["AVAILABLE", "bicubic_upsample", "detail_decomposition", "high_pass_difference", "pointwise",
+__all__ = ["AVAILABLE", "any_finite", "bicubic_upsample", "detail_decomposition", "high_pass_difference", "pointwise",
            "separable_correlate", "ssim_uiqi_planes"]
 
 
@@ -268,6 +268,24 @@ _gradient_jit = _jit(_gradient_kernel)
 _strata_jit = _jit(_strata_kernel)
 
 
+def _quantiles_linear(a: np.ndarray, qs: tuple[float, ...]) -> list[float]:
+    """``numpy.quantile(a, qs)`` (method "linear", its float64 interpolation step for step) from one
+    ``numpy.partition`` of a copy in the array's own dtype (no float64 copy: conversion keeps order)."""
+    v = a.ravel()
+    n = v.size
+    pos = [(n - 1) * float(q) for q in qs]
+    kth = sorted({int(math.floor(p)) for p in pos} | {min(int(math.floor(p)) + 1, n - 1) for p in pos})
+    part = np.partition(v, kth)
+    out = []
+    for p in pos:
+        i0 = int(math.floor(p))
+        gamma = p - i0
+        x0, x1 = float(part[i0]), float(part[min(i0 + 1, n - 1)])
+        d = x1 - x0
+        out.append(x1 - d * (1 - gamma) if gamma >= 0.5 else x0 + d * gamma)
+    return out
+
+
 def gradient_strata_sums(sr: np.ndarray, hr: np.ndarray, smap: np.ndarray | None,
                          quantiles: tuple[float, float] = (0.5, 0.9)) -> tuple[np.ndarray, float, float]:
     """Sums per HR-gradient stratum of fully valid (B, C, H, W) inputs, as
@@ -282,7 +300,7 @@ def gradient_strata_sums(sr: np.ndarray, hr: np.ndarray, smap: np.ndarray | None
     g = np.empty((b, hh, ww), dtype=hr.dtype)
     for i in range(b):
         _gradient_jit(hr[i], g[i])
-    lo, hi = (float(v) for v in np.quantile(g.astype(np.float64).ravel(), quantiles))
+    lo, hi = _quantiles_linear(g, quantiles)
     sums = np.zeros((c, 2, 6))
     sm = smap if smap is not None else np.zeros((b, c, 1, 1), dtype=sr.dtype)
     for i in range(b):
@@ -593,3 +611,21 @@ def spectrum_ring_sums(fs: np.ndarray, fh: np.ndarray, fi: np.ndarray | None, h:
     out = np.zeros((strips, 4, n))
     _ring_jit(fs, fh, fi if fi is not None else fs, fi is not None, rm, wcol, out, strips)
     return out.sum(axis=0)
+
+
+def _any_finite_kernel(a: np.ndarray) -> bool:  # pragma: no cover - compiled
+    for v in a:
+        if math.isfinite(v):
+            return True
+    return False
+
+
+_any_finite_jit = numba.njit(cache=True, nogil=True)(_any_finite_kernel) if AVAILABLE else _any_finite_kernel
+
+
+def any_finite(a: np.ndarray) -> bool:
+    """Whether ``a`` holds a finite value: a compiled scan that stops at the first one (no mask array)."""
+    flat = a.reshape(-1) if a.flags.c_contiguous else np.ascontiguousarray(a).reshape(-1)
+    if flat.dtype.kind != "f":
+        return flat.size > 0
+    return bool(_any_finite_jit(flat))
