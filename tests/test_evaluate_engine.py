@@ -114,8 +114,25 @@ def test_engine_takes_the_fused_lr_and_hr_fidelity(eval_triplet, monkeypatch) ->
     monkeypatch.setattr(fidelity, "lr_fidelity_metrics", boom)
     monkeypatch.setattr(fidelity, "hr_fidelity_metrics", boom)
     monkeypatch.setattr(interp, "upsample", boom)
+    calls = []
+    planes = engine.ssim_uiqi_planes
+
+    def spy(*a, **k):
+        calls.append(k.get("affine") is not None)
+        return planes(*a, **k)
+
+    monkeypatch.setattr(engine, "ssim_uiqi_planes", spy)
     sr, hr, lr = eval_triplet
     res = eosr.evaluate(sr, hr, lr, sensor="sentinel2", bands=BANDS)
+    assert calls == [False] * 4  # this triplet's SR is shifted by 0.03 px: SR' is resampled, its SSIM filtered
+    # an SR on the HR grid (no resampling): SR' = (SR - bias) / gain, its SSIM from SR's window moments,
+    # equal to the reference path's SSIM of SR' itself
+    on_grid = (0.95 * hr + 0.01 + np.random.default_rng(7).normal(0, 0.002, hr.shape)).astype(np.float32)
+    calls.clear()
+    fast = eosr.evaluate(on_grid, hr, lr, sensor="sentinel2", bands=BANDS)
+    assert fast.value("shift_x_px") == 0 and fast.value("shift_y_px") == 0 and calls == [True] * 4
+    monkeypatch.undo()
+    _same(fast, eosr.evaluate(on_grid, hr, lr, sensor="sentinel2", bands=BANDS, fused_engine=False))
     assert {"lr_fidelity", "lr_fidelity_l2", "sam_lr_deg", "hr_fidelity", "hr_fidelity_l2", "hallucination"} <= set(
         res.metrics)
 
@@ -154,3 +171,16 @@ def test_engine_any_finite() -> None:
     assert engine.any_finite(a)
     assert engine.any_finite(a[:, ::2])  # not contiguous
     assert engine.any_finite(np.zeros(3, dtype=np.int16))
+
+
+def test_engine_affine_aligned_ssim_equals_filtering_it(eval_triplet) -> None:
+    """SSIM of SR' = a SR + b from SR's window moments equals filtering SR' itself."""
+    sr, hr, _ = eval_triplet
+    x, y = sr[2].astype(np.float64), hr[2].astype(np.float64)
+    a, b = 1 / 1.07, -0.01 / 1.07
+    m1, m2 = np.zeros_like(x), np.zeros_like(x)
+    direct = engine.ssim_uiqi_planes(x, y, a * x + b, 1.0, m1)
+    affine = engine.ssim_uiqi_planes(x, y, None, 1.0, m2, affine=(a, b))
+    assert affine[2] == pytest.approx(direct[2], rel=1e-10)
+    assert affine[:2] == direct[:2]
+    assert engine.ssim_uiqi_planes(x, y, None, 1.0, m2)[2] == 0.0  # neither: no aligned SSIM

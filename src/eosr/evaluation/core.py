@@ -374,7 +374,8 @@ def evaluate(
             if aligned_pre is not None and aligned_pre[2].all() and want(
                     "psnr_aligned", "rmse_aligned", "mae_aligned", "ssim_aligned"):
                 sal4 = aligned_pre[1] if s.ndim == 4 else aligned_pre[1][None]
-            fused = _fused_hr(s4, h4, sal4, data_range, r, maps and want_errors, want_ssim, want("sam_deg"))
+            fused = _fused_hr(s4, h4, sal4, data_range, r, maps and want_errors, want_ssim, want("sam_deg"),
+                              _affine_of(aligned_pre[0], c) if sal4 is not None and aligned_pre is not None else None)
         ssim_parts = None
         fused_al: dict[str, MetricResult] = {}
         fused_done = fused is not None
@@ -598,15 +599,42 @@ def _align_items(s: torch.Tensor, h: torch.Tensor, m: torch.Tensor | None,
     return als, s_al, v_al
 
 
+def _affine_of(als: Sequence[Any], c: int) -> list[np.ndarray | None]:
+    """Per item: (C, 2) (a, b) with SR' = a SR + b per band when the alignment did not resample (shift
+    below ``registration.MIN_SHIFT``: SR' is SR compensated for gain and bias only, as
+    ``registration._radiometric``), else None."""
+    from eosr.metrics.registration import MIN_SHIFT
+
+    out: list[np.ndarray | None] = []
+    for al in als:
+        if abs(al.shift_y) >= MIN_SHIFT or abs(al.shift_x) >= MIN_SHIFT:
+            out.append(None)
+            continue
+        ab = np.empty((c, 2))
+        for k in range(c):
+            g, b = float(al.gain[k]), float(al.bias[k])
+            if not math.isfinite(b):
+                ab[k] = (1.0, 0.0)
+            elif math.isfinite(g) and abs(g) > 1e-6:
+                ab[k] = (1.0 / g, -b / g)
+            else:
+                ab[k] = (1.0, -b)
+        out.append(ab)
+    return out
+
+
 def _fused_hr(s: np.ndarray, h: np.ndarray, s_al: np.ndarray | None, data_range: float, scale: int | None,
-              err_map: bool, ssim_needed: bool, sam_needed: bool = True
+              err_map: bool, ssim_needed: bool, sam_needed: bool = True,
+              affine: Sequence[np.ndarray | None] | None = None,
               ) -> tuple[dict[str, MetricResult], dict[str, MetricResult], np.ndarray | None, np.ndarray | None] | None:
     """The HR-side metrics of fully valid (B, C, H, W) inputs by the fused engine (:mod:`eosr.evaluation.engine`).
 
     Returns ``(raw, aligned, error map, SSIM map)``: ``raw`` psnr, rmse, mae, sam_deg, ergas (with
     ``scale``) and, when ``ssim_needed``, ssim and uiqi; ``aligned`` psnr, rmse, mae, ssim of ``s_al``
     (fully valid SR', or None); the SSIM map is zero on its 5-pixel border. None when an input has
-    nodata: the caller takes the reference path (:mod:`eosr.metrics.standard`).
+    nodata: the caller takes the reference path (:mod:`eosr.metrics.standard`). ``affine`` (per item,
+    :func:`_affine_of`): where SR' = a SR + b per band, SSIM(SR', HR) comes from SR's window moments
+    (mean a mu + b, variance a^2 var, covariance a cov) in the same pass, without filtering SR'.
     """
     from eosr.evaluation import engine as E
     from eosr.metrics import standard as S
@@ -664,8 +692,10 @@ def _fused_hr(s: np.ndarray, h: np.ndarray, s_al: np.ndarray | None, data_range:
         n_win = 0
         for i in range(b):
             for k in range(c):
-                st = E.ssim_uiqi_planes(s[i, k], h[i, k], None if s_al is None else s_al[i, k], data_range,
-                                        smap[i, k])
+                ab = affine[i] if affine is not None and s_al is not None else None
+                st = E.ssim_uiqi_planes(s[i, k], h[i, k], None if s_al is None or ab is not None else s_al[i, k],
+                                        data_range, smap[i, k],
+                                        affine=None if ab is None else (float(ab[k, 0]), float(ab[k, 1])))
                 sums[k] += st[:3]
                 n_win = st[3]
         n_b = b * n_win

@@ -105,7 +105,7 @@ def _pointwise_kernel(s: np.ndarray, h: np.ndarray, err: np.ndarray, write_err: 
 
 def _ssim_kernel(x: np.ndarray, y: np.ndarray, x2: np.ndarray, has2: bool, g: np.ndarray, cen: float,
                  c1: float, c2: float, tol: float, smap: np.ndarray, n_strips: int,
-                 sums: np.ndarray) -> None:  # pragma: no cover - compiled
+                 sums: np.ndarray, aff: bool, al: float, be: float) -> None:  # pragma: no cover - compiled
     hh, ww = x.shape
     n = g.shape[0]
     pad = (n - 1) // 2
@@ -185,6 +185,11 @@ def _ssim_kernel(x: np.ndarray, y: np.ndarray, x2: np.ndarray, has2: bool, g: np
                     v2 = vert[6, j] - m2 * m2
                     cv2 = vert[7, j] - m2 * my
                     u2 = m2 + cen
+                    acc[2] += (2 * u2 * uy + c1) * (2 * cv2 + c2) / ((u2 * u2 + uy * uy + c1) * (v2 + vy + c2))
+                elif aff:  # x2 = al x + be: its window moments follow from x's
+                    u2 = al * ux + be
+                    v2 = al * al * vx
+                    cv2 = al * cv
                     acc[2] += (2 * u2 * uy + c1) * (2 * cv2 + c2) / ((u2 * u2 + uy * uy + c1) * (v2 + vy + c2))
         for k in range(3):
             sums[st, k] = acc[k]
@@ -357,7 +362,8 @@ def pointwise(sr: np.ndarray, hr: np.ndarray, err_out: np.ndarray | None = None,
 
 
 def ssim_uiqi_planes(x: np.ndarray, y: np.ndarray, x2: np.ndarray | None, data_range: float,
-                     smap: np.ndarray, n_strips: int = 0) -> tuple[float, float, float, int]:
+                     smap: np.ndarray, n_strips: int = 0, affine: tuple[float, float] | None = None
+                     ) -> tuple[float, float, float, int]:
     """SSIM and UIQI of one fully valid (H, W) plane pair (and SSIM of ``x2`` against ``y``).
 
     Gaussian window 11 / sigma 1.5, K1 = 0.01, K2 = 0.03, population moments, 'valid' centres (as
@@ -376,7 +382,10 @@ def ssim_uiqi_planes(x: np.ndarray, y: np.ndarray, x2: np.ndarray | None, data_r
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     tol = (1e-6 * data_range) ** 2
     has2 = x2 is not None
-    _ssim_jit(x, y, x2 if x2 is not None else x, has2, g, cen, c1, c2, tol, smap, strips, sums)
+    aff = x2 is None and affine is not None
+    a, b = affine if aff and affine is not None else (1.0, 0.0)
+    _ssim_jit(x, y, x2 if x2 is not None else x, has2, g, cen, c1, c2, tol, smap, strips, sums, aff, float(a),
+              float(b))
     tot = sums.sum(axis=0)
     return float(tot[0]), float(tot[1]), float(tot[2]), int(ho * (w - 10))
 
@@ -614,7 +623,7 @@ def spectrum_ring_sums(fs: np.ndarray, fh: np.ndarray, fi: np.ndarray | None, h:
 
 
 def _any_finite_kernel(a: np.ndarray) -> bool:  # pragma: no cover - compiled
-    for v in a:
+    for v in a:  # noqa: SIM110 - numba compiles loops, not generator expressions
         if math.isfinite(v):
             return True
     return False
