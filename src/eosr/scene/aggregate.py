@@ -46,13 +46,31 @@ class PixelStats:
         self.sum_hr = np.zeros(self.n_bands, np.float64)
 
     def update(self, sr: Any, hr: Any, mask: Any = None) -> PixelStats:
-        """Add one tile: ``(C, h, w)`` arrays (NaN = nodata), optional boolean ``mask`` (h, w) or (C, h, w)."""
+        """Add one tile: ``(C, h, w)`` arrays (NaN = nodata), optional boolean ``mask`` (h, w) or (C, h, w).
+
+        Without a mask the tile takes one pass of the fused evaluation engine (the pointwise kernel of
+        :func:`eosr.evaluate`: float64 sums, float32 tiles stay float32), else NumPy in float64.
+        """
+        from eosr.evaluation import engine
         from eosr.metrics.standard import sam_map
 
-        a = np.asarray(sr, dtype=np.float64)
-        b = np.asarray(hr, dtype=np.float64)
+        a, b = np.asarray(sr), np.asarray(hr)
         if a.shape != b.shape or a.ndim != 3 or a.shape[0] != self.n_bands:
             raise ShapeError(f"tiles must be ({self.n_bands}, h, w) and equal; got {a.shape} and {b.shape}")
+        if mask is None and engine.AVAILABLE and a.size:
+            fl = (np.float32, np.float64)
+            a = np.ascontiguousarray(a if a.dtype in fl else a.astype(np.float64))
+            b = np.ascontiguousarray(b if b.dtype in fl else b.astype(np.float64))
+            band, sams = engine.pointwise(a, b)
+            self.n += band[:, 3].astype(np.int64)
+            self.sse += band[:, 0]
+            self.sae += band[:, 1]
+            self.sum_hr += band[:, 2]
+            self.sam_sum_deg += math.degrees(float(sams[0]))
+            self.sam_n += int(sams[1])
+            return self
+        a = np.asarray(a, dtype=np.float64)
+        b = np.asarray(b, dtype=np.float64)
         valid = np.isfinite(a) & np.isfinite(b)
         if mask is not None:
             valid &= np.broadcast_to(np.asarray(mask, dtype=bool), a.shape)
