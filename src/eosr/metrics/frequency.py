@@ -380,7 +380,8 @@ def restoration_and_resolution(
     def spec(a: np.ndarray) -> np.ndarray:
         band = a.astype(dt, copy=False)
         centred = band - np.asarray(band.mean(dtype=np.float64), dtype=dt)
-        return np.asarray(sfft.rfft2(centred * win, workers=-1))
+        centred *= win  # in place: one temporary per spectrum, not two
+        return np.asarray(sfft.rfft2(centred, workers=-1, overwrite_x=True))
 
     for i in range(b):
         for ch in range(c):
