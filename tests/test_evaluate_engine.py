@@ -73,3 +73,114 @@ def test_engine_batch(eval_triplet) -> None:
     s, h, lo = (np.stack([a, a[:, ::-1].copy()]) for a in (sr, hr, lr))
     kw = {"sensor": "sentinel2", "bands": BANDS}
     _same(eosr.evaluate(s, h, lo, **kw), eosr.evaluate(s, h, lo, fused_engine=False, **kw))
+
+
+@pytest.mark.parametrize("scale", [2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_engine_filters_equal_operator_and_torch(scale, dtype) -> None:
+    """The compiled separable passes against the operator (downsample, blur) and torch's bicubic."""
+    import torch
+
+    from eosr.degrade import Degradation
+    from eosr.metrics.fidelity import high_pass
+    from eosr.models.interp import upsample
+
+    rng = np.random.default_rng(1)
+    x = rng.random((2, 4, 12 * scale, 10 * scale)).astype(dtype)
+    y = rng.random(x.shape).astype(dtype)
+    op = Degradation.from_sensor("sentinel2", BANDS, scale)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    ky, kx = op.separable_taps(4)
+    np.testing.assert_allclose(engine.separable_correlate(x, ky, kx, scale), op.downsample(torch.from_numpy(x)).numpy(),
+                               atol=tol)
+    ky, kx = op.separable_taps(4, blur=True)
+    hp, sums = engine.high_pass_difference(x, y, ky, kx)
+    ref = high_pass(x, op) - high_pass(y, op)
+    np.testing.assert_allclose(hp, ref, atol=tol)
+    np.testing.assert_allclose(sums[:, 0], np.abs(ref).sum(axis=(0, 2, 3)), rtol=1e-5)
+    np.testing.assert_allclose(sums[:, 2], x.shape[0] * x.shape[2] * x.shape[3])
+    up = upsample(torch.from_numpy(x), scale, "bicubic").numpy()
+    np.testing.assert_allclose(engine.bicubic_upsample(x, scale), up, atol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+def test_engine_takes_the_fused_lr_and_hr_fidelity(eval_triplet, monkeypatch) -> None:
+    """On fully valid inputs the fidelity metrics and the bicubic come from the engine, not the reference."""
+    from eosr.metrics import fidelity
+    from eosr.models import interp
+
+    def boom(*a, **k):
+        raise AssertionError("reference path called")
+
+    monkeypatch.setattr(fidelity, "lr_fidelity_metrics", boom)
+    monkeypatch.setattr(fidelity, "hr_fidelity_metrics", boom)
+    monkeypatch.setattr(interp, "upsample", boom)
+    calls = []
+    planes = engine.ssim_uiqi_planes
+
+    def spy(*a, **k):
+        calls.append(k.get("affine") is not None)
+        return planes(*a, **k)
+
+    monkeypatch.setattr(engine, "ssim_uiqi_planes", spy)
+    sr, hr, lr = eval_triplet
+    res = eosr.evaluate(sr, hr, lr, sensor="sentinel2", bands=BANDS)
+    assert calls == [False] * 4  # this triplet's SR is shifted by 0.03 px: SR' is resampled, its SSIM filtered
+    # an SR on the HR grid (no resampling): SR' = (SR - bias) / gain, its SSIM from SR's window moments,
+    # equal to the reference path's SSIM of SR' itself
+    on_grid = (0.95 * hr + 0.01 + np.random.default_rng(7).normal(0, 0.002, hr.shape)).astype(np.float32)
+    calls.clear()
+    fast = eosr.evaluate(on_grid, hr, lr, sensor="sentinel2", bands=BANDS)
+    assert fast.value("shift_x_px") == 0 and fast.value("shift_y_px") == 0 and calls == [True] * 4
+    monkeypatch.undo()
+    _same(fast, eosr.evaluate(on_grid, hr, lr, sensor="sentinel2", bands=BANDS, fused_engine=False))
+    assert {"lr_fidelity", "lr_fidelity_l2", "sam_lr_deg", "hr_fidelity", "hr_fidelity_l2", "hallucination"} <= set(
+        res.metrics)
+
+
+@pytest.mark.parametrize("shape", [(40, 64), (41, 37)])
+def test_engine_ring_sums_equal_ring_sum(shape) -> None:
+    """The one-pass ring sums of three half spectra against eosr.physics.spectrum.ring_sum per product."""
+    from eosr.physics.spectrum import ring_sum
+
+    rng = np.random.default_rng(2)
+    h, w = shape
+    fs, fh, fi = (np.fft.rfft2(rng.random(shape)).astype(np.complex64) for _ in range(3))
+    n = min(h, w) // 2
+    got = engine.spectrum_ring_sums(fs, fh, fi, h, w, n)
+    ref = [ring_sum(np.real(fs * np.conj(fh)), h, w, n)] + [ring_sum(np.abs(f) ** 2, h, w, n) for f in (fs, fh, fi)]
+    np.testing.assert_allclose(got, np.stack(ref), rtol=1e-5, atol=1e-3)
+    assert not engine.spectrum_ring_sums(fs, fh, None, h, w, n)[3].any()
+
+
+def test_engine_quantiles_equal_numpy() -> None:
+    from eosr.evaluation.engine import _quantiles_linear
+
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 7, 1000, 4097):
+        a = rng.random(n).astype(np.float32) ** 3
+        qs = (0.5, 0.9, 0.25, 0.0, 1.0)
+        assert _quantiles_linear(a, qs) == [float(v) for v in np.quantile(a.astype(np.float64), qs)]
+
+
+def test_engine_any_finite() -> None:
+    a = np.full((2, 3, 4), np.nan, dtype=np.float32)
+    assert not engine.any_finite(a)
+    a[1, 2, 3] = np.inf
+    assert not engine.any_finite(a)
+    a[1, 2, 0] = 0.5
+    assert engine.any_finite(a)
+    assert engine.any_finite(a[:, ::2])  # not contiguous
+    assert engine.any_finite(np.zeros(3, dtype=np.int16))
+
+
+def test_engine_affine_aligned_ssim_equals_filtering_it(eval_triplet) -> None:
+    """SSIM of SR' = a SR + b from SR's window moments equals filtering SR' itself."""
+    sr, hr, _ = eval_triplet
+    x, y = sr[2].astype(np.float64), hr[2].astype(np.float64)
+    a, b = 1 / 1.07, -0.01 / 1.07
+    m1, m2 = np.zeros_like(x), np.zeros_like(x)
+    direct = engine.ssim_uiqi_planes(x, y, a * x + b, 1.0, m1)
+    affine = engine.ssim_uiqi_planes(x, y, None, 1.0, m2, affine=(a, b))
+    assert affine[2] == pytest.approx(direct[2], rel=1e-10)
+    assert affine[:2] == direct[:2]
+    assert engine.ssim_uiqi_planes(x, y, None, 1.0, m2)[2] == 0.0  # neither: no aligned SSIM

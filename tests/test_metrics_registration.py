@@ -139,3 +139,37 @@ def test_bad_input(hr: np.ndarray) -> None:
         registration_metrics(np.full_like(hr, np.nan), hr)
     with pytest.raises(ShapeError, match="no valid pixel"):
         psnr_aligned(hr, hr, mask=np.zeros(hr.shape[-2:], bool))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(96, 80), (70, 133)])
+def test_lowpass_moments_by_dct_equal_the_blurred_images(dtype, shape) -> None:
+    """The DCT form of the low-pass moments (no blurred copies) against blurring both images."""
+    from eosr.metrics.registration import _moments
+    from eosr.physics.filters import gaussian_blur, gaussian_lowpass_moments
+
+    rng = np.random.default_rng(3)
+    x = rng.random(shape).astype(dtype)
+    y = (0.8 * x + 0.2 * rng.random(shape) + 0.1).astype(dtype)
+    got = gaussian_lowpass_moments(x, y, 8.0)
+    ref = _moments(gaussian_blur(y.astype(np.float64), 8.0), gaussian_blur(x.astype(np.float64), 8.0))  # (y, x)
+    assert got is not None
+    np.testing.assert_allclose(got, ref, rtol=1e-5 if dtype == np.float32 else 1e-10)
+    assert gaussian_lowpass_moments(x[:30], y[:30], 8.0) is None  # radius 32 >= 30 rows: blur instead
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (63, 70)])
+def test_half_spectrum_registration_equals_full(shape) -> None:
+    """Real FFTs (half spectra) give the same correlation surface and shift as the full complex ones."""
+    from scipy import ndimage
+
+    from eosr.physics.registration import _upsampled_dft, cross_power, shift_from_cross
+
+    rng = np.random.default_rng(4)
+    ref = ndimage.gaussian_filter(rng.random((3, *shape)), 2)
+    mov = np.stack([ndimage.shift(b, (0.37, -1.21), mode="reflect") for b in ref])
+    full, half = cross_power(ref, mov).sum(0), cross_power(ref, mov, half=True).sum(0)
+    np.testing.assert_allclose(half, full[:, : shape[1] // 2 + 1], atol=1e-10)
+    np.testing.assert_allclose(np.real(_upsampled_dft(half, 10, 15, 0.4, -1.2, width=shape[1])),
+                               np.real(_upsampled_dft(full, 10, 15, 0.4, -1.2)), rtol=1e-9, atol=1e-9)
+    assert shift_from_cross(half, 100, width=shape[1]) == shift_from_cross(full, 100)

@@ -154,6 +154,16 @@ class Degradation:
         kx = torch.tensor(np.stack([gaussian_taps(s, lx, dx) for s in sig]), dtype=dtype)
         return ky, kx
 
+    def separable_taps(self, c: int, *, blur: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
+        """(ky, kx), each (C, K) float64: the separable taps :meth:`downsample` correlates a C-band image
+        with (stride ``scale``, the shift included) or, ``blur=True``, those of :meth:`blur` (stride 1, no
+        shift); borders half-sample symmetric, pad (K - stride) / 2. None for explicit 2-D kernels."""
+        if self.sigmas is None:
+            return None
+        op = replace(self, shift=(0.0, 0.0)) if blur else self
+        ky, kx = op._taps(c, 1 if blur else self.scale, torch.float64)
+        return ky.numpy(), kx.numpy()
+
     def _kernel_stack(self, c: int, stride: int, dtype: torch.dtype) -> torch.Tensor:
         neg = (-self.shift[0], -self.shift[1])
         ks = [_recentre(k, stride, neg) for k in self._band_values(self.kernels or (), c)]

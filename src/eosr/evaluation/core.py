@@ -295,7 +295,8 @@ def evaluate(
     lo = lo.to(dtype) if lo is not None else None
     m = _mask_tensor(mask, s.shape)
     for name, t in (("sr", s), ("hr", h), ("lr", lo)):
-        if t is not None and not bool(np.isfinite(t.numpy()).any()):  # NumPy: ~20x faster than torch here
+        if t is not None and not (engine.any_finite(t.numpy()) if engine.AVAILABLE else  # stops at the first
+                                  bool(np.isfinite(t.numpy()).any())):  # finite value; NumPy ~20x faster than torch
             raise ShapeError(f"{name} has no valid pixel (all NaN)")
 
     lr_simulated = False
@@ -303,7 +304,14 @@ def evaluate(
     if lo is None and h is not None and op is not None and (lr_side or need_interp):
         lo = op.downsample(h)
         lr_simulated = True
-    interp = _bicubic(lo, r) if (lo is not None and r is not None and need_interp) else None
+    interp = None
+    if lo is not None and r is not None and need_interp:
+        if engine.AVAILABLE and fused_engine and r > 1:  # the same numbers as torch's bicubic, compiled
+            up = engine.bicubic_upsample(lo.numpy() if lo.ndim == 4 else lo.numpy()[None], r)
+            interp = torch.from_numpy(up if lo.ndim == 4 else up[0])
+            del up
+        else:
+            interp = _bicubic(lo, r)
 
     out: dict[str, MetricResult] = {}
     out_maps: dict[str, np.ndarray] = {}
@@ -321,19 +329,28 @@ def evaluate(
     if not lr_side:
         pass
     elif lo is not None and op is not None:
-        lm = _lr_mask(m, op.scale)
-        norms: tuple[fidelity.Norm, ...] = ("l1", "l2", "sigma") if (noise_sigma is not None or op.has_noise) \
-            else ("l1", "l2")
-        lrf = fidelity.lr_fidelity_metrics(s, lo, op, norms=norms, noise_sigma=noise_sigma, data_range=data_range,
-                                           mask=lm)  # one D(SR) for every norm, the SAM and the map
-        for res in lrf.metrics.values():
-            add(res)
-        if c > 1 and want("sam_lr_deg"):
-            add(_renamed(S.sam(lrf.downsampled, lo, data_range=data_range, mask=lm), "sam_lr_deg",
-                         "; spectral consistency SAM(D(SR), LR)"))
-        if maps:
-            keep_map("lr_residual", lrf.residual)
-        del lrf
+        fast_lr = None
+        if engine.AVAILABLE and fused_engine and m is None and noise_sigma is None and not op.has_noise:
+            fast_lr = _fused_lr(s, lo, op, data_range, c > 1 and want("sam_lr_deg"))
+        if fast_lr is not None:
+            for res in fast_lr[0].values():
+                add(res)
+            keep_map("lr_residual", fast_lr[1])
+            del fast_lr
+        else:
+            lm = _lr_mask(m, op.scale)
+            norms: tuple[fidelity.Norm, ...] = ("l1", "l2", "sigma") if (noise_sigma is not None or op.has_noise) \
+                else ("l1", "l2")
+            lrf = fidelity.lr_fidelity_metrics(s, lo, op, norms=norms, noise_sigma=noise_sigma,
+                                               data_range=data_range, mask=lm)  # one D(SR): every norm, SAM, map
+            for res in lrf.metrics.values():
+                add(res)
+            if c > 1 and want("sam_lr_deg"):
+                add(_renamed(S.sam(lrf.downsampled, lo, data_range=data_range, mask=lm), "sam_lr_deg",
+                             "; spectral consistency SAM(D(SR), LR)"))
+            if maps:
+                keep_map("lr_residual", lrf.residual)
+            del lrf
     elif lo is None:
         skipped["lr_fidelity"] = "needs an LR image, or HR and an operator"
     else:
@@ -357,7 +374,8 @@ def evaluate(
             if aligned_pre is not None and aligned_pre[2].all() and want(
                     "psnr_aligned", "rmse_aligned", "mae_aligned", "ssim_aligned"):
                 sal4 = aligned_pre[1] if s.ndim == 4 else aligned_pre[1][None]
-            fused = _fused_hr(s4, h4, sal4, data_range, r, maps and want_errors, want_ssim, want("sam_deg"))
+            fused = _fused_hr(s4, h4, sal4, data_range, r, maps and want_errors, want_ssim, want("sam_deg"),
+                              _affine_of(aligned_pre[0], c) if sal4 is not None and aligned_pre is not None else None)
         ssim_parts = None
         fused_al: dict[str, MetricResult] = {}
         fused_done = fused is not None
@@ -395,7 +413,11 @@ def evaluate(
                 s, h, metrics=base, data_range=data_range, mask=m, skip_empty=True, ssim_parts=ssim_parts).items()})
         del ssim_parts
         if op is not None and want("hr_fidelity", "hr_fidelity_l2"):
-            hrf, hf_map = fidelity.hr_fidelity_metrics(s, h, op, data_range=data_range, mask=m)  # one high-pass
+            fast_hf = _fused_hr_fidelity(s, h, op, data_range) if (engine.AVAILABLE and fused_engine and m is None) \
+                else None
+            hrf, hf_map = fast_hf if fast_hf is not None else \
+                fidelity.hr_fidelity_metrics(s, h, op, data_range=data_range, mask=m)  # one high-pass
+            del fast_hf
             for res in hrf.values():
                 add(res)
             if maps:
@@ -495,7 +517,10 @@ def _compensated(s: torch.Tensor, h: torch.Tensor, m: torch.Tensor | None, inter
             i4 = None if interp is None or not want(*frr_names) else (
                 interp.numpy() if interp.ndim == 4 else interp.numpy()[None])
             try:
-                frr_res, er = frequency.restoration_and_resolution(s4, h4, i4, data_range=data_range)
+                from eosr.evaluation import engine as E
+
+                frr_res, er = frequency.restoration_and_resolution(
+                    s4, h4, i4, data_range=data_range, ring_sums=E.spectrum_ring_sums if E.AVAILABLE else None)
             except EosrError as e:
                 if i4 is None or "FRR" not in str(e):
                     raise
@@ -574,15 +599,42 @@ def _align_items(s: torch.Tensor, h: torch.Tensor, m: torch.Tensor | None,
     return als, s_al, v_al
 
 
+def _affine_of(als: Sequence[Any], c: int) -> list[np.ndarray | None]:
+    """Per item: (C, 2) (a, b) with SR' = a SR + b per band when the alignment did not resample (shift
+    below ``registration.MIN_SHIFT``: SR' is SR compensated for gain and bias only, as
+    ``registration._radiometric``), else None."""
+    from eosr.metrics.registration import MIN_SHIFT
+
+    out: list[np.ndarray | None] = []
+    for al in als:
+        if abs(al.shift_y) >= MIN_SHIFT or abs(al.shift_x) >= MIN_SHIFT:
+            out.append(None)
+            continue
+        ab = np.empty((c, 2))
+        for k in range(c):
+            g, b = float(al.gain[k]), float(al.bias[k])
+            if not math.isfinite(b):
+                ab[k] = (1.0, 0.0)
+            elif math.isfinite(g) and abs(g) > 1e-6:
+                ab[k] = (1.0 / g, -b / g)
+            else:
+                ab[k] = (1.0, -b)
+        out.append(ab)
+    return out
+
+
 def _fused_hr(s: np.ndarray, h: np.ndarray, s_al: np.ndarray | None, data_range: float, scale: int | None,
-              err_map: bool, ssim_needed: bool, sam_needed: bool = True
+              err_map: bool, ssim_needed: bool, sam_needed: bool = True,
+              affine: Sequence[np.ndarray | None] | None = None,
               ) -> tuple[dict[str, MetricResult], dict[str, MetricResult], np.ndarray | None, np.ndarray | None] | None:
     """The HR-side metrics of fully valid (B, C, H, W) inputs by the fused engine (:mod:`eosr.evaluation.engine`).
 
     Returns ``(raw, aligned, error map, SSIM map)``: ``raw`` psnr, rmse, mae, sam_deg, ergas (with
     ``scale``) and, when ``ssim_needed``, ssim and uiqi; ``aligned`` psnr, rmse, mae, ssim of ``s_al``
     (fully valid SR', or None); the SSIM map is zero on its 5-pixel border. None when an input has
-    nodata: the caller takes the reference path (:mod:`eosr.metrics.standard`).
+    nodata: the caller takes the reference path (:mod:`eosr.metrics.standard`). ``affine`` (per item,
+    :func:`_affine_of`): where SR' = a SR + b per band, SSIM(SR', HR) comes from SR's window moments
+    (mean a mu + b, variance a^2 var, covariance a cov) in the same pass, without filtering SR'.
     """
     from eosr.evaluation import engine as E
     from eosr.metrics import standard as S
@@ -640,8 +692,10 @@ def _fused_hr(s: np.ndarray, h: np.ndarray, s_al: np.ndarray | None, data_range:
         n_win = 0
         for i in range(b):
             for k in range(c):
-                st = E.ssim_uiqi_planes(s[i, k], h[i, k], None if s_al is None else s_al[i, k], data_range,
-                                        smap[i, k])
+                ab = affine[i] if affine is not None and s_al is not None else None
+                st = E.ssim_uiqi_planes(s[i, k], h[i, k], None if s_al is None or ab is not None else s_al[i, k],
+                                        data_range, smap[i, k],
+                                        affine=None if ab is None else (float(ab[k, 0]), float(ab[k, 1])))
                 sums[k] += st[:3]
                 n_win = st[3]
         n_b = b * n_win
@@ -652,6 +706,69 @@ def _fused_hr(s: np.ndarray, h: np.ndarray, s_al: np.ndarray | None, data_range:
             aligned["ssim"] = MetricResult(S.SSIM, float(sums[:, 2].sum() / (n_b * c)), sums[:, 2] / n_b,
                                            dict(win))
     return raw, aligned, err, smap
+
+
+def _fused_lr(s: torch.Tensor, lo: torch.Tensor, op: Any, data_range: float, sam: bool
+              ) -> tuple[dict[str, MetricResult], np.ndarray] | None:
+    """LR fidelity (L1, L2) and SAM(D(SR), LR) of fully valid inputs by the fused engine: D(SR) by one
+    compiled separable pass per band, then one pointwise pass for the residual LR - D(SR) (map), its
+    sums and the spectral angles, as :func:`eosr.metrics.fidelity.lr_fidelity_metrics` and
+    :func:`eosr.metrics.standard.sam`. Returns ``(results, residual map)``, or None (explicit PSF
+    kernels, or nodata anywhere: the caller takes the reference path)."""
+    from eosr.evaluation import engine as E
+    from eosr.metrics import fidelity
+    from eosr.metrics import standard as S
+
+    taps = op.separable_taps(s.shape[-3])
+    if taps is None:
+        return None
+    s4, l4 = (t.numpy() if t.ndim == 4 else t.numpy()[None] for t in (s, lo))
+    d = E.separable_correlate(s4, taps[0], taps[1], op.scale)
+    res = np.empty(l4.shape, dtype=np.result_type(l4.dtype, d.dtype))
+    band, sams = np.zeros((l4.shape[1], 4)), np.zeros(3)
+    for i in range(l4.shape[0]):
+        bb, ss = E.pointwise(l4[i], d[i], res[i], sam=sam)  # residual LR - D(SR); angle(LR, D(SR))
+        band += bb
+        sams += ss
+    del d
+    n_all = l4.shape[0] * l4.shape[2] * l4.shape[3]
+    if not (band[:, 3] == n_all).all() or (sam and sams[1] != n_all):
+        return None
+    n = band[:, 3]
+    extra = {"n_valid": int(n.sum()), "data_range": float(data_range), "operator": op.description}
+    out = {"lr_fidelity": MetricResult(fidelity.LR_FIDELITY, float(band[:, 1].sum() / n.sum()), band[:, 1] / n,
+                                       dict(extra)),
+           "lr_fidelity_l2": MetricResult(fidelity.LR_FIDELITY_L2, math.sqrt(band[:, 0].sum() / n.sum()),
+                                          np.sqrt(band[:, 0] / n), dict(extra))}
+    if sam:
+        sres = MetricResult(S.SAM, math.degrees(sams[0] / sams[1]), np.zeros(0),
+                            {"n_valid": int(sams[1]), "n_zero_vector": int(sams[2])})
+        out["sam_lr_deg"] = _renamed(sres, "sam_lr_deg", "; spectral consistency SAM(D(SR), LR)")
+    return out, (res if lo.ndim == 4 else res[0])
+
+
+def _fused_hr_fidelity(s: torch.Tensor, h: torch.Tensor, op: Any, data_range: float
+                       ) -> tuple[dict[str, MetricResult], np.ndarray] | None:
+    """HR fidelity (L1, L2) and its map hp(SR - HR) of fully valid inputs by the fused engine (one
+    compiled horizontal and vertical pass per band), as :func:`eosr.metrics.fidelity.hr_fidelity_metrics`;
+    None for explicit PSF kernels or nodata (the caller takes the reference path)."""
+    from eosr.evaluation import engine as E
+    from eosr.metrics import fidelity
+
+    taps = op.separable_taps(s.shape[-3], blur=True)
+    if taps is None:
+        return None
+    s4, h4 = (t.numpy() if t.ndim == 4 else t.numpy()[None] for t in (s, h))
+    hp, sums = E.high_pass_difference(s4, h4, taps[0], taps[1])
+    n = sums[:, 2]
+    if not (n == s4.shape[0] * s4.shape[2] * s4.shape[3]).all():
+        return None
+    extra = {"n_valid": int(n.sum()), "data_range": float(data_range), "operator": op.description}
+    out = {"hr_fidelity": MetricResult(fidelity.HR_FIDELITY, float(sums[:, 0].sum() / n.sum()), sums[:, 0] / n,
+                                       dict(extra)),
+           "hr_fidelity_l2": MetricResult(fidelity.HR_FIDELITY_L2, math.sqrt(sums[:, 1].sum() / n.sum()),
+                                          np.sqrt(sums[:, 1] / n), dict(extra))}
+    return out, (hp if s.ndim == 4 else hp[0])
 
 
 def _fused_strata(s: np.ndarray, h: np.ndarray, smap: np.ndarray | None, base: tuple[str, ...],

@@ -19,6 +19,7 @@ that both give the same numbers (1e-4 relative, PSNR-type 0.01 dB) on real image
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -34,7 +35,8 @@ except ImportError:  # pragma: no cover - exercised only without numba
     AVAILABLE = False
     prange = range  # type: ignore[misc,assignment]  # (numba.prange is a class)
 
-__all__ = ["AVAILABLE", "detail_decomposition", "pointwise", "ssim_uiqi_planes"]
+__all__ = ["AVAILABLE", "any_finite", "bicubic_upsample", "detail_decomposition", "high_pass_difference", "pointwise",
+           "separable_correlate", "ssim_uiqi_planes"]
 
 
 def _jit(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -46,55 +48,64 @@ def _jit(fn: Callable[..., Any]) -> Callable[..., Any]:
 def _pointwise_kernel(s: np.ndarray, h: np.ndarray, err: np.ndarray, write_err: bool, do_sam: bool,
                       band_sums: np.ndarray, sam_sums: np.ndarray) -> None:  # pragma: no cover - compiled
     c, hh, ww = s.shape
-    for i in prange(hh):
-        bs = np.zeros((c, 4))
-        ss = np.zeros(3)
-        for j in range(ww):
-            na = 0.0
-            nb = 0.0
-            all_ok = True
-            for b in range(c):
+    for i in prange(hh):  # band loops innermost over columns (they vectorise); rows are independent
+        na = np.zeros(ww)
+        nb = np.zeros(ww)
+        ok = np.ones(ww, dtype=np.bool_)
+        for b in range(c):
+            s0 = 0.0
+            s1 = 0.0
+            s2 = 0.0
+            s3 = 0.0
+            for j in range(ww):
                 a = np.float64(s[b, i, j])
                 t = np.float64(h[b, i, j])
                 d = a - t
                 if write_err:
                     err[b, i, j] = d
-                if math.isfinite(a) and math.isfinite(t):
-                    bs[b, 0] += d * d
-                    bs[b, 1] += abs(d)
-                    bs[b, 2] += t
-                    bs[b, 3] += 1.0
-                    na += a * a
-                    nb += t * t
-                else:
-                    all_ok = False
-            if not (all_ok and do_sam):
-                continue
-            na = math.sqrt(na)
-            nb = math.sqrt(nb)
-            ia = 1.0 / na if na > 0 else 1.0
-            ib = 1.0 / nb if nb > 0 else 1.0
-            dn = 0.0
-            sn = 0.0
-            for b in range(c):
-                u = s[b, i, j] * ia
-                v = h[b, i, j] * ib
-                dn += (u - v) * (u - v)
-                sn += (u + v) * (u + v)
-            ss[0] += 2.0 * math.atan2(math.sqrt(dn), math.sqrt(sn))
-            ss[1] += 1.0
-            if (na == 0.0) != (nb == 0.0):
-                ss[2] += 1.0
-        for b in range(c):  # rows are independent: one row's sums go to its own slot
-            for k in range(4):
-                band_sums[i, b, k] = bs[b, k]
-        for k in range(3):
-            sam_sums[i, k] = ss[k]
+                f = math.isfinite(d)  # d is finite exactly when both are
+                s0 += d * d if f else 0.0
+                s1 += abs(d) if f else 0.0
+                s2 += t if f else 0.0
+                s3 += 1.0 if f else 0.0
+                if do_sam:
+                    na[j] += a * a
+                    nb[j] += t * t
+                    ok[j] = ok[j] and f
+            band_sums[i, b, 0] = s0
+            band_sums[i, b, 1] = s1
+            band_sums[i, b, 2] = s2
+            band_sums[i, b, 3] = s3
+        if not do_sam:
+            continue
+        for j in range(ww):
+            na[j] = math.sqrt(na[j])
+            nb[j] = math.sqrt(nb[j])
+        dn = np.zeros(ww)
+        sn = np.zeros(ww)
+        for b in range(c):
+            for j in range(ww):
+                u = s[b, i, j] * (1.0 / na[j] if na[j] > 0 else 1.0)
+                v = h[b, i, j] * (1.0 / nb[j] if nb[j] > 0 else 1.0)
+                dn[j] += (u - v) * (u - v)
+                sn[j] += (u + v) * (u + v)
+        a0 = 0.0
+        a1 = 0.0
+        a2 = 0.0
+        for j in range(ww):
+            if ok[j]:
+                a0 += 2.0 * math.atan2(math.sqrt(dn[j]), math.sqrt(sn[j]))
+                a1 += 1.0
+                if (na[j] == 0.0) != (nb[j] == 0.0):
+                    a2 += 1.0
+        sam_sums[i, 0] = a0
+        sam_sums[i, 1] = a1
+        sam_sums[i, 2] = a2
 
 
 def _ssim_kernel(x: np.ndarray, y: np.ndarray, x2: np.ndarray, has2: bool, g: np.ndarray, cen: float,
                  c1: float, c2: float, tol: float, smap: np.ndarray, n_strips: int,
-                 sums: np.ndarray) -> None:  # pragma: no cover - compiled
+                 sums: np.ndarray, aff: bool, al: float, be: float) -> None:  # pragma: no cover - compiled
     hh, ww = x.shape
     n = g.shape[0]
     pad = (n - 1) // 2
@@ -174,6 +185,11 @@ def _ssim_kernel(x: np.ndarray, y: np.ndarray, x2: np.ndarray, has2: bool, g: np
                     v2 = vert[6, j] - m2 * m2
                     cv2 = vert[7, j] - m2 * my
                     u2 = m2 + cen
+                    acc[2] += (2 * u2 * uy + c1) * (2 * cv2 + c2) / ((u2 * u2 + uy * uy + c1) * (v2 + vy + c2))
+                elif aff:  # x2 = al x + be: its window moments follow from x's
+                    u2 = al * ux + be
+                    v2 = al * al * vx
+                    cv2 = al * cv
                     acc[2] += (2 * u2 * uy + c1) * (2 * cv2 + c2) / ((u2 * u2 + uy * uy + c1) * (v2 + vy + c2))
         for k in range(3):
             sums[st, k] = acc[k]
@@ -257,6 +273,24 @@ _gradient_jit = _jit(_gradient_kernel)
 _strata_jit = _jit(_strata_kernel)
 
 
+def _quantiles_linear(a: np.ndarray, qs: tuple[float, ...]) -> list[float]:
+    """``numpy.quantile(a, qs)`` (method "linear", its float64 interpolation step for step) from one
+    ``numpy.partition`` of a copy in the array's own dtype (no float64 copy: conversion keeps order)."""
+    v = a.ravel()
+    n = v.size
+    pos = [(n - 1) * float(q) for q in qs]
+    kth = sorted({int(math.floor(p)) for p in pos} | {min(int(math.floor(p)) + 1, n - 1) for p in pos})
+    part = np.partition(v, kth)
+    out = []
+    for p in pos:
+        i0 = int(math.floor(p))
+        gamma = p - i0
+        x0, x1 = float(part[i0]), float(part[min(i0 + 1, n - 1)])
+        d = x1 - x0
+        out.append(x1 - d * (1 - gamma) if gamma >= 0.5 else x0 + d * gamma)
+    return out
+
+
 def gradient_strata_sums(sr: np.ndarray, hr: np.ndarray, smap: np.ndarray | None,
                          quantiles: tuple[float, float] = (0.5, 0.9)) -> tuple[np.ndarray, float, float]:
     """Sums per HR-gradient stratum of fully valid (B, C, H, W) inputs, as
@@ -271,7 +305,7 @@ def gradient_strata_sums(sr: np.ndarray, hr: np.ndarray, smap: np.ndarray | None
     g = np.empty((b, hh, ww), dtype=hr.dtype)
     for i in range(b):
         _gradient_jit(hr[i], g[i])
-    lo, hi = (float(v) for v in np.quantile(g.astype(np.float64).ravel(), quantiles))
+    lo, hi = _quantiles_linear(g, quantiles)
     sums = np.zeros((c, 2, 6))
     sm = smap if smap is not None else np.zeros((b, c, 1, 1), dtype=sr.dtype)
     for i in range(b):
@@ -328,7 +362,8 @@ def pointwise(sr: np.ndarray, hr: np.ndarray, err_out: np.ndarray | None = None,
 
 
 def ssim_uiqi_planes(x: np.ndarray, y: np.ndarray, x2: np.ndarray | None, data_range: float,
-                     smap: np.ndarray, n_strips: int = 0) -> tuple[float, float, float, int]:
+                     smap: np.ndarray, n_strips: int = 0, affine: tuple[float, float] | None = None
+                     ) -> tuple[float, float, float, int]:
     """SSIM and UIQI of one fully valid (H, W) plane pair (and SSIM of ``x2`` against ``y``).
 
     Gaussian window 11 / sigma 1.5, K1 = 0.01, K2 = 0.03, population moments, 'valid' centres (as
@@ -347,6 +382,259 @@ def ssim_uiqi_planes(x: np.ndarray, y: np.ndarray, x2: np.ndarray | None, data_r
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     tol = (1e-6 * data_range) ** 2
     has2 = x2 is not None
-    _ssim_jit(x, y, x2 if x2 is not None else x, has2, g, cen, c1, c2, tol, smap, strips, sums)
+    aff = x2 is None and affine is not None
+    a, b = affine if aff and affine is not None else (1.0, 0.0)
+    _ssim_jit(x, y, x2 if x2 is not None else x, has2, g, cen, c1, c2, tol, smap, strips, sums, aff, float(a),
+              float(b))
     tot = sums.sum(axis=0)
     return float(tot[0]), float(tot[1]), float(tot[2]), int(ho * (w - 10))
+
+
+# ------------------------------------------------------------------ separable filters (operator PSF, bicubic)
+def _hpass_kernel(x: np.ndarray, y: np.ndarray, sub: bool, kx: np.ndarray, stride: int, tmp: np.ndarray,
+                  n_strips: int) -> None:  # pragma: no cover - compiled
+    """tmp[i, jo] = sum_u kx[u] z[i, refl(jo * stride + u - p)], z = x - y (``sub``) or x; p = (K - stride) // 2,
+    half-sample symmetric borders (b a | a b c | c b)."""
+    hh, ww = x.shape
+    wo = tmp.shape[1]
+    k = kx.shape[0]
+    p = (k - stride) // 2
+    nb = (wo - 1) * stride + k
+    for st in prange(n_strips):
+        r0 = st * hh // n_strips
+        r1 = (st + 1) * hh // n_strips
+        buf = np.empty(nb)
+        row = np.empty(wo)
+        for i in range(r0, r1):
+            for j in range(nb):
+                q = j - p
+                while q < 0 or q >= ww:
+                    q = -q - 1 if q < 0 else 2 * ww - 1 - q
+                if sub:
+                    buf[j] = np.float64(x[i, q]) - np.float64(y[i, q])
+                else:
+                    buf[j] = x[i, q]
+            for jo in range(wo):
+                row[jo] = kx[0] * buf[jo * stride]
+            for u in range(1, k):
+                ku = kx[u]
+                for jo in range(wo):
+                    row[jo] += ku * buf[jo * stride + u]
+            for jo in range(wo):
+                tmp[i, jo] = row[jo]
+
+
+def _vpass_kernel(tmp: np.ndarray, x: np.ndarray, y: np.ndarray, highpass: bool, ky: np.ndarray, stride: int,
+                  out: np.ndarray, row_sums: np.ndarray, n_strips: int) -> None:  # pragma: no cover - compiled
+    """out[io, j] = sum_t ky[t] tmp[refl(io * stride + t - p), j] (symmetric borders, p = (K - stride) // 2);
+    ``highpass`` (stride 1): out = (x - y) - that instead, with the per-row sums of |out|, out^2 and the
+    finite count in ``row_sums``."""
+    hh = tmp.shape[0]
+    ho, wo = out.shape
+    k = ky.shape[0]
+    p = (k - stride) // 2
+    for st in prange(n_strips):
+        r0 = st * ho // n_strips
+        r1 = (st + 1) * ho // n_strips
+        acc = np.empty(wo)
+        for io in range(r0, r1):
+            for t in range(k):
+                q = io * stride + t - p
+                while q < 0 or q >= hh:
+                    q = -q - 1 if q < 0 else 2 * hh - 1 - q
+                kt = ky[t]
+                if t == 0:
+                    for j in range(wo):
+                        acc[j] = kt * tmp[q, j]
+                else:
+                    for j in range(wo):
+                        acc[j] += kt * tmp[q, j]
+            if highpass:
+                s1 = 0.0
+                s2 = 0.0
+                n = 0.0
+                for j in range(wo):
+                    out[io, j] = np.float64(x[io, j]) - np.float64(y[io, j]) - acc[j]
+                    v = np.float64(out[io, j])  # the stored value (the map's precision) enters the sums
+                    if math.isfinite(v):
+                        s1 += abs(v)
+                        s2 += v * v
+                        n += 1.0
+                row_sums[io, 0] = s1
+                row_sums[io, 1] = s2
+                row_sums[io, 2] = n
+            else:
+                for j in range(wo):
+                    out[io, j] = acc[j]
+
+
+def _cubic_kernel(x: np.ndarray, iy: np.ndarray, wy: np.ndarray, ix: np.ndarray, wx: np.ndarray,
+                  tmp: np.ndarray, out: np.ndarray, n_strips: int) -> None:  # pragma: no cover - compiled
+    """out[o, q] = sum_a wy[o, a] sum_b wx[q, b] x[iy[o, a], ix[q, b]] (4-tap separable interpolation)."""
+    h = x.shape[0]
+    hh, ww = out.shape
+    for st in prange(n_strips):  # horizontal pass, every LR row
+        r0 = st * h // n_strips
+        r1 = (st + 1) * h // n_strips
+        for i in range(r0, r1):
+            for q in range(ww):
+                tmp[i, q] = (wx[q, 0] * np.float64(x[i, ix[q, 0]]) + wx[q, 1] * np.float64(x[i, ix[q, 1]])
+                             + wx[q, 2] * np.float64(x[i, ix[q, 2]]) + wx[q, 3] * np.float64(x[i, ix[q, 3]]))
+    for st in prange(n_strips):  # vertical pass
+        r0 = st * hh // n_strips
+        r1 = (st + 1) * hh // n_strips
+        for o in range(r0, r1):
+            a0, a1, a2, a3 = iy[o, 0], iy[o, 1], iy[o, 2], iy[o, 3]
+            w0, w1, w2, w3 = wy[o, 0], wy[o, 1], wy[o, 2], wy[o, 3]
+            for q in range(ww):
+                out[o, q] = w0 * tmp[a0, q] + w1 * tmp[a1, q] + w2 * tmp[a2, q] + w3 * tmp[a3, q]
+
+
+_hpass_jit = _jit(_hpass_kernel)
+_vpass_jit = _jit(_vpass_kernel)
+_cubic_jit = _jit(_cubic_kernel)
+
+
+def _strips(n: int) -> int:
+    return max(1, min(n, 4 * max(1, numba.get_num_threads() if AVAILABLE else 1)))
+
+
+def separable_correlate(x: np.ndarray, ky: np.ndarray, kx: np.ndarray, stride: int = 1,
+                        out: np.ndarray | None = None) -> np.ndarray:
+    """Per-band separable correlation of (B, C, H, W) with half-sample symmetric borders, sampled every
+    ``stride`` pixels: out[b, c, i, j] = sum_{t,u} ky[c, t] kx[c, u] xpad[b, c, i s + t, j s + u], pad
+    (K - s) / 2 (as :func:`eosr.degrade.conv.sep_conv`, the operator's ``blur`` and ``downsample``);
+    float64 sums, output in the input's dtype."""
+    b, c, hh, ww = x.shape
+    ho, wo = hh // stride, ww // stride
+    if out is None:
+        out = np.empty((b, c, ho, wo), dtype=x.dtype)
+    tmp = np.empty((hh, wo), dtype=x.dtype)
+    dummy = np.zeros((1, 2))
+    for i in range(b):
+        for k in range(c):
+            _hpass_jit(x[i, k], x[i, k], False, kx[k], stride, tmp, _strips(hh))
+            _vpass_jit(tmp, x[i, k], x[i, k], False, ky[k], stride, out[i, k], dummy, _strips(ho))
+    return out
+
+
+def high_pass_difference(s: np.ndarray, h: np.ndarray, ky: np.ndarray, kx: np.ndarray,
+                         out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """hp(SR - HR) = (SR - HR) - LPF(SR - HR) of (B, C, H, W), LPF the separable PSF ky x kx (symmetric
+    borders, as the operator's ``blur``), in one horizontal and one vertical pass per plane. Returns
+    ``(map, sums (C, 3))``: per band sum |hp|, sum hp^2 and the finite count (float64)."""
+    b, c, hh, ww = s.shape
+    if out is None:
+        out = np.empty(s.shape, dtype=s.dtype)
+    tmp = np.empty((hh, ww), dtype=s.dtype)
+    sums = np.zeros((c, 3))
+    for i in range(b):
+        for k in range(c):
+            rows = np.zeros((hh, 3))
+            _hpass_jit(s[i, k], h[i, k], True, kx[k], 1, tmp, _strips(hh))
+            _vpass_jit(tmp, s[i, k], h[i, k], True, ky[k], 1, out[i, k], rows, _strips(hh))
+            sums[k] += rows.sum(axis=0)
+    return out, sums
+
+
+def _cubic_table(n: int, r: int, a: float = -0.75) -> tuple[np.ndarray, np.ndarray]:
+    """Source indices (clamped) and Keys weights of each output index of a x r bicubic on the
+    pixel-is-area grid (``torch.nn.functional.interpolate(mode="bicubic", align_corners=False)``)."""
+    o = np.arange(n * r)
+    u = (o + 0.5) / r - 0.5
+    i0 = np.floor(u)
+    t = u - i0
+    d = np.stack([t + 1, t, 1 - t, 2 - t], axis=1)
+    ad = np.abs(d)
+    w = np.where(ad <= 1, ((a + 2) * ad - (a + 3)) * ad * ad + 1,
+                 ((a * ad - 5 * a) * ad + 8 * a) * ad - 4 * a)
+    idx = np.clip(i0[:, None].astype(np.int64) + np.arange(-1, 3)[None, :], 0, n - 1)
+    return np.ascontiguousarray(idx), np.ascontiguousarray(w)
+
+
+def bicubic_upsample(lr: np.ndarray, r: int) -> np.ndarray:
+    """Bicubic x ``r`` of (B, C, h, w) on the pixel-is-area grid (Keys a = -0.75, clamped borders), the
+    numbers of ``torch.nn.functional.interpolate(mode="bicubic", align_corners=False)`` up to float
+    rounding (float64 sums; output in the input's dtype)."""
+    b, c, h, w = lr.shape
+    iy, wy = _cubic_table(h, r)
+    ix, wx = _cubic_table(w, r)
+    out = np.empty((b, c, h * r, w * r), dtype=lr.dtype)
+    tmp = np.empty((h, w * r))
+    for i in range(b):
+        for k in range(c):
+            _cubic_jit(lr[i, k], iy, wy, ix, wx, tmp, out[i, k], _strips(h))
+    return out
+
+
+# ------------------------------------------------------------------ ring sums of half spectra (FRR, FRC)
+def _ring_kernel(fs: np.ndarray, fh: np.ndarray, fi: np.ndarray, has_i: bool, ringmap: np.ndarray,
+                 wcol: np.ndarray, out: np.ndarray, n_strips: int) -> None:  # pragma: no cover - compiled
+    hh, w2 = fs.shape
+    for st in prange(n_strips):
+        r0 = st * hh // n_strips
+        r1 = (st + 1) * hh // n_strips
+        for i in range(r0, r1):
+            for j in range(w2):
+                k = ringmap[i, j]
+                if k < 0:
+                    continue
+                g = wcol[j]
+                a = fs[i, j]
+                b = fh[i, j]
+                ar, ai, br, bi = np.float64(a.real), np.float64(a.imag), np.float64(b.real), np.float64(b.imag)
+                out[st, 0, k] += g * (ar * br + ai * bi)
+                out[st, 1, k] += g * (ar * ar + ai * ai)
+                out[st, 2, k] += g * (br * br + bi * bi)
+                if has_i:
+                    q = fi[i, j]
+                    qr, qi = np.float64(q.real), np.float64(q.imag)
+                    out[st, 3, k] += g * (qr * qr + qi * qi)
+
+
+_ring_jit = _jit(_ring_kernel)
+
+
+@functools.lru_cache(maxsize=2)
+def _ring_map(h: int, w: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    from eosr.physics.spectrum import ring_bins
+
+    keep, ring, _, _, _ = ring_bins(h, w, n)
+    w2 = w // 2 + 1
+    rm = np.full(h * w2, -1, dtype=np.int32)
+    rm[keep] = ring
+    wcol = np.full(w2, 2.0)
+    wcol[0] = 1.0
+    if w % 2 == 0:
+        wcol[-1] = 1.0
+    return rm.reshape(h, w2), wcol
+
+
+def spectrum_ring_sums(fs: np.ndarray, fh: np.ndarray, fi: np.ndarray | None, h: int, w: int,
+                       n: int) -> np.ndarray:
+    """Ring sums (:func:`eosr.physics.spectrum.ring_bins` rings and weights) of Re(FS conj FH), |FS|^2,
+    |FH|^2 and |FI|^2 of three (h, w // 2 + 1) half spectra in one compiled pass (float64 sums), as
+    :func:`eosr.physics.spectrum.ring_sum` of each product: (4, n), the last row 0 without ``fi``."""
+    rm, wcol = _ring_map(h, w, n)
+    strips = _strips(h)
+    out = np.zeros((strips, 4, n))
+    _ring_jit(fs, fh, fi if fi is not None else fs, fi is not None, rm, wcol, out, strips)
+    return out.sum(axis=0)
+
+
+def _any_finite_kernel(a: np.ndarray) -> bool:  # pragma: no cover - compiled
+    for v in a:  # noqa: SIM110 - numba compiles loops, not generator expressions
+        if math.isfinite(v):
+            return True
+    return False
+
+
+_any_finite_jit = numba.njit(cache=True, nogil=True)(_any_finite_kernel) if AVAILABLE else _any_finite_kernel
+
+
+def any_finite(a: np.ndarray) -> bool:
+    """Whether ``a`` holds a finite value: a compiled scan that stops at the first one (no mask array)."""
+    flat = a.reshape(-1) if a.flags.c_contiguous else np.ascontiguousarray(a).reshape(-1)
+    if flat.dtype.kind != "f":
+        return flat.size > 0
+    return bool(_any_finite_jit(flat))

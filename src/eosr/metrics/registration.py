@@ -39,7 +39,7 @@ from scipy import ndimage
 
 from eosr.errors import EosrError, ShapeError
 from eosr.metrics.base import MetricInfo, MetricResult, prepare
-from eosr.physics.filters import gaussian_blur
+from eosr.physics.filters import gaussian_blur, gaussian_lowpass_moments
 from eosr.physics.registration import cross_power, shift_from_cross
 
 __all__ = [
@@ -250,13 +250,13 @@ def _estimate(
         total: np.ndarray | None = None
         per_band = []
         for i in range(s.shape[0]):  # one FFT pair per band serves the pooled and the per-band shifts;
-            cross = cross_power(hw[i : i + 1], sw[i : i + 1])[0]  # one band's spectra in memory at a time
-            if per_band_shift:
-                per_band.append(shift_from_cross(cross, min(upsample, 20)))
+            cross = cross_power(hw[i : i + 1], sw[i : i + 1], half=True)[0]  # one band's spectra at a time
+            if per_band_shift:  # (real FFTs: half spectra, the same shifts as the full ones)
+                per_band.append(shift_from_cross(cross, min(upsample, 20), width=hw.shape[-1]))
             total = cross if total is None else total + cross
             del cross
         assert total is not None
-        dy, dx = shift_from_cross(total, upsample)
+        dy, dx = shift_from_cross(total, upsample, width=hw.shape[-1])
         bands = np.array(per_band if per_band_shift else [(dy, dx)] * s.shape[0])
         del total, hw, sw
     except ShapeError:
@@ -269,9 +269,13 @@ def _estimate(
         if not ok.any():
             gains[i], biases[i] = np.nan, np.nan
             continue
-        ls, lh = _lowpass(back[i], ok, lowpass_sigma), _lowpass(h[i], ok, lowpass_sigma)
         every = bool(ok.all())
-        parts.append(_moments(ls if every else ls[ok], lh if every else lh[ok]))
+        mom = gaussian_lowpass_moments(h[i], back[i], lowpass_sigma) if every and lowpass_sigma > 0 else None
+        if mom is None:  # (fully valid bands: the same moments from one DCT per image, no blurred copies)
+            ls, lh = _lowpass(back[i], ok, lowpass_sigma), _lowpass(h[i], ok, lowpass_sigma)
+            mom = _moments(ls if every else ls[ok], lh if every else lh[ok])
+            del ls, lh
+        parts.append(mom)
         gains[i], biases[i] = _fit(parts[-1])
     gp, bp = _fit(_pool_moments(parts))
     return Alignment(float(dy), float(dx), bands, gains, biases, gp, bp, float(lowpass_sigma)), back, vshift
@@ -351,7 +355,10 @@ def registration_metrics(
     ``alignments``: the items' :func:`estimate_alignment` results when the caller already has them
     (one per item, same inputs and ``lowpass_sigma``), so the registration is not computed twice.
     """
-    prepare(sr, hr, mask=mask)  # shape and validity checks with the standard messages
+    if alignments is None:  # (given alignments were estimated from these inputs: no float64 copies for checks)
+        prepare(sr, hr, mask=mask)  # shape and validity checks with the standard messages
+    elif tuple(sr.shape) != tuple(hr.shape):
+        raise ShapeError(f"sr {tuple(sr.shape)} and hr {tuple(hr.shape)} differ in shape")
     items_s, items_h = _items(sr), _items(hr)
     masks = _item_masks(mask, len(items_s), items_s[0].shape)
     if alignments is not None:

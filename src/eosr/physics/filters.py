@@ -72,6 +72,54 @@ def gaussian_blur(a: np.ndarray, sigma: float, truncate: float = 4.0) -> np.ndar
     return cv2.sepFilter2D(np.ascontiguousarray(a, dtype=dt), -1, k, k, borderType=cv2.BORDER_REFLECT)
 
 
+def gaussian_blur_taps(sigma: float, truncate: float = 4.0) -> np.ndarray:
+    """The normalised taps of :func:`gaussian_blur` (float64), radius int(truncate sigma + 0.5)."""
+    r = int(truncate * float(sigma) + 0.5)
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / float(sigma)) ** 2)
+    return np.asarray(k / k.sum())
+
+
+def gaussian_lowpass_moments(x: np.ndarray, y: np.ndarray, sigma: float, truncate: float = 4.0
+                             ) -> tuple[float, float, float, float, float] | None:
+    """(n, mean Lx, mean Ly, sum (Lx - mean)^2, sum (Lx - mean)(Ly - mean)) of two (H, W) arrays, L the
+    Gaussian blur of :func:`gaussian_blur` (reflected borders), without blurring either image.
+
+    A symmetric filter with half-sample symmetric borders is diagonal in the orthonormal DCT-II basis
+    (Martucci, "Symmetric convolution and the discrete sine and cosine transforms", IEEE TSP 42(5),
+    1994): L = C^T diag(l) C with l_k = sum_m h_m cos(pi k m / N) per axis, so by Parseval the
+    centred sums are sum over k != 0 of l_k^2 X_k Y_k (X = C x, Y = C y), and mean Lx = mean x (the
+    taps sum to 1). One DCT per image (float32 stays float32, float64 sums) instead of a blur per
+    image and the sums over its pixels. None when the filter is wider than the image (radius >= the
+    shorter side): then blur (:func:`gaussian_blur`).
+    """
+    import scipy.fft as sfft
+
+    k = gaussian_blur_taps(sigma, truncate)
+    r = (k.size - 1) // 2
+    h, w = x.shape
+    if r >= min(h, w) or x.shape != y.shape:
+        return None
+    m = np.arange(-r, r + 1)
+
+    def eig(n: int) -> np.ndarray:
+        return np.asarray((k[None, :] * np.cos(np.pi * np.arange(n)[:, None] * m[None, :] / n)).sum(axis=1) ** 2)
+
+    ly2, lx2 = eig(h), eig(w)
+    dt = x.dtype if x.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    cx = sfft.dctn(np.asarray(x, dtype=dt), type=2, norm="ortho", workers=-1)
+    cy = sfft.dctn(np.asarray(y, dtype=dt), type=2, norm="ortho", workers=-1)
+    cx[0, 0] = 0.0  # the DC term is the mean: centred sums
+    cy[0, 0] = 0.0
+    sxx = sxy = 0.0
+    step = max(1, (1 << 18) // w)
+    for i in range(0, h, step):  # float64 sums over row chunks (no float64 copy of a whole image)
+        a = cx[i : i + step].astype(np.float64)
+        b = cy[i : i + step].astype(np.float64)
+        sxx += float(ly2[i : i + step] @ ((a * a) @ lx2))
+        sxy += float(ly2[i : i + step] @ ((a * b) @ lx2))
+    return float(x.size), float(x.mean(dtype=np.float64)), float(y.mean(dtype=np.float64)), sxx, sxy
+
+
 def all_true(mask: torch.Tensor) -> bool:
     """``bool(mask.all())`` through NumPy for CPU tensors (about 15x faster on this CPU)."""
     if mask.device.type != "cpu":

@@ -39,46 +39,72 @@ def _prep(x: Any) -> np.ndarray:
     return out
 
 
-def _upsampled_dft(cross: np.ndarray, up: int, size: int, oy: float, ox: float) -> np.ndarray:
-    """Inverse DFT of ``cross`` on a size x size grid of step 1/up around (oy, ox) (matrix DFT)."""
+def _upsampled_dft(cross: np.ndarray, up: int, size: int, oy: float, ox: float, width: int | None = None
+                   ) -> np.ndarray:
+    """Inverse DFT of ``cross`` on a size x size grid of step 1/up around (oy, ox) (matrix DFT).
+
+    ``width``: ``cross`` is the half spectrum (``rfft2`` layout, H x (width // 2 + 1)) of a real
+    signal's full spectrum of that width; the result is then the real part of the full inverse DFT
+    (each column but the zero and, for an even width, the Nyquist one stands for its mirror too)."""
     h, w = cross.shape
     fy = np.fft.fftfreq(h)
-    fx = np.fft.fftfreq(w)
+    fx = np.fft.fftfreq(w) if width is None else np.fft.fftfreq(width)[:w]
+    if width is not None and width % 2 == 0:
+        fx[-1] = -0.5  # the Nyquist column at fftfreq's -1/2, as in the full spectrum
     ys = oy + (np.arange(size) - size // 2) / up
     xs = ox + (np.arange(size) - size // 2) / up
     ey = np.exp(2j * np.pi * ys[:, None] * fy[None, :])
     ex = np.exp(2j * np.pi * fx[:, None] * xs[None, :])
+    if width is not None:
+        wt = np.full(w, 2.0)
+        wt[0] = 1.0
+        if width % 2 == 0:
+            wt[-1] = 1.0
+        return np.real(ey @ (cross * wt) @ ex).astype(np.complex128)
     return ey @ cross @ ex
 
 
-def cross_power(reference: Any, moving: Any) -> np.ndarray:
+def cross_power(reference: Any, moving: Any, half: bool = False) -> np.ndarray:
     """Per-band cross-power spectra FFT(moving w) conj(FFT(reference w)), (C, H, W) complex.
 
     w is a Tukey(0.5) window; NaN pixels are set to the band mean. Sum over bands before
     :func:`shift_from_cross` to let every band vote for one shift (:func:`estimate_shift`).
+    ``half``: only the non-redundant half (C, H, W // 2 + 1) of these Hermitian spectra (real FFTs,
+    half the work; pass ``width=W`` to :func:`shift_from_cross`).
     """
     ref, mov = _prep(reference), _prep(moving)
     if ref.shape != mov.shape:
         raise ShapeError(f"registration: shapes differ {ref.shape} vs {mov.shape}")
     h, w = ref.shape[-2:]
     win = np.outer(tukey(h, 0.5), tukey(w, 0.5))
-    return sfft.fft2(mov * win, workers=-1) * np.conj(sfft.fft2(ref * win, workers=-1))
+    fft = sfft.rfft2 if half else sfft.fft2
+    ref *= win
+    mov *= win
+    out = fft(mov, workers=-1)
+    out *= np.conj(fft(ref, workers=-1))
+    return out
 
 
-def shift_from_cross(cross: np.ndarray, upsample: int = 100) -> tuple[float, float]:
+def shift_from_cross(cross: np.ndarray, upsample: int = 100, width: int | None = None) -> tuple[float, float]:
     """Shift (dy, dx) from one (H, W) cross-power spectrum: integer peak of its partially whitened
-    inverse, refined on a 1.5-pixel neighbourhood at step 1/``upsample`` by a matrix DFT."""
+    inverse, refined on a 1.5-pixel neighbourhood at step 1/``upsample`` by a matrix DFT. ``width``:
+    ``cross`` is the half spectrum of :func:`cross_power` (``half=True``) of images that wide."""
     h, w = cross.shape
     mag = np.abs(cross)
-    cross = np.where(mag > 1e-12 * mag.max(), cross / np.maximum(mag, 1e-300) ** WHITENING, 0.0)
-    corr = np.real(sfft.ifft2(cross, workers=-1))
+    cross = np.where(mag > 1e-12 * mag.max(), cross / np.sqrt(np.maximum(mag, 1e-300)) if WHITENING == 0.5
+                     else cross / np.maximum(mag, 1e-300) ** WHITENING, 0.0)
+    if width is not None:
+        corr = sfft.irfft2(cross, s=(h, width), workers=-1)
+        w = width
+    else:
+        corr = np.real(sfft.ifft2(cross, workers=-1))
     iy, ix = np.unravel_index(int(np.argmax(corr)), corr.shape)
     dy = float(iy if iy <= h // 2 else iy - h)
     dx = float(ix if ix <= w // 2 else ix - w)
     if upsample > 1:
         size = int(np.ceil(upsample * 1.5))
         size += 1 - size % 2
-        up = np.real(_upsampled_dft(cross, upsample, size, dy, dx))
+        up = np.real(_upsampled_dft(cross, upsample, size, dy, dx, width))
         jy, jx = np.unravel_index(int(np.argmax(up)), up.shape)
         dy += (jy - size // 2) / upsample
         dx += (jx - size // 2) / upsample

@@ -10,10 +10,9 @@ bands):
     ERGAS = 100 / r sqrt(mean_b (S2_b / n_b) / (M_b / n_b)^2)          (Wald 2002)
     SAM = A / n_A in degrees                                            (Kruse et al. 1993)
 
-Sums are kept in float64, so tiles and whole image agree to float error whatever the tiling. Fully
-valid, unmasked float tiles go through the fused evaluation engine's pointwise pass (the sums
-``eosr.evaluate`` uses); tiles with nodata or a mask through NumPy. Windowed metrics (SSIM, UIQI:
-see ``eosr.scene.evaluate``) and registration-based ones are not pixel-separable and are not covered here.
+Sums are kept in float64, so tiles and whole image agree to float error whatever the tiling; unmasked
+tiles go through the fused evaluation engine's pointwise pass. Windowed metrics (SSIM, UIQI: see
+``eosr.scene.evaluate``) and registration-based ones are not pixel-separable and are not covered here.
 """
 
 from __future__ import annotations
@@ -48,15 +47,31 @@ class PixelStats:
         self.sum_hr = np.zeros(self.n_bands, np.float64)
 
     def update(self, sr: Any, hr: Any, mask: Any = None) -> PixelStats:
-        """Add one tile: ``(C, h, w)`` arrays (NaN = nodata), optional boolean ``mask`` (h, w) or (C, h, w)."""
+        """Add one tile: ``(C, h, w)`` arrays (NaN = nodata), optional boolean ``mask`` (h, w) or (C, h, w).
+
+        Without a mask the tile takes one pass of the fused evaluation engine (the pointwise kernel of
+        :func:`eosr.evaluate`: float64 sums, float32 tiles stay float32), else NumPy in float64.
+        """
+        from eosr.evaluation import engine
         from eosr.metrics.standard import sam_map
 
-        if mask is None and self._update_fused(np.asarray(sr), np.asarray(hr)):
-            return self
-        a = np.asarray(sr, dtype=np.float64)
-        b = np.asarray(hr, dtype=np.float64)
+        a, b = np.asarray(sr), np.asarray(hr)
         if a.shape != b.shape or a.ndim != 3 or a.shape[0] != self.n_bands:
             raise ShapeError(f"tiles must be ({self.n_bands}, h, w) and equal; got {a.shape} and {b.shape}")
+        if mask is None and engine.AVAILABLE and a.size:
+            fl = (np.float32, np.float64)
+            a = np.ascontiguousarray(a if a.dtype in fl else a.astype(np.float64))
+            b = np.ascontiguousarray(b if b.dtype in fl else b.astype(np.float64))
+            band, sams = engine.pointwise(a, b)
+            self.n += band[:, 3].astype(np.int64)
+            self.sse += band[:, 0]
+            self.sae += band[:, 1]
+            self.sum_hr += band[:, 2]
+            self.sam_sum_deg += math.degrees(float(sams[0]))
+            self.sam_n += int(sams[1])
+            return self
+        a = np.asarray(a, dtype=np.float64)
+        b = np.asarray(b, dtype=np.float64)
         valid = np.isfinite(a) & np.isfinite(b)
         if mask is not None:
             valid &= np.broadcast_to(np.asarray(mask, dtype=bool), a.shape)
@@ -70,26 +85,6 @@ class PixelStats:
             self.sam_sum_deg += float(np.nansum(ang))
             self.sam_n += int(np.isfinite(ang).sum())
         return self
-
-    def _update_fused(self, a: np.ndarray, b: np.ndarray) -> bool:
-        """Add a fully valid float tile through the fused engine's pointwise pass (the sums of
-        :func:`eosr.evaluation.engine.pointwise`, float64 accumulators); False (nothing added) otherwise."""
-        from eosr.evaluation import engine as E
-
-        if not (E.AVAILABLE and a.dtype == b.dtype and a.dtype in (np.float32, np.float64)
-                and a.shape == b.shape and a.ndim == 3 and a.shape[0] == self.n_bands):
-            return False
-        a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
-        band, sam = E.pointwise(a, b)
-        if not (band[:, 3] == a.shape[1] * a.shape[2]).all():
-            return False  # nodata in the tile: the NumPy path counts the valid pixels per band
-        self.n += band[:, 3].astype(np.int64)
-        self.sse += band[:, 0]
-        self.sae += band[:, 1]
-        self.sum_hr += band[:, 2]
-        self.sam_sum_deg += math.degrees(float(sam[0]))
-        self.sam_n += int(sam[1])
-        return True
 
     def merge(self, other: PixelStats) -> PixelStats:
         """Add another accumulator's sums (e.g. from another worker)."""
