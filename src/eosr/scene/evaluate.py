@@ -242,9 +242,14 @@ def evaluate_files(
             if maps_dir is not None or uncertainty is not None or lpips_weights is not None:
                 raise DataError("maps, uncertainty and LPIPS need the whole image: pass windowed=False "
                                 f"(this scene has {n_values} values)")
+            import rasterio
+
+            from eosr.scene.sr import GDAL_CACHE_BYTES
+
             mask_src = _open_mask(mask, g_sr, geo) if mask is not None else None
-            res = _windowed(g_sr, g_hr, g_lr, op=choice.operator, bands=names, scale=r, mask=mask_src,
-                            data_range=data_range, block=block)
+            with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):  # GDAL's default block cache is 5 % of RAM
+                res = _windowed(g_sr, g_hr, g_lr, op=choice.operator, bands=names, scale=r, mask=mask_src,
+                                data_range=data_range, block=block)
             if selected is not None:  # pooled block sums are cheap: the selection only filters
                 res.metrics = {k: v for k, v in res.metrics.items() if k in selected}
         else:
