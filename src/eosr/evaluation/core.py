@@ -28,6 +28,7 @@ float32 when the fused engine runs (:mod:`eosr.evaluation.engine`, float64 accum
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -206,6 +207,21 @@ def _mask_tensor(mask: Any, shape: torch.Size) -> torch.Tensor | None:
     return full.contiguous()
 
 
+def _fft_threads(fn: Callable[..., EvaluationResult]) -> Callable[..., EvaluationResult]:
+    """Run ``fn`` with scipy.fft's transforms on torch's intra-op thread count (pocketfft threads over
+    the other axis of a 2-D transform; its default is one thread)."""
+
+    @functools.wraps(fn)
+    def wrapped(*args: Any, **kwargs: Any) -> EvaluationResult:
+        import scipy.fft
+
+        with scipy.fft.set_workers(max(1, torch.get_num_threads())):
+            return fn(*args, **kwargs)
+
+    return wrapped
+
+
+@_fft_threads
 def evaluate(
     sr: Any,
     hr: Any = None,
