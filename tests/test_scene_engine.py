@@ -58,6 +58,21 @@ def test_fingerprint_follows_weights_and_operator(net: torch.nn.Module) -> None:
     assert E.fingerprint(third.eval()) != E.fingerprint(net)
 
 
+def test_fingerprint_is_cached_until_the_model_changes(net: torch.nn.Module, monkeypatch: pytest.MonkeyPatch) -> None:
+    m = load_model("carn_m_s2_x2").eval()
+    first = E.fingerprint(m)
+    calls = []
+    real = E._fingerprint
+    monkeypatch.setattr(E, "_fingerprint", lambda model: calls.append(1) or real(model))
+    assert E.fingerprint(m) == first and not calls  # per tile: no second hash of the weights
+    with torch.no_grad():
+        next(iter(m.parameters())).view(-1)[0] += 1e-6  # in place: the version counter moves
+    assert E.fingerprint(m) != first and calls == [1]
+    m.self_ensemble = not m.self_ensemble
+    E.fingerprint(m)
+    assert calls == [1, 1]
+
+
 def test_auto_rule_and_refusals(net: torch.nn.Module) -> None:
     assert E.choose_engine("auto", net, 120 * 120) == "torch"  # small job: the export would not pay off
     assert E.choose_engine("auto", net, E.AUTO_ORT_MIN_PIXELS) == "onnxruntime"

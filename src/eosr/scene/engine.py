@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ ENGINES = ("auto", "torch", "onnxruntime")
 AUTO_ORT_MIN_PIXELS = 1 << 18
 
 _SESSIONS: dict[tuple[str, int], Any] = {}
+_FINGERPRINTS: weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple[Any, ...], str]] = weakref.WeakKeyDictionary()
 
 
 def check_engine(engine: str) -> str:
@@ -84,9 +86,28 @@ def choose_engine(engine: str, model: Any, lr_pixels: int, uncertainty: bool = F
         else "torch"
 
 
+def _state_key(model: torch.nn.Module) -> tuple[Any, ...]:
+    """What changes when a weight, buffer, flag or spec changes: storage and in-place version counter of
+    every tensor (``Tensor._version`` counts in-place writes), the spec and the self-ensemble flag."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return (repr(getattr(model, "spec", None)), getattr(model, "self_ensemble", None),
+            tuple((t.data_ptr(), t._version, tuple(t.shape)) for t in tensors))
+
+
 def fingerprint(model: torch.nn.Module) -> str:
     """SHA-256 of what the exported graph depends on: class, architecture, spec, self-ensemble flag, every
-    parameter and buffer (persistent or not), and the torch/onnx versions."""
+    parameter and buffer (persistent or not), and the torch/onnx versions. Cached per model object until
+    :func:`_state_key` changes, so tiles after the first do not hash the weights again."""
+    key = _state_key(model)
+    hit = _FINGERPRINTS.get(model)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    digest = _fingerprint(model)
+    _FINGERPRINTS[model] = (key, digest)
+    return digest
+
+
+def _fingerprint(model: torch.nn.Module) -> str:
     import onnx
 
     h = hashlib.sha256()
