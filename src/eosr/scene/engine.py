@@ -2,20 +2,20 @@
 
 Measured on this project's 2-core CPU with ``carn_m_s2_x2`` (``benchmarks/bench_scene.py`` prints the
 ratios and the achieved GFLOP/s against torch's sgemm rate in the same process; docs/scenes.md, "Speed"):
-ONNX Runtime fp32 runs a tile about 1.9-2.3x faster than torch in NCHW and channels_last about 1.3-1.4x, both
-within 1e-6 reflectance of torch NCHW. bfloat16 is not used: its error (RMSE ~5e-4, max ~4e-3 reflectance)
-is too large for a default.
+with large buffers kept between tiles (:mod:`eosr._alloc`), torch in channels_last runs a scene 2.5x faster
+than torch in NCHW did and 1.0-1.4x faster than ONNX Runtime fp32 (a tie under load, 1.37x on a quiet
+machine), all within 1e-6 reflectance of each other, with no export step. bfloat16 is not used: its error
+(RMSE ~5e-4, max ~4e-3 reflectance) is too large for a default.
 
-* ``"torch"``: the module in ``torch.channels_last`` memory format (any model; the uncertainty path and
-  multi-output models always run here).
+* ``"torch"``: the module in ``torch.channels_last`` memory format (any model).
 * ``"onnxruntime"``: the module exported once to ONNX (:func:`eosr.models.export.export_onnx`, checked against
-  torch to 1e-4 on two sizes) and run by an ONNX Runtime session with the caller's thread count. The export
-  costs seconds, so it is cached on disk under ``$EOSR_CACHE/onnx/<fingerprint>.onnx``, keyed by a hash of
-  the module's class, architecture, spec, every parameter and buffer (the operator of a back-projection
-  skip included) and the torch/onnx versions: a changed weight or operator is a new export.
-* ``"auto"`` (the default of :func:`eosr.scene.super_resolve`): ONNX Runtime for a job of at least
-  :data:`AUTO_ORT_MIN_PIXELS` LR pixels when onnxruntime is installed (extra ``eosr[onnx]``) and the model
-  is an exportable single-input network, else torch. Outputs say which ran (the ``eosr_engine`` tag).
+  torch to 1e-4 on two sizes) and run by an ONNX Runtime session with the caller's thread count, for
+  users whose deployment runs ONNX anyway. The export costs seconds, so it is cached on disk under
+  ``$EOSR_CACHE/onnx/<fingerprint>.onnx``, keyed by a hash of the module's class, architecture, spec, every
+  parameter and buffer (the operator of a back-projection skip included) and the torch/onnx versions: a
+  changed weight or operator is a new export.
+* ``"auto"`` (the default of :func:`eosr.scene.super_resolve`): torch, the faster of the two by the
+  measurement above. Outputs say which ran (the ``eosr_engine`` tag).
 """
 
 from __future__ import annotations
@@ -32,9 +32,6 @@ import torch
 from eosr.errors import ConfigError
 
 ENGINES = ("auto", "torch", "onnxruntime")
-#: "auto" uses ONNX Runtime from this many LR pixels (512^2) on: at ~2x the speed of torch it saves about the
-#: export time (3-8 s, once per model and operator, then cached) on a job of this size.
-AUTO_ORT_MIN_PIXELS = 1 << 18
 
 _SESSIONS: dict[tuple[str, int], Any] = {}
 _FINGERPRINTS: weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple[Any, ...], str]] = weakref.WeakKeyDictionary()
@@ -66,24 +63,23 @@ def exportable(model: Any) -> bool:
 
 
 def choose_engine(engine: str, model: Any, lr_pixels: int, uncertainty: bool = False) -> str:
-    """The engine that runs: ``"torch"`` or ``"onnxruntime"`` (module docstring for the ``"auto"`` rule).
+    """The engine that runs: ``"torch"`` or ``"onnxruntime"`` (module docstring for the ``"auto"`` rule; ``lr_pixels``
+    is the job's size, kept for rules that depend on it).
 
     ``"onnxruntime"`` asked for a model it cannot run, or without the package, is refused (:class:`ConfigError`).
     """
     check_engine(engine)
     if engine == "torch":
         return "torch"
-    ok = _ort_available()
     if engine == "onnxruntime":
-        if not ok:
+        if not _ort_available():
             raise ConfigError("engine 'onnxruntime' needs the onnx extra: pip install 'eosr[onnx]'")
         if uncertainty or not exportable(model):
             name = getattr(getattr(model, "spec", None), "name", type(model).__name__)
             why = "the uncertainty path" if uncertainty else f"model {name}"
             raise ConfigError(f"engine 'onnxruntime' cannot run {why}; use engine 'torch' or 'auto'")
         return "onnxruntime"
-    return "onnxruntime" if (ok and not uncertainty and exportable(model) and lr_pixels >= AUTO_ORT_MIN_PIXELS) \
-        else "torch"
+    return "torch"  # "auto": the faster engine by measurement (module docstring)
 
 
 def _state_key(model: torch.nn.Module) -> tuple[Any, ...]:
