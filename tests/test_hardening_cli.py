@@ -338,6 +338,7 @@ def test_sr_workers_runs_on_a_private_cluster(scene: dict[str, Path], tmp_path: 
             except (OSError, http.client.HTTPException):  # not HTTP (Dask's TLS comm)
                 pass
         seen["http"] = http_ports
+        seen["alloc"] = client.run(lambda: __import__("eosr._alloc", fromlist=["_kept"])._kept)  # type: ignore[attr-defined]
         return cluster, client
 
     monkeypatch.setattr(scene_sr, "local_cluster", spy)
@@ -348,6 +349,10 @@ def test_sr_workers_runs_on_a_private_cluster(scene: dict[str, Path], tmp_path: 
     assert str(seen["address"]).startswith("tls://127.0.0.1:")
     assert str(seen["own"]).startswith("answered")  # the check can fail: the run's own credentials get through
     assert seen["http"] == []
+    from eosr import _alloc
+
+    glibc = _alloc._libc() is not None  # buffers kept in the workers where the allocator is glibc's
+    assert list(seen["alloc"].values()) == [glibc, glibc]  # type: ignore[attr-defined]
     workers = seen["workers"]
     assert len(workers) >= 2  # type: ignore[arg-type]
     children = seen["children"]

@@ -30,6 +30,7 @@ KEEP_BYTES = 1 << 30
 
 _lock = threading.Lock()
 _depth = 0
+_kept = False
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -69,3 +70,17 @@ def reuse_large_allocations() -> Iterator[None]:
                 libc.mallopt(M_MMAP_MAX, DEFAULT_MMAP_MAX)
                 libc.mallopt(M_TRIM_THRESHOLD, DEFAULT_TRIM_THRESHOLD)
                 libc.malloc_trim(0)
+
+
+def keep_large_allocations(**_: object) -> bool:
+    """The options of :func:`reuse_large_allocations` for the rest of the process, for worker processes
+    that only run tiles (eosr's private Dask workers; ``client.run`` passes keyword arguments, ignored).
+    Returns whether they were set (False where the allocator is not glibc or ``EOSR_MALLOC=default``)."""
+    global _kept
+    libc = _libc()
+    if libc is None:
+        return False
+    libc.mallopt(M_MMAP_MAX, 0)
+    libc.mallopt(M_TRIM_THRESHOLD, KEEP_BYTES)
+    _kept = True
+    return True

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from eosr import __version__
-from eosr._alloc import reuse_large_allocations
+from eosr._alloc import keep_large_allocations, reuse_large_allocations
 from eosr._arrays import like, to_tensor
 from eosr.degrade.resolve import TAG
 from eosr.errors import ConfigError, DataError, ModelError, ScaleError
@@ -279,6 +279,7 @@ def local_cluster(workers: int) -> tuple[Any, Any]:
         client = Client(cluster, security=security)
         client.run_on_scheduler(_stop_http)  # distributed starts them even without a dashboard
         client.run(_stop_http)
+        client.run(keep_large_allocations)  # these workers only run tiles: no page-fault storm (eosr._alloc)
     except BaseException:
         cluster.close()
         raise
