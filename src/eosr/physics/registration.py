@@ -41,7 +41,8 @@ def _prep(x: Any) -> np.ndarray:
 
 def _upsampled_dft(cross: np.ndarray, up: int, size: int, oy: float, ox: float, width: int | None = None
                    ) -> np.ndarray:
-    """Inverse DFT of ``cross`` on a size x size grid of step 1/up around (oy, ox) (matrix DFT).
+    """Real part of the inverse DFT of ``cross`` on a size x size grid of step 1/up around (oy, ox)
+    (matrix DFT; the correlation peak is searched on the real part).
 
     ``width``: ``cross`` is the half spectrum (``rfft2`` layout, H x (width // 2 + 1)) of a real
     signal's full spectrum of that width; the result is then the real part of the full inverse DFT
@@ -60,8 +61,8 @@ def _upsampled_dft(cross: np.ndarray, up: int, size: int, oy: float, ox: float, 
         wt[0] = 1.0
         if width % 2 == 0:
             wt[-1] = 1.0
-        return np.real(ey @ (cross * wt) @ ex).astype(np.complex128)
-    return ey @ cross @ ex
+        return np.real(ey @ (cross * wt) @ ex)
+    return np.real(ey @ cross @ ex)
 
 
 def cross_power(reference: Any, moving: Any, half: bool = False) -> np.ndarray:
@@ -104,7 +105,7 @@ def shift_from_cross(cross: np.ndarray, upsample: int = 100, width: int | None =
     if upsample > 1:
         size = int(np.ceil(upsample * 1.5))
         size += 1 - size % 2
-        up = np.real(_upsampled_dft(cross, upsample, size, dy, dx, width))
+        up = _upsampled_dft(cross, upsample, size, dy, dx, width)
         jy, jx = np.unravel_index(int(np.argmax(up)), up.shape)
         dy += (jy - size // 2) / upsample
         dx += (jx - size // 2) / upsample
