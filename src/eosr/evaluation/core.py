@@ -750,12 +750,9 @@ def _fused_lr(s: torch.Tensor, lo: torch.Tensor, op: Any, data_range: float, sam
     n_all = l4.shape[0] * l4.shape[2] * l4.shape[3]
     if not (band[:, 3] == n_all).all() or (sam and sams[1] != n_all):
         return None
-    n = band[:, 3]
-    extra = {"n_valid": int(n.sum()), "data_range": float(data_range), "operator": op.description}
-    out = {"lr_fidelity": MetricResult(fidelity.LR_FIDELITY, float(band[:, 1].sum() / n.sum()), band[:, 1] / n,
-                                       dict(extra)),
-           "lr_fidelity_l2": MetricResult(fidelity.LR_FIDELITY_L2, math.sqrt(band[:, 0].sum() / n.sum()),
-                                          np.sqrt(band[:, 0] / n), dict(extra))}
+    extra = {"n_valid": int(band[:, 3].sum()), "data_range": float(data_range), "operator": op.description}
+    out = fidelity.l1_l2_from_sums(fidelity.LR_FIDELITY, fidelity.LR_FIDELITY_L2, band[:, 1], band[:, 0],
+                                   band[:, 3], extra)
     if sam:
         sres = MetricResult(S.SAM, math.degrees(sams[0] / sams[1]), np.zeros(0),
                             {"n_valid": int(sams[1]), "n_zero_vector": int(sams[2])})
@@ -780,10 +777,7 @@ def _fused_hr_fidelity(s: torch.Tensor, h: torch.Tensor, op: Any, data_range: fl
     if not (n == s4.shape[0] * s4.shape[2] * s4.shape[3]).all():
         return None
     extra = {"n_valid": int(n.sum()), "data_range": float(data_range), "operator": op.description}
-    out = {"hr_fidelity": MetricResult(fidelity.HR_FIDELITY, float(sums[:, 0].sum() / n.sum()), sums[:, 0] / n,
-                                       dict(extra)),
-           "hr_fidelity_l2": MetricResult(fidelity.HR_FIDELITY_L2, math.sqrt(sums[:, 1].sum() / n.sum()),
-                                          np.sqrt(sums[:, 1] / n), dict(extra))}
+    out = fidelity.l1_l2_from_sums(fidelity.HR_FIDELITY, fidelity.HR_FIDELITY_L2, sums[:, 0], sums[:, 1], n, extra)
     return out, (hp if s.ndim == 4 else hp[0])
 
 

@@ -26,6 +26,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple
 
+import numpy as np
 import torch
 
 from eosr._arrays import to_tensor
@@ -79,6 +80,17 @@ def _reduce(p: Prepared, r: torch.Tensor, norm: str, info_l1: MetricInfo, info_l
         per_band, value = torch.sqrt(per_band), torch.sqrt(value)
         info = info_l2
     return MetricResult(info, p.out(value), p.out(per_band), {"n_valid": int(count_true(p.valid))})
+
+
+def l1_l2_from_sums(info_l1: MetricInfo, info_l2: MetricInfo, sum_abs: Any, sum_sq: Any, count: Any,
+                    extra: dict[str, Any]) -> dict[str, MetricResult]:
+    """The L1 and L2 results from per-band sums of a residual r accumulated elsewhere (a compiled pass, or
+    tile by tile): L1 = sum |r| / n and L2 = sqrt(sum r^2 / n), pooled (sums over bands first) and per band
+    (NaN for a band without valid pixels), as :func:`_reduce`; ``extra`` (copied) goes to both results."""
+    a, q, n = (np.asarray(v, dtype=np.float64) for v in (sum_abs, sum_sq, count))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {info_l1.name: MetricResult(info_l1, float(a.sum() / n.sum()), a / n, dict(extra)),
+                info_l2.name: MetricResult(info_l2, math.sqrt(q.sum() / n.sum()), np.sqrt(q / n), dict(extra))}
 
 
 class LRFidelity(NamedTuple):

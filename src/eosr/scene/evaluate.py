@@ -356,8 +356,7 @@ def _windowed(g_sr: Any, g_hr: Any, g_lr: Any, *, op: Any, bands: list[str] | No
               mask: Any, data_range: float, block: int) -> Any:
     """Pooled pixel metrics and LR fidelity block by block (see the module docstring)."""
     from eosr.evaluation.result import EvaluationResult
-    from eosr.metrics.base import MetricResult
-    from eosr.metrics.fidelity import LR_FIDELITY, LR_FIDELITY_L2
+    from eosr.metrics.fidelity import LR_FIDELITY, LR_FIDELITY_L2, l1_l2_from_sums
     from eosr.scene.aggregate import PixelStats, blocks
     from eosr.scene.simulate import psf_halo_lr
 
@@ -401,11 +400,8 @@ def _windowed(g_sr: Any, g_hr: Any, g_lr: Any, *, op: Any, bands: list[str] | No
             s2 += (diff * diff).sum(axis=(1, 2))
         if n.sum() == 0:
             raise DataError("no LR pixel is valid where D(SR) is valid")
-        with np.errstate(divide="ignore", invalid="ignore"):
-            metrics["lr_fidelity"] = MetricResult(LR_FIDELITY, float(s1.sum() / n.sum()), s1 / n,
-                                                  {"n_valid": int(n.sum()), "aggregation": "pooled over tiles"})
-            metrics["lr_fidelity_l2"] = MetricResult(LR_FIDELITY_L2, float(np.sqrt(s2.sum() / n.sum())),
-                                                     np.sqrt(s2 / n), {"n_valid": int(n.sum())})
+        metrics.update(l1_l2_from_sums(LR_FIDELITY, LR_FIDELITY_L2, s1, s2, n,
+                                       {"n_valid": int(n.sum()), "aggregation": "pooled over tiles"}))
     elif g_lr is not None:
         skipped["lr_fidelity"] = "needs an operator (--operator, a sensor, or an LR written by eosr simulate)"
     info = {"scale": scale, "inputs": {"sr": True, "hr": g_hr is not None, "lr": g_lr is not None,
