@@ -307,49 +307,60 @@ def _read_mask(mask: Any, win: tuple[int, int, int, int]) -> np.ndarray:
     return ok[0] if ok.shape[0] == 1 else ok
 
 
-def _windowed_ssim_uiqi(g_sr: Any, g_hr: Any, *, mask: Any, data_range: float,
-                        block: int) -> tuple[dict[str, Any], str | None]:
-    """SSIM and UIQI block by block through the fused engine, equal to the whole image's.
+def _windowed_hr(g_sr: Any, g_hr: Any, *, mask: Any, data_range: float, scale: int | None,
+                 block: int) -> tuple[dict[str, Any], str | None]:
+    """The HR-side metrics block by block, each block read once: the pooled pixel sums
+    (:class:`eosr.scene.aggregate.PixelStats`) and SSIM and UIQI through the fused engine, equal to the
+    whole image's.
 
-    Each block is read with a halo of 5 px (half the 11 px Gaussian window), clipped at the image edge,
-    so the block's window centres are exactly the whole image's centres inside it: the sums of the
-    SSIM and UIQI maps (:func:`eosr.evaluation.engine.ssim_uiqi_planes`) over the blocks and their
-    count are the whole image's, and the pooled mean over bands and centres (Wang et al. 2004;
-    Wang & Bovik 2002) is the value of :func:`eosr.evaluate`. Returns ``({}, reason)`` where the
-    engine cannot apply: a mask or NaN (nodata) in the images, or an image smaller than the window.
+    Each block is read with a halo of 5 px (half the 11 px Gaussian window), clipped at the image edge;
+    the pixel sums take the block itself, and the block's window centres are exactly the whole image's
+    centres inside it, so the sums of the SSIM and UIQI maps (:func:`eosr.evaluation.engine.ssim_uiqi_planes`)
+    over the blocks and their count are the whole image's, and the pooled mean over bands and centres
+    (Wang et al. 2004; Wang & Bovik 2002) is the value of :func:`eosr.evaluate`. Returns the results and,
+    where SSIM/UIQI cannot be given, the reason: no compiled engine, a mask or NaN (nodata) in the images,
+    or an image smaller than the window.
     """
     from eosr.evaluation import engine as E
     from eosr.metrics import standard as S
     from eosr.metrics.base import MetricResult
-    from eosr.scene.aggregate import blocks
+    from eosr.scene.aggregate import PixelStats, blocks
 
     half, size = 5, 11
-    if not E.AVAILABLE:
-        return {}, "needs the compiled engine (numba) in windowed evaluation"
-    if mask is not None:
-        return {}, "a validity mask needs the whole image (windowed SSIM/UIQI take fully valid blocks)"
     h, w, c = g_sr.height, g_sr.width, g_sr.count
-    if h < size or w < size:
-        return {}, f"the image is smaller than the {size} px window"
+    why: str | None = None
+    if not E.AVAILABLE:
+        why = "needs the compiled engine (numba) in windowed evaluation"
+    elif mask is not None:
+        why = "a validity mask needs the whole image (windowed SSIM/UIQI take fully valid blocks)"
+    elif h < size or w < size:
+        why = f"the image is smaller than the {size} px window"
+    st = PixelStats(c)
     sums = np.zeros((c, 2))
     n = 0
     for y0, y1, x0, x1 in blocks(h, w, block):
-        wy0, wy1, wx0, wx1 = max(0, y0 - half), min(h, y1 + half), max(0, x0 - half), min(w, x1 + half)
-        if wy1 - wy0 < size or wx1 - wx0 < size:
-            continue  # no window centre of the image lies in this block
-        win = (wy0, wy1, wx0, wx1)
-        sr = np.ascontiguousarray(g_sr.read(win), dtype=np.float32)
-        hr = np.ascontiguousarray(g_hr.read(win), dtype=np.float32)
+        pad = half if why is None else 0
+        wy0, wy1, wx0, wx1 = max(0, y0 - pad), min(h, y1 + pad), max(0, x0 - pad), min(w, x1 + pad)
+        sr, hr = (np.asarray(g.read((wy0, wy1, wx0, wx1))) for g in (g_sr, g_hr))
+        core = (slice(None), slice(y0 - wy0, y1 - wy0), slice(x0 - wx0, x1 - wx0))
+        st.update(sr[core], hr[core], _read_mask(mask, (y0, y1, x0, x1)) if mask is not None else None)
+        if why is not None or wy1 - wy0 < size or wx1 - wx0 < size:
+            continue  # (a block too thin for the window holds no window centre of the image)
+        sr, hr = (np.ascontiguousarray(a, dtype=np.float32) for a in (sr, hr))
         if not (np.isfinite(sr).all() and np.isfinite(hr).all()):
-            return {}, "nodata (NaN) in the images: windowed SSIM/UIQI take fully valid blocks"
+            why = "nodata (NaN) in the images: windowed SSIM/UIQI take fully valid blocks"
+            continue
         smap = np.empty(sr.shape[1:], np.float32)
         for k in range(c):
-            st = E.ssim_uiqi_planes(sr[k], hr[k], None, data_range, smap)
-            sums[k] += st[:2]
-        n += st[3]
-    info = {"n_valid": int(n * c), "border_px": half, "aggregation": "pooled over blocks (5 px halo)"}
-    return {"ssim": MetricResult(S.SSIM, float(sums[:, 0].sum() / (n * c)), sums[:, 0] / n, dict(info)),
-            "uiqi": MetricResult(S.UIQI, float(sums[:, 1].sum() / (n * c)), sums[:, 1] / n, dict(info))}, None
+            res = E.ssim_uiqi_planes(sr[k], hr[k], None, data_range, smap)
+            sums[k] += res[:2]
+        n += res[3]
+    metrics = st.results(data_range=data_range, scale=scale)
+    if why is None:
+        info = {"n_valid": int(n * c), "border_px": half, "aggregation": "pooled over blocks (5 px halo)"}
+        metrics["ssim"] = MetricResult(S.SSIM, float(sums[:, 0].sum() / (n * c)), sums[:, 0] / n, dict(info))
+        metrics["uiqi"] = MetricResult(S.UIQI, float(sums[:, 1].sum() / (n * c)), sums[:, 1] / n, dict(info))
+    return metrics, why
 
 
 def _windowed(g_sr: Any, g_hr: Any, g_lr: Any, *, op: Any, bands: list[str] | None, scale: int | None,
@@ -357,7 +368,7 @@ def _windowed(g_sr: Any, g_hr: Any, g_lr: Any, *, op: Any, bands: list[str] | No
     """Pooled pixel metrics and LR fidelity block by block (see the module docstring)."""
     from eosr.evaluation.result import EvaluationResult
     from eosr.metrics.fidelity import LR_FIDELITY, LR_FIDELITY_L2, l1_l2_from_sums
-    from eosr.scene.aggregate import PixelStats, blocks
+    from eosr.scene.aggregate import blocks
     from eosr.scene.simulate import psf_halo_lr
 
     if block < 1:
@@ -366,13 +377,8 @@ def _windowed(g_sr: Any, g_hr: Any, g_lr: Any, *, op: Any, bands: list[str] | No
     skipped = {k: "needs the whole image (windowed evaluation)" for k in
                ("hr_fidelity", "frr", "shift_x_px", "hallucination")}
     if g_hr is not None:
-        st = PixelStats(g_sr.count)
-        for win in blocks(g_sr.height, g_sr.width, block):
-            m = _read_mask(mask, win) if mask is not None else None
-            st.update(g_sr.read(win), g_hr.read(win), m)
-        metrics.update(st.results(data_range=data_range, scale=scale))
-        structural, why = _windowed_ssim_uiqi(g_sr, g_hr, mask=mask, data_range=data_range, block=block)
-        metrics.update(structural)
+        hr_side, why = _windowed_hr(g_sr, g_hr, mask=mask, data_range=data_range, scale=scale, block=block)
+        metrics.update(hr_side)
         skipped.update(dict.fromkeys(("ssim", "uiqi"), why) if why else {})
     if g_lr is not None and op is not None:
         from eosr.evaluation import engine
