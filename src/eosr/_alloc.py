@@ -45,6 +45,11 @@ def _libc() -> ctypes.CDLL | None:
     return libc
 
 
+def _keep(libc: ctypes.CDLL) -> None:
+    libc.mallopt(M_MMAP_MAX, 0)  # large blocks from the heap, not fresh mappings
+    libc.mallopt(M_TRIM_THRESHOLD, KEEP_BYTES)  # freed heap memory stays mapped
+
+
 @contextlib.contextmanager
 def reuse_large_allocations() -> Iterator[None]:
     """Within the block, large ``malloc`` blocks come from the heap and freed memory stays mapped (module doc).
@@ -58,8 +63,7 @@ def reuse_large_allocations() -> Iterator[None]:
         return
     with _lock:
         if _depth == 0:
-            libc.mallopt(M_MMAP_MAX, 0)
-            libc.mallopt(M_TRIM_THRESHOLD, KEEP_BYTES)
+            _keep(libc)
         _depth += 1
     try:
         yield
@@ -80,7 +84,6 @@ def keep_large_allocations(**_: object) -> bool:
     libc = _libc()
     if libc is None:
         return False
-    libc.mallopt(M_MMAP_MAX, 0)
-    libc.mallopt(M_TRIM_THRESHOLD, KEEP_BYTES)
+    _keep(libc)
     _kept = True
     return True

@@ -114,6 +114,11 @@ def _upsampler(ch: int, scale: int, group: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def _field_with_bp(scale: int, mobile: bool, bp: SpatialBackProjection, refine: int) -> int:
+    """Receptive field (LR px) of a CARN whose skip is ``bp``, with ``refine`` steps after the network."""
+    return max(carn_receptive_field(scale, mobile), bp.receptive_field()) + bp.refine_field(refine)
+
+
 def carn_receptive_field(scale: int, mobile: bool) -> int:
     """Half-width (LR px) of the LR neighbourhood reaching one output pixel (3x3 convs add 1 px each)."""
     lr_convs = 1 + 3 * 3 * 2  # entry + 3 cascading blocks x 3 (shared) residual applications x 2 convs
@@ -179,7 +184,7 @@ class CARN(SRNet):
                 raise ModelError("bp_skip works with single-scale models only (the operator has one scale)")
             op = make_operator(r, names, sensor=bp_sensor, mtf=bp_mtf, wald=bp_wald)
             bp = SpatialBackProjection(op, n, int(bp_skip), bp_step)
-            rf = max(rf, bp.receptive_field()) + bp.refine_field(int(bp_refine))
+            rf = _field_with_bp(r, mobile, bp, int(bp_refine))
             mtf = list(bp_mtf) if isinstance(bp_mtf, Sequence) else bp_mtf
             kwargs.update(bp_skip=int(bp_skip), bp_sensor=bp_sensor, bp_mtf=mtf, bp_wald=bool(bp_wald),
                           bp_step=float(bp_step))
@@ -228,8 +233,7 @@ class CARN(SRNet):
         bp = SpatialBackProjection(operator, int(self.n_bands or 0), self.bp.iterations, self.bp.step)
         self.bp = bp.to(self.exit.weight.device)
         self.spec.extra["bp_operator"] = operator.describe()
-        self.spec.receptive_field = (max(carn_receptive_field(self.scale, self.mobile), bp.receptive_field())
-                                     + bp.refine_field(self.bp_refine))
+        self.spec.receptive_field = _field_with_bp(self.scale, self.mobile, bp, self.bp_refine)
 
     def forward(
         self, lr: torch.Tensor, return_logvar: bool = False
