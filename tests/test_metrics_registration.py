@@ -151,10 +151,17 @@ def test_lowpass_moments_by_dct_equal_the_blurred_images(dtype, shape) -> None:
     rng = np.random.default_rng(3)
     x = rng.random(shape).astype(dtype)
     y = (0.8 * x + 0.2 * rng.random(shape) + 0.1).astype(dtype)
-    got = gaussian_lowpass_moments(x, y, 8.0)
+    got = gaussian_lowpass_moments(x, y, 8.0, gain_floor=0.0)  # every coefficient: exact
     ref = _moments(gaussian_blur(y.astype(np.float64), 8.0), gaussian_blur(x.astype(np.float64), 8.0))  # (y, x)
     assert got is not None
     np.testing.assert_allclose(got, ref, rtol=1e-5 if dtype == np.float32 else 1e-10)
+    # the default leaves out coefficients of squared gain < 1e-9: the sums move by at most 1e-9 of the AC energy
+    pruned = gaussian_lowpass_moments(x, y, 8.0)
+    assert pruned is not None
+    ac = float(((x - x.mean(dtype=np.float64)) ** 2).sum() + ((y - y.mean(dtype=np.float64)) ** 2).sum())
+    for a, b in zip(pruned[3:], ref[3:], strict=True):
+        assert abs(a - b) <= 1e-9 * ac + (1e-5 if dtype == np.float32 else 1e-10) * abs(b)
+    assert pruned[3] != ref[3] or dtype == np.float32  # white noise: the pruning is visible, and bounded
     assert gaussian_lowpass_moments(x[:30], y[:30], 8.0) is None  # radius 32 >= 30 rows: blur instead
 
 

@@ -10,6 +10,12 @@ heap serves those requests too (``M_MMAP_MAX = 0``) and keeps freed memory (``M_
 ``malloc_trim(0)`` returns the free heap to the kernel. Peak memory is unchanged in kind (the same
 buffers, reused); resident memory between tiles stays at that peak instead of dropping.
 
+Inside the block NumPy also stops asking for transparent huge pages (``madvise(MADV_HUGEPAGE)`` on arrays
+of 4 MiB and more, its default): with the kernel's usual ``defrag=madvise`` setting a huge-page fault
+may compact memory synchronously, and the system time of one evaluation of 4 x 2048² varied from
+0.02 to 0.72 s with it, 0.07-0.10 s without (``docs/benchmarks.md``). The previous setting comes back
+on exit.
+
 Set ``EOSR_MALLOC=default`` to leave the allocator alone.
 """
 
@@ -22,6 +28,8 @@ import sys
 import threading
 from collections.abc import Iterator
 
+import numpy as np
+
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
 DEFAULT_TRIM_THRESHOLD = 128 * 1024
@@ -31,6 +39,14 @@ KEEP_BYTES = 1 << 30
 _lock = threading.Lock()
 _depth = 0
 _kept = False
+_huge_before = True
+
+
+def _set_numpy_huge_pages(on: bool) -> bool:
+    """NumPy's ``_set_madvise_hugepage`` (returns the previous setting; True where NumPy lacks it)."""
+    core = getattr(np, "_core", None) or getattr(np, "core", None)
+    setter = getattr(getattr(core, "multiarray", None), "_set_madvise_hugepage", None)
+    return bool(setter(on)) if setter is not None else True
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -52,11 +68,12 @@ def _keep(libc: ctypes.CDLL) -> None:
 
 @contextlib.contextmanager
 def reuse_large_allocations() -> Iterator[None]:
-    """Within the block, large ``malloc`` blocks come from the heap and freed memory stays mapped (module doc).
+    """Within the block, large ``malloc`` blocks come from the heap, freed memory stays mapped and NumPy
+    asks for no huge pages (module doc).
 
     Re-entrant and thread-safe (a counter: only the outermost block sets and restores the options).
     """
-    global _depth
+    global _depth, _huge_before
     libc = _libc()
     if libc is None:
         yield
@@ -64,6 +81,7 @@ def reuse_large_allocations() -> Iterator[None]:
     with _lock:
         if _depth == 0:
             _keep(libc)
+            _huge_before = _set_numpy_huge_pages(False)
         _depth += 1
     try:
         yield
@@ -73,6 +91,7 @@ def reuse_large_allocations() -> Iterator[None]:
             if _depth == 0:
                 libc.mallopt(M_MMAP_MAX, DEFAULT_MMAP_MAX)
                 libc.mallopt(M_TRIM_THRESHOLD, DEFAULT_TRIM_THRESHOLD)
+                _set_numpy_huge_pages(_huge_before)
                 libc.malloc_trim(0)
 
 
@@ -85,5 +104,6 @@ def keep_large_allocations(**_: object) -> bool:
     if libc is None:
         return False
     _keep(libc)
+    _set_numpy_huge_pages(False)
     _kept = True
     return True

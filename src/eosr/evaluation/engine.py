@@ -35,7 +35,8 @@ except ImportError:  # pragma: no cover - exercised only without numba
     AVAILABLE = False
     prange = range  # type: ignore[misc,assignment]  # (numba.prange is a class)
 
-__all__ = ["AVAILABLE", "any_finite", "bicubic_upsample", "detail_decomposition", "high_pass_difference", "pointwise",
+__all__ = ["AVAILABLE", "any_finite", "bicubic_upsample", "centred_windowed", "detail_decomposition",
+           "high_pass_difference", "pointwise",
            "separable_correlate", "ssim_uiqi_planes"]
 
 
@@ -106,19 +107,24 @@ def _pointwise_kernel(s: np.ndarray, h: np.ndarray, err: np.ndarray, write_err: 
 def _ssim_kernel(x: np.ndarray, y: np.ndarray, x2: np.ndarray, has2: bool, g: np.ndarray, cen: float,
                  c1: float, c2: float, tol: float, smap: np.ndarray, n_strips: int,
                  sums: np.ndarray, aff: bool, al: float, be: float) -> None:  # pragma: no cover - compiled
+    """11-tap symmetric window ``g`` (g[k] = g[10 - k]): each filter pass is one unrolled expression per
+    output value (a single store, no read-modify-write of an accumulator row), which vectorises; the
+    per-window SSIM/UIQI loop is branch-free for the same reason (2x faster than tap-by-tap loops)."""
     hh, ww = x.shape
-    n = g.shape[0]
-    pad = (n - 1) // 2
-    ho, wo = hh - n + 1, ww - n + 1
+    ho, wo = hh - 10, ww - 10
     nq = 8 if has2 else 5
+    g0, g1, g2, g3, g4, g5 = g[0], g[1], g[2], g[3], g[4], g[5]
     for st in prange(n_strips):
         r0 = st * ho // n_strips
         r1 = (st + 1) * ho // n_strips
-        ring = np.empty((n, nq, wo))
+        ring = np.empty((11, nq, wo))
         prod = np.empty((nq, ww))
         vert = np.empty((nq, wo))
+        srow = np.empty(wo)
+        urow = np.empty(wo)
+        s2row = np.empty(wo)
         acc = np.zeros(3)
-        for i in range(r0, r1 + n - 1):  # input rows of this strip's output rows
+        for i in range(r0, r1 + 10):  # input rows of this strip's output rows
             for j in range(ww):
                 a = np.float64(x[i, j]) - cen
                 b = np.float64(y[i, j]) - cen
@@ -132,65 +138,80 @@ def _ssim_kernel(x: np.ndarray, y: np.ndarray, x2: np.ndarray, has2: bool, g: np
                     prod[5, j] = a2
                     prod[6, j] = a2 * a2
                     prod[7, j] = a2 * b
-            slot = i % n
-            for q in range(nq):  # horizontal pass, taps outermost: the inner loop over columns vectorises
+            for q in range(nq):  # horizontal pass: the window is symmetric (g[k] = g[10 - k])
+                r = ring[i % 11, q]
+                p = prod[q]
                 for j in range(wo):
-                    ring[slot, q, j] = g[0] * prod[q, j]
-                for k in range(1, n):
-                    gk = g[k]
-                    for j in range(wo):
-                        ring[slot, q, j] += gk * prod[q, j + k]
-            o = i - n + 1  # the output row complete once input row i is filtered
+                    r[j] = (g0 * (p[j] + p[j + 10]) + g1 * (p[j + 1] + p[j + 9]) + g2 * (p[j + 2] + p[j + 8])
+                            + g3 * (p[j + 3] + p[j + 7]) + g4 * (p[j + 4] + p[j + 6]) + g5 * p[j + 5])
+            o = i - 10  # the output row complete once input row i is filtered
             if o < r0:
                 continue
             for q in range(nq):  # vertical pass over the ring buffer
-                sl = o % n
+                t0 = ring[o % 11, q]
+                t1 = ring[(o + 1) % 11, q]
+                t2 = ring[(o + 2) % 11, q]
+                t3 = ring[(o + 3) % 11, q]
+                t4 = ring[(o + 4) % 11, q]
+                t5 = ring[(o + 5) % 11, q]
+                t6 = ring[(o + 6) % 11, q]
+                t7 = ring[(o + 7) % 11, q]
+                t8 = ring[(o + 8) % 11, q]
+                t9 = ring[(o + 9) % 11, q]
+                t10 = ring[(o + 10) % 11, q]
+                v = vert[q]
                 for j in range(wo):
-                    vert[q, j] = g[0] * ring[sl, q, j]
-                for k in range(1, n):
-                    sl = (o + k) % n
-                    gk = g[k]
-                    for j in range(wo):
-                        vert[q, j] += gk * ring[sl, q, j]
-            for j in range(wo):
+                    v[j] = (g0 * (t0[j] + t10[j]) + g1 * (t1[j] + t9[j]) + g2 * (t2[j] + t8[j])
+                            + g3 * (t3[j] + t7[j]) + g4 * (t4[j] + t6[j]) + g5 * t5[j])
+            for j in range(wo):  # SSIM and UIQI of each window (branch-free: the loop vectorises)
                 mx = vert[0, j]
                 my = vert[1, j]
-                xx = vert[2, j]
-                yy = vert[3, j]
-                xy = vert[4, j]
-                vx = xx - mx * mx
-                vy = yy - my * my
-                cv = xy - mx * my
+                vx = vert[2, j] - mx * mx
+                vy = vert[3, j] - my * my
+                cv = vert[4, j] - mx * my
                 ux = mx + cen
                 uy = my + cen
-                ssim = (2 * ux * uy + c1) * (2 * cv + c2) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
-                smap[o + pad, j + pad] = ssim
-                acc[0] += ssim
-                # UIQI (C1 = C2 = 0) with the degenerate windows of the 2002 paper's code
-                d1 = max(vx, 0.0) + max(vy, 0.0)
                 d2 = ux * ux + uy * uy
-                z1 = d1 <= tol
-                z2 = d2 <= tol
-                if z1 and z2:
-                    qv = 1.0
-                elif z1:
-                    qv = 2 * ux * uy / d2
-                elif z2:
-                    qv = 2 * cv / d1
-                else:
-                    qv = (2 * cv / d1) * (2 * ux * uy / d2)
-                acc[1] += qv
-                if has2:
+                srow[j] = (2 * ux * uy + c1) * (2 * cv + c2) / ((d2 + c1) * (vx + vy + c2))
+                # UIQI (C1 = C2 = 0) with the degenerate windows of the 2002 paper's code: a factor whose
+                # denominator is below tol is 1 (both: Q = 1)
+                d1 = max(vx, 0.0) + max(vy, 0.0)
+                qa = 2 * cv / d1 if d1 > tol else 1.0
+                qb = 2 * ux * uy / d2 if d2 > tol else 1.0
+                urow[j] = qa * qb
+            if has2:
+                for j in range(wo):
+                    my = vert[1, j]
+                    vy = vert[3, j] - my * my
+                    uy = my + cen
                     m2 = vert[5, j]
                     v2 = vert[6, j] - m2 * m2
                     cv2 = vert[7, j] - m2 * my
                     u2 = m2 + cen
-                    acc[2] += (2 * u2 * uy + c1) * (2 * cv2 + c2) / ((u2 * u2 + uy * uy + c1) * (v2 + vy + c2))
-                elif aff:  # x2 = al x + be: its window moments follow from x's
-                    u2 = al * ux + be
-                    v2 = al * al * vx
-                    cv2 = al * cv
-                    acc[2] += (2 * u2 * uy + c1) * (2 * cv2 + c2) / ((u2 * u2 + uy * uy + c1) * (v2 + vy + c2))
+                    s2row[j] = (2 * u2 * uy + c1) * (2 * cv2 + c2) / ((u2 * u2 + uy * uy + c1) * (v2 + vy + c2))
+            elif aff:  # x2 = al x + be: its window moments follow from x's
+                for j in range(wo):
+                    mx = vert[0, j]
+                    my = vert[1, j]
+                    uy = my + cen
+                    u2 = al * (mx + cen) + be
+                    v2 = al * al * (vert[2, j] - mx * mx)
+                    cv2 = al * (vert[4, j] - mx * my)
+                    vy = vert[3, j] - my * my
+                    s2row[j] = (2 * u2 * uy + c1) * (2 * cv2 + c2) / ((u2 * u2 + uy * uy + c1) * (v2 + vy + c2))
+            e0 = 0.0
+            e1 = 0.0
+            for j in range(wo):
+                smap[o + 5, j + 5] = srow[j]
+                e0 += srow[j]
+                e1 += urow[j]
+            acc[0] += e0
+            acc[1] += e1
+            if has2 or aff:
+                e2 = 0.0
+                for j in range(wo):
+                    e2 += s2row[j]
+                acc[2] += e2
         for k in range(3):
             sums[st, k] = acc[k]
 
@@ -235,15 +256,21 @@ def _gradient_kernel(hr: np.ndarray, g: np.ndarray) -> None:  # pragma: no cover
     for i in prange(hh):
         i0, i1 = max(i - 1, 0), min(i + 1, hh - 1)
         dyn = 0.5 if (i1 - i0) == 2 else 1.0
-        for j in range(ww):
-            j0, j1 = max(j - 1, 0), min(j + 1, ww - 1)
-            dxn = 0.5 if (j1 - j0) == 2 else 1.0
-            acc = 0.0
-            for b in range(c):
+        acc = np.zeros(ww)
+        for b in range(c):  # interior columns branch-free (the loop vectorises); the two edge columns apart
+            for j in range(1, ww - 1):
+                gy = (np.float64(hr[b, i1, j]) - np.float64(hr[b, i0, j])) * dyn
+                gx = (np.float64(hr[b, i, j + 1]) - np.float64(hr[b, i, j - 1])) * 0.5
+                acc[j] += math.sqrt(gx * gx + gy * gy)
+            for e in range(2 if ww > 1 else 1):
+                j = e * (ww - 1)
+                j0, j1 = max(j - 1, 0), min(j + 1, ww - 1)
+                dxn = 0.5 if (j1 - j0) == 2 else 1.0
                 gy = (np.float64(hr[b, i1, j]) - np.float64(hr[b, i0, j])) * dyn
                 gx = (np.float64(hr[b, i, j1]) - np.float64(hr[b, i, j0])) * dxn
-                acc += math.sqrt(gx * gx + gy * gy)
-            g[i, j] = acc / c
+                acc[j] += math.sqrt(gx * gx + gy * gy)
+        for j in range(ww):
+            g[i, j] = acc[j] / c
 
 
 def _strata_kernel(sr: np.ndarray, hr: np.ndarray, g: np.ndarray, lo: float, hi: float, smap: np.ndarray,
@@ -394,32 +421,60 @@ def ssim_uiqi_planes(x: np.ndarray, y: np.ndarray, x2: np.ndarray | None, data_r
 def _hpass_kernel(x: np.ndarray, y: np.ndarray, sub: bool, kx: np.ndarray, stride: int, tmp: np.ndarray,
                   n_strips: int) -> None:  # pragma: no cover - compiled
     """tmp[i, jo] = sum_u kx[u] z[i, refl(jo * stride + u - p)], z = x - y (``sub``) or x; p = (K - stride) // 2,
-    half-sample symmetric borders (b a | a b c | c b)."""
+    half-sample symmetric borders (b a | a b c | c b). Only the border samples are reflected index by index."""
     hh, ww = x.shape
     wo = tmp.shape[1]
     k = kx.shape[0]
     p = (k - stride) // 2
     nb = (wo - 1) * stride + k
+    lo = min(p, nb)  # buf[j] = z[j - p]: reflected below lo and from hi on, direct in between
+    hi = max(lo, min(nb, ww + p))
     for st in prange(n_strips):
         r0 = st * hh // n_strips
         r1 = (st + 1) * hh // n_strips
         buf = np.empty(nb)
         row = np.empty(wo)
         for i in range(r0, r1):
-            for j in range(nb):
+            for j in range(lo):
                 q = j - p
                 while q < 0 or q >= ww:
                     q = -q - 1 if q < 0 else 2 * ww - 1 - q
-                if sub:
-                    buf[j] = np.float64(x[i, q]) - np.float64(y[i, q])
-                else:
-                    buf[j] = x[i, q]
-            for jo in range(wo):
-                row[jo] = kx[0] * buf[jo * stride]
-            for u in range(1, k):
-                ku = kx[u]
+                buf[j] = np.float64(x[i, q]) - np.float64(y[i, q]) if sub else np.float64(x[i, q])
+            if sub:
+                for j in range(lo, hi):
+                    buf[j] = np.float64(x[i, j - p]) - np.float64(y[i, j - p])
+            else:
+                for j in range(lo, hi):
+                    buf[j] = x[i, j - p]
+            for j in range(hi, nb):
+                q = j - p
+                while q < 0 or q >= ww:
+                    q = -q - 1 if q < 0 else 2 * ww - 1 - q
+                buf[j] = np.float64(x[i, q]) - np.float64(y[i, q]) if sub else np.float64(x[i, q])
+            if stride == 1:  # taps four at a time over contiguous samples: a quarter of the accumulator traffic
                 for jo in range(wo):
-                    row[jo] += ku * buf[jo * stride + u]
+                    row[jo] = 0.0
+                u = 0
+                while u + 4 <= k:
+                    k0 = kx[u]
+                    k1 = kx[u + 1]
+                    k2 = kx[u + 2]
+                    k3 = kx[u + 3]
+                    for jo in range(wo):
+                        row[jo] += k0 * buf[jo + u] + k1 * buf[jo + u + 1] + k2 * buf[jo + u + 2] + k3 * buf[jo + u + 3]
+                    u += 4
+                while u < k:
+                    kt = kx[u]
+                    for jo in range(wo):
+                        row[jo] += kt * buf[jo + u]
+                    u += 1
+            else:
+                for jo in range(wo):
+                    row[jo] = kx[0] * buf[jo * stride]
+                for u in range(1, k):
+                    ku = kx[u]
+                    for jo in range(wo):
+                        row[jo] += ku * buf[jo * stride + u]
             for jo in range(wo):
                 tmp[i, jo] = row[jo]
 
@@ -568,6 +623,38 @@ def bicubic_upsample(lr: np.ndarray, r: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ ring sums of half spectra (FRR, FRC)
+def _row_sums_kernel(a: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    h, w = a.shape
+    for i in prange(h):
+        t = 0.0
+        for j in range(w):
+            t += a[i, j]
+        out[i] = t
+
+
+def _window_kernel(a: np.ndarray, mean: float, wy: np.ndarray, wx: np.ndarray, out: np.ndarray
+                   ) -> None:  # pragma: no cover - compiled
+    h, w = a.shape
+    for i in prange(h):
+        f = wy[i]
+        for j in range(w):
+            out[i, j] = (np.float64(a[i, j]) - mean) * (f * wx[j])
+
+
+_row_sums_jit = _jit(_row_sums_kernel)
+_window_jit = _jit(_window_kernel)
+
+
+def centred_windowed(a: np.ndarray, wy: np.ndarray, wx: np.ndarray) -> np.ndarray:
+    """(a - mean(a)) * wy[:, None] * wx[None, :] of a fully valid (H, W) plane in one parallel pass after
+    the mean (float64 arithmetic, output in the plane's dtype): the input of a windowed spectrum."""
+    rows = np.empty(a.shape[0])
+    _row_sums_jit(a, rows)
+    out = np.empty(a.shape, dtype=a.dtype)
+    _window_jit(a, float(rows.sum()) / a.size, wy, wx, out)
+    return out
+
+
 def _ring_kernel(fs: np.ndarray, fh: np.ndarray, fi: np.ndarray, has_i: bool, ringmap: np.ndarray,
                  wcol: np.ndarray, out: np.ndarray, n_strips: int) -> None:  # pragma: no cover - compiled
     hh, w2 = fs.shape

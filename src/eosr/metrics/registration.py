@@ -238,14 +238,17 @@ def _estimate(
     s, h = _arr3(sr, "sr"), _arr3(hr, "hr")  # the inputs' precision: no float64 copies of whole stacks
     if s.shape != h.shape:
         raise ShapeError(f"sr {s.shape} and hr {h.shape} differ in shape")
-    ok0 = np.isfinite(s) & np.isfinite(h)
-    if mask is not None:
-        ok0 &= np.broadcast_to(np.asarray(mask, dtype=bool), s.shape)
-    if not ok0.any():
-        raise ShapeError("no valid pixel: the inputs are all NaN or the mask is empty")
-    okw = _centre_window(ok0, REG_WINDOW)
-    hw = np.where(okw, _centre_window(h, REG_WINDOW), np.nan)
-    sw = np.where(okw, _centre_window(s, REG_WINDOW), np.nan)
+    ok0: np.ndarray | None = None  # None: every pixel valid (a finite sum: no NaN or inf anywhere; no mask)
+    if mask is not None or not all(math.isfinite(float(a.sum())) for a in (s, h)):  # (an overflow: the test)
+        ok0 = np.isfinite(s) & np.isfinite(h)
+        if mask is not None:
+            ok0 &= np.broadcast_to(np.asarray(mask, dtype=bool), s.shape)
+        if not ok0.any():
+            raise ShapeError("no valid pixel: the inputs are all NaN or the mask is empty")
+    hw, sw = _centre_window(h, REG_WINDOW), _centre_window(s, REG_WINDOW)
+    if ok0 is not None:
+        okw = _centre_window(ok0, REG_WINDOW)
+        hw, sw = np.where(okw, hw, np.nan), np.where(okw, sw, np.nan)
     try:
         total: np.ndarray | None = None
         per_band = []
@@ -265,8 +268,8 @@ def _estimate(
     gains, biases = np.empty(s.shape[0]), np.empty(s.shape[0])
     parts = []
     for i in range(s.shape[0]):  # one band at a time: low-passed copies and samples of one band only
-        ok = ok0[i] & vshift[i] & np.isfinite(back[i])
-        if not ok.any():
+        ok = vshift[i] if ok0 is None else ok0[i] & vshift[i] & np.isfinite(back[i])  # (a shift of finite
+        if not ok.any():  # values is finite)
             gains[i], biases[i] = np.nan, np.nan
             continue
         every = bool(ok.all())

@@ -11,6 +11,8 @@ callers (tensors that require a gradient) keep the torch path: :func:`usable` sa
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -79,44 +81,55 @@ def gaussian_blur_taps(sigma: float, truncate: float = 4.0) -> np.ndarray:
     return np.asarray(k / k.sum())
 
 
-def gaussian_lowpass_moments(x: np.ndarray, y: np.ndarray, sigma: float, truncate: float = 4.0
-                             ) -> tuple[float, float, float, float, float] | None:
+@functools.lru_cache(maxsize=16)
+def _dct_gains_squared(sigma: float, truncate: float, n: int) -> np.ndarray:
+    """l_k^2, k < n: the squared DCT-II eigenvalues of the :func:`gaussian_blur_taps` filter (read-only)."""
+    k = gaussian_blur_taps(sigma, truncate)
+    m = np.arange(-((k.size - 1) // 2), (k.size - 1) // 2 + 1)
+    out = np.asarray((k[None, :] * np.cos(np.pi * np.arange(n)[:, None] * m[None, :] / n)).sum(axis=1) ** 2)
+    out.flags.writeable = False
+    return out
+
+
+def gaussian_lowpass_moments(x: np.ndarray, y: np.ndarray, sigma: float, truncate: float = 4.0,
+                             gain_floor: float = 1e-9) -> tuple[float, float, float, float, float] | None:
     """(n, mean Lx, mean Ly, sum (Lx - mean)^2, sum (Lx - mean)(Ly - mean)) of two (H, W) arrays, L the
     Gaussian blur of :func:`gaussian_blur` (reflected borders), without blurring either image.
 
     A symmetric filter with half-sample symmetric borders is diagonal in the orthonormal DCT-II basis
     (Martucci, "Symmetric convolution and the discrete sine and cosine transforms", IEEE TSP 42(5),
     1994): L = C^T diag(l) C with l_k = sum_m h_m cos(pi k m / N) per axis, so by Parseval the
-    centred sums are sum over k != 0 of l_k^2 X_k Y_k (X = C x, Y = C y), and mean Lx = mean x (the
-    taps sum to 1). One DCT per image (float32 stays float32, float64 sums) instead of a blur per
-    image and the sums over its pixels. None when the filter is wider than the image (radius >= the
-    shorter side): then blur (:func:`gaussian_blur`).
+    centred sums are sum over k != 0 of l_ky^2 l_kx^2 X_k Y_k (X = C x, Y = C y), and mean Lx = mean x
+    (the taps sum to 1). Coefficients whose per-axis squared gain l_k^2 is below ``gain_floor`` are
+    left out: they change the sums by less than ``gain_floor`` times the images' AC energy (the
+    truncated kernel's side lobes are near 1e-10). So the transform is pruned: a DCT along the rows,
+    then along the columns of the kept coefficients only (sigma 8 on 2048^2: 428 of 2048 per axis,
+    half the work of a full 2-D DCT; float32 stays float32, float64 sums). None when the filter is wider
+    than the image (radius >= the shorter side): then blur (:func:`gaussian_blur`).
     """
     import scipy.fft as sfft
 
-    k = gaussian_blur_taps(sigma, truncate)
-    r = (k.size - 1) // 2
+    r = int(truncate * float(sigma) + 0.5)
     h, w = x.shape
     if r >= min(h, w) or x.shape != y.shape:
         return None
-    m = np.arange(-r, r + 1)
 
-    def eig(n: int) -> np.ndarray:
-        return np.asarray((k[None, :] * np.cos(np.pi * np.arange(n)[:, None] * m[None, :] / n)).sum(axis=1) ** 2)
+    def kept(l2: np.ndarray) -> int:
+        return int(np.nonzero(l2 >= gain_floor)[0].max()) + 1  # l_0 = 1: at least one
 
-    ly2, lx2 = eig(h), eig(w)
+    ly2, lx2 = (_dct_gains_squared(float(sigma), float(truncate), n) for n in (h, w))
+    ky, kx = kept(ly2), kept(lx2)
     dt = x.dtype if x.dtype in (np.float32, np.float64) else np.dtype(np.float64)
-    cx = sfft.dctn(np.asarray(x, dtype=dt), type=2, norm="ortho", workers=-1)
-    cy = sfft.dctn(np.asarray(y, dtype=dt), type=2, norm="ortho", workers=-1)
+
+    def coefficients(a: np.ndarray) -> np.ndarray:
+        rows = sfft.dct(np.asarray(a, dtype=dt), type=2, norm="ortho", axis=1, workers=-1)[:, :kx]
+        return np.asarray(sfft.dct(rows, type=2, norm="ortho", axis=0, workers=-1)[:ky], dtype=np.float64)
+
+    cx, cy = coefficients(x), coefficients(y)
     cx[0, 0] = 0.0  # the DC term is the mean: centred sums
     cy[0, 0] = 0.0
-    sxx = sxy = 0.0
-    step = max(1, (1 << 18) // w)
-    for i in range(0, h, step):  # float64 sums over row chunks (no float64 copy of a whole image)
-        a = cx[i : i + step].astype(np.float64)
-        b = cy[i : i + step].astype(np.float64)
-        sxx += float(ly2[i : i + step] @ ((a * a) @ lx2))
-        sxy += float(ly2[i : i + step] @ ((a * b) @ lx2))
+    sxx = float(ly2[:ky] @ ((cx * cx) @ lx2[:kx]))
+    sxy = float(ly2[:ky] @ ((cx * cy) @ lx2[:kx]))
     return float(x.size), float(x.mean(dtype=np.float64)), float(y.mean(dtype=np.float64)), sxx, sxy
 
 

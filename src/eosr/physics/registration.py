@@ -12,6 +12,8 @@ Convention: ``moving(row, col) ~ reference(row - dy, col - dx)`` (+x = east / +c
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Any
 
 import numpy as np
@@ -21,22 +23,35 @@ from scipy.signal.windows import tukey
 from eosr.errors import ShapeError
 
 WHITENING = 0.5  # exponent p of |R|^p in the normalisation of the cross-power spectrum
+COARSE_UPSAMPLE = 20  # first refinement step 1/20 px; a finer upsample refines around its peak
 
 
-def _prep(x: Any) -> np.ndarray:
-    a = np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, dtype=np.float64)
+def _prep(x: Any, win: np.ndarray | None = None) -> np.ndarray:
+    """float64 (C, H, W): each band minus its mean over finite pixels, NaN set to 0 (the mean), times ``win``."""
+    a = np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x)
     if a.ndim == 2:
         a = a[None]
     if a.ndim != 3:
         raise ShapeError(f"registration needs (C, H, W) or (H, W) arrays, got shape {a.shape}")
-    out = np.empty_like(a)
+    out = np.empty(a.shape)
     for i, band in enumerate(a):
-        ok = np.isfinite(band)
-        if not ok.any():
-            raise ShapeError("registration: a band has no valid pixel")
-        mean = band[ok].mean()
-        out[i] = np.where(ok, band - mean, 0.0)
+        mean = float(band.mean(dtype=np.float64))
+        if math.isfinite(mean):  # a finite mean: every value is finite (no masking, no float64 copy first)
+            np.subtract(band, mean, out=out[i], dtype=np.float64)
+        else:
+            ok = np.isfinite(band)
+            if not ok.any():
+                raise ShapeError("registration: a band has no valid pixel")
+            b64 = band.astype(np.float64)
+            out[i] = np.where(ok, b64 - b64[ok].mean(), 0.0)
+        if win is not None:
+            out[i] *= win
     return out
+
+
+@functools.lru_cache(maxsize=4)
+def _tukey_window(h: int, w: int) -> np.ndarray:
+    return np.outer(tukey(h, 0.5), tukey(w, 0.5))
 
 
 def _upsampled_dft(cross: np.ndarray, up: int, size: int, oy: float, ox: float, width: int | None = None
@@ -73,14 +88,12 @@ def cross_power(reference: Any, moving: Any, half: bool = False) -> np.ndarray:
     ``half``: only the non-redundant half (C, H, W // 2 + 1) of these Hermitian spectra (real FFTs,
     half the work; pass ``width=W`` to :func:`shift_from_cross`).
     """
-    ref, mov = _prep(reference), _prep(moving)
-    if ref.shape != mov.shape:
-        raise ShapeError(f"registration: shapes differ {ref.shape} vs {mov.shape}")
-    h, w = ref.shape[-2:]
-    win = np.outer(tukey(h, 0.5), tukey(w, 0.5))
+    shape_r, shape_m = np.shape(reference), np.shape(moving)
+    if shape_r != shape_m:
+        raise ShapeError(f"registration: shapes differ {shape_r} vs {shape_m}")
+    win = _tukey_window(*shape_r[-2:]) if len(shape_r) >= 2 else None
+    ref, mov = _prep(reference, win), _prep(moving, win)
     fft = sfft.rfft2 if half else sfft.fft2
-    ref *= win
-    mov *= win
     out = fft(mov, workers=-1)
     out *= np.conj(fft(ref, workers=-1))
     return out
@@ -88,12 +101,20 @@ def cross_power(reference: Any, moving: Any, half: bool = False) -> np.ndarray:
 
 def shift_from_cross(cross: np.ndarray, upsample: int = 100, width: int | None = None) -> tuple[float, float]:
     """Shift (dy, dx) from one (H, W) cross-power spectrum: integer peak of its partially whitened
-    inverse, refined on a 1.5-pixel neighbourhood at step 1/``upsample`` by a matrix DFT. ``width``:
-    ``cross`` is the half spectrum of :func:`cross_power` (``half=True``) of images that wide."""
+    inverse, refined on a 1.5-pixel neighbourhood by a matrix DFT at step 1/20 px, then (``upsample`` >
+    20) at step 1/``upsample`` over 0.1 px around that peak. ``width``: ``cross`` is the half spectrum
+    of :func:`cross_power` (``half=True``) of images that wide."""
     h, w = cross.shape
-    mag = np.abs(cross)
-    cross = np.where(mag > 1e-12 * mag.max(), cross / np.sqrt(np.maximum(mag, 1e-300)) if WHITENING == 0.5
-                     else cross / np.maximum(mag, 1e-300) ** WHITENING, 0.0)
+    scale = np.abs(cross)  # |R|^-p where |R| > 1e-12 max |R|, else 0 (in place: no extra arrays)
+    keep = scale > 1e-12 * scale.max()
+    np.maximum(scale, 1e-300, out=scale)
+    if WHITENING == 0.5:
+        np.sqrt(scale, out=scale)
+    else:
+        np.power(scale, WHITENING, out=scale)
+    np.divide(1.0, scale, out=scale)
+    scale[~keep] = 0.0
+    cross = cross * scale
     if width is not None:
         corr = sfft.irfft2(cross, s=(h, width), workers=-1)
         w = width
@@ -102,14 +123,23 @@ def shift_from_cross(cross: np.ndarray, upsample: int = 100, width: int | None =
     iy, ix = np.unravel_index(int(np.argmax(corr)), corr.shape)
     dy = float(iy if iy <= h // 2 else iy - h)
     dx = float(ix if ix <= w // 2 else ix - w)
-    if upsample > 1:
-        size = int(np.ceil(upsample * 1.5))
-        size += 1 - size % 2
-        up = _upsampled_dft(cross, upsample, size, dy, dx, width)
-        jy, jx = np.unravel_index(int(np.argmax(up)), up.shape)
-        dy += (jy - size // 2) / upsample
-        dx += (jx - size // 2) / upsample
+    if upsample > 1:  # 1.5 px around the integer peak at step 1/min(upsample, 20), then, for a finer
+        coarse = min(upsample, COARSE_UPSAMPLE)  # step, 2 coarse steps around that peak at 1/upsample
+        dy, dx = _refine(cross, coarse, 1.5, dy, dx, width)
+        if upsample > coarse:  # (the coarse peak is within half a coarse step of the fine one)
+            dy, dx = _refine(cross, upsample, 2.0 / coarse, dy, dx, width)
     return dy, dx
+
+
+def _refine(cross: np.ndarray, upsample: int, span: float, dy: float, dx: float, width: int | None
+            ) -> tuple[float, float]:
+    """Peak of the upsampled correlation on a grid of step 1/upsample spanning ``span`` px
+    (odd size, centred on (dy, dx))."""
+    size = int(np.ceil(upsample * span))
+    size += 1 - size % 2
+    up = _upsampled_dft(cross, upsample, size, dy, dx, width)
+    jy, jx = np.unravel_index(int(np.argmax(up)), up.shape)
+    return dy + (jy - size // 2) / upsample, dx + (jx - size // 2) / upsample
 
 
 def estimate_shift(reference: Any, moving: Any, upsample: int = 100) -> tuple[float, float]:
