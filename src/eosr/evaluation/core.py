@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from eosr._alloc import reuse_large_allocations
+from eosr._alloc import release_free, reuse_large_allocations
 from eosr.errors import EosrError, ScaleError, SensorError, ShapeError
 from eosr.evaluation.result import GROUPS, EvaluationResult
 from eosr.metrics.base import MetricInfo, MetricResult
@@ -388,6 +388,7 @@ def evaluate(
         if engine.AVAILABLE and m is None and fused_engine:
             if need_align:
                 aligned_pre = _align_items(s, h, m, dtype)
+                release_free()  # registration's buffers: the maps to come are larger (eosr._alloc)
             s4, h4 = (t.numpy() if t.ndim == 4 else t.numpy()[None] for t in (s, h))
             sal4 = None
             if aligned_pre is not None and aligned_pre[2].all() and want(
@@ -541,6 +542,7 @@ def _compensated(s: torch.Tensor, h: torch.Tensor, m: torch.Tensor | None, inter
                 frr_res, er = frequency.restoration_and_resolution(
                     s4, h4, i4, data_range=data_range, ring_sums=E.spectrum_ring_sums if E.AVAILABLE else None,
                     windowed=E.centred_windowed if E.AVAILABLE else None)
+                release_free()  # the spectra's buffers, before the detail maps
             except EosrError as e:
                 if i4 is None or "FRR" not in str(e):
                     raise
@@ -571,14 +573,14 @@ def _compensated(s: torch.Tensor, h: torch.Tensor, m: torch.Tensor | None, inter
     if interp is not None and want("hallucination", "omission", "improvement"):
         hs = h.numpy().astype(npdt, copy=False)
         it = interp.numpy().astype(npdt, copy=False)
-        valid = v_al & np.isfinite(hs) & np.isfinite(it)
         from eosr.evaluation import engine
 
         if engine.AVAILABLE and use_engine and it.dtype == s_al.dtype == hs.dtype:
-            # SR' and the interpolated LR are not needed afterwards: their buffers take two of the maps
-            dmaps, sums = engine.detail_decomposition(s_al, hs, it, valid, reuse=True)
+            # SR' and the interpolated LR are not needed afterwards: their buffers take two of the maps;
+            # the kernel skips non-finite HR and interpolation itself (no validity arrays)
+            dmaps, sums = engine.detail_decomposition(s_al, hs, it, v_al, reuse=True)
         else:
-            dmaps, sums = detail_decomposition(s_al, hs, it, valid)
+            dmaps, sums = detail_decomposition(s_al, hs, it, v_al & np.isfinite(hs) & np.isfinite(it))
         del hs, it
         axes = (0,) if s.ndim == 4 else ()
         tot = {k: (v.sum(axis=axes) if axes else v) for k, v in sums.items()}

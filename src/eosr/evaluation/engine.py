@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +41,29 @@ __all__ = ["AVAILABLE", "any_finite", "bicubic_upsample", "centred_windowed", "d
            "separable_correlate", "ssim_uiqi_planes"]
 
 
+SAM_BLOCK = 1 << 19  # pixels per block of spectral-angle arguments (two float64 buffers of 4 MB)
+
+
+def _launch_threads_passive() -> None:
+    """Start numba's thread pool with OpenMP's passive wait policy, unless the user set one.
+
+    GNU OpenMP's workers spin for a while after each parallel region; the FFTs, BLAS calls and NumPy
+    passes that follow a compiled kernel then share the two cores with spinning threads (an FFT of
+    2048² took 20 ms after a kernel against 12 ms alone; the full evaluation of 4 x 2048² spent 0.2 s
+    less CPU and 0.08 s less wall time passive). libgomp reads the policy once, when numba loads it,
+    so it is set only around that load: torch's own OpenMP runtime (loaded earlier) is untouched.
+    """
+    from numba.np.ufunc import parallel
+
+    if getattr(parallel, "_is_initialized", True) or "OMP_WAIT_POLICY" in os.environ:
+        return
+    os.environ["OMP_WAIT_POLICY"] = "passive"
+    try:
+        parallel._launch_threads()
+    finally:
+        del os.environ["OMP_WAIT_POLICY"]
+
+
 def _jit(fn: Callable[..., Any]) -> Callable[..., Any]:
     if not AVAILABLE:  # pragma: no cover
         return fn
@@ -47,9 +71,13 @@ def _jit(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _pointwise_kernel(s: np.ndarray, h: np.ndarray, err: np.ndarray, write_err: bool, do_sam: bool,
-                      band_sums: np.ndarray, sam_sums: np.ndarray) -> None:  # pragma: no cover - compiled
+                      band_sums: np.ndarray, sam_sums: np.ndarray, r0: int, r1: int, ay: np.ndarray,
+                      ax: np.ndarray) -> None:  # pragma: no cover - compiled
+    """Rows r0..r1: per-band sums into ``band_sums[i]``; with ``do_sam`` the two arguments of each pixel's
+    angle 2 atan2(|u - v|, |u + v|) (u, v the unit spectra) into ``ay[i - r0]``, ``ax[i - r0]`` (0 and 1 where
+    a band is not finite: angle 0) and the valid and one-sided zero-vector counts into ``sam_sums[i]``."""
     c, hh, ww = s.shape
-    for i in prange(hh):  # band loops innermost over columns (they vectorise); rows are independent
+    for i in prange(r0, r1):  # band loops innermost over columns (they vectorise); rows are independent
         na = np.zeros(ww)
         nb = np.zeros(ww)
         ok = np.ones(ww, dtype=np.bool_)
@@ -69,37 +97,40 @@ def _pointwise_kernel(s: np.ndarray, h: np.ndarray, err: np.ndarray, write_err: 
                 s1 += abs(d) if f else 0.0
                 s2 += t if f else 0.0
                 s3 += 1.0 if f else 0.0
-                if do_sam:
+            if do_sam:  # a loop of its own: each vectorises
+                for j in range(ww):
+                    a = np.float64(s[b, i, j])
+                    t = np.float64(h[b, i, j])
                     na[j] += a * a
                     nb[j] += t * t
-                    ok[j] = ok[j] and f
+                    ok[j] &= math.isfinite(a - t)
             band_sums[i, b, 0] = s0
             band_sums[i, b, 1] = s1
             band_sums[i, b, 2] = s2
             band_sums[i, b, 3] = s3
         if not do_sam:
             continue
+        ia = np.empty(ww)
+        ib = np.empty(ww)
+        a1 = 0.0
+        a2 = 0.0
         for j in range(ww):
-            na[j] = math.sqrt(na[j])
-            nb[j] = math.sqrt(nb[j])
+            ia[j] = 1.0 / math.sqrt(na[j]) if na[j] > 0 else 1.0
+            ib[j] = 1.0 / math.sqrt(nb[j]) if nb[j] > 0 else 1.0
+            a1 += 1.0 if ok[j] else 0.0
+            a2 += 1.0 if ok[j] and ((na[j] == 0.0) != (nb[j] == 0.0)) else 0.0
         dn = np.zeros(ww)
         sn = np.zeros(ww)
         for b in range(c):
             for j in range(ww):
-                u = s[b, i, j] * (1.0 / na[j] if na[j] > 0 else 1.0)
-                v = h[b, i, j] * (1.0 / nb[j] if nb[j] > 0 else 1.0)
+                u = s[b, i, j] * ia[j]
+                v = h[b, i, j] * ib[j]
                 dn[j] += (u - v) * (u - v)
                 sn[j] += (u + v) * (u + v)
-        a0 = 0.0
-        a1 = 0.0
-        a2 = 0.0
+        o = i - r0
         for j in range(ww):
-            if ok[j]:
-                a0 += 2.0 * math.atan2(math.sqrt(dn[j]), math.sqrt(sn[j]))
-                a1 += 1.0
-                if (na[j] == 0.0) != (nb[j] == 0.0):
-                    a2 += 1.0
-        sam_sums[i, 0] = a0
+            ay[o, j] = math.sqrt(dn[j]) if ok[j] else 0.0
+            ax[o, j] = math.sqrt(sn[j]) if ok[j] else 1.0
         sam_sums[i, 1] = a1
         sam_sums[i, 2] = a2
 
@@ -295,6 +326,8 @@ def _strata_kernel(sr: np.ndarray, hr: np.ndarray, g: np.ndarray, lo: float, hi:
                     row_sums[i, b, k, 4] += 1.0
 
 
+if AVAILABLE:
+    _launch_threads_passive()
 _pointwise_jit = _jit(_pointwise_kernel)
 _gradient_jit = _jit(_gradient_kernel)
 _strata_jit = _jit(_strata_kernel)
@@ -378,14 +411,27 @@ def pointwise(sr: np.ndarray, hr: np.ndarray, err_out: np.ndarray | None = None,
     Returns ``(band (C, 4), sam (3,))``: per band sum (SR - HR)^2, sum |SR - HR|, sum HR and the
     valid count; SAM: sum of angles (radians), valid pixel count, one-sided zero vectors.
     ``err_out`` (C, H, W), when given, receives SR - HR (NaN where either is NaN). ``sam=False`` skips
-    the angles (their sums stay 0).
+    the angles (their sums stay 0). The angles' arctangents are NumPy's (SIMD; 5x the compiled scalar
+    ``atan2`` here), over blocks of rows whose arguments the compiled pass wrote.
     """
-    c, h, _ = sr.shape
+    c, h, w = sr.shape
     band = np.zeros((h, c, 4))
     sams = np.zeros((h, 3))
     write = err_out is not None
-    _pointwise_jit(sr, hr, err_out if write else np.empty((1, 1, 1), sr.dtype), write, sam, band, sams)
-    return band.sum(axis=0), sams.sum(axis=0)
+    err = err_out if write else np.empty((1, 1, 1), sr.dtype)
+    step = max(1, SAM_BLOCK // max(w, 1)) if sam else h
+    ay = np.empty((min(step, h), w) if sam else (1, 1))
+    ax = np.empty_like(ay)
+    angle = 0.0
+    for r0 in range(0, h, step):
+        r1 = min(h, r0 + step)
+        _pointwise_jit(sr, hr, err, write, sam, band, sams, r0, r1, ay, ax)
+        if sam:
+            n = r1 - r0
+            angle += 2.0 * float(np.arctan2(ay[:n], ax[:n], out=ay[:n]).sum())
+    tot = sams.sum(axis=0)
+    tot[0] = angle
+    return band.sum(axis=0), tot
 
 
 def ssim_uiqi_planes(x: np.ndarray, y: np.ndarray, x2: np.ndarray | None, data_range: float,

@@ -28,9 +28,10 @@ distortions, so eosr reports them as numbers of their own.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import scipy.fft as sfft
@@ -41,6 +42,8 @@ from eosr.errors import EosrError, ShapeError
 from eosr.metrics.base import MetricInfo, MetricResult, prepare
 from eosr.physics.filters import gaussian_blur, gaussian_lowpass_moments
 from eosr.physics.registration import cross_power, shift_from_cross
+
+_T = TypeVar("_T")
 
 __all__ = [
     "BIAS",
@@ -231,6 +234,14 @@ def estimate_alignment(
     return _estimate(sr, hr, mask, lowpass_sigma, upsample, per_band_shift)[0]
 
 
+def _map_bands(fn: Callable[[int], _T], n: int, threads: int) -> list[_T]:
+    """[fn(0), ..., fn(n - 1)], on ``threads`` threads when more than one; exceptions propagate."""
+    if threads <= 1:
+        return [fn(i) for i in range(n)]
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(fn, range(n)))
+
+
 def _estimate(
     sr: Any, hr: Any, mask: Any, lowpass_sigma: float, upsample: int, per_band_shift: bool
 ) -> tuple[Alignment, np.ndarray, np.ndarray]:
@@ -249,37 +260,46 @@ def _estimate(
     if ok0 is not None:
         okw = _centre_window(ok0, REG_WINDOW)
         hw, sw = np.where(okw, hw, np.nan), np.where(okw, sw, np.nan)
+    # bands in parallel on scipy.fft's workers (set_workers; eosr.evaluate: torch's threads), one FFT thread
+    # each; with one worker, band by band with every core in each transform
+    threads = min(s.shape[0], max(1, sfft.get_workers()))
+    fw = 1 if threads > 1 else -1
+
+    def band_cross(i: int) -> tuple[np.ndarray, tuple[float, float] | None]:
+        cross = cross_power(hw[i : i + 1], sw[i : i + 1], half=True, workers=fw)[0]  # half spectra: same shifts
+        return cross, (shift_from_cross(cross, min(upsample, 20), width=hw.shape[-1], workers=fw)
+                       if per_band_shift else None)
+
     try:
-        total: np.ndarray | None = None
-        per_band = []
-        for i in range(s.shape[0]):  # one FFT pair per band serves the pooled and the per-band shifts;
-            cross = cross_power(hw[i : i + 1], sw[i : i + 1], half=True)[0]  # one band's spectra at a time
-            if per_band_shift:  # (real FFTs: half spectra, the same shifts as the full ones)
-                per_band.append(shift_from_cross(cross, min(upsample, 20), width=hw.shape[-1]))
-            total = cross if total is None else total + cross
-            del cross
-        assert total is not None
-        dy, dx = shift_from_cross(total, upsample, width=hw.shape[-1])
-        bands = np.array(per_band if per_band_shift else [(dy, dx)] * s.shape[0])
-        del total, hw, sw
+        crosses = _map_bands(band_cross, s.shape[0], threads)  # one FFT pair per band: per-band and pooled shifts
+        total = crosses[0][0]
+        for cross, _ in crosses[1:]:
+            total += cross
+        dy, dx = shift_from_cross(total, upsample, width=hw.shape[-1])  # (every core)
+        bands = np.array([c[1] for c in crosses] if per_band_shift else [(dy, dx)] * s.shape[0])
+        del total, crosses
     except ShapeError:
         raise ShapeError("registration: a band has no valid pixel in the central window") from None
     back, vshift = shift_image(s, -dy, -dx)
-    gains, biases = np.empty(s.shape[0]), np.empty(s.shape[0])
-    parts = []
-    for i in range(s.shape[0]):  # one band at a time: low-passed copies and samples of one band only
+
+    def band_moments(i: int) -> tuple[float, float, float, float, float] | None:
         ok = vshift[i] if ok0 is None else ok0[i] & vshift[i] & np.isfinite(back[i])  # (a shift of finite
         if not ok.any():  # values is finite)
-            gains[i], biases[i] = np.nan, np.nan
-            continue
+            return None
         every = bool(ok.all())
-        mom = gaussian_lowpass_moments(h[i], back[i], lowpass_sigma) if every and lowpass_sigma > 0 else None
+        mom = gaussian_lowpass_moments(h[i], back[i], lowpass_sigma, workers=fw) if every and lowpass_sigma > 0 \
+            else None
         if mom is None:  # (fully valid bands: the same moments from one DCT per image, no blurred copies)
             ls, lh = _lowpass(back[i], ok, lowpass_sigma), _lowpass(h[i], ok, lowpass_sigma)
             mom = _moments(ls if every else ls[ok], lh if every else lh[ok])
-            del ls, lh
-        parts.append(mom)
-        gains[i], biases[i] = _fit(parts[-1])
+        return mom
+
+    moments = _map_bands(band_moments, s.shape[0], threads)
+    gains, biases = np.full(s.shape[0], np.nan), np.full(s.shape[0], np.nan)
+    parts = [m for m in moments if m is not None]
+    for i, mom in enumerate(moments):
+        if mom is not None:
+            gains[i], biases[i] = _fit(mom)
     gp, bp = _fit(_pool_moments(parts))
     return Alignment(float(dy), float(dx), bands, gains, biases, gp, bp, float(lowpass_sigma)), back, vshift
 

@@ -92,7 +92,8 @@ def _dct_gains_squared(sigma: float, truncate: float, n: int) -> np.ndarray:
 
 
 def gaussian_lowpass_moments(x: np.ndarray, y: np.ndarray, sigma: float, truncate: float = 4.0,
-                             gain_floor: float = 1e-9) -> tuple[float, float, float, float, float] | None:
+                             gain_floor: float = 1e-9, workers: int = -1
+                             ) -> tuple[float, float, float, float, float] | None:
     """(n, mean Lx, mean Ly, sum (Lx - mean)^2, sum (Lx - mean)(Ly - mean)) of two (H, W) arrays, L the
     Gaussian blur of :func:`gaussian_blur` (reflected borders), without blurring either image.
 
@@ -105,7 +106,8 @@ def gaussian_lowpass_moments(x: np.ndarray, y: np.ndarray, sigma: float, truncat
     truncated kernel's side lobes are near 1e-10). So the transform is pruned: a DCT along the rows,
     then along the columns of the kept coefficients only (sigma 8 on 2048^2: 428 of 2048 per axis,
     half the work of a full 2-D DCT; float32 stays float32, float64 sums). None when the filter is wider
-    than the image (radius >= the shorter side): then blur (:func:`gaussian_blur`).
+    than the image (radius >= the shorter side): then blur (:func:`gaussian_blur`). ``workers``: scipy.fft's
+    threads (-1: every core).
     """
     import scipy.fft as sfft
 
@@ -122,8 +124,8 @@ def gaussian_lowpass_moments(x: np.ndarray, y: np.ndarray, sigma: float, truncat
     dt = x.dtype if x.dtype in (np.float32, np.float64) else np.dtype(np.float64)
 
     def coefficients(a: np.ndarray) -> np.ndarray:
-        rows = sfft.dct(np.asarray(a, dtype=dt), type=2, norm="ortho", axis=1, workers=-1)[:, :kx]
-        return np.asarray(sfft.dct(rows, type=2, norm="ortho", axis=0, workers=-1)[:ky], dtype=np.float64)
+        rows = sfft.dct(np.asarray(a, dtype=dt), type=2, norm="ortho", axis=1, workers=workers)[:, :kx]
+        return np.asarray(sfft.dct(rows, type=2, norm="ortho", axis=0, workers=workers)[:ky], dtype=np.float64)
 
     cx, cy = coefficients(x), coefficients(y)
     cx[0, 0] = 0.0  # the DC term is the mean: centred sums

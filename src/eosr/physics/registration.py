@@ -80,13 +80,14 @@ def _upsampled_dft(cross: np.ndarray, up: int, size: int, oy: float, ox: float, 
     return np.real(ey @ cross @ ex)
 
 
-def cross_power(reference: Any, moving: Any, half: bool = False) -> np.ndarray:
+def cross_power(reference: Any, moving: Any, half: bool = False, workers: int = -1) -> np.ndarray:
     """Per-band cross-power spectra FFT(moving w) conj(FFT(reference w)), (C, H, W) complex.
 
     w is a Tukey(0.5) window; NaN pixels are set to the band mean. Sum over bands before
     :func:`shift_from_cross` to let every band vote for one shift (:func:`estimate_shift`).
     ``half``: only the non-redundant half (C, H, W // 2 + 1) of these Hermitian spectra (real FFTs,
-    half the work; pass ``width=W`` to :func:`shift_from_cross`).
+    half the work; pass ``width=W`` to :func:`shift_from_cross`). ``workers``: scipy.fft's threads
+    (-1: every core).
     """
     shape_r, shape_m = np.shape(reference), np.shape(moving)
     if shape_r != shape_m:
@@ -94,16 +95,17 @@ def cross_power(reference: Any, moving: Any, half: bool = False) -> np.ndarray:
     win = _tukey_window(*shape_r[-2:]) if len(shape_r) >= 2 else None
     ref, mov = _prep(reference, win), _prep(moving, win)
     fft = sfft.rfft2 if half else sfft.fft2
-    out = fft(mov, workers=-1)
-    out *= np.conj(fft(ref, workers=-1))
+    out = fft(mov, workers=workers)
+    out *= np.conj(fft(ref, workers=workers))
     return out
 
 
-def shift_from_cross(cross: np.ndarray, upsample: int = 100, width: int | None = None) -> tuple[float, float]:
+def shift_from_cross(cross: np.ndarray, upsample: int = 100, width: int | None = None, workers: int = -1
+                     ) -> tuple[float, float]:
     """Shift (dy, dx) from one (H, W) cross-power spectrum: integer peak of its partially whitened
     inverse, refined on a 1.5-pixel neighbourhood by a matrix DFT at step 1/20 px, then (``upsample`` >
     20) at step 1/``upsample`` over 0.1 px around that peak. ``width``: ``cross`` is the half spectrum
-    of :func:`cross_power` (``half=True``) of images that wide."""
+    of :func:`cross_power` (``half=True``) of images that wide. ``workers``: scipy.fft's threads."""
     h, w = cross.shape
     scale = np.abs(cross)  # |R|^-p where |R| > 1e-12 max |R|, else 0 (in place: no extra arrays)
     keep = scale > 1e-12 * scale.max()
@@ -116,10 +118,10 @@ def shift_from_cross(cross: np.ndarray, upsample: int = 100, width: int | None =
     scale[~keep] = 0.0
     cross = cross * scale
     if width is not None:
-        corr = sfft.irfft2(cross, s=(h, width), workers=-1)
+        corr = sfft.irfft2(cross, s=(h, width), workers=workers)
         w = width
     else:
-        corr = np.real(sfft.ifft2(cross, workers=-1))
+        corr = np.real(sfft.ifft2(cross, workers=workers))
     iy, ix = np.unravel_index(int(np.argmax(corr)), corr.shape)
     dy = float(iy if iy <= h // 2 else iy - h)
     dx = float(ix if ix <= w // 2 else ix - w)
