@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -42,26 +41,6 @@ __all__ = ["AVAILABLE", "any_finite", "bicubic_upsample", "centred_windowed", "d
 
 
 SAM_BLOCK = 1 << 19  # pixels per block of spectral-angle arguments (two float64 buffers of 4 MB)
-
-
-def _launch_threads_passive() -> None:
-    """Start numba's thread pool with OpenMP's passive wait policy, unless the user set one.
-
-    GNU OpenMP's workers spin for a while after each parallel region; the FFTs, BLAS calls and NumPy
-    passes that follow a compiled kernel then share the two cores with spinning threads (an FFT of
-    2048² took 20 ms after a kernel against 12 ms alone; the full evaluation of 4 x 2048² spent 0.2 s
-    less CPU and 0.08 s less wall time passive). libgomp reads the policy once, when numba loads it,
-    so it is set only around that load: torch's own OpenMP runtime (loaded earlier) is untouched.
-    """
-    from numba.np.ufunc import parallel
-
-    if getattr(parallel, "_is_initialized", True) or "OMP_WAIT_POLICY" in os.environ:
-        return
-    os.environ["OMP_WAIT_POLICY"] = "passive"
-    try:
-        parallel._launch_threads()
-    finally:
-        del os.environ["OMP_WAIT_POLICY"]
 
 
 def _jit(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -326,8 +305,6 @@ def _strata_kernel(sr: np.ndarray, hr: np.ndarray, g: np.ndarray, lo: float, hi:
                     row_sums[i, b, k, 4] += 1.0
 
 
-if AVAILABLE:
-    _launch_threads_passive()
 _pointwise_jit = _jit(_pointwise_kernel)
 _gradient_jit = _jit(_gradient_kernel)
 _strata_jit = _jit(_strata_kernel)
@@ -442,7 +419,8 @@ def ssim_uiqi_planes(x: np.ndarray, y: np.ndarray, x2: np.ndarray | None, data_r
     Gaussian window 11 / sigma 1.5, K1 = 0.01, K2 = 0.03, population moments, 'valid' centres (as
     :func:`eosr.metrics.standard.ssim_uiqi`). ``smap`` (H, W) receives the SSIM map on the valid
     centres (its 5-pixel border is left untouched). Returns (sum SSIM, sum UIQI, sum SSIM of x2,
-    number of centres). The moments are centred on the HR plane mean (float64 accumulators).
+    number of centres). The moments are centred on the HR plane mean (float64 accumulators; the centring
+    only keeps the float64 window variances free of cancellation, any value near the mean gives the same result).
     """
     from eosr.metrics.standard import gaussian_window
 
@@ -451,7 +429,7 @@ def ssim_uiqi_planes(x: np.ndarray, y: np.ndarray, x2: np.ndarray | None, data_r
     ho = h - 10
     strips = n_strips or max(1, min(ho, 4 * max(1, numba.get_num_threads() if AVAILABLE else 1)))
     sums = np.zeros((strips, 3))
-    cen = float(y.mean(dtype=np.float64))
+    cen = float(y.mean())  # a centring constant (any value near the mean): NumPy's fast pairwise sum
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     tol = (1e-6 * data_range) ** 2
     has2 = x2 is not None
