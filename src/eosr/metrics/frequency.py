@@ -358,14 +358,15 @@ def restoration_and_resolution(
     :func:`effective_resolution` of fully valid (B, C, H, W) arrays from one spectrum per image and band.
 
     The Hann-windowed, mean-removed half spectra of SR and HR serve both the FRR power profiles and the
-    Fourier ring correlation; transforms (torch's) run in the inputs' precision (float32 stays float32,
-    rings summed in float64). Same definitions and defaults as the two functions (rings
-    ``min(H, W) // 2``, ``f_range`` (0, 0.5)); values equal up to float32 rounding.
-    ``ring_sums(fs, fh, fi, h, w, n)``, when given, returns the four ring sums (Re(FS conj FH), |FS|^2,
-    |FH|^2, |FI|^2; (4, n)) of one band's half spectra in one pass (the fused engine's), instead of one
-    ``ring_sum`` per product; ``windowed(band, wy, wx)``, when given, returns (band - mean) wy wx^T in
-    one pass (the engine's).
+    Fourier ring correlation; transforms run in the inputs' precision (float32 stays float32, rings
+    summed in float64). Same definitions and defaults as the two functions (rings ``min(H, W) // 2``,
+    ``f_range`` (0, 0.5)); values equal up to float32 rounding. ``ring_sums(fs, fh, fi, h, w, n)``, when
+    given, returns the four ring sums (Re(FS conj FH), |FS|^2, |FH|^2, |FI|^2; (4, n)) of one band's
+    half spectra in one pass (the fused engine's), instead of one ``ring_sum`` per product;
+    ``windowed(band, wy, wx)``, when given, returns (band - mean) wy wx^T in one pass (the engine's).
     """
+    import scipy.fft as sfft
+
     from eosr.physics.spectrum import ring_bins, ring_sum
 
     b, c, h, w = sr.shape
@@ -386,9 +387,7 @@ def restoration_and_resolution(
         else:
             centred = band - np.asarray(band.mean(dtype=np.float64), dtype=dt)
             centred *= win  # in place: one temporary per spectrum, not two
-        # torch's FFT on its OpenMP threads: the threads the compiled kernels just ran on (scipy's own
-        # threads then share the cores with them while they spin down: 17-18 ms vs 8-10 ms per 2048²)
-        return torch.fft.rfft2(torch.from_numpy(centred)).numpy()
+        return np.asarray(sfft.rfft2(centred, workers=-1, overwrite_x=True))
 
     for i in range(b):
         for ch in range(c):
