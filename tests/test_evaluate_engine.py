@@ -162,6 +162,31 @@ def test_engine_quantiles_equal_numpy() -> None:
         assert _quantiles_linear(a, qs) == [float(v) for v in np.quantile(a.astype(np.float64), qs)]
 
 
+def test_engine_quantiles_of_large_arrays_by_bracketed_selection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above 2^20 values the quantiles come from a sample-bracketed selection: exact, ties included, and
+    the full partition when a bracket misses."""
+    from eosr.evaluation import engine as E
+
+    rng = np.random.default_rng(6)
+    qs = (0.5, 0.9, 0.0, 1.0, 0.37)
+    n = (1 << 20) + 12345
+    cases = [rng.random(n).astype(np.float32) ** 3,  # skewed, like gradient magnitudes
+             np.round(rng.random(n) * 50).astype(np.float32)]  # many ties
+    for a in cases:
+        want = [float(v) for v in np.quantile(a.astype(np.float64), qs)]
+        assert E._quantiles_linear(a, qs) == want
+        kth = sorted({int(np.floor((n - 1) * q)) for q in qs})
+        sel = E._select(a, kth)
+        assert sel is not None and all(sel[k] == float(np.partition(a, k)[k]) for k in kth)
+    a = cases[0]
+    monkeypatch.setattr(E, "SELECT_SAMPLE", 64)  # wide brackets (a small sample): still exact
+    ranks = [0, 10, n // 3, n // 2, n - 10, n - 1]
+    got = E._select(a, ranks)
+    assert got is None or all(got[k] == float(np.partition(a, k)[k]) for k in ranks)
+    monkeypatch.setattr(E, "_select", lambda v, ranks: None)  # a bracket missed: the full partition
+    assert E._quantiles_linear(a, qs) == [float(v) for v in np.quantile(a.astype(np.float64), qs)]
+
+
 def test_engine_any_finite() -> None:
     a = np.full((2, 3, 4), np.nan, dtype=np.float32)
     assert not engine.any_finite(a)

@@ -653,7 +653,7 @@ def _fused_hr(s: np.ndarray, h: np.ndarray, s_al: np.ndarray | None, data_range:
 
     Returns ``(raw, aligned, error map, SSIM map)``: ``raw`` psnr, rmse, mae, sam_deg, ergas (with
     ``scale``) and, when ``ssim_needed``, ssim and uiqi; ``aligned`` psnr, rmse, mae, ssim of ``s_al``
-    (fully valid SR', or None); the SSIM map is zero on its 5-pixel border. None when an input has
+    (fully valid SR', or None); the SSIM map's 5-pixel border is not written. None when an input has
     nodata: the caller takes the reference path (:mod:`eosr.metrics.standard`). ``affine`` (per item,
     :func:`_affine_of`): where SR' = a SR + b per band, SSIM(SR', HR) comes from SR's window moments
     (mean a mu + b, variance a^2 var, covariance a cov) in the same pass, without filtering SR'.
@@ -709,7 +709,7 @@ def _fused_hr(s: np.ndarray, h: np.ndarray, s_al: np.ndarray | None, data_range:
             s_al = None
     smap = None
     if (ssim_needed or s_al is not None) and min(hh, ww) >= 11:
-        smap = np.zeros(s.shape, dtype=s.dtype)
+        smap = np.empty(s.shape, dtype=s.dtype)  # (the strata read its valid centres only: no memset)
         sums = np.zeros((c, 3))
         n_win = 0
         for i in range(b):

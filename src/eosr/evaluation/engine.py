@@ -310,19 +310,90 @@ _gradient_jit = _jit(_gradient_kernel)
 _strata_jit = _jit(_strata_kernel)
 
 
+def _bracket_count_kernel(v: np.ndarray, lo: float, hi: float, counts: np.ndarray,
+                          n_blocks: int) -> None:  # pragma: no cover - compiled
+    n = v.shape[0]
+    for k in prange(n_blocks):
+        below = 0
+        inside = 0
+        for i in range(k * n // n_blocks, (k + 1) * n // n_blocks):
+            x = v[i]
+            below += 1 if x < lo else 0
+            inside += 1 if lo <= x <= hi else 0
+        counts[k, 0] = below
+        counts[k, 1] = inside
+
+
+def _bracket_fill_kernel(v: np.ndarray, lo: float, hi: float, start: np.ndarray, out: np.ndarray,
+                         n_blocks: int) -> None:  # pragma: no cover - compiled
+    n = v.shape[0]
+    for k in prange(n_blocks):
+        o = start[k]
+        for i in range(k * n // n_blocks, (k + 1) * n // n_blocks):
+            x = v[i]
+            if lo <= x <= hi:
+                out[o] = x
+                o += 1
+
+
+_bracket_count_jit = _jit(_bracket_count_kernel)
+_bracket_fill_jit = _jit(_bracket_fill_kernel)
+SELECT_SAMPLE = 1 << 16  # sample size of the bracketed selection
+
+
+def _select(v: np.ndarray, ranks: list[int]) -> dict[int, float] | None:
+    """The values of the given ranks (0-based, ascending order) of the 1-D ``v``, exactly, from a random sample:
+    ranks near each other share a bracket [lo, hi] taken from the sorted sample around the rank's
+    expected position (6 binomial standard deviations each side); one parallel pass counts the values
+    below lo and inside, a second copies those inside, and a partition of that small set gives the
+    ranks. None when a rank falls outside its bracket (the caller partitions everything)."""
+    n = v.size
+    # positions drawn at random (fixed seed): a strided sample of an image takes the same columns every row
+    sample = np.sort(v[np.random.default_rng(0).integers(0, n, min(n, SELECT_SAMPLE))])
+    ns = sample.size
+    blocks = _strips(n)
+    out: dict[int, float] = {}
+    for r in sorted(set(ranks)):
+        if r in out:
+            continue
+        group = [q for q in ranks if abs(q - r) <= 1]
+        p = r / max(n - 1, 1)
+        m = int(6 * math.sqrt(ns * p * (1 - p))) + 2
+        j = int(round(p * (ns - 1)))
+        lo = float(sample[j - m]) if j - m > 0 else -math.inf  # a bracket reaching past the sample's
+        hi = float(sample[j + m]) if j + m < ns - 1 else math.inf  # extremes takes the whole tail
+        counts = np.zeros((blocks, 2), dtype=np.int64)
+        _bracket_count_jit(v, lo, hi, counts, blocks)
+        below, inside = int(counts[:, 0].sum()), int(counts[:, 1].sum())
+        if not all(below <= q < below + inside for q in group):
+            return None
+        start = np.concatenate([[0], np.cumsum(counts[:, 1])[:-1]]).astype(np.int64)
+        vals = np.empty(inside, dtype=v.dtype)
+        _bracket_fill_jit(v, lo, hi, start, vals, blocks)
+        local = sorted({q - below for q in group})
+        part = np.partition(vals, local)
+        for q in group:
+            out[q] = float(part[q - below])
+    return out
+
+
 def _quantiles_linear(a: np.ndarray, qs: tuple[float, ...]) -> list[float]:
-    """``numpy.quantile(a, qs)`` (method "linear", its float64 interpolation step for step) from one
-    ``numpy.partition`` of a copy in the array's own dtype (no float64 copy: conversion keeps order)."""
+    """``numpy.quantile(a, qs)`` (method "linear", its float64 interpolation step for step) of a finite
+    array, in its own dtype (conversion keeps order): above 2^20 values by :func:`_select` (exact, a few
+    parallel passes), else or when that fails from one ``numpy.partition`` of a copy."""
     v = a.ravel()
     n = v.size
     pos = [(n - 1) * float(q) for q in qs]
     kth = sorted({int(math.floor(p)) for p in pos} | {min(int(math.floor(p)) + 1, n - 1) for p in pos})
-    part = np.partition(v, kth)
+    got = _select(v, kth) if n > (1 << 20) and AVAILABLE else None
+    if got is None:
+        part = np.partition(v, kth)
+        got = {k: float(part[k]) for k in kth}
     out = []
     for p in pos:
         i0 = int(math.floor(p))
         gamma = p - i0
-        x0, x1 = float(part[i0]), float(part[min(i0 + 1, n - 1)])
+        x0, x1 = got[i0], got[min(i0 + 1, n - 1)]
         d = x1 - x0
         out.append(x1 - d * (1 - gamma) if gamma >= 0.5 else x0 + d * gamma)
     return out
