@@ -540,8 +540,7 @@ def _compensated(s: torch.Tensor, h: torch.Tensor, m: torch.Tensor | None, inter
                 from eosr.evaluation import engine as E
 
                 frr_res, er = frequency.restoration_and_resolution(
-                    s4, h4, i4, data_range=data_range, ring_sums=E.spectrum_ring_sums if E.AVAILABLE else None,
-                    windowed=E.centred_windowed if E.AVAILABLE else None)
+                    s4, h4, i4, data_range=data_range, ring_sums=E.spectrum_ring_sums if E.AVAILABLE else None)
                 release_free()  # the spectra's buffers, before the detail maps
             except EosrError as e:
                 if i4 is None or "FRR" not in str(e):

@@ -35,7 +35,7 @@ except ImportError:  # pragma: no cover - exercised only without numba
     AVAILABLE = False
     prange = range  # type: ignore[misc,assignment]  # (numba.prange is a class)
 
-__all__ = ["AVAILABLE", "any_finite", "bicubic_upsample", "centred_windowed", "detail_decomposition",
+__all__ = ["AVAILABLE", "any_finite", "bicubic_upsample", "detail_decomposition",
            "high_pass_difference", "pointwise",
            "separable_correlate", "ssim_uiqi_planes"]
 
@@ -718,38 +718,6 @@ def bicubic_upsample(lr: np.ndarray, r: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ ring sums of half spectra (FRR, FRC)
-def _row_sums_kernel(a: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
-    h, w = a.shape
-    for i in prange(h):
-        t = 0.0
-        for j in range(w):
-            t += a[i, j]
-        out[i] = t
-
-
-def _window_kernel(a: np.ndarray, mean: float, wy: np.ndarray, wx: np.ndarray, out: np.ndarray
-                   ) -> None:  # pragma: no cover - compiled
-    h, w = a.shape
-    for i in prange(h):
-        f = wy[i]
-        for j in range(w):
-            out[i, j] = (np.float64(a[i, j]) - mean) * (f * wx[j])
-
-
-_row_sums_jit = _jit(_row_sums_kernel)
-_window_jit = _jit(_window_kernel)
-
-
-def centred_windowed(a: np.ndarray, wy: np.ndarray, wx: np.ndarray) -> np.ndarray:
-    """(a - mean(a)) * wy[:, None] * wx[None, :] of a fully valid (H, W) plane in one parallel pass after
-    the mean (float64 arithmetic, output in the plane's dtype): the input of a windowed spectrum."""
-    rows = np.empty(a.shape[0])
-    _row_sums_jit(a, rows)
-    out = np.empty(a.shape, dtype=a.dtype)
-    _window_jit(a, float(rows.sum()) / a.size, wy, wx, out)
-    return out
-
-
 def _ring_kernel(fs: np.ndarray, fh: np.ndarray, fi: np.ndarray, has_i: bool, ringmap: np.ndarray,
                  wcol: np.ndarray, out: np.ndarray, n_strips: int) -> None:  # pragma: no cover - compiled
     hh, w2 = fs.shape
