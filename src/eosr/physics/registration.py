@@ -51,7 +51,10 @@ def _prep(x: Any, win: np.ndarray | None = None) -> np.ndarray:
 
 @functools.lru_cache(maxsize=4)
 def _tukey_window(h: int, w: int) -> np.ndarray:
-    return np.outer(tukey(h, 0.5), tukey(w, 0.5))
+    """The 2-D Tukey(0.5) window (cached per shape, read-only: shared by threads and calls)."""
+    win = np.outer(tukey(h, 0.5), tukey(w, 0.5))
+    win.flags.writeable = False
+    return win
 
 
 def _upsampled_dft(cross: np.ndarray, up: int, size: int, oy: float, ox: float, width: int | None = None
