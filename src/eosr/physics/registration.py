@@ -27,23 +27,25 @@ COARSE_UPSAMPLE = 20  # first refinement step 1/20 px; a finer upsample refines 
 
 
 def _prep(x: Any, win: np.ndarray | None = None) -> np.ndarray:
-    """float64 (C, H, W): each band minus its mean over finite pixels, NaN set to 0 (the mean), times ``win``."""
+    """(C, H, W) in float32 for float32 input, else float64: each band minus its (float64) mean over finite
+    pixels, NaN set to 0 (the mean), times ``win``. The transforms then run in that precision (float32:
+    the same shifts and gains on the benchmark triplet, 0.51 -> 0.39 s CPU for 4 x 2048²)."""
     a = np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x)
     if a.ndim == 2:
         a = a[None]
     if a.ndim != 3:
         raise ShapeError(f"registration needs (C, H, W) or (H, W) arrays, got shape {a.shape}")
-    out = np.empty(a.shape)
+    out = np.empty(a.shape, dtype=np.float32 if a.dtype == np.float32 else np.float64)
     for i, band in enumerate(a):
         mean = float(band.mean(dtype=np.float64))
         if math.isfinite(mean):  # a finite mean: every value is finite (no masking, no float64 copy first)
-            np.subtract(band, mean, out=out[i], dtype=np.float64)
+            np.subtract(band, mean, out=out[i], dtype=out.dtype)
         else:
             ok = np.isfinite(band)
             if not ok.any():
                 raise ShapeError("registration: a band has no valid pixel")
             b64 = band.astype(np.float64)
-            out[i] = np.where(ok, b64 - b64[ok].mean(), 0.0)
+            out[i] = np.where(ok, b64 - b64[ok].mean(), 0.0)  # (cast to out's dtype)
         if win is not None:
             out[i] *= win
     return out
