@@ -64,10 +64,12 @@ def _libc() -> ctypes.CDLL | None:
     return libc
 
 
-def _keep(libc: ctypes.CDLL) -> None:
+def _keep(libc: ctypes.CDLL) -> bool:
+    """Set the options (module doc); returns NumPy's previous huge-page setting."""
     libc.mallopt(M_MMAP_MAX, 0)  # large blocks from the heap, not fresh mappings
     libc.mallopt(M_TRIM_THRESHOLD, KEEP_BYTES)  # freed heap memory stays mapped
     libc.mallopt(M_ARENA_MAX, 1)  # threads started inside share that heap (an arena each would keep its own)
+    return _set_numpy_huge_pages(False)
 
 
 @contextlib.contextmanager
@@ -84,8 +86,7 @@ def reuse_large_allocations() -> Iterator[None]:
         return
     with _lock:
         if _depth == 0:
-            _keep(libc)
-            _huge_before = _set_numpy_huge_pages(False)
+            _huge_before = _keep(libc)
         _depth += 1
     try:
         yield
@@ -118,6 +119,5 @@ def keep_large_allocations(**_: object) -> bool:
     if libc is None:
         return False
     _keep(libc)
-    _set_numpy_huge_pages(False)
     _kept = True
     return True

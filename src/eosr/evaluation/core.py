@@ -208,7 +208,7 @@ def _mask_tensor(mask: Any, shape: torch.Size) -> torch.Tensor | None:
     return full.contiguous()
 
 
-def _fft_threads(fn: Callable[..., EvaluationResult]) -> Callable[..., EvaluationResult]:
+def _engine_settings(fn: Callable[..., EvaluationResult]) -> Callable[..., EvaluationResult]:
     """Run ``fn`` with scipy.fft's transforms on torch's intra-op thread count (pocketfft threads over
     the other axis of a 2-D transform; its default is one thread) and with freed large buffers reused
     for the next temporary (:func:`eosr._alloc.reuse_large_allocations`: on 4 x 2048² a call faulted
@@ -224,7 +224,7 @@ def _fft_threads(fn: Callable[..., EvaluationResult]) -> Callable[..., Evaluatio
     return wrapped
 
 
-@_fft_threads
+@_engine_settings
 def evaluate(
     sr: Any,
     hr: Any = None,

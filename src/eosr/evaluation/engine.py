@@ -498,7 +498,7 @@ def ssim_uiqi_planes(x: np.ndarray, y: np.ndarray, x2: np.ndarray | None, data_r
     g = gaussian_window(11, 1.5).numpy()
     h, w = x.shape
     ho = h - 10
-    strips = n_strips or max(1, min(ho, 4 * max(1, numba.get_num_threads() if AVAILABLE else 1)))
+    strips = n_strips or _strips(ho)
     sums = np.zeros((strips, 3))
     cen = float(y.mean())  # a centring constant (any value near the mean): NumPy's fast pairwise sum
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2

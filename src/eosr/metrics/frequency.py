@@ -374,10 +374,9 @@ def restoration_and_resolution(
         raise ShapeError(f"images under {FRC_MIN_SIZE} px have too few frequency rings")
     n = max(4, min(h, w) // 2)
     dt = np.dtype(np.float32 if sr.dtype == np.float32 and hr.dtype == np.float32 else np.float64)
-    wy, wx = np.hanning(h), np.hanning(w)
-    win = np.outer(wy, wx).astype(dt)
+    win = np.outer(np.hanning(h), np.hanning(w)).astype(dt)
     counts, freqs = ring_bins(h, w, n)[3], ring_bins(h, w, n)[4]
-    scale = (h * w) / float(wy.sum() * wx.sum()) ** 2
+    scale = (h * w) / float(win.sum(dtype=np.float64)) ** 2
     num, ds, dh, di = (np.zeros((c, n)) for _ in range(4))
 
     def spec(a: np.ndarray) -> np.ndarray:

@@ -41,7 +41,7 @@ from scipy import ndimage
 from eosr.errors import EosrError, ShapeError
 from eosr.metrics.base import MetricInfo, MetricResult, prepare
 from eosr.physics.filters import gaussian_blur, gaussian_lowpass_moments
-from eosr.physics.registration import cross_power, shift_from_cross
+from eosr.physics.registration import COARSE_UPSAMPLE, cross_power, shift_from_cross
 
 _T = TypeVar("_T")
 
@@ -267,8 +267,9 @@ def _estimate(
 
     def band_cross(i: int) -> tuple[np.ndarray, tuple[float, float] | None]:
         cross = cross_power(hw[i : i + 1], sw[i : i + 1], half=True, workers=fw)[0]  # half spectra: same shifts
-        return cross, (shift_from_cross(cross, min(upsample, 20), width=hw.shape[-1], workers=fw)
-                       if per_band_shift else None)
+        if not per_band_shift:
+            return cross, None
+        return cross, shift_from_cross(cross, min(upsample, COARSE_UPSAMPLE), width=hw.shape[-1], workers=fw)
 
     try:
         crosses = _map_bands(band_cross, s.shape[0], threads)  # one FFT pair per band: per-band and pooled shifts

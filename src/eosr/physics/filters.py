@@ -67,16 +67,19 @@ def gaussian_blur(a: np.ndarray, sigma: float, truncate: float = 4.0) -> np.ndar
     """
     import cv2
 
-    r = int(truncate * float(sigma) + 0.5)
-    k = np.exp(-0.5 * (np.arange(-r, r + 1) / float(sigma)) ** 2)
     dt = a.dtype if a.dtype in (np.float32, np.float64) else np.dtype(np.float64)
-    k = (k / k.sum()).astype(dt)
+    k = gaussian_blur_taps(sigma, truncate).astype(dt)
     return cv2.sepFilter2D(np.ascontiguousarray(a, dtype=dt), -1, k, k, borderType=cv2.BORDER_REFLECT)
 
 
+def blur_radius(sigma: float, truncate: float = 4.0) -> int:
+    """Radius of :func:`gaussian_blur`'s kernel: int(truncate sigma + 0.5) taps each side (scipy.ndimage's)."""
+    return int(truncate * float(sigma) + 0.5)
+
+
 def gaussian_blur_taps(sigma: float, truncate: float = 4.0) -> np.ndarray:
-    """The normalised taps of :func:`gaussian_blur` (float64), radius int(truncate sigma + 0.5)."""
-    r = int(truncate * float(sigma) + 0.5)
+    """The normalised taps of :func:`gaussian_blur` (float64), radius :func:`blur_radius`."""
+    r = blur_radius(sigma, truncate)
     k = np.exp(-0.5 * (np.arange(-r, r + 1) / float(sigma)) ** 2)
     return np.asarray(k / k.sum())
 
@@ -111,7 +114,7 @@ def gaussian_lowpass_moments(x: np.ndarray, y: np.ndarray, sigma: float, truncat
     """
     import scipy.fft as sfft
 
-    r = int(truncate * float(sigma) + 0.5)
+    r = blur_radius(sigma, truncate)
     h, w = x.shape
     if r >= min(h, w) or x.shape != y.shape:
         return None
