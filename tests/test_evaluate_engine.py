@@ -3,8 +3,10 @@
 Same real-imagery eval_triplet through ``eosr.evaluate`` with and without the engine: every metric within
 1e-4 relative (PSNR-type 0.01 dB; dB sums near zero, the over/undershoot, 1e-6 dB), same extras, same
 maps; float32 inputs (the engine keeps them float32, the reference path computes small images in
-float64) and float64; a shifted SR (SR' with an invalid border takes the reference path for the aligned metrics) and
-nodata (the whole HR side takes the reference path).
+float64; the bias, near 0, within 1e-7 absolute: float32's spacing at reflectance 0.1 is 7.5e-9) and
+float64; shifted SRs (integer, sub-pixel, a different shift per batch item: SR' has an invalid border,
+the aligned and frequency metrics come from its valid rectangle) and nodata in SR or HR (the whole HR
+side takes the reference path).
 """
 
 from __future__ import annotations
@@ -26,8 +28,11 @@ def _same(fast, ref) -> None:
     assert set(fast.metrics) == set(ref.metrics)
     for k, r in ref.metrics.items():
         f = fast.metrics[k]
-        # PSNR-type 0.01 dB; dB profile sums near 0 (over/undershoot) 1e-6 dB absolute; else 1e-4 relative
-        tol = {"abs": 0.01} if k.startswith("psnr") else {"rel": 1e-4, "abs": 1e-6 if k.endswith("_db") else 1e-9}
+        # PSNR-type 0.01 dB; dB profile sums near 0 (over/undershoot) 1e-6 dB absolute; the bias, an offset
+        # near 0 that float32 data resolve to their spacing (7.5e-9 at reflectance 0.1; the engine keeps
+        # float32 where the reference path computes in float64), 1e-7 absolute; else 1e-4 relative
+        near0 = 1e-6 if k.endswith("_db") else 1e-7 if k == "bias" else 1e-9
+        tol = {"abs": 0.01} if k.startswith("psnr") else {"rel": 1e-4, "abs": near0}
         assert f.value == pytest.approx(r.value, **tol), k
         np.testing.assert_allclose(np.asarray(f.per_band, dtype=float), np.asarray(r.per_band, dtype=float),
                                    rtol=1e-4, atol=0.01 if k.startswith("psnr") else tol["abs"], err_msg=k)
@@ -66,6 +71,41 @@ def test_engine_shifted_and_nodata(eval_triplet) -> None:
     holed = sr.copy()
     holed[1, 10:14, 20:30] = np.nan
     _same(eosr.evaluate(holed, hr, lr, **kw), eosr.evaluate(holed, hr, lr, fused_engine=False, **kw))
+
+
+def test_engine_subpixel_shift_and_hr_nodata(eval_triplet) -> None:
+    """A sub-pixel shift per batch item (different invalid borders) and a hole in HR: FRR, the effective
+    resolution and the aligned metrics equal the reference path's (a hole in HR once made FRR NaN)."""
+    from eosr.metrics.registration import shift_image
+
+    sr, hr, lr = eval_triplet
+    kw = {"sensor": "sentinel2", "bands": BANDS}
+    s = np.stack([shift_image(sr, 0.37, -0.61)[0], shift_image(sr, -1.2, 0.25)[0]])
+    h, lo = np.stack([hr, hr]), np.stack([lr, lr])
+    _same(eosr.evaluate(s, h, lo, **kw), eosr.evaluate(s, h, lo, fused_engine=False, **kw))
+    holed = hr.copy()
+    holed[2, 30:36, 40:52] = np.nan
+    fast = eosr.evaluate(s[0], holed, lr, **kw)
+    assert math.isfinite(fast["frr"].value)
+    _same(fast, eosr.evaluate(s[0], holed, lr, fused_engine=False, **kw))
+
+
+def test_engine_shifted_sr_stays_on_the_engine(eval_triplet, monkeypatch) -> None:
+    """A shifted SR's aligned and frequency metrics do not fall back to the reference path."""
+    from eosr.metrics import frequency
+    from eosr.metrics import standard as S
+    from eosr.metrics.registration import shift_image
+
+    def boom(*a, **k):
+        raise AssertionError("reference path called")
+
+    for mod, name in ((S, "pixel_errors"), (S, "ssim"), (frequency, "frequency_restoration"),
+                      (frequency, "effective_resolution")):
+        monkeypatch.setattr(mod, name, boom)
+    sr, hr, lr = eval_triplet
+    res = eosr.evaluate(shift_image(sr, 0.37, -0.61)[0], hr, lr, sensor="sentinel2", bands=BANDS)
+    assert res["shift_x_px"].value == pytest.approx(-0.61, abs=0.05)  # (the unshifted SR reads ~0.03 px)
+    assert math.isfinite(res["ssim_aligned"].value) and math.isfinite(res["frr"].value)
 
 
 def test_engine_batch(eval_triplet) -> None:
@@ -124,7 +164,9 @@ def test_engine_takes_the_fused_lr_and_hr_fidelity(eval_triplet, monkeypatch) ->
     monkeypatch.setattr(engine, "ssim_uiqi_planes", spy)
     sr, hr, lr = eval_triplet
     res = eosr.evaluate(sr, hr, lr, sensor="sentinel2", bands=BANDS)
-    assert calls == [False] * 4  # this triplet's SR is shifted by 0.03 px: SR' is resampled, its SSIM filtered
+    # this triplet's SR is shifted by 0.03 px: SR' is resampled and a 2-px border of it invalid; its SSIM
+    # comes from the valid rectangle, one more call per band after the 4 of the raw SSIM
+    assert calls == [False] * 8
     # an SR on the HR grid (no resampling): SR' = (SR - bias) / gain, its SSIM from SR's window moments,
     # equal to the reference path's SSIM of SR' itself
     on_grid = (0.95 * hr + 0.01 + np.random.default_rng(7).normal(0, 0.002, hr.shape)).astype(np.float32)

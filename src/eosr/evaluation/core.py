@@ -511,6 +511,11 @@ def _compensated(s: torch.Tensor, h: torch.Tensor, m: torch.Tensor | None, inter
     npdt = np.float64 if dtype == torch.float64 else np.float32  # float32 above FLOAT64_LIMIT (memory)
     als, s_al, v_al = aligned_pre if aligned_pre is not None else _align_items(s, h, m, dtype)
     fused = fused or {}
+    if use_engine and "psnr" not in fused and want("psnr_aligned", "rmse_aligned", "mae_aligned", "ssim_aligned"):
+        from eosr.evaluation import engine
+
+        if engine.AVAILABLE and s_al.dtype == h.numpy().dtype:
+            fused = _fused_aligned(s_al, h.numpy(), v_al, data_range, want("ssim_aligned"))
     if want("shift_x_px", "shift_y_px", "gain", "bias"):
         reg = registration.registration_metrics(s.numpy(), h.numpy(), mask=None if m is None else m.numpy(),
                                                 alignments=als)
@@ -531,16 +536,19 @@ def _compensated(s: torch.Tensor, h: torch.Tensor, m: torch.Tensor | None, inter
             add(_renamed(res, f"{res.name}_aligned", "; after shift, gain and bias compensation"))
         # frequency metrics on the compensated SR, as the hallucination scores: a shift or a gain
         # is reported once, as registration/radiometry, not as lost resolution or overshoot
-        shared = use_engine and m is None and bool(v_al.all()) and want("effective_resolution_px", *frr_names)
-        if shared:  # one spectrum per image and band serves FRR and the FRC (float32 stays float32)
-            s4, h4 = (x if x.ndim == 4 else x[None] for x in (s_al, h.numpy()))
-            i4 = None if interp is None or not want(*frr_names) else (
-                interp.numpy() if interp.ndim == 4 else interp.numpy()[None])
+        i_np = None if interp is None or not want(*frr_names) else interp.numpy()
+        fv = _spectra_valid(v_al, h.numpy(), i_np) if use_engine and want("effective_resolution_px", *frr_names) \
+            else None
+        shared = fv is not None
+        if fv is not None:  # one spectrum per image and band serves FRR and the FRC (float32 stays float32)
+            s4, h4, v4 = (x if x.ndim == 4 else x[None] for x in (s_al, h.numpy(), fv))
+            i4 = None if i_np is None else (i_np if i_np.ndim == 4 else i_np[None])
             try:
                 from eosr.evaluation import engine as E
 
                 frr_res, er = frequency.restoration_and_resolution(
-                    s4, h4, i4, data_range=data_range, ring_sums=E.spectrum_ring_sums if E.AVAILABLE else None)
+                    s4, h4, i4, data_range=data_range, ring_sums=E.spectrum_ring_sums if E.AVAILABLE else None,
+                    valid=None if fv.all() else v4)
                 release_free()  # the spectra's buffers, before the detail maps
             except EosrError as e:
                 if i4 is None or "FRR" not in str(e):
@@ -597,6 +605,22 @@ def _compensated(s: torch.Tensor, h: torch.Tensor, m: torch.Tensor | None, inter
         for k, dm in dmaps.items():
             keep_map(k, dm)
         del dmaps
+
+
+def _finite(a: np.ndarray) -> bool:
+    """No NaN or inf in ``a`` (a finite sum; an overflowing one falls back to the element test)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return math.isfinite(float(a.sum())) or bool(np.isfinite(a).all())
+
+
+def _spectra_valid(v_al: np.ndarray, h: np.ndarray, interp: np.ndarray | None) -> np.ndarray | None:
+    """The pixels valid for both FRR (SR', HR, interpolated LR) and the FRC (SR', HR): ``v_al`` (the
+    shift's, the mask's and SR''s) and HR's finite ones; None when the interpolated LR has a gap of its
+    own there (FRR and the FRC would fill different pixels: no shared spectrum)."""
+    fv = v_al if _finite(h) else v_al & np.isfinite(h)
+    if interp is not None and not _finite(interp) and bool((fv & ~np.isfinite(interp)).any()):
+        return None
+    return fv
 
 
 def _align_items(s: torch.Tensor, h: torch.Tensor, m: torch.Tensor | None,
@@ -659,7 +683,6 @@ def _fused_hr(s: np.ndarray, h: np.ndarray, s_al: np.ndarray | None, data_range:
     """
     from eosr.evaluation import engine as E
     from eosr.metrics import standard as S
-    from eosr.metrics.base import psnr_capped, psnr_db
 
     b, c, hh, ww = s.shape
     err = np.empty(s.shape, dtype=s.dtype) if err_map else None
@@ -673,20 +696,7 @@ def _fused_hr(s: np.ndarray, h: np.ndarray, s_al: np.ndarray | None, data_range:
     if not (band[:, 3] == n_pix).all():
         return None
 
-    def errors(bs: np.ndarray) -> dict[str, MetricResult]:
-        n_valid = {"n_valid": int(bs[:, 3].sum())}
-        mse_b = bs[:, 0] / bs[:, 3]
-        mse = bs[:, 0].sum() / bs[:, 3].sum()
-        pb, pv = psnr_db(mse_b, data_range), psnr_db(float(mse), data_range)
-        extra: dict[str, Any] = dict(n_valid)
-        if psnr_capped(pb) or psnr_capped(pv):
-            extra["capped"] = True
-        return {"psnr": MetricResult(S.PSNR, float(pv), pb, extra),
-                "rmse": MetricResult(S.RMSE, math.sqrt(mse), np.sqrt(mse_b), dict(n_valid)),
-                "mae": MetricResult(S.MAE, float(bs[:, 1].sum() / bs[:, 3].sum()), bs[:, 1] / bs[:, 3],
-                                    dict(n_valid))}
-
-    raw = errors(band)
+    raw = _error_results(band, data_range)
     if sam_needed:
         raw["sam_deg"] = MetricResult(S.SAM, math.degrees(sam[0] / sam[1]), np.zeros(0),
                                       {"n_valid": int(sam[1]), "n_zero_vector": int(sam[2])})
@@ -703,7 +713,7 @@ def _fused_hr(s: np.ndarray, h: np.ndarray, s_al: np.ndarray | None, data_range:
         for i in range(b):
             band_al += E.pointwise(s_al[i], h[i], sam=False)[0]
         if (band_al[:, 3] == n_pix).all():
-            aligned = errors(band_al)
+            aligned = _error_results(band_al, data_range)
         else:
             s_al = None
     smap = None
@@ -727,6 +737,68 @@ def _fused_hr(s: np.ndarray, h: np.ndarray, s_al: np.ndarray | None, data_range:
             aligned["ssim"] = MetricResult(S.SSIM, float(sums[:, 2].sum() / (n_b * c)), sums[:, 2] / n_b,
                                            dict(win))
     return raw, aligned, err, smap
+
+
+def _error_results(bs: np.ndarray, data_range: float) -> dict[str, MetricResult]:
+    """PSNR, RMSE and MAE from per-band sums ``bs`` (C, >= 4): sum err^2, sum |err|, (unused), count."""
+    from eosr.metrics import standard as S
+    from eosr.metrics.base import psnr_capped, psnr_db
+
+    n_valid = {"n_valid": int(bs[:, 3].sum())}
+    mse_b = bs[:, 0] / bs[:, 3]
+    mse = bs[:, 0].sum() / bs[:, 3].sum()
+    pb, pv = psnr_db(mse_b, data_range), psnr_db(float(mse), data_range)
+    extra: dict[str, Any] = dict(n_valid)
+    if psnr_capped(pb) or psnr_capped(pv):
+        extra["capped"] = True
+    return {"psnr": MetricResult(S.PSNR, float(pv), pb, extra),
+            "rmse": MetricResult(S.RMSE, math.sqrt(mse), np.sqrt(mse_b), dict(n_valid)),
+            "mae": MetricResult(S.MAE, float(bs[:, 1].sum() / bs[:, 3].sum()), bs[:, 1] / bs[:, 3], dict(n_valid))}
+
+
+def _valid_box(v: np.ndarray) -> tuple[slice, slice] | None:
+    """The rectangle whose pixels are exactly the True ones of every band of (C, H, W) ``v`` (the
+    border a shift compensation invalidates leaves one), or None."""
+    rows, cols = np.flatnonzero(v[0].any(axis=1)), np.flatnonzero(v[0].any(axis=0))
+    if rows.size == 0:
+        return None
+    box = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
+    area = (box[0].stop - box[0].start) * (box[1].stop - box[1].start)
+    return box if int(np.count_nonzero(v)) == v.shape[0] * area and bool(v[:, box[0], box[1]].all()) else None
+
+
+def _fused_aligned(s_al: np.ndarray, h: np.ndarray, v_al: np.ndarray, data_range: float,
+                   want_ssim: bool) -> dict[str, MetricResult]:
+    """psnr, rmse, mae (and ssim) of SR' against HR over the valid pixels ``v_al`` by the fused engine,
+    when in each item they form one rectangle (the shift's border; HR finite there): the reference
+    path's masked metrics (:func:`eosr.metrics.standard.pixel_errors`, and SSIM over the windows lying
+    on valid pixels) are then those of the crops. ``{}`` otherwise (the caller takes the reference path)."""
+    from eosr.evaluation import engine as E
+    from eosr.metrics import standard as S
+
+    s4, h4, v4 = (x if x.ndim == 4 else x[None] for x in (s_al, h, v_al))
+    boxes = [_valid_box(v) for v in v4]
+    if any(bx is None or min(bx[0].stop - bx[0].start, bx[1].stop - bx[1].start) < 11 for bx in boxes):
+        return {}
+    c = s4.shape[1]
+    band, ssim_sum, n_win = np.zeros((c, 4)), np.zeros(c), 0
+    for i, bx in enumerate(boxes):
+        assert bx is not None
+        for k in range(c):  # contiguous crops, one plane at a time (the compiled kernels' layout)
+            sa, ha = (np.ascontiguousarray(x[i, k, bx[0], bx[1]]) for x in (s4, h4))
+            band[k] += E.pointwise(sa[None], ha[None], sam=False)[0][0]
+            if want_ssim:
+                st = E.ssim_uiqi_planes(sa, ha, None, data_range, np.empty_like(sa))
+                ssim_sum[k] += st[0]
+        if want_ssim:  # windows of this item's crop, the same in every band
+            n_win += (bx[0].stop - bx[0].start - 10) * (bx[1].stop - bx[1].start - 10)
+    if int(band[:, 3].sum()) != int(np.count_nonzero(v4)):  # a NaN inside the rectangle
+        return {}
+    out = _error_results(band, data_range)
+    if want_ssim:
+        out["ssim"] = MetricResult(S.SSIM, float(ssim_sum.sum() / (n_win * c)), ssim_sum / n_win,
+                                   {"n_valid": int(n_win * c), "border_px": 5})
+    return out
 
 
 def _fused_lr(s: torch.Tensor, lo: torch.Tensor, op: Any, data_range: float, sam: bool

@@ -350,11 +350,15 @@ def _er_result(freqs: np.ndarray, frc: np.ndarray, ct: np.ndarray, ct_b: np.ndar
 
 def restoration_and_resolution(
     sr: np.ndarray, hr: np.ndarray, lr_interp: np.ndarray | None, *, data_range: float = 1.0,
-    threshold: float = 0.5, as_torch: bool = False,
+    threshold: float = 0.5, as_torch: bool = False, valid: np.ndarray | None = None,
     ring_sums: Callable[[np.ndarray, np.ndarray, np.ndarray | None, int, int, int], np.ndarray] | None = None,
 ) -> tuple[dict[str, MetricResult], MetricResult]:
     """:func:`frequency_restoration` (when ``lr_interp`` is given, else ``{}``) and
-    :func:`effective_resolution` of fully valid (B, C, H, W) arrays from one spectrum per image and band.
+    :func:`effective_resolution` of (B, C, H, W) arrays from one spectrum per image and band.
+
+    ``valid`` (B, C, H, W), when given, marks the pixels valid in every input (e.g. the border a shift
+    compensation invalidates); the others are filled with the band mean of the valid ones, as the two
+    functions do with a mask (so the values are theirs with ``mask=valid``); the inputs must be finite.
 
     The Hann-windowed, mean-removed half spectra of SR and HR serve both the FRR power profiles and the
     Fourier ring correlation; transforms run in the inputs' precision (float32 stays float32, rings
@@ -379,17 +383,21 @@ def restoration_and_resolution(
     scale = (h * w) / float(win.sum(dtype=np.float64)) ** 2
     num, ds, dh, di = (np.zeros((c, n)) for _ in range(4))
 
-    def spec(a: np.ndarray) -> np.ndarray:
+    def spec(a: np.ndarray, ok: np.ndarray | None) -> np.ndarray:
         band = a.astype(dt, copy=False)
-        centred = band - np.asarray(band.mean(dtype=np.float64), dtype=dt)
+        mean = band.mean(dtype=np.float64) if ok is None else band.mean(dtype=np.float64, where=ok)
+        centred = band - np.asarray(mean, dtype=dt)
+        if ok is not None:
+            centred[~ok] = 0  # invalid pixels: the band mean of the valid ones
         centred *= win  # in place: one temporary per spectrum, not two
         return np.asarray(sfft.rfft2(centred, workers=-1, overwrite_x=True))
 
     for i in range(b):
         for ch in range(c):
-            fs, fh = spec(sr[i, ch]), spec(hr[i, ch])
+            ok = None if valid is None or valid[i, ch].all() else valid[i, ch]
+            fs, fh = spec(sr[i, ch], ok), spec(hr[i, ch], ok)
             if ring_sums is not None:
-                fi = spec(lr_interp[i, ch]) if lr_interp is not None else None
+                fi = spec(lr_interp[i, ch], ok) if lr_interp is not None else None
                 rs = ring_sums(fs, fh, fi, h, w, n)
                 del fs, fh, fi
                 num[ch] += rs[0]
@@ -404,7 +412,7 @@ def restoration_and_resolution(
             ds[ch] += ring_sum(ps, h, w, n)
             dh[ch] += ring_sum(ph, h, w, n)
             if lr_interp is not None:
-                fi = spec(lr_interp[i, ch])
+                fi = spec(lr_interp[i, ch], ok)
                 di[ch] += ring_sum(fi.real**2 + fi.imag**2, h, w, n)
     frr: dict[str, MetricResult] = {}
     if lr_interp is not None:

@@ -164,16 +164,30 @@ def shift_image(x: Any, dy: float, dx: float, pad: int = 8) -> tuple[np.ndarray,
     return out, valid
 
 
-def _lowpass(a: np.ndarray, ok: np.ndarray, sigma: float) -> np.ndarray:
-    """Normalised Gaussian convolution of one (H, W) band (invalid pixels carry no weight), in the
-    band's precision (float32 stays float32; the moments of :func:`_moments` accumulate in float64)."""
+def _lowpass_pair(a: np.ndarray, b: np.ndarray, ok: np.ndarray, sigma: float
+                  ) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Normalised Gaussian convolution of two (H, W) bands over the same valid pixels ``ok``:
+    L(a) = G * (ok a) / G * ok (invalid pixels carry no weight; Knutsson & Westin 1993), the weights
+    G * ok blurred once for both, in the bands' precision (float32 stays float32; the moments of
+    :func:`_moments` accumulate in float64). Returns ``(L(a) - ca, L(b) - cb, ca, cb)``: the bands are
+    low-passed around their valid means ca, cb (L(a - ca) = L(a) - ca), so float32 rounds the deviations,
+    not the level. Only the values at valid pixels are used."""
     if sigma <= 0:
-        return a.astype(np.float64)
-    if ok.all():  # the weights blur to 1 (normalised taps, reflected borders): one blur, not two
-        return gaussian_blur(a, sigma)  # = ndimage.gaussian_filter(mode="reflect"); float32 in OpenCV's SIMD path
-    a = a.astype(np.float64)
-    w = gaussian_blur(ok.astype(np.float64), sigma)
-    return gaussian_blur(np.where(ok, a, 0.0), sigma) / np.maximum(w, 1e-12)
+        return a, b, 0.0, 0.0
+    if ok.all():  # the weights blur to 1 (normalised taps, reflected borders): one blur per band
+        return gaussian_blur(a, sigma), gaussian_blur(b, sigma), 0.0, 0.0  # = gaussian_filter(mode="reflect")
+    dt = np.result_type(a.dtype, b.dtype, np.float32)
+    w = gaussian_blur(ok.astype(dt), sigma)
+    np.maximum(w, np.finfo(dt).tiny, out=w)  # (>= the centre tap squared at a valid pixel)
+    out: list[np.ndarray] = []
+    means: list[float] = []
+    for x in (a, b):
+        c = float(x.mean(dtype=np.float64, where=ok))
+        low = gaussian_blur(np.where(ok, x - dt.type(c), dt.type(0)).astype(dt, copy=False), sigma)
+        low /= w
+        out.append(low)
+        means.append(c)
+    return out[0], out[1], means[0], means[1]
 
 
 def _moments(y: np.ndarray, x: np.ndarray) -> tuple[float, float, float, float, float]:
@@ -291,8 +305,9 @@ def _estimate(
         mom = gaussian_lowpass_moments(h[i], back[i], lowpass_sigma, workers=fw) if every and lowpass_sigma > 0 \
             else None
         if mom is None:  # (fully valid bands: the same moments from one DCT per image, no blurred copies)
-            ls, lh = _lowpass(back[i], ok, lowpass_sigma), _lowpass(h[i], ok, lowpass_sigma)
-            mom = _moments(ls if every else ls[ok], lh if every else lh[ok])
+            ls, lh, cs, ch = _lowpass_pair(back[i], h[i], ok, lowpass_sigma)
+            n, mx, my, sxx, sxy = _moments(ls if every else ls[ok], lh if every else lh[ok])
+            mom = (n, mx + ch, my + cs, sxx, sxy)  # (x: HR, y: SR)
         return mom
 
     moments = _map_bands(band_moments, s.shape[0], threads)
