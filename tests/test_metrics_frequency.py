@@ -176,3 +176,35 @@ def test_bad_input(triplet: tuple[np.ndarray, np.ndarray, int]) -> None:
         FQ.frequency_restoration(hr, hr, hr)  # nothing is missing from the "interpolated LR"
     with pytest.raises(EosrError, match="threshold"):
         FQ.effective_resolution(hr, hr, threshold=1.5)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("compiled", [False, True])
+def test_shared_spectra_equal_the_two_metrics(triplet: tuple[np.ndarray, np.ndarray, int], workers: int,
+                                              compiled: bool) -> None:
+    """restoration_and_resolution (one spectrum per image and band, planes in threads) equals
+    frequency_restoration and effective_resolution, with and without a validity mask (the border a
+    shift compensation invalidates, and a hole), float32 and float64, with NumPy's or the compiled rings."""
+    import scipy.fft as sfft
+
+    from eosr.evaluation import engine
+
+    if compiled and not engine.AVAILABLE:
+        pytest.skip("numba not installed")
+    hr, it, _ = triplet
+    sr = gaussian_filter(hr, (0, 0.7, 0.7)) + np.random.default_rng(3).normal(0, 0.002, hr.shape)
+    valid = np.ones((1, *hr.shape), dtype=bool)
+    valid[..., :2, :] = False
+    valid[..., :, -3:] = False
+    valid[0, 1, 40:50, 60:64] = False
+    for dt in (np.float32, np.float64):
+        s4, h4, i4 = (x.astype(dt)[None] for x in (sr, hr, it))
+        for v in (None, valid):
+            with sfft.set_workers(workers):
+                frr, er = FQ.restoration_and_resolution(
+                    s4, h4, i4, valid=v, ring_sums=engine.spectrum_ring_sums if compiled else None)
+            m = None if v is None else v[0]
+            ref = FQ.frequency_restoration(sr, hr, it, mask=m)
+            for k, r in ref.items():
+                assert frr[k].value == pytest.approx(float(r.value), rel=1e-4, abs=1e-6), (dt, k)
+            assert er.value == pytest.approx(float(FQ.effective_resolution(sr, hr, mask=m).value), rel=1e-4)

@@ -28,22 +28,20 @@ distortions, so eosr reports them as numbers of their own.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import scipy.fft as sfft
 import torch
 from scipy import ndimage
 
+from eosr._threads import map_planes, plane_threads
 from eosr.errors import EosrError, ShapeError
 from eosr.metrics.base import MetricInfo, MetricResult, prepare
 from eosr.physics.filters import gaussian_blur, gaussian_lowpass_moments
 from eosr.physics.registration import COARSE_UPSAMPLE, cross_power, shift_from_cross
-
-_T = TypeVar("_T")
 
 __all__ = [
     "BIAS",
@@ -248,14 +246,6 @@ def estimate_alignment(
     return _estimate(sr, hr, mask, lowpass_sigma, upsample, per_band_shift)[0]
 
 
-def _map_bands(fn: Callable[[int], _T], n: int, threads: int) -> list[_T]:
-    """[fn(0), ..., fn(n - 1)], on ``threads`` threads when more than one; exceptions propagate."""
-    if threads <= 1:
-        return [fn(i) for i in range(n)]
-    with ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(fn, range(n)))
-
-
 def _estimate(
     sr: Any, hr: Any, mask: Any, lowpass_sigma: float, upsample: int, per_band_shift: bool
 ) -> tuple[Alignment, np.ndarray, np.ndarray]:
@@ -276,8 +266,7 @@ def _estimate(
         hw, sw = np.where(okw, hw, np.nan), np.where(okw, sw, np.nan)
     # bands in parallel on scipy.fft's workers (set_workers; eosr.evaluate: torch's threads), one FFT thread
     # each; with one worker, band by band with every core in each transform
-    threads = min(s.shape[0], max(1, sfft.get_workers()))
-    fw = 1 if threads > 1 else -1
+    threads, fw = plane_threads(s.shape[0])
 
     def band_cross(i: int) -> tuple[np.ndarray, tuple[float, float] | None]:
         cross = cross_power(hw[i : i + 1], sw[i : i + 1], half=True, workers=fw)[0]  # half spectra: same shifts
@@ -286,7 +275,7 @@ def _estimate(
         return cross, shift_from_cross(cross, min(upsample, COARSE_UPSAMPLE), width=hw.shape[-1], workers=fw)
 
     try:
-        crosses = _map_bands(band_cross, s.shape[0], threads)  # one FFT pair per band: per-band and pooled shifts
+        crosses = map_planes(band_cross, s.shape[0], threads)  # one FFT pair per band: per-band and pooled shifts
         total = crosses[0][0]
         for cross, _ in crosses[1:]:
             total += cross
@@ -310,7 +299,7 @@ def _estimate(
             mom = (n, mx + ch, my + cs, sxx, sxy)  # (x: HR, y: SR)
         return mom
 
-    moments = _map_bands(band_moments, s.shape[0], threads)
+    moments = map_planes(band_moments, s.shape[0], threads)
     gains, biases = np.full(s.shape[0], np.nan), np.full(s.shape[0], np.nan)
     parts = [m for m in moments if m is not None]
     for i, mom in enumerate(moments):
