@@ -358,7 +358,8 @@ def restoration_and_resolution(
 
     ``valid`` (B, C, H, W), when given, marks the pixels valid in every input (e.g. the border a shift
     compensation invalidates); the others are filled with the band mean of the valid ones, as the two
-    functions do with a mask (so the values are theirs with ``mask=valid``); the inputs must be finite.
+    functions do with a mask (so the values are theirs with ``mask=valid``); the inputs must be finite
+    where valid (everywhere without ``valid``).
 
     The Hann-windowed, mean-removed half spectra of SR and HR serve both the FRR power profiles and the
     Fourier ring correlation; transforms run in the inputs' precision (float32 stays float32, rings
@@ -366,9 +367,11 @@ def restoration_and_resolution(
     ``f_range`` (0, 0.5)); values equal up to float32 rounding. ``ring_sums(fs, fh, None, h, w, n)``, when
     given, returns the ring sums (Re(FS conj FH), |FS|^2, |FH|^2, 0; (4, n)) of two half spectra in one
     pass (the fused engine's), instead of one ``ring_sum`` per product. Planes (item, band) run in
-    parallel on scipy.fft's workers, one FFT thread each (:mod:`eosr._threads`). (The windowing stays in
-    NumPy: a compiled kernel right before each FFT left its OpenMP threads spinning while the FFT
-    threads ran: 23-27 vs 17-19 ms per 2048² spectrum.)
+    parallel on scipy.fft's workers, one FFT thread each (:mod:`eosr._threads`); each is windowed and
+    row-transformed block by block, then column-transformed in place, so a plane needs its spectrum and
+    a cache-sized block, not a full windowed copy. (The windowing stays in NumPy: a compiled kernel right
+    before each FFT left its OpenMP threads spinning while the FFT threads ran: 23-27 vs 17-19 ms per
+    2048² spectrum.)
     """
     import threading
 
@@ -382,22 +385,32 @@ def restoration_and_resolution(
         raise ShapeError(f"images under {FRC_MIN_SIZE} px have too few frequency rings")
     n = max(4, min(h, w) // 2)
     dt = np.dtype(np.float32 if sr.dtype == np.float32 and hr.dtype == np.float32 else np.float64)
-    win = np.outer(np.hanning(h), np.hanning(w)).astype(dt)
     counts, freqs = ring_bins(h, w, n)[3], ring_bins(h, w, n)[4]
-    scale = (h * w) / float(win.sum(dtype=np.float64)) ** 2
+    scale = (h * w) / (float(np.hanning(h).sum()) * float(np.hanning(w).sum())) ** 2
     num, ds, dh, di = (np.zeros((c, n)) for _ in range(4))
 
     threads, fw = plane_threads(b * c)  # (item, band) planes in parallel, one FFT thread each
     lock = threading.Lock()  # one compiled ring pass at a time (its own threads)
 
+    hy, hx = np.hanning(h).astype(dt)[:, None], np.hanning(w).astype(dt)  # the separable Hann window
+    cdt = np.complex64 if dt == np.float32 else np.complex128
+    step = max(1, (1 << 19) // (w * dt.itemsize))  # rows per cache-sized block
+
     def spec(a: np.ndarray, ok: np.ndarray | None) -> np.ndarray:
+        """rfft2 of the mean-removed (invalid pixels: the valid mean), windowed plane: rows transformed
+        block by block into the spectrum, then its columns in place (no full-size windowed copy)."""
         band = a.astype(dt, copy=False)
-        mean = band.mean(dtype=np.float64) if ok is None else band.mean(dtype=np.float64, where=ok)
-        centred = band - np.asarray(mean, dtype=dt)
-        if ok is not None:
-            centred[~ok] = 0  # invalid pixels: the band mean of the valid ones
-        centred *= win  # in place: one temporary per spectrum, not two
-        return np.asarray(sfft.rfft2(centred, workers=fw, overwrite_x=True))
+        mean = np.asarray(band.mean(dtype=np.float64) if ok is None else band.mean(dtype=np.float64, where=ok),
+                          dtype=dt)
+        out = np.empty((h, w // 2 + 1), dtype=cdt)
+        for r0 in range(0, h, step):
+            blk = band[r0 : r0 + step] - mean
+            if ok is not None:
+                blk[~ok[r0 : r0 + step]] = 0
+            blk *= hy[r0 : r0 + step]
+            blk *= hx
+            out[r0 : r0 + step] = sfft.rfft(blk, axis=1, workers=fw)
+        return np.asarray(sfft.fft(out, axis=0, workers=fw, overwrite_x=True))  # (in place)
 
     def rings(fs: np.ndarray, fh: np.ndarray) -> np.ndarray:
         """(Re(FS conj FH), |FS|^2, |FH|^2) ring sums (3, n)."""
