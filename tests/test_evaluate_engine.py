@@ -249,5 +249,56 @@ def test_engine_affine_aligned_ssim_equals_filtering_it(eval_triplet) -> None:
     direct = engine.ssim_uiqi_planes(x, y, a * x + b, 1.0, m1)
     affine = engine.ssim_uiqi_planes(x, y, None, 1.0, m2, affine=(a, b))
     assert affine[2] == pytest.approx(direct[2], rel=1e-10)
-    assert affine[:2] == direct[:2]
+    assert affine[:2] == direct[:2] and affine[3:] == direct[3:]
     assert engine.ssim_uiqi_planes(x, y, None, 1.0, m2)[2] == 0.0  # neither: no aligned SSIM
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_engine_masked_ssim_equals_reference(eval_triplet, dtype) -> None:
+    """Nodata in either image: the windows touching it are left out of SSIM, UIQI and the SSIM of x2
+    (its own nodata, and nodata where x has it and x2 not), as standard.ssim_uiqi leaves them out."""
+    from eosr.metrics import standard as S
+
+    sr, hr, _ = eval_triplet
+    x, y = sr[1].astype(dtype), hr[1].astype(dtype)
+    x[10:13, 20:90] = np.nan
+    y[60:64, 5:9] = np.inf
+    x2 = (0.98 * x + 0.001).astype(dtype)
+    x2[100:104, 30:34] = np.nan
+    smap = np.empty_like(x)
+    got = engine.ssim_uiqi_planes(x, y, x2, 1.0, smap, masked=True)
+    ref_s, ref_u, (rmap, rok) = S.ssim_uiqi(x[None], y[None], data_range=1.0)
+    ref_2 = S.ssim(x2[None], y[None], data_range=1.0)
+    assert got[0] / got[3] == pytest.approx(float(ref_s.value), rel=1e-6)
+    assert got[1] / got[3] == pytest.approx(float(ref_u.value), rel=1e-6)
+    assert got[2] / got[4] == pytest.approx(float(ref_2.value), rel=1e-6)
+    assert got[3] == int(rok.sum()) and got[3] < (x.shape[0] - 10) * (x.shape[1] - 10)
+    ok = rok[0, 0].numpy()
+    np.testing.assert_array_equal(np.isfinite(smap[5:-5, 5:-5]), ok[5:-5, 5:-5])
+    np.testing.assert_allclose(smap[ok], rmap[0, 0].numpy()[ok], rtol=1e-5, atol=1e-6)
+    x2b = x2.copy()
+    x2b[10:13, 20:90] = 0.05  # x2 valid where x is not: its windows are its own
+    got_b = engine.ssim_uiqi_planes(x, y, x2b, 1.0, smap, masked=True)
+    assert got_b[2] / got_b[4] == pytest.approx(float(S.ssim(x2b[None], y[None], data_range=1.0).value), rel=1e-6)
+    assert got_b[:2] == got[:2]
+
+
+def test_engine_nodata_stays_on_the_engine(eval_triplet, monkeypatch) -> None:
+    """Nodata in SR and HR (NaN, and a band's inf) or a mask: the HR-side numbers match the reference
+    path's, and the SSIM/UIQI and pixel errors do not fall back to it (the strata take the engine's SSIM map)."""
+    from eosr.metrics import standard as S
+
+    sr, hr, lr = eval_triplet
+    s, h = sr.copy(), hr.copy()
+    s[0, 30:40, 50:58] = np.nan
+    h[:, 70:75, 10:30] = np.nan
+    h[3, 2, 2] = np.inf
+    kw = {"sensor": "sentinel2", "bands": BANDS}
+    mask = np.ones(hr.shape[1:], dtype=bool)
+    mask[90:100, 40:70] = False
+    refs = [eosr.evaluate(s, h, lr, fused_engine=False, **kw),
+            eosr.evaluate(sr, hr, lr, mask=mask, fused_engine=False, **kw)]
+    for name in ("ssim_uiqi", "pixel_errors", "ssim"):
+        monkeypatch.setattr(S, name, lambda *a, **k: (_ for _ in ()).throw(AssertionError("reference path")))
+    _same(eosr.evaluate(s, h, lr, **kw), refs[0])
+    _same(eosr.evaluate(sr, hr, lr, mask=mask, **kw), refs[1])  # a mask: its pixels as nodata

@@ -385,11 +385,13 @@ def evaluate(
         want_ssim = want("ssim", "uiqi", "ssim_low_gradient", "ssim_high_gradient")
         fused = None
         aligned_pre = None
-        if engine.AVAILABLE and m is None and fused_engine:
+        if engine.AVAILABLE and fused_engine:
             if need_align:
                 aligned_pre = _align_items(s, h, m, dtype)
                 release_free()  # registration's buffers: the maps to come are larger (eosr._alloc)
             s4, h4 = (t.numpy() if t.ndim == 4 else t.numpy()[None] for t in (s, h))
+            if m is not None:  # masked pixels as nodata in a copy of SR: the engine leaves them out
+                s4 = np.where(m.numpy() if s.ndim == 4 else m.numpy()[None], s4, np.array(np.nan, dtype=s4.dtype))
             sal4 = None
             if aligned_pre is not None and aligned_pre[2].all() and want(
                     "psnr_aligned", "rmse_aligned", "mae_aligned", "ssim_aligned"):
@@ -400,13 +402,20 @@ def evaluate(
         fused_al: dict[str, MetricResult] = {}
         fused_done = fused is not None
         if fused is not None:
-            raw, fused_al, err_map, smap = fused
+            raw, fused_al, err_map, smap, complete = fused
             fused = None  # the tuple would keep the SSIM map alive
             for k in ("psnr", "rmse", "mae", "ssim", "uiqi", "sam_deg", "ergas"):
                 if k in raw and want(k):
                     add(raw[k])
-            if base:
+            if base and complete:
                 out.update(_fused_strata(s4, h4, smap, base, data_range))
+            elif base:  # nodata: the reference strata, with the engine's SSIM map and its valid windows
+                if smap is not None:
+                    ok = np.zeros(smap.shape, dtype=bool)
+                    ok[..., 5:-5, 5:-5] = np.isfinite(smap[..., 5:-5, 5:-5])
+                    sm4, ok4 = (torch.from_numpy(x) for x in (smap, ok))
+                    ssim_parts = (sm4, ok4)  # (B, C, H, W), as standard.ssim_uiqi's
+                fused_done = False
             if err_map is not None:
                 keep_map("error", err_map if s.ndim == 4 else err_map[0])
             del err_map, smap
@@ -671,13 +680,17 @@ def _affine_of(als: Sequence[Any], c: int) -> list[np.ndarray | None]:
 def _fused_hr(s: np.ndarray, h: np.ndarray, s_al: np.ndarray | None, data_range: float, scale: int | None,
               err_map: bool, ssim_needed: bool, sam_needed: bool = True,
               affine: Sequence[np.ndarray | None] | None = None,
-              ) -> tuple[dict[str, MetricResult], dict[str, MetricResult], np.ndarray | None, np.ndarray | None] | None:
-    """The HR-side metrics of fully valid (B, C, H, W) inputs by the fused engine (:mod:`eosr.evaluation.engine`).
+              ) -> tuple[dict[str, MetricResult], dict[str, MetricResult], np.ndarray | None, np.ndarray | None,
+                         bool] | None:
+    """The HR-side metrics of (B, C, H, W) inputs by the fused engine (:mod:`eosr.evaluation.engine`).
 
-    Returns ``(raw, aligned, error map, SSIM map)``: ``raw`` psnr, rmse, mae, sam_deg, ergas (with
-    ``scale``) and, when ``ssim_needed``, ssim and uiqi; ``aligned`` psnr, rmse, mae, ssim of ``s_al``
-    (fully valid SR', or None); the SSIM map's 5-pixel border is not written. None when an input has
-    nodata: the caller takes the reference path (:mod:`eosr.metrics.standard`). ``affine`` (per item,
+    Returns ``(raw, aligned, error map, SSIM map, complete)``: ``raw`` psnr, rmse, mae, sam_deg, ergas
+    (with ``scale``) and, when ``ssim_needed``, ssim and uiqi; ``aligned`` psnr, rmse, mae, ssim of
+    ``s_al`` (SR' valid wherever finite, or None); the SSIM map's 5-pixel border is not written.
+    Nodata (NaN or inf in SR or HR; ``complete`` False) is left out as the reference path leaves it out:
+    pixels where either is not finite, spectral angles where a band is not, SSIM windows touching such a
+    pixel (NaN in the map). None when a band has no valid pixel or window: the caller takes the
+    reference path (:mod:`eosr.metrics.standard`), which says so. ``affine`` (per item,
     :func:`_affine_of`): where SR' = a SR + b per band, SSIM(SR', HR) comes from SR's window moments
     (mean a mu + b, variance a^2 var, covariance a cov) in the same pass, without filtering SR'.
     """
@@ -693,8 +706,9 @@ def _fused_hr(s: np.ndarray, h: np.ndarray, s_al: np.ndarray | None, data_range:
         band += bb
         sam += ss
     n_pix = b * hh * ww
-    if not (band[:, 3] == n_pix).all():
-        return None
+    complete = bool((band[:, 3] == n_pix).all())
+    if not (band[:, 3] > 0).all():
+        return None  # a band without any valid pixel: the reference path says so
 
     raw = _error_results(band, data_range)
     if sam_needed:
@@ -712,31 +726,36 @@ def _fused_hr(s: np.ndarray, h: np.ndarray, s_al: np.ndarray | None, data_range:
         band_al = np.zeros((c, 4))
         for i in range(b):
             band_al += E.pointwise(s_al[i], h[i], sam=False)[0]
-        if (band_al[:, 3] == n_pix).all():
+        if (band_al[:, 3] > 0).all():
             aligned = _error_results(band_al, data_range)
         else:
             s_al = None
     smap = None
     if (ssim_needed or s_al is not None) and min(hh, ww) >= 11:
         smap = np.empty(s.shape, dtype=s.dtype)  # (the strata read its valid centres only: no memset)
-        sums = np.zeros((c, 3))
-        n_win = 0
+        sums = np.zeros((c, 5))
         for i in range(b):
             for k in range(c):
                 ab = affine[i] if affine is not None and s_al is not None else None
                 st = E.ssim_uiqi_planes(s[i, k], h[i, k], None if s_al is None or ab is not None else s_al[i, k],
                                         data_range, smap[i, k],
-                                        affine=None if ab is None else (float(ab[k, 0]), float(ab[k, 1])))
-                sums[k] += st[:3]
-                n_win = st[3]
-        n_b = b * n_win
-        win = {"n_valid": int(n_b * c), "border_px": 5}
-        raw["ssim"] = MetricResult(S.SSIM, float(sums[:, 0].sum() / (n_b * c)), sums[:, 0] / n_b, dict(win))
-        raw["uiqi"] = MetricResult(S.UIQI, float(sums[:, 1].sum() / (n_b * c)), sums[:, 1] / n_b, dict(win))
+                                        affine=None if ab is None else (float(ab[k, 0]), float(ab[k, 1])),
+                                        masked=not complete)
+                sums[k] += st
+        if not (sums[:, 3] > 0).all() or (s_al is not None and not (sums[:, 4] > 0).all()):
+            return None  # no window on valid pixels in a band: the reference path says so
+        raw["ssim"] = _window_mean(S.SSIM, sums[:, 0], sums[:, 3])
+        raw["uiqi"] = _window_mean(S.UIQI, sums[:, 1], sums[:, 3])
         if s_al is not None:
-            aligned["ssim"] = MetricResult(S.SSIM, float(sums[:, 2].sum() / (n_b * c)), sums[:, 2] / n_b,
-                                           dict(win))
-    return raw, aligned, err, smap
+            aligned["ssim"] = _window_mean(S.SSIM, sums[:, 2], sums[:, 4])
+    return raw, aligned, err, smap, complete
+
+
+def _window_mean(info: MetricInfo, sums: np.ndarray, counts: np.ndarray) -> MetricResult:
+    """A windowed map's mean over its valid window centres: per band sum / count, pooled sum / count
+    (as :func:`eosr.metrics.base.pooled_mean`)."""
+    return MetricResult(info, float(sums.sum() / counts.sum()), sums / counts,
+                        {"n_valid": int(counts.sum()), "border_px": 5})
 
 
 def _error_results(bs: np.ndarray, data_range: float) -> dict[str, MetricResult]:
@@ -757,22 +776,22 @@ def _error_results(bs: np.ndarray, data_range: float) -> dict[str, MetricResult]
 
 
 def _valid_box(v: np.ndarray) -> tuple[slice, slice] | None:
-    """The rectangle whose pixels are exactly the True ones of every band of (C, H, W) ``v`` (the
-    border a shift compensation invalidates leaves one), or None."""
-    rows, cols = np.flatnonzero(v[0].any(axis=1)), np.flatnonzero(v[0].any(axis=0))
+    """The bounding rectangle of the True pixels of any band of (C, H, W) ``v`` (the part a shift
+    compensation leaves valid), or None when there is none."""
+    anyv = v.any(axis=0)
+    rows, cols = np.flatnonzero(anyv.any(axis=1)), np.flatnonzero(anyv.any(axis=0))
     if rows.size == 0:
         return None
-    box = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
-    area = (box[0].stop - box[0].start) * (box[1].stop - box[1].start)
-    return box if int(np.count_nonzero(v)) == v.shape[0] * area and bool(v[:, box[0], box[1]].all()) else None
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
 
 
 def _fused_aligned(s_al: np.ndarray, h: np.ndarray, v_al: np.ndarray, data_range: float,
                    want_ssim: bool) -> dict[str, MetricResult]:
-    """psnr, rmse, mae (and ssim) of SR' against HR over the valid pixels ``v_al`` by the fused engine,
-    when in each item they form one rectangle (the shift's border; HR finite there): the reference
-    path's masked metrics (:func:`eosr.metrics.standard.pixel_errors`, and SSIM over the windows lying
-    on valid pixels) are then those of the crops. ``{}`` otherwise (the caller takes the reference path)."""
+    """psnr, rmse, mae (and ssim) of SR' against HR over the valid pixels ``v_al`` by the fused engine:
+    per item, the crop to the valid pixels' bounding rectangle (the shift's border cut off), the invalid
+    pixels inside it set to NaN in SR''s crop (a copy), which the engine leaves out as the reference
+    path's masked metrics do (:func:`eosr.metrics.standard.pixel_errors`, and SSIM over the windows lying
+    on valid pixels). ``{}`` when a crop is under the 11-px window (the caller takes the reference path)."""
     from eosr.evaluation import engine as E
     from eosr.metrics import standard as S
 
@@ -781,23 +800,25 @@ def _fused_aligned(s_al: np.ndarray, h: np.ndarray, v_al: np.ndarray, data_range
     if any(bx is None or min(bx[0].stop - bx[0].start, bx[1].stop - bx[1].start) < 11 for bx in boxes):
         return {}
     c = s4.shape[1]
-    band, ssim_sum, n_win = np.zeros((c, 4)), np.zeros(c), 0
+    band, ssim = np.zeros((c, 4)), np.zeros((c, 5))
     for i, bx in enumerate(boxes):
         assert bx is not None
         for k in range(c):  # contiguous crops, one plane at a time (the compiled kernels' layout)
-            sa, ha = (np.ascontiguousarray(x[i, k, bx[0], bx[1]]) for x in (s4, h4))
-            band[k] += E.pointwise(sa[None], ha[None], sam=False)[0][0]
+            ha = np.ascontiguousarray(h4[i, k, bx[0], bx[1]])
+            vk = v4[i, k, bx[0], bx[1]]
+            sa = np.array(s4[i, k, bx[0], bx[1]], order="C")  # (a copy: nodata written into it)
+            if not vk.all():
+                sa[~vk] = np.nan
+            pw = E.pointwise(sa[None], ha[None], sam=False)[0][0]
+            band[k] += pw
             if want_ssim:
-                st = E.ssim_uiqi_planes(sa, ha, None, data_range, np.empty_like(sa))
-                ssim_sum[k] += st[0]
-        if want_ssim:  # windows of this item's crop, the same in every band
-            n_win += (bx[0].stop - bx[0].start - 10) * (bx[1].stop - bx[1].start - 10)
-    if int(band[:, 3].sum()) != int(np.count_nonzero(v4)):  # a NaN inside the rectangle
-        return {}
+                ssim[k] += E.ssim_uiqi_planes(sa, ha, None, data_range, np.empty_like(sa),
+                                              masked=pw[3] < sa.size)
+    if not (band[:, 3] > 0).all() or (want_ssim and not (ssim[:, 3] > 0).all()):
+        return {}  # a band without valid pixels or windows: the reference path says so
     out = _error_results(band, data_range)
     if want_ssim:
-        out["ssim"] = MetricResult(S.SSIM, float(ssim_sum.sum() / (n_win * c)), ssim_sum / n_win,
-                                   {"n_valid": int(n_win * c), "border_px": 5})
+        out["ssim"] = _window_mean(S.SSIM, ssim[:, 0], ssim[:, 3])
     return out
 
 

@@ -116,13 +116,18 @@ def _pointwise_kernel(s: np.ndarray, h: np.ndarray, err: np.ndarray, write_err: 
 
 def _ssim_kernel(x: np.ndarray, y: np.ndarray, x2: np.ndarray, has2: bool, g: np.ndarray, cen: float,
                  c1: float, c2: float, tol: float, smap: np.ndarray, n_strips: int,
-                 sums: np.ndarray, aff: bool, al: float, be: float) -> None:  # pragma: no cover - compiled
+                 sums: np.ndarray, aff: bool, al: float, be: float,
+                 masked: bool) -> None:  # pragma: no cover - compiled
     """11-tap symmetric window ``g`` (g[k] = g[10 - k]): each filter pass is one unrolled expression per
     output value (a single store, no read-modify-write of an accumulator row), which vectorises; the
-    per-window SSIM/UIQI loop is branch-free for the same reason (2x faster than tap-by-tap loops)."""
+    per-window SSIM/UIQI loop is branch-free for the same reason (2x faster than tap-by-tap loops).
+    ``masked``: non-finite pixels are zeroed and flagged in one more filtered channel per image pair; a
+    window whose filtered flag is not 0 touches one (the taps are positive) and is left out of the sums
+    and NaN in ``smap``. ``sums[st]``: SSIM, UIQI, SSIM of x2, and the windows counted for each."""
     hh, ww = x.shape
     ho, wo = hh - 10, ww - 10
-    nq = 8 if has2 else 5
+    nb = 8 if has2 else 5  # the flag channels (masked): (x, y) at nb, (x2, y) at nb + 1
+    nq = nb + ((2 if has2 else 1) if masked else 0)
     g0, g1, g2, g3, g4, g5 = g[0], g[1], g[2], g[3], g[4], g[5]
     for st in prange(n_strips):
         r0 = st * ho // n_strips
@@ -133,21 +138,44 @@ def _ssim_kernel(x: np.ndarray, y: np.ndarray, x2: np.ndarray, has2: bool, g: np
         srow = np.empty(wo)
         urow = np.empty(wo)
         s2row = np.empty(wo)
-        acc = np.zeros(3)
+        acc = np.zeros(5)
         for i in range(r0, r1 + 10):  # input rows of this strip's output rows
-            for j in range(ww):
-                a = np.float64(x[i, j]) - cen
-                b = np.float64(y[i, j]) - cen
-                prod[0, j] = a
-                prod[1, j] = b
-                prod[2, j] = a * a
-                prod[3, j] = b * b
-                prod[4, j] = a * b
-                if has2:
-                    a2 = np.float64(x2[i, j]) - cen
-                    prod[5, j] = a2
-                    prod[6, j] = a2 * a2
-                    prod[7, j] = a2 * b
+            if masked:
+                for j in range(ww):
+                    ra = float(x[i, j]) - cen
+                    rb = float(y[i, j]) - cen
+                    fb = math.isfinite(rb)
+                    ok = fb and math.isfinite(ra)
+                    a = ra if ok else 0.0  # (invalid pixels zeroed, as the reference path's zero_invalid)
+                    b = rb if ok else 0.0
+                    prod[0, j] = a
+                    prod[1, j] = b
+                    prod[2, j] = a * a
+                    prod[3, j] = b * b
+                    prod[4, j] = a * b
+                    prod[nb, j] = 0.0 if ok else 1.0
+                    if has2:
+                        r2 = float(x2[i, j]) - cen
+                        ok2 = fb and math.isfinite(r2)
+                        a2 = r2 if ok2 else 0.0  # (ok2 implies ok, see ssim_uiqi_planes: b is kept)
+                        prod[5, j] = a2
+                        prod[6, j] = a2 * a2
+                        prod[7, j] = a2 * b
+                        prod[nb + 1, j] = 0.0 if ok2 else 1.0
+            else:
+                for j in range(ww):
+                    a = np.float64(x[i, j]) - cen
+                    b = np.float64(y[i, j]) - cen
+                    prod[0, j] = a
+                    prod[1, j] = b
+                    prod[2, j] = a * a
+                    prod[3, j] = b * b
+                    prod[4, j] = a * b
+                    if has2:
+                        a2 = np.float64(x2[i, j]) - cen
+                        prod[5, j] = a2
+                        prod[6, j] = a2 * a2
+                        prod[7, j] = a2 * b
             for q in range(nq):  # horizontal pass: the window is symmetric (g[k] = g[10 - k])
                 r = ring[i % 11, q]
                 p = prod[q]
@@ -211,18 +239,38 @@ def _ssim_kernel(x: np.ndarray, y: np.ndarray, x2: np.ndarray, has2: bool, g: np
                     s2row[j] = (2 * u2 * uy + c1) * (2 * cv2 + c2) / ((u2 * u2 + uy * uy + c1) * (v2 + vy + c2))
             e0 = 0.0
             e1 = 0.0
-            for j in range(wo):
-                smap[o + 5, j + 5] = srow[j]
-                e0 += srow[j]
-                e1 += urow[j]
+            e2 = 0.0
+            n1 = 0.0
+            n2 = 0.0
+            if masked:
+                nan = np.float64(np.nan)
+                for j in range(wo):
+                    f = vert[nb, j] == 0.0
+                    smap[o + 5, j + 5] = srow[j] if f else nan
+                    e0 += srow[j] if f else 0.0
+                    e1 += urow[j] if f else 0.0
+                    n1 += 1.0 if f else 0.0
+                if has2 or aff:
+                    for j in range(wo):
+                        f = vert[nb + 1, j] == 0.0 if has2 else vert[nb, j] == 0.0
+                        e2 += s2row[j] if f else 0.0
+                        n2 += 1.0 if f else 0.0
+            else:
+                for j in range(wo):
+                    smap[o + 5, j + 5] = srow[j]
+                    e0 += srow[j]
+                    e1 += urow[j]
+                n1 = wo
+                if has2 or aff:
+                    for j in range(wo):
+                        e2 += s2row[j]
+                    n2 = wo
             acc[0] += e0
             acc[1] += e1
-            if has2 or aff:
-                e2 = 0.0
-                for j in range(wo):
-                    e2 += s2row[j]
-                acc[2] += e2
-        for k in range(3):
+            acc[2] += e2
+            acc[3] += n1
+            acc[4] += n2
+        for k in range(5):
             sums[st, k] = acc[k]
 
 
@@ -483,15 +531,18 @@ def pointwise(sr: np.ndarray, hr: np.ndarray, err_out: np.ndarray | None = None,
 
 
 def ssim_uiqi_planes(x: np.ndarray, y: np.ndarray, x2: np.ndarray | None, data_range: float,
-                     smap: np.ndarray, n_strips: int = 0, affine: tuple[float, float] | None = None
-                     ) -> tuple[float, float, float, int]:
-    """SSIM and UIQI of one fully valid (H, W) plane pair (and SSIM of ``x2`` against ``y``).
+                     smap: np.ndarray, n_strips: int = 0, affine: tuple[float, float] | None = None,
+                     masked: bool = False) -> tuple[float, float, float, int, int]:
+    """SSIM and UIQI of one (H, W) plane pair (and SSIM of ``x2`` against ``y``).
 
     Gaussian window 11 / sigma 1.5, K1 = 0.01, K2 = 0.03, population moments, 'valid' centres (as
     :func:`eosr.metrics.standard.ssim_uiqi`). ``smap`` (H, W) receives the SSIM map on the valid
-    centres (its 5-pixel border is left untouched). Returns (sum SSIM, sum UIQI, sum SSIM of x2,
-    number of centres). The moments are centred on the HR plane mean (float64 accumulators; the centring
-    only keeps the float64 window variances free of cancellation, any value near the mean gives the same result).
+    centres (its 5-pixel border is left untouched). Returns (sum SSIM, sum UIQI, sum SSIM of x2, number
+    of windows in the first two sums, in the third). The moments are centred on the HR plane mean
+    (float64 accumulators; the centring only keeps the float64 window variances free of cancellation,
+    any value near the mean gives the same result). Fully valid planes, unless ``masked``: then the
+    windows touching a non-finite pixel of either image are left out (NaN in ``smap``), as the
+    reference path leaves out windows touching invalid pixels; ``affine`` x2 = a x + b shares x's.
     """
     from eosr.metrics.standard import gaussian_window
 
@@ -499,17 +550,29 @@ def ssim_uiqi_planes(x: np.ndarray, y: np.ndarray, x2: np.ndarray | None, data_r
     h, w = x.shape
     ho = h - 10
     strips = n_strips or _strips(ho)
-    sums = np.zeros((strips, 3))
-    cen = float(y.mean())  # a centring constant (any value near the mean): NumPy's fast pairwise sum
+    sums = np.zeros((strips, 5))
+    # a centring constant (any value near the mean): NumPy's fast pairwise sum; with nodata, the mean of
+    # the finite values of a subsample
+    if masked:
+        sub = y[::7, ::7]
+        fin = sub[np.isfinite(sub)]
+        cen = float(fin.mean()) if fin.size else 0.0
+    else:
+        cen = float(y.mean())
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     tol = (1e-6 * data_range) ** 2
     has2 = x2 is not None
+    if masked and x2 is not None and bool((np.isfinite(x2) & ~np.isfinite(x) & np.isfinite(y)).any()):
+        # the pass zeroes HR where x is invalid: x2 valid there takes a pass of its own
+        first = ssim_uiqi_planes(x, y, None, data_range, smap, n_strips, None, True)
+        second = ssim_uiqi_planes(x2, y, None, data_range, np.empty_like(smap), n_strips, None, True)
+        return first[0], first[1], second[0], first[3], second[3]
     aff = x2 is None and affine is not None
     a, b = affine if aff and affine is not None else (1.0, 0.0)
     _ssim_jit(x, y, x2 if x2 is not None else x, has2, g, cen, c1, c2, tol, smap, strips, sums, aff, float(a),
-              float(b))
+              float(b), masked)
     tot = sums.sum(axis=0)
-    return float(tot[0]), float(tot[1]), float(tot[2]), int(ho * (w - 10))
+    return float(tot[0]), float(tot[1]), float(tot[2]), int(tot[3]), int(tot[4])
 
 
 # ------------------------------------------------------------------ separable filters (operator PSF, bicubic)

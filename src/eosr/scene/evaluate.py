@@ -354,7 +354,7 @@ def _windowed_hr(g_sr: Any, g_hr: Any, *, mask: Any, data_range: float, scale: i
         for k in range(c):
             res = E.ssim_uiqi_planes(sr[k], hr[k], None, data_range, smap)
             sums[k] += res[:2]
-        n += res[3]
+        n += res[3]  # (fully valid: the same windows in every band)
     metrics = st.results(data_range=data_range, scale=scale)
     if why is None:
         info = {"n_valid": int(n * c), "border_px": half, "aggregation": "pooled over blocks (5 px halo)"}
