@@ -195,14 +195,26 @@ def test_windowed_equals_whole_image(files, triplet) -> None:
     assert odd.value("ssim") == pytest.approx(whole.value("ssim"), rel=1e-6)
 
 
-def test_windowed_ssim_names_why_it_is_skipped_with_nodata(files, triplet) -> None:
-    _, _, bic = triplet
-    holed = bic.copy()
+def test_windowed_ssim_with_nodata_and_a_mask_equals_whole_image(files, triplet) -> None:
+    """NaN in SR and HR and a mask: windowed SSIM/UIQI leave out the windows touching nodata, as the
+    whole image does (blocks not aligned to the holes; one hole across a block edge)."""
+    hr, _, bic = triplet
+    holed, hr_holed = bic.copy(), hr.copy()
     holed[1, 40, 40] = np.nan
-    sr = _tif(files["dir"] / "sr_nodata.tif", holed, 10.0)
-    win = evaluate_files(sr, files["hr"], windowed=True, block=32)
-    assert "ssim" not in win.metrics and "nodata" in win.info["skipped"]["ssim"]
-    assert win.value("psnr") == pytest.approx(evaluate_files(sr, files["hr"], windowed=False).value("psnr"), rel=1e-6)
+    hr_holed[:, 30:36, 60:70] = np.nan
+    sr, hrf = _tif(files["dir"] / "sr_nodata.tif", holed, 10.0), _tif(files["dir"] / "hr_nodata.tif", hr_holed, 10.0)
+    mask = np.ones((1, *hr.shape[1:]), dtype=np.float32)
+    mask[0, 5:12, 80:95] = 0
+    mf = _tif(files["dir"] / "mask.tif", mask, 10.0)
+    for kw in ({}, {"mask": mf}):
+        win = evaluate_files(sr, hrf, windowed=True, block=29, **kw)
+        whole = evaluate_files(sr, hrf, windowed=False, **kw)
+        for k in ("psnr", "ssim", "uiqi"):
+            assert win.value(k) == pytest.approx(whole.value(k), rel=1e-5), (kw, k)
+            np.testing.assert_allclose(np.asarray(win[k].per_band, float), np.asarray(whole[k].per_band, float),
+                                       rtol=1e-5)
+        assert win["ssim"].extra["n_valid"] == whole["ssim"].extra["n_valid"]
+        assert "ssim" not in win.info["skipped"]
 
 
 def test_file_errors_are_one_line(files, capsys) -> None:

@@ -778,7 +778,7 @@ def _error_results(bs: np.ndarray, data_range: float) -> dict[str, MetricResult]
 def _valid_box(v: np.ndarray) -> tuple[slice, slice] | None:
     """The bounding rectangle of the True pixels of any band of (C, H, W) ``v`` (the part a shift
     compensation leaves valid), or None when there is none."""
-    anyv = v.any(axis=0)
+    anyv = np.asarray(v.any(axis=0))
     rows, cols = np.flatnonzero(anyv.any(axis=1)), np.flatnonzero(anyv.any(axis=0))
     if rows.size == 0:
         return None

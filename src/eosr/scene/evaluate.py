@@ -317,9 +317,11 @@ def _windowed_hr(g_sr: Any, g_hr: Any, *, mask: Any, data_range: float, scale: i
     the pixel sums take the block itself, and the block's window centres are exactly the whole image's
     centres inside it, so the sums of the SSIM and UIQI maps (:func:`eosr.evaluation.engine.ssim_uiqi_planes`)
     over the blocks and their count are the whole image's, and the pooled mean over bands and centres
-    (Wang et al. 2004; Wang & Bovik 2002) is the value of :func:`eosr.evaluate`. Returns the results and,
-    where SSIM/UIQI cannot be given, the reason: no compiled engine, a mask or NaN (nodata) in the images,
-    or an image smaller than the window.
+    (Wang et al. 2004; Wang & Bovik 2002) is the value of :func:`eosr.evaluate`. Nodata (NaN, or the
+    mask's invalid pixels, set to NaN in the block's SR) leaves out the windows touching it, as the whole
+    image does: a window centred in a block lies inside its halo, so the block sees all its pixels.
+    Returns the results and, where SSIM/UIQI cannot be given, the reason: no compiled engine, an image
+    smaller than the window, or no window on valid pixels.
     """
     from eosr.evaluation import engine as E
     from eosr.metrics import standard as S
@@ -331,35 +333,37 @@ def _windowed_hr(g_sr: Any, g_hr: Any, *, mask: Any, data_range: float, scale: i
     why: str | None = None
     if not E.AVAILABLE:
         why = "needs the compiled engine (numba) in windowed evaluation"
-    elif mask is not None:
-        why = "a validity mask needs the whole image (windowed SSIM/UIQI take fully valid blocks)"
     elif h < size or w < size:
         why = f"the image is smaller than the {size} px window"
     st = PixelStats(c)
-    sums = np.zeros((c, 2))
-    n = 0
+    sums = np.zeros((c, 3))  # per band: sum SSIM, sum UIQI, windows
     for y0, y1, x0, x1 in blocks(h, w, block):
         pad = half if why is None else 0
         wy0, wy1, wx0, wx1 = max(0, y0 - pad), min(h, y1 + pad), max(0, x0 - pad), min(w, x1 + pad)
         sr, hr = (np.asarray(g.read((wy0, wy1, wx0, wx1))) for g in (g_sr, g_hr))
         core = (slice(None), slice(y0 - wy0, y1 - wy0), slice(x0 - wx0, x1 - wx0))
-        st.update(sr[core], hr[core], _read_mask(mask, (y0, y1, x0, x1)) if mask is not None else None)
+        ok = _read_mask(mask, (wy0, wy1, wx0, wx1)) if mask is not None else None
+        st.update(sr[core], hr[core], None if ok is None else ok[..., core[1], core[2]])
         if why is not None or wy1 - wy0 < size or wx1 - wx0 < size:
             continue  # (a block too thin for the window holds no window centre of the image)
         sr, hr = (np.ascontiguousarray(a, dtype=np.float32) for a in (sr, hr))
-        if not (np.isfinite(sr).all() and np.isfinite(hr).all()):
-            why = "nodata (NaN) in the images: windowed SSIM/UIQI take fully valid blocks"
-            continue
+        if ok is not None:
+            sr = np.where(ok, sr, np.float32(np.nan))  # the mask's pixels as nodata
+        nodata = not (np.isfinite(sr).all() and np.isfinite(hr).all())
         smap = np.empty(sr.shape[1:], np.float32)
         for k in range(c):
-            res = E.ssim_uiqi_planes(sr[k], hr[k], None, data_range, smap)
-            sums[k] += res[:2]
-        n += res[3]  # (fully valid: the same windows in every band)
+            res = E.ssim_uiqi_planes(sr[k], hr[k], None, data_range, smap, masked=nodata)
+            sums[k] += (res[0], res[1], res[3])
     metrics = st.results(data_range=data_range, scale=scale)
+    if why is None and sums[:, 2].sum() == 0:
+        why = f"no {size}x{size} window lies entirely on valid pixels"
     if why is None:
-        info = {"n_valid": int(n * c), "border_px": half, "aggregation": "pooled over blocks (5 px halo)"}
-        metrics["ssim"] = MetricResult(S.SSIM, float(sums[:, 0].sum() / (n * c)), sums[:, 0] / n, dict(info))
-        metrics["uiqi"] = MetricResult(S.UIQI, float(sums[:, 1].sum() / (n * c)), sums[:, 1] / n, dict(info))
+        n = sums[:, 2]
+        info = {"n_valid": int(n.sum()), "border_px": half, "aggregation": "pooled over blocks (5 px halo)"}
+        with np.errstate(invalid="ignore", divide="ignore"):  # a band without valid windows: NaN, as pooled_mean
+            per_s, per_u = sums[:, 0] / n, sums[:, 1] / n
+        metrics["ssim"] = MetricResult(S.SSIM, float(sums[:, 0].sum() / n.sum()), per_s, dict(info))
+        metrics["uiqi"] = MetricResult(S.UIQI, float(sums[:, 1].sum() / n.sum()), per_u, dict(info))
     return metrics, why
 
 
