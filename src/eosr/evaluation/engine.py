@@ -593,7 +593,8 @@ def _hpass_kernel(x: np.ndarray, y: np.ndarray, sub: bool, kx: np.ndarray, strid
         buf = np.empty(nb)
         row = np.empty(wo)
         for i in range(r0, r1):
-            for j in range(lo):
+            for t in range(lo + nb - hi):  # the border samples [0, lo) and [hi, nb), reflected one by one
+                j = t if t < lo else t - lo + hi
                 q = j - p
                 while q < 0 or q >= ww:
                     q = -q - 1 if q < 0 else 2 * ww - 1 - q
@@ -604,11 +605,6 @@ def _hpass_kernel(x: np.ndarray, y: np.ndarray, sub: bool, kx: np.ndarray, strid
             else:
                 for j in range(lo, hi):
                     buf[j] = x[i, j - p]
-            for j in range(hi, nb):
-                q = j - p
-                while q < 0 or q >= ww:
-                    q = -q - 1 if q < 0 else 2 * ww - 1 - q
-                buf[j] = np.float64(x[i, q]) - np.float64(y[i, q]) if sub else np.float64(x[i, q])
             if stride == 1:  # taps four at a time over contiguous samples: a quarter of the accumulator traffic
                 for jo in range(wo):
                     row[jo] = 0.0
