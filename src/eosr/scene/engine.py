@@ -62,9 +62,8 @@ def exportable(model: Any) -> bool:
             and not getattr(model.spec, "multi_image", False) and not hasattr(model, "inner"))
 
 
-def choose_engine(engine: str, model: Any, lr_pixels: int, uncertainty: bool = False) -> str:
-    """The engine that runs: ``"torch"`` or ``"onnxruntime"`` (module docstring for the ``"auto"`` rule; ``lr_pixels``
-    is the job's size, kept for rules that depend on it).
+def choose_engine(engine: str, model: Any, uncertainty: bool = False) -> str:
+    """The engine that runs: ``"torch"`` or ``"onnxruntime"`` (module docstring for the ``"auto"`` rule).
 
     ``"onnxruntime"`` asked for a model it cannot run, or without the package, is refused (:class:`ConfigError`).
     """

@@ -391,7 +391,7 @@ def super_resolve_array(lr: Any, model: Any, *, tile: int = 512, overlap: int | 
 
     _run_tiles(plan, model, x, Blender(plan, sink), uncertainty=uncertainty, workers=None, scheduler=None,
                progress=show_progress(progress),
-               engine=choose_engine(engine, model, x.shape[1] * x.shape[2], uncertainty))
+               engine=choose_engine(engine, model, uncertainty))
     import torch
 
     return like(torch.from_numpy(out), lr)
@@ -535,7 +535,7 @@ def super_resolve(
         raise ModelError(f"model {model.spec.name} has no self-ensemble option")
     plan = _plan(src.height, src.width, model, tile, overlap)
     _inference_mode(model, uncertainty)
-    engine = choose_engine(engine, model, src.height * src.width, uncertainty)
+    engine = choose_engine(engine, model, uncertainty)
     r = plan.scale
     if output_dtype is None:
         dtype = src.dtype if np.issubdtype(np.dtype(src.dtype), np.integer) else "float32"
