@@ -291,3 +291,48 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path: Path, real_da
     other = small_doc(tmp_path / "cut", epochs=3, checkpoint_every=2, seed=7)
     with pytest.raises(ConfigError, match="another configuration"):
         train(parse_config(other, tmp_path), splits=sp)
+
+
+def test_run_epochs_selects_stops_resumes_and_scores_epoch_0(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The task trainers' epoch loop (eosr.train.loop.run_epochs): best epoch by the validation score
+    (higher or lower is better), early stop after ``patience`` epochs without improvement, resume at the
+    epoch boundary (a stopped run stays stopped), the untrained model as epoch 0."""
+    from types import SimpleNamespace as NS
+
+    from eosr.models import checkpoint
+    from eosr.train.loop import run_epochs
+
+    saved: list[tuple[str, int]] = []
+    monkeypatch.setattr(checkpoint, "save_checkpoint", lambda m, stem, card: saved.append((stem.name, card["e"])))
+
+    def cfg(epochs: int) -> NS:
+        return NS(epochs=epochs, steps_per_epoch=2, seed=0, patience=2, optimizer=NS(lr=0.1, grad_clip=1.0),
+                  schedule=NS(warmup_steps=0, name="constant"))
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    scores = iter([1.0, 3.0, 2.0, 2.5, 9.0])
+    steps: list[int] = []
+
+    def loss_at(g: int, e: int) -> torch.Tensor:
+        steps.append(g)
+        return (model.weight**2).sum()
+
+    kw = {"loss_at": loss_at, "validate": lambda: {"score": next(scores)}, "card": lambda h, e: {"e": e},
+          "say": lambda m: None}
+    hist, best = run_epochs(cfg(2), model, opt, tmp_path, "h", keep_epochs=True, **kw)
+    assert [h["epoch"] for h in hist] == [1, 2] and best == 2 and steps == [0, 1, 2, 3]
+    assert ("epoch_001", 1) in saved and ("best", 2) in saved and (tmp_path / "state.pt").is_file()
+    hist, best = run_epochs(cfg(6), model, opt, tmp_path, "h", **kw)  # resumed at epoch 3, global step 4
+    assert steps[4] == 4 and [h["epoch"] for h in hist] == [1, 2, 3, 4] and best == 2
+    assert hist[-1]["stopped_early"] and hist[-1]["score"] == 2.5
+    again, _ = run_epochs(cfg(6), model, opt, tmp_path, "h", **kw)  # stopped: no more epochs
+    assert len(again) == 4 and len(steps) == 8
+    with pytest.raises(ConfigError, match="another configuration"):
+        run_epochs(cfg(6), model, opt, tmp_path, "other", **kw)
+    low = tmp_path / "low"
+    low.mkdir()
+    losses = iter([5.0, 4.0])
+    hist, best = run_epochs(cfg(2), model, opt, low, "h", higher_is_better=False, initial=lambda: 4.5,
+                            **{**kw, "validate": lambda: {"score": next(losses)}})
+    assert best == 2 and [h["score"] for h in hist] == [5.0, 4.0]  # epoch 1 did not beat the untrained 4.5

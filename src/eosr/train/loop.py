@@ -442,6 +442,80 @@ def train(
     return TrainResult(best_model, history, best_epoch, best, ck, gstep, stopped, resumed, sp)
 
 
+def run_epochs(cfg: Any, model: Any, opt: torch.optim.Optimizer, out: Path, chash: str, *,
+               loss_at: Callable[[int, int], torch.Tensor], validate: Callable[[], dict[str, Any]],
+               card: Callable[[list[dict[str, Any]], int], dict[str, Any]], say: Callable[[str], None],
+               resume: bool = True, higher_is_better: bool = True, keep_epochs: bool = False,
+               describe: Callable[[dict[str, Any]], str] | None = None,
+               initial: Callable[[], float] | None = None) -> tuple[list[dict[str, Any]], int]:
+    """The epoch loop of the task trainers (:mod:`eosr.train.misr`, :mod:`eosr.train.multires`).
+
+    Each epoch: ``cfg.steps_per_epoch`` optimiser steps on ``loss_at(global_step, epoch)`` (torch seeded
+    with ``cfg.seed * 1_000_003 + global_step``, learning rate :func:`lr_at`, gradients clipped at
+    ``cfg.optimizer.grad_clip``), then ``validate()`` (its ``"score"``, higher or lower is better); the
+    best epoch is saved as ``best`` (every epoch as ``epoch_NNN`` with ``keep_epochs``) with ``card(history,
+    epoch)``; ``cfg.patience`` epochs without improvement stop the run; the state is saved at each epoch
+    boundary and resumed from ``state.pt`` when ``resume`` and ``chash`` match. ``initial()``, on a fresh
+    run, scores the untrained model as epoch 0 (it saves what it wants). ``describe(validation)``: the
+    log line's validation part. Returns (history, best epoch)."""
+    from eosr.models.checkpoint import save_checkpoint
+
+    total = cfg.epochs * cfg.steps_per_epoch
+    sign = 1.0 if higher_is_better else -1.0
+    epoch, gstep, best, best_epoch, bad = 1, 0, -sign * math.inf, 0, 0
+    history: list[dict[str, Any]] = []
+    state_path = out / STATE_FILE
+    if resume and state_path.is_file():
+        r = restore_state(state_path, chash, model, opt)
+        epoch, gstep = r["epoch"], r["global_step"]
+        best, best_epoch, bad, history = r["best"], r["best_epoch"], r["bad_epochs"], r["history"]
+        say(f"resumed at epoch {epoch} (global step {gstep})")
+    elif initial is not None:
+        best, best_epoch = initial(), 0
+    stopped = bool(history and history[-1].get("stopped_early"))
+    while epoch <= cfg.epochs and not stopped:
+        model.train()
+        t0 = time.perf_counter()
+        run = 0.0
+        for _ in range(cfg.steps_per_epoch):
+            torch.manual_seed(cfg.seed * 1_000_003 + gstep)
+            for pg in opt.param_groups:
+                pg["lr"] = lr_at(cfg, gstep, total)
+            opt.zero_grad(set_to_none=True)
+            loss = loss_at(gstep, epoch)
+            loss.backward()
+            if cfg.optimizer.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optimizer.grad_clip)
+            opt.step()
+            gstep += 1
+            run += float(loss.detach())
+        model.eval()
+        v = validate()
+        score = float(v["score"])
+        rec: dict[str, Any] = {"epoch": epoch, "train_loss": run / cfg.steps_per_epoch, "val": v, "score": score,
+                               "seconds": round(time.perf_counter() - t0, 2)}
+        history.append(rec)
+        if keep_epochs:
+            save_checkpoint(model, out / f"epoch_{epoch:03d}", card(history, epoch))
+        improved = sign * score > sign * best
+        if improved:
+            best, best_epoch, bad = score, epoch, 0
+            save_checkpoint(model, out / "best", card(history, best_epoch))
+        else:
+            bad += 1
+            if cfg.patience and bad >= cfg.patience:
+                stopped = True
+                rec["stopped_early"] = True
+        said = describe(v) if describe is not None else f"val score {score:.4f}"
+        say(f"epoch {epoch}: loss {rec['train_loss']:.5g}, {said}" + (" (best)" if improved else "")
+            + f" [{rec['seconds']} s]")
+        epoch += 1
+        _save_state(state_path, {"config_hash": chash, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                                 "epoch": epoch, "global_step": gstep, "best": best, "best_epoch": best_epoch,
+                                 "bad_epochs": bad, "history": json.dumps(history)})
+    return history, best_epoch
+
+
 def finish_run(out: Path, stem: Path, card: Callable[[], dict[str, Any]], history: list[dict[str, Any]]) -> Any:
     """The end of every trainer's run: the best validation epoch (``out/best``) saved as ``stem``
     (``.safetensors`` + the JSON ``card()``) and ``out/history.json`` = ``{"schema_version", "history"}``,

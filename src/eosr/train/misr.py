@@ -374,7 +374,7 @@ def train_misr(cfg: MISRConfig, *, overwrite: bool = False, resume: bool = True,
     epoch boundary from ``<output>/state.pt`` when the config matches. Returns the checkpoint stem."""
     from eosr.data.splits import write_manifest
     from eosr.models.checkpoint import save_checkpoint
-    from eosr.train.loop import _optimizer, _save_state, check_run_folder, finish_run, lr_at, restore_state
+    from eosr.train.loop import _optimizer, check_run_folder, finish_run, run_epochs
 
     say = log or (lambda m: print(m, file=sys.stderr, flush=True))
     out = Path(cfg.output)
@@ -401,71 +401,32 @@ def train_misr(cfg: MISRConfig, *, overwrite: bool = False, resume: bool = True,
     say(f"{len(train)} training images, {len(val)} validation sets, {len(bank_tr)} training cloud masks, "
         f"{model.n_params()} parameters")
     opt = _optimizer(cfg, [p for p in model.parameters() if p.requires_grad])  # type: ignore[arg-type]
-    total = cfg.epochs * cfg.steps_per_epoch
-    epoch, gstep, best, best_epoch, bad = 1, 0, -math.inf, 0, 0
-    history: list[dict[str, Any]] = []
-    state_path = out / "state.pt"
-    if resume and state_path.is_file():
-        r = restore_state(state_path, chash, model, opt)
-        epoch, gstep = r["epoch"], r["global_step"]
-        best, best_epoch, bad, history = r["best"], r["best_epoch"], r["bad_epochs"], r["history"]
-        say(f"resumed at epoch {epoch} (global step {gstep})")
     std = model.norm_std.detach()[None, :, None, None]
-    if epoch == 1 and not history:  # the untrained fusion (its residual starts at zero) is a candidate too
+    epoch0: dict[str, Any] | None = None
+
+    def untrained() -> float:  # the untrained fusion (its residual starts at zero) is a candidate too
+        nonlocal epoch0
         model.eval()
         t0 = time.perf_counter()
-        v = validate(model, val)
-        best, best_epoch = v["score"], 0
-        save_checkpoint(model, out / "epoch_000", _card(cfg, images, [], 0, chash) | {"metrics": {"validation": v}})
-        save_checkpoint(model, out / "best", _card(cfg, images, [], 0, chash) | {"metrics": {"validation": v}})
-        say(f"epoch 0 (untrained fusion): val PSNR {v['score']:.3f} [{time.perf_counter() - t0:.1f} s]")
-        epoch0 = v
-    else:
-        epoch0 = None
-    stopped = False
-    while epoch <= cfg.epochs and not stopped:
-        model.train()
-        t0 = time.perf_counter()
-        run = 0.0
-        for _ in range(cfg.steps_per_epoch):
-            torch.manual_seed(cfg.seed * 1_000_003 + gstep)
-            frames, valid, hr = sample_batch(cfg, train, bank_tr, gstep, epoch)
-            for pg in opt.param_groups:
-                pg["lr"] = lr_at(cfg, gstep, total)  # type: ignore[arg-type]
-            opt.zero_grad(set_to_none=True)
-            sr = model(frames, valid)
-            ok = torch.isfinite(sr)
-            err = torch.where(ok, (sr - hr) / std, torch.zeros_like(sr))
-            loss = err.abs().sum() / ok.sum().clamp(min=1)
-            loss.backward()
-            if cfg.optimizer.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optimizer.grad_clip)
-            opt.step()
-            gstep += 1
-            run += float(loss.detach())
-        model.eval()
-        v = validate(model, val)
-        score = v["score"]
-        rec = {"epoch": epoch, "train_loss": run / cfg.steps_per_epoch, "val": v, "score": score,
-               "seconds": round(time.perf_counter() - t0, 2)}
-        history.append(rec)
-        save_checkpoint(model, out / f"epoch_{epoch:03d}", _card(cfg, images, history, epoch, chash))
-        improved = score > best
-        if improved:
-            best, best_epoch, bad = score, epoch, 0
-            save_checkpoint(model, out / "best", _card(cfg, images, history, best_epoch, chash))
-        else:
-            bad += 1
-            if cfg.patience and bad >= cfg.patience:
-                stopped = True
-                rec["stopped_early"] = True
-        say(f"epoch {epoch}: loss {rec['train_loss']:.5g}, val PSNR {score:.3f} (clear "
-            f"{v.get('mean_clear', float('nan')):.3f}, clouded {v.get('mean_clouded', float('nan')):.3f})"
-            + (" (best)" if improved else "") + f" [{rec['seconds']} s]")
-        epoch += 1
-        _save_state(state_path, {"config_hash": chash, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                                 "epoch": epoch, "global_step": gstep, "best": best, "best_epoch": best_epoch,
-                                 "bad_epochs": bad, "history": json.dumps(history)})
+        epoch0 = validate(model, val)
+        for stem in ("epoch_000", "best"):
+            save_checkpoint(model, out / stem, _card(cfg, images, [], 0, chash) | {"metrics": {"validation": epoch0}})
+        say(f"epoch 0 (untrained fusion): val PSNR {epoch0['score']:.3f} [{time.perf_counter() - t0:.1f} s]")
+        return float(epoch0["score"])
+
+    def loss_at(gstep: int, epoch: int) -> torch.Tensor:  # L1 in band-normalised units over finite outputs
+        frames, valid, hr = sample_batch(cfg, train, bank_tr, gstep, epoch)
+        sr = model(frames, valid)
+        ok = torch.isfinite(sr)
+        err = torch.where(ok, (sr - hr) / std, torch.zeros_like(sr))
+        return err.abs().sum() / ok.sum().clamp(min=1)
+
+    history, best_epoch = run_epochs(
+        cfg, model, opt, out, chash, loss_at=loss_at, validate=lambda: validate(model, val),
+        card=lambda h, e: _card(cfg, images, h, e, chash), say=say, resume=resume, keep_epochs=True,
+        describe=lambda v: (f"val PSNR {v['score']:.3f} (clear {v.get('mean_clear', float('nan')):.3f}, "
+                            f"clouded {v.get('mean_clouded', float('nan')):.3f})"),
+        initial=untrained)
     stem = out / cfg.name
     finish_run(out, stem, lambda: _final_card(cfg, images, history, best_epoch, chash, epoch0), history)
     return stem

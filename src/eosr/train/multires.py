@@ -25,9 +25,7 @@ Determinism: every random choice is a pure function of (seed, global step); 1 to
 from __future__ import annotations
 
 import json
-import math
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -366,8 +364,7 @@ def train_multires(cfg: MultiResConfig, *, overwrite: bool = False, resume: bool
     import hashlib
 
     from eosr.data.splits import write_manifest
-    from eosr.models.checkpoint import save_checkpoint
-    from eosr.train.loop import _save_state, check_run_folder, finish_run, restore_state
+    from eosr.train.loop import _optimizer, check_run_folder, finish_run, run_epochs
 
     say = log or (lambda m: print(m, file=sys.stderr, flush=True))
     out = Path(cfg.output)
@@ -389,63 +386,19 @@ def train_multires(cfg: MultiResConfig, *, overwrite: bool = False, resume: bool
                                                                             "threads", "patience"}),
                                       sort_keys=True).encode()).hexdigest()[:16]
     model = build_model(cfg, train)
-    from eosr.train.loop import _optimizer
-
     opt = _optimizer(cfg, model.parameters())  # type: ignore[arg-type]
-    total = cfg.epochs * cfg.steps_per_epoch
-    epoch, gstep, best, best_epoch, bad = 1, 0, math.inf, 0, 0
-    history: list[dict[str, Any]] = []
-    state_path = out / "state.pt"
-    if resume and state_path.is_file():
-        r = restore_state(state_path, chash, model, opt)
-        epoch, gstep = r["epoch"], r["global_step"]
-        best, best_epoch, bad, history = r["best"], r["best_epoch"], r["bad_epochs"], r["history"]
-        say(f"resumed at epoch {epoch} (global step {gstep})")
-    from eosr.train.loop import lr_at
-
     std20 = model.norm_std[4:].detach()[None, :, None, None]
-    stopped = False
-    while epoch <= cfg.epochs and not stopped:
-        model.train()
-        t0 = time.perf_counter()
-        run = 0.0
-        for _ in range(cfg.steps_per_epoch):
-            g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + gstep)
-            torch.manual_seed(cfg.seed * 1_000_003 + gstep)
-            x10, x20, mask, hr = sample_batch(train, cfg, g)
-            for pg in opt.param_groups:
-                pg["lr"] = lr_at(cfg, gstep, total)  # type: ignore[arg-type]
-            opt.zero_grad(set_to_none=True)
-            sr = model.forward_slots(x10, x20, mask)
-            w = mask[:, :, None, None].to(sr.dtype)
-            loss = (w * (sr - hr).abs() / std20).sum() / (w.sum() * sr.shape[-1] * sr.shape[-2])
-            loss.backward()
-            if cfg.optimizer.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optimizer.grad_clip)
-            opt.step()
-            gstep += 1
-            run += float(loss.detach())
-        model.eval()
-        v = validate(model, val)
-        score = v["score"]
-        rec = {"epoch": epoch, "train_loss": run / cfg.steps_per_epoch, "val": v, "score": score,
-               "seconds": round(time.perf_counter() - t0, 2)}
-        history.append(rec)
-        improved = score < best
-        if improved:
-            best, best_epoch, bad = score, epoch, 0
-            save_checkpoint(model, out / "best", _card(cfg, images, history, best_epoch, chash))
-        else:
-            bad += 1
-            if cfg.patience and bad >= cfg.patience:
-                stopped = True
-                rec["stopped_early"] = True
-        say(f"epoch {epoch}: loss {rec['train_loss']:.5g}, val score {score:.4f}"
-            + (" (best)" if improved else "") + f" [{rec['seconds']} s]")
-        epoch += 1
-        _save_state(state_path, {"config_hash": chash, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                                 "epoch": epoch, "global_step": gstep, "best": best, "best_epoch": best_epoch,
-                                 "bad_epochs": bad, "history": json.dumps(history)})
+
+    def loss_at(gstep: int, epoch: int) -> torch.Tensor:  # L1 in band-normalised units over the slots present
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + gstep)
+        x10, x20, mask, hr = sample_batch(train, cfg, g)
+        sr = model.forward_slots(x10, x20, mask)
+        w = mask[:, :, None, None].to(sr.dtype)
+        return (w * (sr - hr).abs() / std20).sum() / (w.sum() * sr.shape[-1] * sr.shape[-2])
+
+    history, best_epoch = run_epochs(
+        cfg, model, opt, out, chash, loss_at=loss_at, validate=lambda: validate(model, val),
+        card=lambda h, e: _card(cfg, images, h, e, chash), say=say, resume=resume, higher_is_better=False)
     stem = out / cfg.name
     finish_run(out, stem, lambda: _card(cfg, images, history, best_epoch, chash), history)
     return stem
