@@ -285,8 +285,9 @@ def test_engine_masked_ssim_equals_reference(eval_triplet, dtype) -> None:
 
 def test_engine_nodata_stays_on_the_engine(eval_triplet, monkeypatch) -> None:
     """Nodata in SR and HR (NaN, and a band's inf) or a mask: the HR-side numbers match the reference
-    path's, and the SSIM/UIQI and pixel errors do not fall back to it (the strata take the engine's SSIM map)."""
+    path's, and the SSIM/UIQI, pixel errors and gradient strata do not fall back to it."""
     from eosr.metrics import standard as S
+    from eosr.metrics import stratified
 
     sr, hr, lr = eval_triplet
     s, h = sr.copy(), hr.copy()
@@ -298,7 +299,7 @@ def test_engine_nodata_stays_on_the_engine(eval_triplet, monkeypatch) -> None:
     mask[90:100, 40:70] = False
     refs = [eosr.evaluate(s, h, lr, fused_engine=False, **kw),
             eosr.evaluate(sr, hr, lr, mask=mask, fused_engine=False, **kw)]
-    for name in ("ssim_uiqi", "pixel_errors", "ssim"):
-        monkeypatch.setattr(S, name, lambda *a, **k: (_ for _ in ()).throw(AssertionError("reference path")))
+    for mod, name in ((S, "ssim_uiqi"), (S, "pixel_errors"), (S, "ssim"), (stratified, "stratified_metrics")):
+        monkeypatch.setattr(mod, name, lambda *a, **k: (_ for _ in ()).throw(AssertionError("reference path")))
     _same(eosr.evaluate(s, h, lr, **kw), refs[0])
     _same(eosr.evaluate(sr, hr, lr, mask=mask, **kw), refs[1])  # a mask: its pixels as nodata

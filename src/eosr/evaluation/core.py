@@ -409,13 +409,12 @@ def evaluate(
                     add(raw[k])
             if base and complete:
                 out.update(_fused_strata(s4, h4, smap, base, data_range))
-            elif base:  # nodata: the reference strata, with the engine's SSIM map and its valid windows
-                if smap is not None:
-                    ok = np.zeros(smap.shape, dtype=bool)
-                    ok[..., 5:-5, 5:-5] = np.isfinite(smap[..., 5:-5, 5:-5])
-                    sm4, ok4 = (torch.from_numpy(x) for x in (smap, ok))
-                    ssim_parts = (sm4, ok4)  # (B, C, H, W), as standard.ssim_uiqi's
-                fused_done = False
+            elif base:  # nodata: HR's gradient without the pixels the strata leave out (stratified_metrics:
+                # the mask's, else those where SR or HR is not finite)
+                bad = ~(m.numpy() if s.ndim == 4 else m.numpy()[None]) if m is not None else ~np.isfinite(s4)
+                bad |= ~np.isfinite(h4)  # (inf too: NaN, not an infinite gradient)
+                out.update(_fused_strata(s4, h4, smap, base, data_range,
+                                         grad_hr=np.where(bad, np.array(np.nan, dtype=h4.dtype), h4)))
             if err_map is not None:
                 keep_map("error", err_map if s.ndim == 4 else err_map[0])
             del err_map, smap
@@ -880,16 +879,17 @@ def _fused_hr_fidelity(s: torch.Tensor, h: torch.Tensor, op: Any, data_range: fl
 
 
 def _fused_strata(s: np.ndarray, h: np.ndarray, smap: np.ndarray | None, base: tuple[str, ...],
-                  data_range: float) -> dict[str, MetricResult]:
-    """:func:`eosr.metrics.stratified.stratified_metrics` (q50 / q90, ``skip_empty``) of fully valid
-    (B, C, H, W) inputs from the fused engine's one pass (same names, values and extras)."""
+                  data_range: float, grad_hr: np.ndarray | None = None) -> dict[str, MetricResult]:
+    """:func:`eosr.metrics.stratified.stratified_metrics` (q50 / q90, ``skip_empty``) of (B, C, H, W)
+    inputs from the fused engine's one pass (same names, values and extras). Nodata: ``grad_hr`` is HR
+    with NaN where the strata leave pixels out (:func:`eosr.evaluation.engine.gradient_strata_sums`)."""
     from eosr.evaluation import engine as E
     from eosr.metrics import standard as S
     from eosr.metrics.base import psnr_capped, psnr_db
     from eosr.metrics.stratified import _stratum_info
 
     quantiles = (0.5, 0.9)
-    sums, lo, hi = E.gradient_strata_sums(s, h, smap if "ssim" in base else None, quantiles)
+    sums, lo, hi = E.gradient_strata_sums(s, h, smap if "ssim" in base else None, quantiles, grad_hr)
     res: dict[str, MetricResult] = {}
     for m in base:
         for k, name in enumerate(("low", "high")):

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from eosr.errors import ShapeError
+
 try:  # numba is a dependency of eosr; an environment without it falls back to the reference path
     import numba
     from numba import prange
@@ -332,7 +334,8 @@ def _gradient_kernel(hr: np.ndarray, g: np.ndarray) -> None:  # pragma: no cover
 
 
 def _strata_kernel(sr: np.ndarray, hr: np.ndarray, g: np.ndarray, lo: float, hi: float, smap: np.ndarray,
-                   pad: int, row_sums: np.ndarray) -> None:  # pragma: no cover - compiled
+                   pad: int, row_sums: np.ndarray, masked: bool) -> None:  # pragma: no cover - compiled
+    """``masked``: a pixel counts where SR - HR is finite, an SSIM centre where the map is (NaN g: no stratum)."""
     c, hh, ww = sr.shape
     for i in prange(hh):
         inner_row = pad <= i < hh - pad
@@ -345,10 +348,11 @@ def _strata_kernel(sr: np.ndarray, hr: np.ndarray, g: np.ndarray, lo: float, hi:
             row_sums[i, 0, k, 5] += 1.0
             for b in range(c):
                 d = np.float64(sr[b, i, j]) - np.float64(hr[b, i, j])
-                row_sums[i, b, k, 0] += d * d
-                row_sums[i, b, k, 1] += abs(d)
-                row_sums[i, b, k, 2] += 1.0
-                if inner:
+                if not masked or math.isfinite(d):
+                    row_sums[i, b, k, 0] += d * d
+                    row_sums[i, b, k, 1] += abs(d)
+                    row_sums[i, b, k, 2] += 1.0
+                if inner and (not masked or math.isfinite(smap[b, i, j])):
                     row_sums[i, b, k, 3] += smap[b, i, j]
                     row_sums[i, b, k, 4] += 1.0
 
@@ -448,28 +452,40 @@ def _quantiles_linear(a: np.ndarray, qs: tuple[float, ...]) -> list[float]:
 
 
 def gradient_strata_sums(sr: np.ndarray, hr: np.ndarray, smap: np.ndarray | None,
-                         quantiles: tuple[float, float] = (0.5, 0.9)) -> tuple[np.ndarray, float, float]:
-    """Sums per HR-gradient stratum of fully valid (B, C, H, W) inputs, as
+                         quantiles: tuple[float, float] = (0.5, 0.9), grad_hr: np.ndarray | None = None,
+                         ) -> tuple[np.ndarray, float, float]:
+    """Sums per HR-gradient stratum of (B, C, H, W) inputs, as
     :func:`eosr.metrics.stratified.stratified_metrics`: gradient magnitude g = band mean of
     sqrt(gx^2 + gy^2) (central differences, one-sided at the border, as ``numpy.gradient``), thresholds
     the ``quantiles`` of g over all pixels (``numpy.quantile``, linear), low = g <= t_low,
     high = g >= t_high. Returns ``(sums (C, 2, 6), t_low, t_high)``: per band and stratum
     sum (SR - HR)^2, sum |SR - HR|, pixel count, sum of the SSIM map on its valid centres (``smap``, the
     5-pixel border excluded), their count, and (band 0 only) the stratum's spatial pixel count.
+    Nodata: g is taken of ``grad_hr`` (HR with NaN at the pixels invalid for the strata; default ``hr``),
+    NaN where a difference touches one, and left out of the quantiles and strata; pixels where SR - HR
+    is not finite and NaN SSIM centres are left out of the sums.
     """
     b, c, hh, ww = sr.shape
+    gsrc = hr if grad_hr is None else grad_hr
     g = np.empty((b, hh, ww), dtype=hr.dtype)
     for i in range(b):
-        _gradient_jit(hr[i], g[i])
-    lo, hi = _quantiles_linear(g, quantiles)
+        _gradient_jit(gsrc[i], g[i])
+    masked = grad_hr is not None
+    fin = g[np.isfinite(g)] if masked else g
+    if fin.size == 0:
+        raise ShapeError("no pixel has a defined HR gradient (all invalid)")
+    lo, hi = _quantiles_linear(fin, quantiles)
+    del fin
     sums = np.zeros((c, 2, 6))
     sm = smap if smap is not None else np.zeros((b, c, 1, 1), dtype=sr.dtype)
     for i in range(b):
         rows = np.zeros((hh, c, 2, 6))
         _strata_jit(sr[i], hr[i], g[i], lo, hi, sm[i] if smap is not None else np.zeros_like(sr[i]),
-                    5 if smap is not None else hh, rows)
+                    5 if smap is not None else hh, rows, masked)
         sums += rows.sum(axis=0)
     return sums, lo, hi
+
+
 _detail_jit = _jit(_detail_kernel)
 
 
