@@ -162,30 +162,43 @@ def shift_image(x: Any, dy: float, dx: float, pad: int = 8) -> tuple[np.ndarray,
     return out, valid
 
 
-def _lowpass_pair(a: np.ndarray, b: np.ndarray, ok: np.ndarray, sigma: float
+def _lowpass_pair(a: np.ndarray, b: np.ndarray, ok: np.ndarray, sigma: float, w: np.ndarray | None = None
                   ) -> tuple[np.ndarray, np.ndarray, float, float]:
     """Normalised Gaussian convolution of two (H, W) bands over the same valid pixels ``ok``:
     L(a) = G * (ok a) / G * ok (invalid pixels carry no weight; Knutsson & Westin 1993), the weights
     G * ok blurred once for both, in the bands' precision (float32 stays float32; the moments of
     :func:`_moments` accumulate in float64). Returns ``(L(a) - ca, L(b) - cb, ca, cb)``: the bands are
     low-passed around their valid means ca, cb (L(a - ca) = L(a) - ca), so float32 rounds the deviations,
-    not the level. Only the values at valid pixels are used."""
+    not the level. Only the values at valid pixels are used. ``w``: the weights :func:`_weights` of
+    ``ok``, when the caller shares them between bands."""
     if sigma <= 0:
         return a, b, 0.0, 0.0
     if ok.all():  # the weights blur to 1 (normalised taps, reflected borders): one blur per band
         return gaussian_blur(a, sigma), gaussian_blur(b, sigma), 0.0, 0.0  # = gaussian_filter(mode="reflect")
     dt = np.result_type(a.dtype, b.dtype, np.float32)
-    w = gaussian_blur(ok.astype(dt), sigma)
-    np.maximum(w, np.finfo(dt).tiny, out=w)  # (>= the centre tap squared at a valid pixel)
+    if w is None:
+        w = _weights(ok, sigma, dt)
+    bad = ~ok
     out: list[np.ndarray] = []
     means: list[float] = []
     for x in (a, b):
         c = float(x.mean(dtype=np.float64, where=ok))
-        low = gaussian_blur(np.where(ok, x - dt.type(c), dt.type(0)).astype(dt, copy=False), sigma)
+        z = x.astype(dt, copy=True)
+        z -= dt.type(c)
+        z[bad] = 0
+        low = gaussian_blur(z, sigma)
         low /= w
         out.append(low)
         means.append(c)
     return out[0], out[1], means[0], means[1]
+
+
+def _weights(ok: np.ndarray, sigma: float, dt: np.dtype[Any]) -> np.ndarray:
+    """G * ok, the normalised convolution's weights (floored at the dtype's tiny: never 0 at a valid pixel,
+    where they are at least the centre tap squared)."""
+    w = gaussian_blur(ok.astype(dt), sigma)
+    np.maximum(w, np.finfo(dt).tiny, out=w)
+    return w
 
 
 def _moments(y: np.ndarray, x: np.ndarray) -> tuple[float, float, float, float, float]:
@@ -286,15 +299,22 @@ def _estimate(
         raise ShapeError("registration: a band has no valid pixel in the central window") from None
     back, vshift = shift_image(s, -dy, -dx)
 
+    oks = [vshift[i] if ok0 is None else ok0[i] & vshift[i] & np.isfinite(back[i])  # (a shift of finite
+           for i in range(s.shape[0])]  # values is finite)
+    # nodata in the same pixels of every band (the usual case): the low-pass weights blurred once
+    shared = None
+    if lowpass_sigma > 0 and not oks[0].all() and oks[0].any() and all(np.array_equal(o, oks[0]) for o in oks[1:]):
+        shared = _weights(oks[0], lowpass_sigma, np.result_type(s.dtype, h.dtype, np.float32))
+
     def band_moments(i: int) -> tuple[float, float, float, float, float] | None:
-        ok = vshift[i] if ok0 is None else ok0[i] & vshift[i] & np.isfinite(back[i])  # (a shift of finite
-        if not ok.any():  # values is finite)
+        ok = oks[i]
+        if not ok.any():
             return None
         every = bool(ok.all())
         mom = gaussian_lowpass_moments(h[i], back[i], lowpass_sigma, workers=fw) if every and lowpass_sigma > 0 \
             else None
         if mom is None:  # (fully valid bands: the same moments from one DCT per image, no blurred copies)
-            ls, lh, cs, ch = _lowpass_pair(back[i], h[i], ok, lowpass_sigma)
+            ls, lh, cs, ch = _lowpass_pair(back[i], h[i], ok, lowpass_sigma, shared)
             n, mx, my, sxx, sxy = _moments(ls if every else ls[ok], lh if every else lh[ok])
             mom = (n, mx + ch, my + cs, sxx, sxy)  # (x: HR, y: SR)
         return mom
