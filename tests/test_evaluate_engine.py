@@ -303,3 +303,23 @@ def test_engine_nodata_stays_on_the_engine(eval_triplet, monkeypatch) -> None:
         monkeypatch.setattr(mod, name, lambda *a, **k: (_ for _ in ()).throw(AssertionError("reference path")))
     _same(eosr.evaluate(s, h, lr, **kw), refs[0])
     _same(eosr.evaluate(sr, hr, lr, mask=mask, **kw), refs[1])  # a mask: its pixels as nodata
+
+
+def test_engine_hr_fidelity_with_nodata_equals_the_operator_blur(eval_triplet, monkeypatch) -> None:
+    """HR fidelity with NaN (the operator's normalised blur, NaN where its support touches one), an inf
+    and a mask: values and map equal hr_fidelity_metrics', which the engine does not call."""
+    from eosr.metrics import fidelity
+
+    sr, hr, lr = eval_triplet
+    s, h = sr.copy(), hr.copy()
+    s[2, 50:53, 60:75] = np.nan
+    h[0, 7, 100] = np.inf
+    mask = np.ones(hr.shape[1:], dtype=bool)
+    mask[20:30, 20:24] = False
+    kw = {"sensor": "sentinel2", "bands": BANDS, "metrics": ["hr_fidelity", "hr_fidelity_l2"], "maps": True}
+    refs = [eosr.evaluate(a, b, lr, fused_engine=False, mask=mk, **kw) for a, b, mk in ((s, h, None), (sr, hr, mask))]
+    monkeypatch.setattr(fidelity, "hr_fidelity_metrics", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ref")))
+    for (a, b, mk), ref in zip(((s, h, None), (sr, hr, mask)), refs, strict=True):
+        fast = eosr.evaluate(a, b, lr, mask=mk, **kw)
+        _same(fast, ref)
+        assert np.isnan(fast.maps["hf_difference"]).sum() > 0

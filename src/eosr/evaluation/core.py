@@ -441,8 +441,7 @@ def evaluate(
                 s, h, metrics=base, data_range=data_range, mask=m, skip_empty=True, ssim_parts=ssim_parts).items()})
         del ssim_parts
         if op is not None and want("hr_fidelity", "hr_fidelity_l2"):
-            fast_hf = _fused_hr_fidelity(s, h, op, data_range) if (engine.AVAILABLE and fused_engine and m is None) \
-                else None
+            fast_hf = _fused_hr_fidelity(s, h, op, data_range, m) if engine.AVAILABLE and fused_engine else None
             hrf, hf_map = fast_hf if fast_hf is not None else \
                 fidelity.hr_fidelity_metrics(s, h, op, data_range=data_range, mask=m)  # one high-pass
             del fast_hf
@@ -857,21 +856,51 @@ def _fused_lr(s: torch.Tensor, lo: torch.Tensor, op: Any, data_range: float, sam
     return out, (res if lo.ndim == 4 else res[0])
 
 
-def _fused_hr_fidelity(s: torch.Tensor, h: torch.Tensor, op: Any, data_range: float
+def _fused_hr_fidelity(s: torch.Tensor, h: torch.Tensor, op: Any, data_range: float, m: torch.Tensor | None = None
                        ) -> tuple[dict[str, MetricResult], np.ndarray] | None:
-    """HR fidelity (L1, L2) and its map hp(SR - HR) of fully valid inputs by the fused engine (one
-    compiled horizontal and vertical pass per band), as :func:`eosr.metrics.fidelity.hr_fidelity_metrics`;
-    None for explicit PSF kernels or nodata (the caller takes the reference path)."""
+    """HR fidelity (L1, L2) and its map hp(SR - HR) by the fused engine, as
+    :func:`eosr.metrics.fidelity.hr_fidelity_metrics`: one compiled horizontal and vertical pass per band;
+    with NaN, the operator's blur with nodata (:meth:`eosr.degrade.Degradation.blur`: normalised over the
+    valid pixels, NaN where its support touches a NaN) from three separable passes. The mask's pixels
+    enter their neighbours' low-pass and are left out themselves (NaN in the map). None for explicit PSF
+    kernels or a band without a valid pixel (the caller takes the reference path, which says so)."""
     from eosr.evaluation import engine as E
     from eosr.metrics import fidelity
 
     taps = op.separable_taps(s.shape[-3], blur=True)
     if taps is None:
         return None
+    ky, kx = taps
     s4, h4 = (t.numpy() if t.ndim == 4 else t.numpy()[None] for t in (s, h))
-    hp, sums = E.high_pass_difference(s4, h4, taps[0], taps[1])
+    d = s4 - h4
+    nan = np.isnan(d)
+    sums: np.ndarray | None = None
+    if not nan.any():
+        del d
+        hp, sums = E.high_pass_difference(s4, h4, ky, kx)
+    else:
+        one = np.array(1, dtype=d.dtype)
+        hp = np.where(nan, np.array(0, dtype=d.dtype), d)
+        low = E.separable_correlate(hp, ky, kx)
+        low /= np.maximum(E.separable_correlate(np.where(nan, 0, one), ky, kx), 1e-12)
+        thr = op.support_threshold
+        sy, sx = ((k >= thr * k.max(axis=1, keepdims=True)).astype(k.dtype) for k in (ky, kx))
+        low[E.separable_correlate(np.where(nan, one, 0), sy, sx) > 0.5] = np.nan
+        with np.errstate(invalid="ignore"):  # (inf - inf next to an infinite input: NaN, left out)
+            np.subtract(d, low, out=hp)
+        del d, low
+    if m is not None:
+        hp[~(m.numpy() if s.ndim == 4 else m.numpy()[None])] = np.nan
+    complete = sums is not None and bool((sums[:, 2] == s4.shape[0] * s4.shape[2] * s4.shape[3]).all())
+    if m is not None or sums is None or not complete:  # sums over the finite values; inf NaN in the map
+        hp[np.isinf(hp)] = np.nan
+        a = np.abs(hp, dtype=np.float64)
+        sums = np.stack([np.nansum(a, axis=(0, 2, 3)), np.nansum(a * a, axis=(0, 2, 3)),
+                         np.isfinite(a).sum(axis=(0, 2, 3)).astype(np.float64)], axis=1)
+        del a
+    assert sums is not None
     n = sums[:, 2]
-    if not (n == s4.shape[0] * s4.shape[2] * s4.shape[3]).all():
+    if not (n > 0).all():
         return None
     extra = {"n_valid": int(n.sum()), "data_range": float(data_range), "operator": op.description}
     out = fidelity.l1_l2_from_sums(fidelity.HR_FIDELITY, fidelity.HR_FIDELITY_L2, sums[:, 0], sums[:, 1], n, extra)
