@@ -872,33 +872,32 @@ def _fused_hr_fidelity(s: torch.Tensor, h: torch.Tensor, op: Any, data_range: fl
         return None
     ky, kx = taps
     s4, h4 = (t.numpy() if t.ndim == 4 else t.numpy()[None] for t in (s, h))
-    d = s4 - h4
-    nan = np.isnan(d)
-    sums: np.ndarray | None = None
-    if not nan.any():
-        del d
-        hp, sums = E.high_pass_difference(s4, h4, ky, kx)
-    else:
-        one = np.array(1, dtype=d.dtype)
-        hp = np.where(nan, np.array(0, dtype=d.dtype), d)
-        low = E.separable_correlate(hp, ky, kx)
-        low /= np.maximum(E.separable_correlate(np.where(nan, 0, one), ky, kx), 1e-12)
-        thr = op.support_threshold
-        sy, sx = ((k >= thr * k.max(axis=1, keepdims=True)).astype(k.dtype) for k in (ky, kx))
-        low[E.separable_correlate(np.where(nan, one, 0), sy, sx) > 0.5] = np.nan
-        with np.errstate(invalid="ignore"):  # (inf - inf next to an infinite input: NaN, left out)
-            np.subtract(d, low, out=hp)
-        del d, low
+    hp, sums = E.high_pass_difference(s4, h4, ky, kx)
+    complete = bool((sums[:, 2] == s4.shape[0] * s4.shape[2] * s4.shape[3]).all())
+    if not complete:  # nodata: NaN spreads as the operator's blur spreads it (inf: below)
+        d = s4 - h4
+        nan = np.isnan(d)
+        if nan.any():
+            one = np.array(1, dtype=d.dtype)
+            np.copyto(hp, d)
+            hp[nan] = 0
+            low = E.separable_correlate(hp, ky, kx)
+            low /= np.maximum(E.separable_correlate(np.where(nan, 0, one), ky, kx), 1e-12)
+            thr = op.support_threshold
+            sy, sx = ((k >= thr * k.max(axis=1, keepdims=True)).astype(k.dtype) for k in (ky, kx))
+            low[E.separable_correlate(np.where(nan, one, 0), sy, sx) > 0.5] = np.nan
+            with np.errstate(invalid="ignore"):  # (inf - inf next to an infinite input: NaN, left out)
+                np.subtract(d, low, out=hp)
+            del low
+        del d, nan
     if m is not None:
         hp[~(m.numpy() if s.ndim == 4 else m.numpy()[None])] = np.nan
-    complete = sums is not None and bool((sums[:, 2] == s4.shape[0] * s4.shape[2] * s4.shape[3]).all())
-    if m is not None or sums is None or not complete:  # sums over the finite values; inf NaN in the map
+    if m is not None or not complete:  # sums over the finite values; inf (an infinite input's) NaN in the map
         hp[np.isinf(hp)] = np.nan
         a = np.abs(hp, dtype=np.float64)
         sums = np.stack([np.nansum(a, axis=(0, 2, 3)), np.nansum(a * a, axis=(0, 2, 3)),
                          np.isfinite(a).sum(axis=(0, 2, 3)).astype(np.float64)], axis=1)
         del a
-    assert sums is not None
     n = sums[:, 2]
     if not (n > 0).all():
         return None
