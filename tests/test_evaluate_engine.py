@@ -298,11 +298,13 @@ def test_engine_nodata_stays_on_the_engine(eval_triplet, monkeypatch) -> None:
     mask = np.ones(hr.shape[1:], dtype=bool)
     mask[90:100, 40:70] = False
     refs = [eosr.evaluate(s, h, lr, fused_engine=False, **kw),
-            eosr.evaluate(sr, hr, lr, mask=mask, fused_engine=False, **kw)]
+            eosr.evaluate(sr, hr, lr, mask=mask, fused_engine=False, **kw),
+            eosr.evaluate(s, h, lr, mask=mask, fused_engine=False, **kw)]
     for mod, name in ((S, "ssim_uiqi"), (S, "pixel_errors"), (S, "ssim"), (stratified, "stratified_metrics")):
         monkeypatch.setattr(mod, name, lambda *a, **k: (_ for _ in ()).throw(AssertionError("reference path")))
     _same(eosr.evaluate(s, h, lr, **kw), refs[0])
     _same(eosr.evaluate(sr, hr, lr, mask=mask, **kw), refs[1])  # a mask: its pixels as nodata
+    _same(eosr.evaluate(s, h, lr, mask=mask, **kw), refs[2])  # both
 
 
 def test_engine_hr_fidelity_with_nodata_equals_the_operator_blur(eval_triplet, monkeypatch) -> None:

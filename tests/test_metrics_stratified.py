@@ -117,6 +117,14 @@ def test_nan_equals_masked(s2_10m: np.ndarray, bicubic: np.ndarray) -> None:
         assert np.isfinite(a[k].value)
         assert a[k].value == pytest.approx(b[k].value, abs=1e-12)
         assert a[k].extra["n_pixels"] == b[k].extra["n_pixels"]
+    # one rule with a mask too: SR's NaN leaves its pixels out of the gradient as a masked pixel would
+    mask = np.ones(s2_10m.shape[1:], dtype=bool)
+    mask[5:12, 40:60] = False
+    c = ST.stratified_metrics(sr, s2_10m, mask=mask)
+    d = ST.stratified_metrics(bicubic, s2_10m, mask=np.isfinite(sr) & mask)
+    for k in c:
+        assert c[k].value == pytest.approx(d[k].value, abs=1e-12)
+        assert c[k].extra["n_pixels"] == d[k].extra["n_pixels"]
 
 
 def test_batched_torch_and_bands(s2_10m: np.ndarray, bicubic: np.ndarray) -> None:

@@ -409,10 +409,9 @@ def evaluate(
                     add(raw[k])
             if base and complete:
                 out.update(_fused_strata(s4, h4, smap, base, data_range))
-            elif base:  # nodata: HR's gradient without the pixels the strata leave out (stratified_metrics:
-                # the mask's, else those where SR or HR is not finite)
-                bad = ~(m.numpy() if s.ndim == 4 else m.numpy()[None]) if m is not None else ~np.isfinite(s4)
-                bad |= ~np.isfinite(h4)  # (inf too: NaN, not an infinite gradient)
+            elif base:  # nodata: HR's gradient without the pixels the metrics leave out (s4 carries the mask
+                # as NaN; HR's inf becomes NaN, not an infinite gradient)
+                bad = ~np.isfinite(s4) | ~np.isfinite(h4)
                 out.update(_fused_strata(s4, h4, smap, base, data_range,
                                          grad_hr=np.where(bad, np.array(np.nan, dtype=h4.dtype), h4)))
             if err_map is not None:

@@ -12,9 +12,10 @@ red and near-infrared move in opposite directions. Default strata: low = g <= q5
 of g over the valid pixels (bottom 50 %, top 10 %); configurable quantiles or absolute thresholds
 (CESBIO uses one absolute threshold of 0.00677 reflectance over B2 B3 B4 B8).
 
-A pixel with any invalid (NaN / masked) band gets no gradient, and neither do its 4-neighbours whose
-central difference would use it. Results are named ``<metric>_low_gradient`` /
-``<metric>_high_gradient`` and carry the stratum's pixel count and threshold in ``extra``.
+A pixel with any invalid band (NaN in SR or HR, or masked: the pixels the metrics leave out) gets no
+gradient, and neither do its 4-neighbours whose central difference would use it. Results are named
+``<metric>_low_gradient`` / ``<metric>_high_gradient`` and carry the stratum's pixel count and
+threshold in ``extra``.
 Source: the gradient strata of CESBIO's Sentinel-2 SR evaluation (Michel et al. 2024, "Revisiting
 remote sensing cross-sensor single image super-resolution", IEEE JSTARS).
 """
@@ -155,9 +156,7 @@ def stratified_metrics(
     for the same inputs skips recomputing the SSIM map.
     """
     p = prepare(sr, hr, mask=mask)
-    st = gradient_strata(
-        hr, mask=p.valid if mask is None else mask, quantiles=quantiles, thresholds=thresholds, bands=bands
-    )
+    st = gradient_strata(hr, mask=p.valid, quantiles=quantiles, thresholds=thresholds, bands=bands)
     out: dict[str, MetricResult] = {}
     err: torch.Tensor | None = None
     for m in metrics:
