@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, TypeVar
 
 import numpy as np
@@ -49,3 +50,10 @@ def as_batch(t: torch.Tensor, name: str = "image") -> tuple[torch.Tensor, bool]:
 def unbatch(t: torch.Tensor, was3d: bool) -> torch.Tensor:
     """Undo :func:`as_batch`."""
     return t[0] if was3d else t
+
+
+def all_finite(a: np.ndarray) -> bool:
+    """No NaN or inf in ``a``: one pairwise sum (finite exactly when every value is, unless it overflows;
+    then the element test decides)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return math.isfinite(float(a.sum())) or bool(np.isfinite(a).all())

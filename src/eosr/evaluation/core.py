@@ -38,9 +38,10 @@ import torch
 import torch.nn.functional as F
 
 from eosr._alloc import release_free, reuse_large_allocations
+from eosr._arrays import all_finite
 from eosr.errors import EosrError, ScaleError, SensorError, ShapeError
 from eosr.evaluation.result import GROUPS, EvaluationResult
-from eosr.metrics.base import MetricInfo, MetricResult
+from eosr.metrics.base import MetricInfo, MetricResult, window_mean
 from eosr.physics.filters import any_true
 
 #: Above this many values per image the evaluation runs in float32.
@@ -613,18 +614,12 @@ def _compensated(s: torch.Tensor, h: torch.Tensor, m: torch.Tensor | None, inter
         del dmaps
 
 
-def _finite(a: np.ndarray) -> bool:
-    """No NaN or inf in ``a`` (a finite sum; an overflowing one falls back to the element test)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        return math.isfinite(float(a.sum())) or bool(np.isfinite(a).all())
-
-
 def _spectra_valid(v_al: np.ndarray, h: np.ndarray, interp: np.ndarray | None) -> np.ndarray | None:
     """The pixels valid for both FRR (SR', HR, interpolated LR) and the FRC (SR', HR): ``v_al`` (the
     shift's, the mask's and SR''s) and HR's finite ones; None when the interpolated LR has a gap of its
     own there (FRR and the FRC would fill different pixels: no shared spectrum)."""
-    fv = v_al if _finite(h) else v_al & np.isfinite(h)
-    if interp is not None and not _finite(interp) and bool((fv & ~np.isfinite(interp)).any()):
+    fv = v_al if all_finite(h) else v_al & np.isfinite(h)
+    if interp is not None and not all_finite(interp) and bool((fv & ~np.isfinite(interp)).any()):
         return None
     return fv
 
@@ -741,18 +736,11 @@ def _fused_hr(s: np.ndarray, h: np.ndarray, s_al: np.ndarray | None, data_range:
                 sums[k] += st
         if not (sums[:, 3] > 0).all() or (s_al is not None and not (sums[:, 4] > 0).all()):
             return None  # no window on valid pixels in a band: the reference path says so
-        raw["ssim"] = _window_mean(S.SSIM, sums[:, 0], sums[:, 3])
-        raw["uiqi"] = _window_mean(S.UIQI, sums[:, 1], sums[:, 3])
+        raw["ssim"] = window_mean(S.SSIM, sums[:, 0], sums[:, 3])
+        raw["uiqi"] = window_mean(S.UIQI, sums[:, 1], sums[:, 3])
         if s_al is not None:
-            aligned["ssim"] = _window_mean(S.SSIM, sums[:, 2], sums[:, 4])
+            aligned["ssim"] = window_mean(S.SSIM, sums[:, 2], sums[:, 4])
     return raw, aligned, err, smap, complete
-
-
-def _window_mean(info: MetricInfo, sums: np.ndarray, counts: np.ndarray) -> MetricResult:
-    """A windowed map's mean over its valid window centres: per band sum / count, pooled sum / count
-    (as :func:`eosr.metrics.base.pooled_mean`)."""
-    return MetricResult(info, float(sums.sum() / counts.sum()), sums / counts,
-                        {"n_valid": int(counts.sum()), "border_px": 5})
 
 
 def _error_results(bs: np.ndarray, data_range: float) -> dict[str, MetricResult]:
@@ -815,7 +803,7 @@ def _fused_aligned(s_al: np.ndarray, h: np.ndarray, v_al: np.ndarray, data_range
         return {}  # a band without valid pixels or windows: the reference path says so
     out = _error_results(band, data_range)
     if want_ssim:
-        out["ssim"] = _window_mean(S.SSIM, ssim[:, 0], ssim[:, 3])
+        out["ssim"] = window_mean(S.SSIM, ssim[:, 0], ssim[:, 3])
     return out
 
 

@@ -228,6 +228,16 @@ def zero_invalid(t: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return torch.where(valid, t, torch.zeros((), dtype=t.dtype))
 
 
+def window_mean(info: MetricInfo, sums: np.ndarray, counts: np.ndarray, **extra: Any) -> MetricResult:
+    """A windowed map's mean over its valid window centres from per-band sums and counts (C,): per band
+    sum / count (NaN for a band without a window), pooled sum / count over all, as :func:`pooled_mean`;
+    ``extra`` holds ``n_valid``, ``border_px`` (5, the 11-px window's) and ``extra``."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_band = sums / counts
+    return MetricResult(info, float(sums.sum() / counts.sum()), per_band,
+                        {"n_valid": int(counts.sum()), "border_px": 5, **extra})
+
+
 def pooled_mean(t: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean of ``t`` over valid pixels: (per_band (C,), pooled scalar) over batch and pixels.
 

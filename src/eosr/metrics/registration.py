@@ -37,6 +37,7 @@ import scipy.fft as sfft
 import torch
 from scipy import ndimage
 
+from eosr._arrays import all_finite
 from eosr._threads import map_planes, plane_threads
 from eosr.errors import EosrError, ShapeError
 from eosr.metrics.base import MetricInfo, MetricResult, prepare
@@ -267,7 +268,7 @@ def _estimate(
     if s.shape != h.shape:
         raise ShapeError(f"sr {s.shape} and hr {h.shape} differ in shape")
     ok0: np.ndarray | None = None  # None: every pixel valid (a finite sum: no NaN or inf anywhere; no mask)
-    if mask is not None or not all(math.isfinite(float(a.sum())) for a in (s, h)):  # (an overflow: the test)
+    if mask is not None or not (all_finite(s) and all_finite(h)):
         ok0 = np.isfinite(s) & np.isfinite(h)
         if mask is not None:
             ok0 &= np.broadcast_to(np.asarray(mask, dtype=bool), s.shape)

@@ -323,9 +323,10 @@ def _windowed_hr(g_sr: Any, g_hr: Any, *, mask: Any, data_range: float, scale: i
     Returns the results and, where SSIM/UIQI cannot be given, the reason: no compiled engine, an image
     smaller than the window, or no window on valid pixels.
     """
+    from eosr._arrays import all_finite
     from eosr.evaluation import engine as E
     from eosr.metrics import standard as S
-    from eosr.metrics.base import MetricResult
+    from eosr.metrics.base import window_mean
     from eosr.scene.aggregate import PixelStats, blocks
 
     half, size = 5, 11
@@ -349,7 +350,7 @@ def _windowed_hr(g_sr: Any, g_hr: Any, *, mask: Any, data_range: float, scale: i
         sr, hr = (np.ascontiguousarray(a, dtype=np.float32) for a in (sr, hr))
         if ok is not None:
             sr = np.where(ok, sr, np.float32(np.nan))  # the mask's pixels as nodata
-        nodata = not (np.isfinite(sr).all() and np.isfinite(hr).all())
+        nodata = not (all_finite(sr) and all_finite(hr))
         smap = np.empty(sr.shape[1:], np.float32)
         for k in range(c):
             res = E.ssim_uiqi_planes(sr[k], hr[k], None, data_range, smap, masked=nodata)
@@ -358,12 +359,9 @@ def _windowed_hr(g_sr: Any, g_hr: Any, *, mask: Any, data_range: float, scale: i
     if why is None and sums[:, 2].sum() == 0:
         why = f"no {size}x{size} window lies entirely on valid pixels"
     if why is None:
-        n = sums[:, 2]
-        info = {"n_valid": int(n.sum()), "border_px": half, "aggregation": "pooled over blocks (5 px halo)"}
-        with np.errstate(invalid="ignore", divide="ignore"):  # a band without valid windows: NaN, as pooled_mean
-            per_s, per_u = sums[:, 0] / n, sums[:, 1] / n
-        metrics["ssim"] = MetricResult(S.SSIM, float(sums[:, 0].sum() / n.sum()), per_s, dict(info))
-        metrics["uiqi"] = MetricResult(S.UIQI, float(sums[:, 1].sum() / n.sum()), per_u, dict(info))
+        for k, info in ((0, S.SSIM), (1, S.UIQI)):
+            metrics[info.name] = window_mean(info, sums[:, k], sums[:, 2],
+                                             aggregation="pooled over blocks (5 px halo)")
     return metrics, why
 
 
