@@ -4,6 +4,7 @@ test_sentinel2_safe.py)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -72,3 +73,39 @@ def test_outputs_are_geotiff_by_name(rgb_png: Path, tmp_path: Path, capsys: pyte
         assert call_cli(cmd) == 2
         assert "name the output .tif" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_float_dn_without_a_scale_is_refused_everywhere(hr_tif: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """Float32 DN (reflectance x 10000, no scale tag) were read as reflectance in the thousands (PSNR
+    -66 dB, SSIM 0, no word): every reader refuses them, naming --dn-scale; the option reads them."""
+    import xarray as xr
+
+    from eosr.errors import DataError
+    from eosr.io.raster import read_raster
+    from eosr.io.source import open_source
+    from eosr.io.xr import split
+
+    with rasterio.open(hr_tif) as ds:
+        profile, refl, desc = ds.profile, ds.read(), ds.descriptions
+    dn = tmp_path / "dn.tif"
+    with rasterio.open(dn, "w", **profile) as ds:
+        ds.write((refl * 10000).astype(np.float32))
+        ds.descriptions = desc
+    for read in (lambda: read_raster(dn), lambda: open_source(dn),
+                 lambda: split(xr.DataArray(refl * 10000, dims=("band", "y", "x")))):
+        with pytest.raises(DataError, match="--dn-scale"):
+            read()
+    out = tmp_path / "sr.tif"
+    assert call_cli(["sr", str(dn), str(out), "--model", "bicubic", "--scale", "2", "--no-progress"]) == 2
+    assert "median" in capsys.readouterr().err and not out.exists()
+    ev = tmp_path / "ev.json"
+    assert call_cli(["evaluate", "--sr", str(dn), "--hr", str(hr_tif), "--json", str(ev)]) == 2
+    assert "--dn-scale" in capsys.readouterr().err and not ev.exists()
+    # evaluate's --dn-scale: integer files, and float files that hold DN; the reflectance HR stays as it is
+    assert call_cli(["evaluate", "--sr", str(dn), "--hr", str(hr_tif), "--dn-scale", "1e-4", "--json", str(ev)]) == 0
+    res = json.loads(ev.read_text())
+    assert res["radiometry"]["sr"]["rule"] == "explicit" and res["radiometry"]["hr"]["rule"] == "float values"
+    assert res["metrics"]["psnr"]["value"] > 80  # the same reflectance, to float32 rounding
+    np.testing.assert_allclose(read_raster(dn, dn_scale=1e-4).data, refl, rtol=1e-6)
+    np.testing.assert_array_equal(read_raster(hr_tif).data, refl)  # reflectance itself still reads as it is

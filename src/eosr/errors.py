@@ -30,6 +30,11 @@ class DataError(EosrError):
     """A file is missing, unreadable, corrupt or laid out unexpectedly."""
 
 
+class RadiometryError(DataError):
+    """Stored values whose conversion to reflectance is not given and cannot be read from the file (integer
+    data without scale metadata, float data that is not reflectance): the fix is ``--dn-scale``."""
+
+
 class ModelError(EosrError):
     """Unknown model, or a checkpoint that does not fit the request."""
 

@@ -19,9 +19,10 @@ def register(app: typer.Typer) -> None:
         operator: str = typer.Option(None, help="operator: 'full' (sensor PSF), 'wald' (extra blur for an HR that "
                                                 "carries the MTF) or a sensor file; default: the LR's eosr_operator "
                                                 "tag, else full"),
-        dn_scale: float = typer.Option(None, help="DN -> reflectance scale of integer inputs (e.g. 0.00392156862745 "
-                                                  "= 1/255); default: file metadata or product convention"),
-        dn_offset: float = typer.Option(None, help="DN -> reflectance offset of integer inputs"),
+        dn_scale: float = typer.Option(None, help="DN -> reflectance scale of integer inputs and of float inputs "
+                                                  "holding DN (e.g. 0.00392156862745 = 1/255; float reflectance is "
+                                                  "read as it is); default: file metadata or product convention"),
+        dn_offset: float = typer.Option(None, help="DN -> reflectance offset of the inputs --dn-scale applies to"),
         bands: str = typer.Option(None, help="comma-separated sensor bands, in the files' band order"),
         scale: int = typer.Option(None, help="scale factor r (inferred from georeferenced SR and LR; needed for "
                                              "images without georeference)"),

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from eosr.errors import DataError, GeoError, ResourceError, ScaleError
+from eosr.errors import DataError, GeoError, RadiometryError, ResourceError, ScaleError
 from eosr.sensors import normalise_band_name
 
 INTEGER_DN_SCALE = 1e-4  # Sentinel-2 L1C/L2A: reflectance x 10000
@@ -153,7 +153,7 @@ def resolve_radiometry(
 ) -> Radiometry:
     """DN -> reflectance for one raster (module docstring): explicit > file metadata > Sentinel-2
     convention (uint16/int16 whose band ``labels``, descriptions or file names, are all Sentinel-2
-    band tokens) > float as is > :class:`DataError` naming ``--dn-scale``."""
+    band tokens) > float as is > :class:`RadiometryError` naming ``--dn-scale``."""
     for v, what in ((dn_scale, "dn_scale"), (dn_offset, "dn_offset")):
         if v is not None and not np.isfinite(v):
             raise DataError(f"{what} must be finite, got {v}")
@@ -175,11 +175,40 @@ def resolve_radiometry(
         found = Radiometry(INTEGER_DN_SCALE, 0.0, "Sentinel-2 convention")
     else:
         kind = "8-bit (display rendering?)" if dtype == "uint8" else f"integer ({dtype})"
-        raise DataError(f"{where}: {kind} values without a scale in the file's metadata: give --dn-scale "
+        raise RadiometryError(f"{where}: {kind} values without a scale in the file's metadata: give --dn-scale "
                         "(Python: dn_scale=), e.g. 1/255 for 8-bit renderings or 1e-4 for reflectance x 10000")
     if dn_offset is not None:
         return Radiometry(found.dn_scale, float(dn_offset), f"{found.rule}, offset explicit")
     return found
+
+
+#: Largest median |value| a float raster read as it is (no scale given, none in its metadata) may have:
+#: reflectance stays below ~1.5 even over snow and cloud, while DN (reflectance x 10000), percent and
+#: radiance are far above (docs/conventions.md, "Radiometry").
+FLOAT_REFLECTANCE_LIMIT = 2.0
+
+
+def check_float_reflectance(where: str, sample: np.ndarray) -> None:
+    """Refuse float values read as reflectance when they are not: :class:`RadiometryError` naming ``--dn-scale``
+    when the median |value| of the finite values of ``sample`` exceeds :data:`FLOAT_REFLECTANCE_LIMIT`
+    (for example float32 DN, reflectance x 10000 with no scale tag, which would otherwise be evaluated
+    as reflectance in the thousands)."""
+    v = np.abs(np.asarray(sample, dtype=np.float32)).ravel()
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return
+    med = float(np.median(v))
+    if med > FLOAT_REFLECTANCE_LIMIT:
+        raise RadiometryError(f"{where}: float values with median {med:.4g} are not reflectance (0-1) and no scale is "
+                        "given: give --dn-scale (Python: dn_scale=), e.g. 1e-4 for reflectance x 10000, or 1 to "
+                        "take the values as they are")
+
+
+def float_sample(data: np.ndarray, size: int = 512) -> np.ndarray:
+    """The central ``size`` x ``size`` window of a (C, H, W) array (what :func:`check_float_reflectance` reads)."""
+    h, w = data.shape[-2:]
+    y0, x0 = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    return data[..., y0 : y0 + size, x0 : x0 + size]
 
 
 def is_georeferenced(ds: Any) -> bool:
@@ -301,6 +330,8 @@ def read_raster(
             bad = np.isnan(raw) if np.isnan(nd) else raw == nd
             data[bad] = np.nan
         data[~np.isfinite(data)] = np.nan
+        if rad.rule == "float values":
+            check_float_reflectance(str(path), float_sample(data))
         names = [normalise_band_name(ds.descriptions[i - 1]) if ds.descriptions[i - 1] else f"band{i}" for i in idx]
         transform = ds.window_transform(window) if window is not None else ds.transform
         return Raster(data, ds.crs, transform, names, dtype, ds.nodata, s, o, dict(ds.tags()), str(path), rad.rule,

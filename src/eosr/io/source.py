@@ -21,12 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from eosr.errors import DataError, GeoError
+from eosr.errors import DataError, GeoError, RadiometryError
 from eosr.io.raster import (
     MEMORY_CHECK_BYTES,
     Raster,
     check_budget,
     check_declared_size,
+    check_float_reflectance,
     check_north_up,
     is_georeferenced,
     open_quietly,
@@ -177,12 +178,26 @@ def open_source(path: str | os.PathLike[str], bands: Sequence[str | int] | None 
     must match). Folder: ``bands`` selects files by band name; the selection must share one grid
     (CRS, origin, pixel size, size), e.g. the 20 m group of a Sentinel-2 scene.
     """
-    from eosr.io.sentinel2 import is_safe
-    from eosr.io.stac import is_stac_item
-
     p = Path(path)
     if not p.exists():
         raise DataError(f"input not found: {p}")
+    src = _open_any(p, bands, dn_scale, dn_offset, mask)
+    if src.radiometry == "float values":  # float read as it is: refused when it is not reflectance
+        h, w = min(512, src.height), min(512, src.width)
+        y0, x0 = (src.height - h) // 2, (src.width - w) // 2
+        try:
+            check_float_reflectance(str(p), src.read((y0, y0 + h, x0, x0 + w)))
+        except RadiometryError:
+            src.close()
+            raise
+    return src
+
+
+def _open_any(p: Path, bands: Sequence[str | int] | None, dn_scale: float | None, dn_offset: float | None,
+              mask: bool) -> SceneSource:
+    from eosr.io.sentinel2 import is_safe
+    from eosr.io.stac import is_stac_item
+
     if is_stac_item(p):
         return _open_stac(p, bands, dn_scale, dn_offset)
     if p.is_dir() or is_safe(p):

@@ -76,7 +76,7 @@ def split(da: Any, *, dn_scale: float | None = None, dn_offset: float | None = N
           values: bool = True) -> tuple[Any, Grid]:
     """``(C, H, W)`` float32 reflectance (NumPy, or a Dask array for lazy input; None with ``values=False``)
     and the :class:`Grid` of a DataArray."""
-    from eosr.io.raster import resolve_radiometry
+    from eosr.io.raster import check_float_reflectance, float_sample, resolve_radiometry
 
     squeeze = da.ndim == 2
     if squeeze:
@@ -121,6 +121,9 @@ def split(da: Any, *, dn_scale: float | None = None, dn_offset: float | None = N
         out = _where(data == nodata, np.float32(np.nan), out)
     if (rad.dn_scale, rad.dn_offset) != (1.0, 0.0):
         out = out * np.float32(rad.dn_scale) + np.float32(rad.dn_offset)
+    if rad.rule == "float values":  # (a lazy array: only the central window is computed)
+        sample = float_sample(out)
+        check_float_reflectance("DataArray", np.asarray(sample))  # (dask computes the window)
     grid.attrs["eosr_radiometry"] = rad.rule
     return out, grid
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from eosr.errors import DataError, GeoError, ScaleError, ShapeError
+from eosr.errors import DataError, GeoError, RadiometryError, ScaleError, ShapeError
 
 #: Above this many values (bands x rows x columns) per raster, :func:`evaluate_files` goes windowed.
 WHOLE_LIMIT = 4 * 2048 * 2048
@@ -43,7 +43,8 @@ PathLike = str | os.PathLike[str]
 
 def _grid(path: PathLike, dn_scale: float | None, dn_offset: float | None,
           bands: Sequence[str] | None = None) -> Any:
-    """A windowed source; the explicit DN scale applies to integer files only (float files are reflectance).
+    """A windowed source; the explicit DN scale applies to integer files, and to float files only when their
+    values are not reflectance (:func:`eosr.io.raster.check_float_reflectance`: float DN).
     A band folder or Sentinel-2 product gives the ``bands`` named, with the product's invalid classes
     (L2A SCL: clouds, shadows) read as nodata."""
 
@@ -57,7 +58,12 @@ def _grid(path: PathLike, dn_scale: float | None, dn_offset: float | None,
         return open_source(p)
     with open_quietly(p) as ds:
         integer = np.issubdtype(np.dtype(ds.dtypes[0]), np.integer)
-    return open_source(p, dn_scale=dn_scale, dn_offset=dn_offset) if integer else open_source(p)
+    if not integer:
+        try:
+            return open_source(p)
+        except RadiometryError:  # float DN: the scale given is theirs
+            pass
+    return open_source(p, dn_scale=dn_scale, dn_offset=dn_offset)
 
 
 @dataclass
