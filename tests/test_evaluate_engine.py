@@ -192,6 +192,12 @@ def test_engine_ring_sums_equal_ring_sum(shape) -> None:
     ref = [ring_sum(np.real(fs * np.conj(fh)), h, w, n)] + [ring_sum(np.abs(f) ** 2, h, w, n) for f in (fs, fh, fi)]
     np.testing.assert_allclose(got, np.stack(ref), rtol=1e-5, atol=1e-3)
     assert not engine.spectrum_ring_sums(fs, fh, None, h, w, n)[3].any()
+    # column-major spectra (restoration_and_resolution's layout) read in their order: the same sums
+    f_s, f_h, f_i = (np.asfortranarray(f) for f in (fs, fh, fi))
+    np.testing.assert_allclose(engine.spectrum_ring_sums(f_s, f_h, f_i, h, w, n), got, rtol=1e-12)
+    power = engine.spectrum_ring_sums(None, None, f_i, h, w, n)  # one spectrum's power only
+    assert not power[:3].any()
+    np.testing.assert_allclose(power[3], got[3], rtol=1e-12)
 
 
 def test_engine_quantiles_equal_numpy() -> None:

@@ -793,24 +793,28 @@ def bicubic_upsample(lr: np.ndarray, r: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ ring sums of half spectra (FRR, FRC)
-def _ring_kernel(fs: np.ndarray, fh: np.ndarray, fi: np.ndarray, has_i: bool, ringmap: np.ndarray,
-                 wcol: np.ndarray, out: np.ndarray, n_strips: int) -> None:  # pragma: no cover - compiled
-    hh, w2 = fs.shape
+def _ring_kernel(fs: np.ndarray, fh: np.ndarray, fi: np.ndarray, pair: bool, has_i: bool, ringmap: np.ndarray,
+                 wrow: np.ndarray, wcol: np.ndarray, out: np.ndarray,
+                 n_strips: int) -> None:  # pragma: no cover - compiled
+    hh, w2 = ringmap.shape
     for st in prange(n_strips):
         r0 = st * hh // n_strips
         r1 = (st + 1) * hh // n_strips
         for i in range(r0, r1):
+            gi = wrow[i]
             for j in range(w2):
                 k = ringmap[i, j]
                 if k < 0:
                     continue
-                g = wcol[j]
-                a = fs[i, j]
-                b = fh[i, j]
-                ar, ai, br, bi = np.float64(a.real), np.float64(a.imag), np.float64(b.real), np.float64(b.imag)
-                out[st, 0, k] += g * (ar * br + ai * bi)
-                out[st, 1, k] += g * (ar * ar + ai * ai)
-                out[st, 2, k] += g * (br * br + bi * bi)
+                g = gi * wcol[j]
+                if pair:
+                    a = fs[i, j]
+                    b = fh[i, j]
+                    ar, ai = np.float64(a.real), np.float64(a.imag)
+                    br, bi = np.float64(b.real), np.float64(b.imag)
+                    out[st, 0, k] += g * (ar * br + ai * bi)
+                    out[st, 1, k] += g * (ar * ar + ai * ai)
+                    out[st, 2, k] += g * (br * br + bi * bi)
                 if has_i:
                     q = fi[i, j]
                     qr, qi = np.float64(q.real), np.float64(q.imag)
@@ -820,30 +824,40 @@ def _ring_kernel(fs: np.ndarray, fh: np.ndarray, fi: np.ndarray, has_i: bool, ri
 _ring_jit = _jit(_ring_kernel)
 
 
-@functools.lru_cache(maxsize=2)
-def _ring_map(h: int, w: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+@functools.lru_cache(maxsize=4)
+def _ring_map(h: int, w: int, n: int, transposed: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ring index per half-spectrum bin or -1, row weights, column weights); ``transposed``: the layout
+    of a column-major (h, w // 2 + 1) spectrum's transpose, whose rows are the spectrum's columns."""
     from eosr.physics.spectrum import ring_bins
 
     keep, ring, _, _, _ = ring_bins(h, w, n)
     w2 = w // 2 + 1
     rm = np.full(h * w2, -1, dtype=np.int32)
     rm[keep] = ring
-    wcol = np.full(w2, 2.0)
-    wcol[0] = 1.0
+    half = np.full(w2, 2.0)  # a half-spectrum column stands for its mirror too (not 0 and, w even, w / 2)
+    half[0] = 1.0
     if w % 2 == 0:
-        wcol[-1] = 1.0
-    return rm.reshape(h, w2), wcol
+        half[-1] = 1.0
+    if transposed:
+        return np.ascontiguousarray(rm.reshape(h, w2).T), half, np.ones(h)
+    return rm.reshape(h, w2), np.ones(h), half
 
 
-def spectrum_ring_sums(fs: np.ndarray, fh: np.ndarray, fi: np.ndarray | None, h: int, w: int,
+def spectrum_ring_sums(fs: np.ndarray | None, fh: np.ndarray | None, fi: np.ndarray | None, h: int, w: int,
                        n: int) -> np.ndarray:
     """Ring sums (:func:`eosr.physics.spectrum.ring_bins` rings and weights) of Re(FS conj FH), |FS|^2,
-    |FH|^2 and |FI|^2 of three (h, w // 2 + 1) half spectra in one compiled pass (float64 sums), as
-    :func:`eosr.physics.spectrum.ring_sum` of each product: (4, n), the last row 0 without ``fi``."""
-    rm, wcol = _ring_map(h, w, n)
-    strips = _strips(h)
+    |FH|^2 and |FI|^2 of (h, w // 2 + 1) half spectra in one compiled pass (float64 sums), as
+    :func:`eosr.physics.spectrum.ring_sum` of each product: (4, n); rows 0-2 are 0 without ``fs`` and
+    ``fh``, row 3 without ``fi``. Row-major or column-major spectra (all alike) are read in their order."""
+    given = [a for a in (fs, fh, fi) if a is not None]
+    transposed = all(a.flags.f_contiguous and not a.flags.c_contiguous for a in given)
+    rm, wrow, wcol = _ring_map(h, w, n, transposed)
+    a, b, q = ((x.T if transposed and x is not None else x) for x in (fs, fh, fi))
+    strips = _strips(rm.shape[0])
     out = np.zeros((strips, 4, n))
-    _ring_jit(fs, fh, fi if fi is not None else fs, fi is not None, rm, wcol, out, strips)
+    dummy = given[0].T if transposed else given[0]
+    _ring_jit(a if a is not None else dummy, b if b is not None else dummy, q if q is not None else dummy,
+              a is not None and b is not None, q is not None, rm, wrow, wcol, out, strips)
     return out.sum(axis=0)
 
 

@@ -351,7 +351,8 @@ def _er_result(freqs: np.ndarray, frc: np.ndarray, ct: np.ndarray, ct_b: np.ndar
 def restoration_and_resolution(
     sr: np.ndarray, hr: np.ndarray, lr_interp: np.ndarray | None, *, data_range: float = 1.0,
     threshold: float = 0.5, as_torch: bool = False, valid: np.ndarray | None = None,
-    ring_sums: Callable[[np.ndarray, np.ndarray, np.ndarray | None, int, int, int], np.ndarray] | None = None,
+    ring_sums: Callable[[np.ndarray | None, np.ndarray | None, np.ndarray | None, int, int, int], np.ndarray]
+    | None = None,
 ) -> tuple[dict[str, MetricResult], MetricResult]:
     """:func:`frequency_restoration` (when ``lr_interp`` is given, else ``{}``) and
     :func:`effective_resolution` of (B, C, H, W) arrays from one spectrum per image and band.
@@ -366,10 +367,12 @@ def restoration_and_resolution(
     summed in float64). Same definitions and defaults as the two functions (rings ``min(H, W) // 2``,
     ``f_range`` (0, 0.5)); values equal up to float32 rounding. ``ring_sums(fs, fh, None, h, w, n)``, when
     given, returns the ring sums (Re(FS conj FH), |FS|^2, |FH|^2, 0; (4, n)) of two half spectra in one
-    pass (the fused engine's), instead of one ``ring_sum`` per product. Planes (item, band) run in
-    parallel on scipy.fft's workers, one FFT thread each (:mod:`eosr._threads`); each is windowed and
-    row-transformed block by block, then column-transformed in place, so a plane needs its spectrum and
-    a cache-sized block, not a full windowed copy. (The windowing stays in NumPy: a compiled kernel right
+    pass (the fused engine's), instead of one ``ring_sum`` per product, and ``ring_sums(None, None, FI,
+    h, w, n)[3]`` the power of one. Planes (item, band) run in parallel on scipy.fft's workers, one FFT
+    thread each (:mod:`eosr._threads`); each is windowed and row-transformed block by block into a
+    column-major spectrum, then column-transformed in place along contiguous columns (18.5 vs 24.8 ms per
+    2048² spectrum with a row-major one, same values), so a plane needs its spectrum and a cache-sized
+    block, not a full windowed copy. (The windowing stays in NumPy: a compiled kernel right
     before each FFT left its OpenMP threads spinning while the FFT threads ran: 23-27 vs 17-19 ms per
     2048² spectrum.)
     """
@@ -402,7 +405,7 @@ def restoration_and_resolution(
         band = a.astype(dt, copy=False)
         mean = np.asarray(band.mean(dtype=np.float64) if ok is None else band.mean(dtype=np.float64, where=ok),
                           dtype=dt)
-        out = np.empty((h, w // 2 + 1), dtype=cdt)
+        out = np.empty((h, w // 2 + 1), dtype=cdt, order="F")  # (columns contiguous for their transform)
         for r0 in range(0, h, step):
             blk = band[r0 : r0 + step] - mean
             if ok is not None:
@@ -417,8 +420,14 @@ def restoration_and_resolution(
         if ring_sums is not None:
             with lock:
                 return ring_sums(fs, fh, None, h, w, n)[:3]
-        return np.stack([ring_sum(np.real(fs * np.conj(fh)), h, w, n), ring_sum(fs.real**2 + fs.imag**2, h, w, n),
-                         ring_sum(fh.real**2 + fh.imag**2, h, w, n)])
+        return np.stack([ring_sum(np.real(fs * np.conj(fh)), h, w, n), power(fs), power(fh)])
+
+    def power(f: np.ndarray) -> np.ndarray:
+        """|F|^2 ring sums (n,)."""
+        if ring_sums is not None:
+            with lock:
+                return ring_sums(None, None, f, h, w, n)[3]
+        return ring_sum(f.real**2 + f.imag**2, h, w, n)
 
     def plane(k: int) -> np.ndarray:
         """The four ring sums (4, n) of plane k = (item, band): SR x HR, SR, HR and the interpolated LR's
@@ -428,8 +437,7 @@ def restoration_and_resolution(
         out = np.zeros((4, n))
         out[:3] = rings(spec(sr[i, ch], ok), spec(hr[i, ch], ok))
         if lr_interp is not None:
-            fi = spec(lr_interp[i, ch], ok)
-            out[3] = rings(fi, fi)[1]
+            out[3] = power(spec(lr_interp[i, ch], ok))
         return out
 
     for k, rs in enumerate(map_planes(plane, b * c, threads)):
