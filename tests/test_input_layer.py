@@ -109,3 +109,21 @@ def test_float_dn_without_a_scale_is_refused_everywhere(hr_tif: Path, tmp_path: 
     assert res["metrics"]["psnr"]["value"] > 80  # the same reflectance, to float32 rounding
     np.testing.assert_allclose(read_raster(dn, dn_scale=1e-4).data, refl, rtol=1e-6)
     np.testing.assert_array_equal(read_raster(hr_tif).data, refl)  # reflectance itself still reads as it is
+
+
+def test_band_descriptions_with_a_sensor_prefix_read_by_the_sensors_names(hr_tif: Path, tmp_path: Path) -> None:
+    """A file describing its bands VENUS_B1 or S2_B02 (as the VENµS samples do) was a dead end: the sensor
+    refused the names and --bands selected by description. The prefix is dropped on reading."""
+    from eosr.scene.source import read_scene
+
+    with rasterio.open(hr_tif) as ds:
+        profile, refl = ds.profile, ds.read()
+    src = tmp_path / "prefixed.tif"
+    with rasterio.open(src, "w", **profile) as ds:
+        ds.write(refl)
+        ds.descriptions = ("S2_B2", "S2_B3", "S2_B4", "S2_B8")
+    assert read_scene(src).band_names == BANDS.split(",")
+    lr = tmp_path / "lr.tif"
+    assert call_cli(["simulate", str(src), str(lr), "--scale", "2", "--sensor", "sentinel2", "--bands", "B04,B08"]) == 0
+    with rasterio.open(lr) as ds:
+        assert ds.descriptions == ("B04", "B08")

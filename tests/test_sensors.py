@@ -33,6 +33,11 @@ def test_band_names_normalise():
     assert normalise_band_name("b2") == "B02"
     assert normalise_band_name("B8a") == "B8A"
     assert normalise_band_name("red") == "RED"
+    # one sensor or product prefix is dropped (VENµS GeoTIFFs describe their bands VENUS_B1 ... VENUS_B12;
+    # Landsat Collection 2 names SR_B4); longer stems stay as they are
+    assert [normalise_band_name(n) for n in ("VENUS_B1", "venus_b10", "SR_B4", "S2_B8A")] == ["B01", "B10", "B04",
+                                                                                              "B8A"]
+    assert normalise_band_name("LC08_L1TP_B4") == "LC08_L1TP_B4" and normalise_band_name("QA_PIXEL") == "QA_PIXEL"
     assert get_sensor("S2").band("b04").name == "B04"
 
 

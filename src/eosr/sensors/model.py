@@ -86,11 +86,14 @@ class Sensor:
         return [self.band(n.strip()) for n in names]
 
 
-_B_NUM = re.compile(r"^B0*(\d+)(A?)$")
+#: ``B2``, ``b02``, ``B8A``, optionally after one sensor or product prefix (``VENUS_B1``, ``SR_B4``, ``S2_B8A``)
+_B_NUM = re.compile(r"^(?:[A-Z][A-Z0-9]*[_\-\s])?B0*(\d+)(A?)$")
 
 
 def normalise_band_name(name: str) -> str:
-    """Canonical spelling of a band name: upper case, ``B2``/``b02`` -> ``B02``, ``b8a`` -> ``B8A``."""
+    """Canonical spelling of a band name: upper case, ``B2``/``b02`` -> ``B02``, ``b8a`` -> ``B8A``, and one
+    sensor or product prefix dropped (``VENUS_B1`` -> ``B01``, Landsat Collection 2 ``SR_B4`` -> ``B04``), so
+    that files whose band descriptions carry one are read by the sensor's band names."""
     n = name.strip().upper()
     m = _B_NUM.match(n)
     if not m:
