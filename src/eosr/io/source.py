@@ -22,8 +22,10 @@ from typing import Any
 import numpy as np
 
 from eosr.errors import DataError, GeoError, RadiometryError
+from eosr.io.landsat import find_mtl, mtl_radiometry
 from eosr.io.raster import (
     MEMORY_CHECK_BYTES,
+    Radiometry,
     Raster,
     check_budget,
     check_declared_size,
@@ -244,12 +246,26 @@ def _open_any(p: Path, bands: Sequence[str | int] | None, dn_scale: float | None
 
 def _open_folder(p: Path, bands: Sequence[str | int] | None, dn_scale: float | None = None,
                  dn_offset: float | None = None, *, mask: bool = False) -> SceneSource:
-    """A band folder (``*_B05.tif``) or a Sentinel-2 product (``.SAFE`` folder or zip) as one source."""
+    """A band folder (``*_B05.tif``) or a Sentinel-2 product (``.SAFE`` folder or zip) as one source; a
+    folder of integer Landsat bands with its ``*_MTL.txt`` takes the MTL's rescaling (:mod:`eosr.io.landsat`)
+    unless ``dn_scale`` is given."""
     from eosr.io.sentinel2 import is_safe
 
     if is_safe(p):
         return _open_safe(p, bands, dn_scale, dn_offset, mask=mask)
-    return _open_band_files(str(p), _folder_files(p), bands, dn_scale, dn_offset)
+    files = _folder_files(p)
+    mtl = find_mtl(p) if dn_scale is None else None
+    if mtl is None:
+        return _open_band_files(str(p), files, bands, dn_scale, dn_offset)
+    src = _open_band_files(str(p), files, bands, 1.0, 0.0, nodata=0.0)  # (Landsat: DN 0 is fill)
+    if not np.issubdtype(np.dtype(src.dtype), np.integer):  # float files next to an MTL: not its DN
+        src.close()
+        return _open_band_files(str(p), files, bands, dn_scale, dn_offset)
+    rad = mtl_radiometry(mtl, src.band_names, [Path(files[n]).stem for n in src.band_names])
+    if dn_offset is not None:
+        rad = Radiometry(rad.dn_scale, float(dn_offset), f"{rad.rule}, offset explicit")
+    src.dn_scale, src.dn_offset, src.radiometry = rad.dn_scale, rad.dn_offset, rad.rule
+    return src
 
 
 def _folder_files(p: Path) -> dict[str, str]:
@@ -281,7 +297,6 @@ def _open_safe(p: Path, bands: Sequence[str | int] | None, dn_scale: float | Non
     """The selected bands of a Sentinel-2 product (:mod:`eosr.io.sentinel2`): DN -> reflectance from the
     product metadata (an explicit ``dn_scale`` wins), DN 0 = nodata, and with ``mask`` (Level-2A) the SCL
     classes :data:`~eosr.io.sentinel2.SCL_INVALID` (clouds, shadows, saturated, no data) read as NaN."""
-    from eosr.io.raster import Radiometry
     from eosr.io.sentinel2 import NODATA_DN, SCL_INVALID, open_safe
 
     prod = open_safe(p)
@@ -307,7 +322,6 @@ def _open_stac(p: Path, bands: Sequence[str | int] | None, dn_scale: float | Non
                dn_offset: float | None) -> SceneSource:
     """The selected band assets of a STAC item (:mod:`eosr.io.stac`): DN -> reflectance from an explicit
     ``dn_scale``, else the assets' ``raster:bands`` scale/offset, else the files' metadata."""
-    from eosr.io.raster import Radiometry
     from eosr.io.stac import item_bands, radiometry
 
     assets = item_bands(p)
