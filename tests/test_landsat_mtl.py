@@ -66,3 +66,24 @@ def test_collection2_level2_surface_reflectance_group(tmp_path: Path) -> None:
     assert toa.dn_scale == pytest.approx(4e-5) and toa.dn_offset == pytest.approx(-0.2)  # / sin 30 deg
     with pytest.raises(RadiometryError, match="thermal"):
         mtl_radiometry(mtl, ["B10"], ["LC08_L2SP_ST_B10"])
+
+
+def test_single_landsat_band_file_takes_the_mtl_beside_it(tmp_path: Path) -> None:
+    """``eosr calibrate l8_B8.tif l8_B4.tif`` (pan against MS, the Landsat use case) was refused: a band file
+    with the scene's MTL in its folder reads as the folder does, fill 0 as nodata; elsewhere it is refused."""
+    import shutil
+
+    from eosr.io.raster import read_raster
+    from eosr.io.source import open_source
+
+    folder_scene = read_scene(L8, ["B4"])
+    one = read_raster(L8 / "l8_B4.tif")
+    assert one.radiometry == folder_scene.radiometry and one.nodata == 0
+    np.testing.assert_array_equal(one.data, folder_scene.data)
+    src = open_source(L8 / "l8_B8.tif")  # pan: its own MULT/ADD entries
+    assert src.radiometry.startswith("Landsat MTL") and src.nodata == (0.0,)
+    src.close()
+    alone = tmp_path / "l8_B4.tif"
+    shutil.copy(L8 / "l8_B4.tif", alone)
+    with pytest.raises(RadiometryError, match="--dn-scale"):
+        read_raster(alone)

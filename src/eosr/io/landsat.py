@@ -89,4 +89,16 @@ def mtl_radiometry(mtl: Path, band_names: Sequence[str], file_stems: Sequence[st
         raise RadiometryError(f"{mtl}: the bands {', '.join(band_names)} have different reflectance rescaling "
                               "(read them apart with --bands)")
     ((mult, add),) = pairs
-    return Radiometry(mult / sun, add / sun, f"Landsat MTL ({what})")
+    return Radiometry(mult / sun, add / sun, f"Landsat MTL ({what})", fill=0.0)
+
+
+def file_radiometry(path: str | Path, dtype: str, band: str | None) -> Radiometry | None:
+    """The MTL rescaling of one integer Landsat band file (``LC08_..._B4.TIF``, band ``band`` from its name)
+    from the ``*_MTL.txt`` beside it, or None (not integer, no band name, no single MTL in its folder)."""
+    import numpy as np
+
+    p = Path(path)
+    if band is None or not np.issubdtype(np.dtype(dtype), np.integer) or not p.parent.is_dir():
+        return None
+    mtl = find_mtl(p.parent)
+    return None if mtl is None else mtl_radiometry(mtl, [band], [p.stem])

@@ -134,7 +134,8 @@ class Radiometry:
 
     dn_scale: float
     dn_offset: float
-    rule: str  # "explicit", "file metadata", "Sentinel-2 convention", "float values"
+    rule: str  # "explicit", "file metadata", "Sentinel-2 convention", "float values", "Landsat MTL (...)"
+    fill: float | None = None  # the product's fill DN, nodata where a file declares none (Landsat: 0)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly record (for results and reports)."""
@@ -209,6 +210,16 @@ def float_sample(data: np.ndarray, size: int = 512) -> np.ndarray:
     h, w = data.shape[-2:]
     y0, x0 = max(0, (h - size) // 2), max(0, (w - size) // 2)
     return data[..., y0 : y0 + size, x0 : x0 + size]
+
+
+_BAND_FILE = re.compile(r"(?:^|[_\-.])(B\d{1,2}A?)$", re.IGNORECASE)
+
+
+def file_band_name(path: str | os.PathLike[str]) -> str | None:
+    """The band a file's name gives (``T33UUP_..._B05.jp2``, ``l8_B4.tif``, ``SR_B4.TIF`` -> ``B05``, ``B04``), or
+    None."""
+    m = _BAND_FILE.search(Path(path).stem)
+    return normalise_band_name(m.group(1)) if m else None
 
 
 def is_georeferenced(ds: Any) -> bool:
@@ -325,8 +336,8 @@ def read_raster(
         desc = [ds.descriptions[i - 1] for i in idx]
         s, o = rad.dn_scale, rad.dn_offset
         data = raw.astype(np.float32) * np.float32(s) + np.float32(o)
-        if ds.nodata is not None:
-            nd = ds.nodata
+        nd = ds.nodata if ds.nodata is not None else rad.fill
+        if nd is not None:
             bad = np.isnan(raw) if np.isnan(nd) else raw == nd
             data[bad] = np.nan
         data[~np.isfinite(data)] = np.nan
@@ -334,7 +345,7 @@ def read_raster(
             check_float_reflectance(str(path), float_sample(data))
         names = [normalise_band_name(ds.descriptions[i - 1]) if ds.descriptions[i - 1] else f"band{i}" for i in idx]
         transform = ds.window_transform(window) if window is not None else ds.transform
-        return Raster(data, ds.crs, transform, names, dtype, ds.nodata, s, o, dict(ds.tags()), str(path), rad.rule,
+        return Raster(data, ds.crs, transform, names, dtype, nd, s, o, dict(ds.tags()), str(path), rad.rule,
                       is_georeferenced(ds), all(desc))
 
 
@@ -345,9 +356,26 @@ def _radiometry_of(ds: Any, path: str | os.PathLike[str], idx: list[int], dn_sca
         raise DataError(f"{path}: unsupported data type {dtype}")
     desc = [ds.descriptions[i - 1] for i in idx]
     labels = desc if all(desc) else ([Path(path).stem] if len(idx) == 1 else [])
-    return resolve_radiometry(str(path), dtype, scales=[ds.scales[i - 1] for i in idx],
-                              offsets=[ds.offsets[i - 1] for i in idx], labels=labels, dn_scale=dn_scale,
-                              dn_offset=dn_offset)
+    return resolve_with_mtl(str(path), dtype, len(idx), scales=[ds.scales[i - 1] for i in idx],
+                            offsets=[ds.offsets[i - 1] for i in idx], labels=labels, dn_scale=dn_scale,
+                            dn_offset=dn_offset)
+
+
+def resolve_with_mtl(path: str, dtype: str, count: int, **kw: Any) -> Radiometry:
+    """:func:`resolve_radiometry` of one file, where a single integer band without any scale found takes the
+    ``*_MTL.txt`` beside it when it is a Landsat band file (:func:`eosr.io.landsat.file_radiometry`)."""
+    try:
+        return resolve_radiometry(path, dtype, **kw)
+    except RadiometryError:
+        if count != 1:
+            raise
+        from eosr.io.landsat import file_radiometry
+
+        rad = file_radiometry(path, dtype, file_band_name(path))
+        if rad is None:
+            raise
+        off = kw.get("dn_offset")
+        return rad if off is None else Radiometry(rad.dn_scale, float(off), f"{rad.rule}, offset explicit")
 
 
 def raster_radiometry(

@@ -13,7 +13,6 @@ bands must share one grid. :func:`read_scene` reads a whole selection into a :cl
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,15 +30,16 @@ from eosr.io.raster import (
     check_declared_size,
     check_float_reflectance,
     check_north_up,
+    file_band_name,
     is_georeferenced,
     open_quietly,
     raster_bytes,
     resolve_radiometry,
+    resolve_with_mtl,
 )
 from eosr.sensors import normalise_band_name
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
-_BAND_FILE = re.compile(r"(?:^|[_\-.])(B\d{1,2}A?)$", re.IGNORECASE)
 
 Window = tuple[int, int, int, int]  # row0, row1, col0, col1 (half-open)
 
@@ -154,11 +154,6 @@ def _open(path: str | os.PathLike[str]) -> Any:
         raise DataError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
 
 
-def _file_band_name(path: Path) -> str | None:
-    m = _BAND_FILE.search(path.stem)
-    return normalise_band_name(m.group(1)) if m else None
-
-
 def _check_dtype(path: Any, dtype: str) -> None:
     if dtype not in SUPPORTED_DTYPES:
         raise DataError(f"{path}: unsupported data type {dtype} (supported: {', '.join(SUPPORTED_DTYPES)})")
@@ -236,11 +231,12 @@ def _open_any(p: Path, bands: Sequence[str | int] | None, dn_scale: float | None
                 names.append(key)
         descriptions = tuple(ds.descriptions[i - 1] or "" for i in idx)
         labels = list(descriptions) if all(descriptions) else ([p.stem] if len(idx) == 1 else [])
-        rad = resolve_radiometry(str(p), ds.dtypes[0], scales=[ds.scales[i - 1] for i in idx],
-                                 offsets=[ds.offsets[i - 1] for i in idx], labels=labels, dn_scale=dn_scale,
-                                 dn_offset=dn_offset)
+        rad = resolve_with_mtl(str(p), ds.dtypes[0], len(idx), scales=[ds.scales[i - 1] for i in idx],
+                               offsets=[ds.offsets[i - 1] for i in idx], labels=labels, dn_scale=dn_scale,
+                               dn_offset=dn_offset)
         return SceneSource((str(p),), tuple((0, i) for i in idx), tuple(names), descriptions, ds.height, ds.width,
-                           ds.crs, ds.transform, ds.dtypes[0], (ds.nodata,), rad.dn_scale, rad.dn_offset, rad.rule,
+                           ds.crs, ds.transform, ds.dtypes[0], (ds.nodata if ds.nodata is not None else rad.fill,),
+                           rad.dn_scale, rad.dn_offset, rad.rule,
                            is_georeferenced(ds))
 
 
@@ -272,7 +268,7 @@ def _folder_files(p: Path) -> dict[str, str]:
     """Band name -> file of a band folder (``*_B05.tif``); none is a :class:`DataError`."""
     files = {}
     for f in sorted(p.iterdir()):
-        if f.suffix.lower() in (".tif", ".tiff") and (name := _file_band_name(f)):
+        if f.suffix.lower() in (".tif", ".tiff") and (name := file_band_name(f)):
             files[name] = str(f)
     if not files:
         raise DataError(f"{p}: no band files named like *_B05.tif in the folder")
