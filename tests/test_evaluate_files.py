@@ -4,6 +4,7 @@ footprints, and the operator carried from simulation (issue: evaluate anything h
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,8 +63,11 @@ def test_radiometry_rules_on_real_files(tmp_path: Path) -> None:
     s2 = read_raster(SAT / "sentinel2_T18SVG_20160112" / "s2_B05.tif")  # Sentinel-2 name: x 1e-4
     assert s2.radiometry == "Sentinel-2 convention" and s2.dn_scale == 1e-4
     l8 = SAT / "landsat8_LC80200392015216" / "l8_B4.tif"
-    with pytest.raises(DataError, match="give --dn-scale"):  # Landsat DN: no scale in the file, never guessed
-        read_raster(l8)
+    assert read_raster(l8).radiometry.startswith("Landsat MTL")  # the scene's MTL beside it (test_landsat_mtl.py)
+    alone = tmp_path / l8.name
+    shutil.copy(l8, alone)
+    with pytest.raises(DataError, match="give --dn-scale"):  # Landsat DN without its MTL: never guessed
+        read_raster(alone)
     r = read_raster(l8, dn_scale=2e-5, dn_offset=-0.1)
     assert r.radiometry == "explicit" and r.dn_offset == -0.1
     with pytest.raises(DataError, match="finite"):
