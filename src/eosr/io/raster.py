@@ -137,6 +137,12 @@ class Radiometry:
     rule: str  # "explicit", "file metadata", "Sentinel-2 convention", "float values", "Landsat MTL (...)"
     fill: float | None = None  # the product's fill DN, nodata where a file declares none (Landsat: 0)
 
+    def with_offset(self, dn_offset: float | None) -> Radiometry:
+        """This rule with an explicit ``dn_offset`` in place of its own (itself when None)."""
+        if dn_offset is None:
+            return self
+        return Radiometry(self.dn_scale, float(dn_offset), f"{self.rule}, offset explicit", self.fill)
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly record (for results and reports)."""
         return {"dn_scale": self.dn_scale, "dn_offset": self.dn_offset, "rule": self.rule}
@@ -177,10 +183,8 @@ def resolve_radiometry(
     else:
         kind = "8-bit (display rendering?)" if dtype == "uint8" else f"integer ({dtype})"
         raise RadiometryError(f"{where}: {kind} values without a scale in the file's metadata: give --dn-scale "
-                        "(Python: dn_scale=), e.g. 1/255 for 8-bit renderings or 1e-4 for reflectance x 10000")
-    if dn_offset is not None:
-        return Radiometry(found.dn_scale, float(dn_offset), f"{found.rule}, offset explicit")
-    return found
+                              "(Python: dn_scale=), e.g. 1/255 for 8-bit renderings or 1e-4 for reflectance x 10000")
+    return found.with_offset(dn_offset)
 
 
 #: Largest median |value| a float raster read as it is (no scale given, none in its metadata) may have:
@@ -200,9 +204,9 @@ def check_float_reflectance(where: str, sample: np.ndarray) -> None:
         return
     med = float(np.median(v))
     if med > FLOAT_REFLECTANCE_LIMIT:
-        raise RadiometryError(f"{where}: float values with median {med:.4g} are not reflectance (0-1) and no scale is "
-                        "given: give --dn-scale (Python: dn_scale=), e.g. 1e-4 for reflectance x 10000, or 1 to "
-                        "take the values as they are")
+        raise RadiometryError(f"{where}: float values with median {med:.4g} are not reflectance (0-1) and no scale "
+                              "is given: give --dn-scale (Python: dn_scale=), e.g. 1e-4 for reflectance x 10000, or "
+                              "1 to take the values as they are")
 
 
 def float_sample(data: np.ndarray, size: int = 512) -> np.ndarray:
@@ -374,8 +378,7 @@ def resolve_with_mtl(path: str, dtype: str, count: int, **kw: Any) -> Radiometry
         rad = file_radiometry(path, dtype, file_band_name(path))
         if rad is None:
             raise
-        off = kw.get("dn_offset")
-        return rad if off is None else Radiometry(rad.dn_scale, float(off), f"{rad.rule}, offset explicit")
+        return rad.with_offset(kw.get("dn_offset"))
 
 
 def raster_radiometry(

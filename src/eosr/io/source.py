@@ -257,9 +257,7 @@ def _open_folder(p: Path, bands: Sequence[str | int] | None, dn_scale: float | N
     if not np.issubdtype(np.dtype(src.dtype), np.integer):  # float files next to an MTL: not its DN
         src.close()
         return _open_band_files(str(p), files, bands, dn_scale, dn_offset)
-    rad = mtl_radiometry(mtl, src.band_names, [Path(files[n]).stem for n in src.band_names])
-    if dn_offset is not None:
-        rad = Radiometry(rad.dn_scale, float(dn_offset), f"{rad.rule}, offset explicit")
+    rad = mtl_radiometry(mtl, src.band_names, [Path(files[n]).stem for n in src.band_names]).with_offset(dn_offset)
     src.dn_scale, src.dn_offset, src.radiometry = rad.dn_scale, rad.dn_offset, rad.rule
     return src
 
@@ -302,8 +300,7 @@ def _open_safe(p: Path, bands: Sequence[str | int] | None, dn_scale: float | Non
         rad = resolve_radiometry(str(p), src.dtype, dn_scale=dn_scale, dn_offset=dn_offset)
     else:
         scale, offset = prod.radiometry(names)
-        rule = prod.rule(names) + (", offset explicit" if dn_offset is not None else "")
-        rad = Radiometry(scale, offset if dn_offset is None else float(dn_offset), rule)
+        rad = Radiometry(scale, offset, prod.rule(names)).with_offset(dn_offset)
     src.dn_scale, src.dn_offset, src.radiometry = rad.dn_scale, rad.dn_offset, rad.rule
     if mask and prod.scl is not None:
         gsd = {prod.resolutions.get(b, 0) for b in names}
@@ -332,8 +329,7 @@ def _open_stac(p: Path, bands: Sequence[str | int] | None, dn_scale: float | Non
     src = _open_band_files(str(p), files, bands, 1.0 if declared else None, 0.0 if declared else dn_offset,
                            nodata=nodata)
     if declared is not None:
-        rad = Radiometry(declared[0], declared[1] if dn_offset is None else float(dn_offset),
-                         "STAC item raster:bands scale/offset" + (", offset explicit" if dn_offset is not None else ""))
+        rad = Radiometry(declared[0], declared[1], "STAC item raster:bands scale/offset").with_offset(dn_offset)
         src.dn_scale, src.dn_offset, src.radiometry = rad.dn_scale, rad.dn_offset, rad.rule
     return src
 
