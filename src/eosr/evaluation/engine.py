@@ -45,10 +45,16 @@ __all__ = ["AVAILABLE", "any_finite", "bicubic_upsample", "detail_decomposition"
 SAM_BLOCK = 1 << 19  # pixels per block of spectral-angle arguments (two float64 buffers of 4 MB)
 
 
+#: LLVM fast-math flags of the compiled kernels: reassociation (float sums vectorise: the no-SAM pointwise
+#: pass over 4 x 2048² 16 -> 5-9 ms) and FMA contraction; not ``nnan``/``ninf``, so NaN and inf tests stay
+#: exact (NaN is nodata). Sums differ from a serial loop's only in rounding.
+FASTMATH = {"reassoc", "contract"}
+
+
 def _jit(fn: Callable[..., Any]) -> Callable[..., Any]:
     if not AVAILABLE:  # pragma: no cover
         return fn
-    return numba.njit(cache=True, parallel=True, nogil=True)(fn)  # type: ignore[no-any-return]
+    return numba.njit(cache=True, parallel=True, nogil=True, fastmath=FASTMATH)(fn)  # type: ignore[no-any-return]
 
 
 def _pointwise_kernel(s: np.ndarray, h: np.ndarray, err: np.ndarray, write_err: bool, do_sam: bool,
