@@ -109,6 +109,16 @@ def test_float_dn_without_a_scale_is_refused_everywhere(hr_tif: Path, tmp_path: 
     assert res["metrics"]["psnr"]["value"] > 80  # the same reflectance, to float32 rounding
     np.testing.assert_allclose(read_raster(dn, dn_scale=1e-4).data, refl, rtol=1e-6)
     np.testing.assert_array_equal(read_raster(hr_tif).data, refl)  # reflectance itself still reads as it is
+    # nodata in the middle of a scene does not hide the DN around it (the real patch tiled to 1200², its
+    # central 600² NaN: the windowed reader's central window holds no value)
+    big = np.tile(refl * 10000, (1, 10, 10)).astype(np.float32)
+    big[:, 300:900, 300:900] = np.nan
+    holed = tmp_path / "holed.tif"
+    with rasterio.open(holed, "w", **{**profile, "width": 1200, "height": 1200}) as ds:
+        ds.write(big)
+    for read in (lambda: read_raster(holed), lambda: open_source(holed)):
+        with pytest.raises(DataError, match="median"):
+            read()
 
 
 def test_band_descriptions_with_a_sensor_prefix_read_by_the_sensors_names(hr_tif: Path, tmp_path: Path) -> None:

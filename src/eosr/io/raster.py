@@ -209,9 +209,13 @@ def check_float_reflectance(where: str, sample: np.ndarray) -> None:
                               "1 to take the values as they are")
 
 
-def float_sample(data: np.ndarray, size: int = 512) -> np.ndarray:
-    """The central ``size`` x ``size`` window of a (C, H, W) array (what :func:`check_float_reflectance` reads)."""
+def float_sample(data: np.ndarray, size: int = 512, *, spread: bool = True) -> np.ndarray:
+    """What :func:`check_float_reflectance` reads of a (C, H, W) array: about ``size`` x ``size`` pixels spread
+    over the whole image (every k-th row and column: nodata in one part cannot hide the rest), or with
+    ``spread=False`` (lazy arrays, windowed files: only the window is read) the central window."""
     h, w = data.shape[-2:]
+    if spread:
+        return data[..., :: max(1, -(-h // size)), :: max(1, -(-w // size))]
     y0, x0 = max(0, (h - size) // 2), max(0, (w - size) // 2)
     return data[..., y0 : y0 + size, x0 : x0 + size]
 

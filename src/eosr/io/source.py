@@ -180,14 +180,24 @@ def open_source(path: str | os.PathLike[str], bands: Sequence[str | int] | None 
         raise DataError(f"input not found: {p}")
     src = _open_any(p, bands, dn_scale, dn_offset, mask)
     if src.radiometry == "float values":  # float read as it is: refused when it is not reflectance
-        h, w = min(512, src.height), min(512, src.width)
-        y0, x0 = (src.height - h) // 2, (src.width - w) // 2
         try:
-            check_float_reflectance(str(p), src.read((y0, y0 + h, x0, x0 + w)))
+            check_float_reflectance(str(p), _float_sample(src))
         except RadiometryError:
             src.close()
             raise
     return src
+
+
+def _float_sample(src: SceneSource, size: int = 512) -> np.ndarray:
+    """The central window of ``src`` (at most ``size``²), or, when it holds no finite value (nodata in the
+    middle of the scene), every k-th row of the whole scene (about ``size`` rows, all columns)."""
+    h, w = min(size, src.height), min(size, src.width)
+    y0, x0 = (src.height - h) // 2, (src.width - w) // 2
+    centre = src.read((y0, y0 + h, x0, x0 + w))
+    if np.isfinite(centre).any():
+        return centre
+    step = max(1, -(-src.height // size))
+    return np.concatenate([src.read((r, r + 1, 0, src.width)) for r in range(0, src.height, step)], axis=1)
 
 
 def _open_any(p: Path, bands: Sequence[str | int] | None, dn_scale: float | None, dn_offset: float | None,

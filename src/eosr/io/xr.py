@@ -121,9 +121,11 @@ def split(da: Any, *, dn_scale: float | None = None, dn_offset: float | None = N
         out = _where(data == nodata, np.float32(np.nan), out)
     if (rad.dn_scale, rad.dn_offset) != (1.0, 0.0):
         out = out * np.float32(rad.dn_scale) + np.float32(rad.dn_offset)
-    if rad.rule == "float values":  # (a lazy array: only the central window is computed)
-        sample = float_sample(out)
-        check_float_reflectance("DataArray", np.asarray(sample))  # (dask computes the window)
+    if rad.rule == "float values":  # (a lazy array: the central window is computed, the rest if it is empty)
+        sample = np.asarray(float_sample(out, spread=not lazy))
+        if lazy and not np.isfinite(sample).any():
+            sample = np.asarray(float_sample(out))
+        check_float_reflectance("DataArray", sample)
     grid.attrs["eosr_radiometry"] = rad.rule
     return out, grid
 
