@@ -21,6 +21,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from eosr.errors import RadiometryError
 from eosr.io.raster import Radiometry
 
@@ -95,8 +97,6 @@ def mtl_radiometry(mtl: Path, band_names: Sequence[str], file_stems: Sequence[st
 def file_radiometry(path: str | Path, dtype: str, band: str | None) -> Radiometry | None:
     """The MTL rescaling of one integer Landsat band file (``LC08_..._B4.TIF``, band ``band`` from its name)
     from the ``*_MTL.txt`` beside it, or None (not integer, no band name, no single MTL in its folder)."""
-    import numpy as np
-
     p = Path(path)
     if band is None or not np.issubdtype(np.dtype(dtype), np.integer) or not p.parent.is_dir():
         return None
