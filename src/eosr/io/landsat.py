@@ -11,7 +11,9 @@ with the rescaling the MTL gives (USGS, *Landsat 8 (L8) Data Users Handbook*, LS
 - Level-2 surface reflectance (``SR_B4`` files): rho = M DN + A from the surface-reflectance group
   (no sun-angle term).
 
-Thermal bands (B10, B11, ``ST_B10``) have no reflectance rescaling and are refused. DN 0 is fill (nodata).
+Thermal bands (B10, B11, ``ST_B10``) have no reflectance rescaling and are refused. DN 0 is fill (nodata
+where a file declares none). The MTL comes after the files' own scale metadata and before the refusal
+(:func:`eosr.io.raster.resolve_with_mtl`, docs/conventions.md "Radiometry"); an explicit scale wins.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from eosr.errors import RadiometryError
-from eosr.io.raster import Radiometry
+from eosr.io.raster import Radiometry, file_band_name
 
 #: Groups holding the reflectance rescaling: Collection 2 Level-1, pre-collection / Collection 1, Level-2.
 L1_GROUPS = ("LEVEL1_RADIOMETRIC_RESCALING", "RADIOMETRIC_RESCALING")
@@ -94,11 +96,14 @@ def mtl_radiometry(mtl: Path, band_names: Sequence[str], file_stems: Sequence[st
     return Radiometry(mult / sun, add / sun, f"Landsat MTL ({what})", fill=0.0)
 
 
-def file_radiometry(path: str | Path, dtype: str, band: str | None) -> Radiometry | None:
-    """The MTL rescaling of one integer Landsat band file (``LC08_..._B4.TIF``, band ``band`` from its name)
-    from the ``*_MTL.txt`` beside it, or None (not integer, no band name, no single MTL in its folder)."""
-    p = Path(path)
-    if band is None or not np.issubdtype(np.dtype(dtype), np.integer) or not p.parent.is_dir():
+def files_radiometry(files: Sequence[str | Path], dtype: str) -> Radiometry | None:
+    """The MTL rescaling of integer Landsat band files (``LC08_..._B4.TIF``; each band named by its file name)
+    from the one ``*_MTL.txt`` of their folder, or None (not integer, no files, a file name without a band,
+    files in several folders, no single MTL)."""
+    paths = [Path(f) for f in files]
+    bands = [file_band_name(f) for f in paths]
+    folders = {f.parent for f in paths}
+    if not paths or not np.issubdtype(np.dtype(dtype), np.integer) or len(folders) != 1 or None in bands:
         return None
-    mtl = find_mtl(p.parent)
-    return None if mtl is None else mtl_radiometry(mtl, [band], [p.stem])
+    mtl = find_mtl(folders.pop())
+    return None if mtl is None else mtl_radiometry(mtl, [b for b in bands if b], [f.stem for f in paths])

@@ -364,22 +364,21 @@ def _radiometry_of(ds: Any, path: str | os.PathLike[str], idx: list[int], dn_sca
         raise DataError(f"{path}: unsupported data type {dtype}")
     desc = [ds.descriptions[i - 1] for i in idx]
     labels = desc if all(desc) else ([Path(path).stem] if len(idx) == 1 else [])
-    return resolve_with_mtl(str(path), dtype, len(idx), scales=[ds.scales[i - 1] for i in idx],
-                            offsets=[ds.offsets[i - 1] for i in idx], labels=labels, dn_scale=dn_scale,
-                            dn_offset=dn_offset)
+    return resolve_with_mtl(str(path), dtype, [str(path)] if len(idx) == 1 else [],
+                            scales=[ds.scales[i - 1] for i in idx], offsets=[ds.offsets[i - 1] for i in idx],
+                            labels=labels, dn_scale=dn_scale, dn_offset=dn_offset)
 
 
-def resolve_with_mtl(path: str, dtype: str, count: int, **kw: Any) -> Radiometry:
-    """:func:`resolve_radiometry` of one file, where a single integer band without any scale found takes the
-    ``*_MTL.txt`` beside it when it is a Landsat band file (:func:`eosr.io.landsat.file_radiometry`)."""
+def resolve_with_mtl(where: str, dtype: str, files: Sequence[str], **kw: Any) -> Radiometry:
+    """:func:`resolve_radiometry` (``kw``: its options), where integer Landsat band ``files`` (one file per
+    band) without any scale found take the ``*_MTL.txt`` beside them (:func:`eosr.io.landsat.files_radiometry`:
+    after the files' metadata and the Sentinel-2 convention, before the refusal)."""
     try:
-        return resolve_radiometry(path, dtype, **kw)
+        return resolve_radiometry(where, dtype, **kw)
     except RadiometryError:
-        if count != 1:
-            raise
-        from eosr.io.landsat import file_radiometry
+        from eosr.io.landsat import files_radiometry
 
-        rad = file_radiometry(path, dtype, file_band_name(path))
+        rad = files_radiometry(files, dtype)
         if rad is None:
             raise
         return rad.with_offset(kw.get("dn_offset"))

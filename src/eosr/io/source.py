@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from eosr.errors import DataError, GeoError, RadiometryError
-from eosr.io.landsat import find_mtl, mtl_radiometry
 from eosr.io.raster import (
     MEMORY_CHECK_BYTES,
     Radiometry,
@@ -241,9 +240,9 @@ def _open_any(p: Path, bands: Sequence[str | int] | None, dn_scale: float | None
                 names.append(key)
         descriptions = tuple(ds.descriptions[i - 1] or "" for i in idx)
         labels = list(descriptions) if all(descriptions) else ([p.stem] if len(idx) == 1 else [])
-        rad = resolve_with_mtl(str(p), ds.dtypes[0], len(idx), scales=[ds.scales[i - 1] for i in idx],
-                               offsets=[ds.offsets[i - 1] for i in idx], labels=labels, dn_scale=dn_scale,
-                               dn_offset=dn_offset)
+        rad = resolve_with_mtl(str(p), ds.dtypes[0], [str(p)] if len(idx) == 1 else [],
+                               scales=[ds.scales[i - 1] for i in idx], offsets=[ds.offsets[i - 1] for i in idx],
+                               labels=labels, dn_scale=dn_scale, dn_offset=dn_offset)
         return SceneSource((str(p),), tuple((0, i) for i in idx), tuple(names), descriptions, ds.height, ds.width,
                            ds.crs, ds.transform, ds.dtypes[0], (ds.nodata if ds.nodata is not None else rad.fill,),
                            rad.dn_scale, rad.dn_offset, rad.rule,
@@ -252,24 +251,13 @@ def _open_any(p: Path, bands: Sequence[str | int] | None, dn_scale: float | None
 
 def _open_folder(p: Path, bands: Sequence[str | int] | None, dn_scale: float | None = None,
                  dn_offset: float | None = None, *, mask: bool = False) -> SceneSource:
-    """A band folder (``*_B05.tif``) or a Sentinel-2 product (``.SAFE`` folder or zip) as one source; a
-    folder of integer Landsat bands with its ``*_MTL.txt`` takes the MTL's rescaling (:mod:`eosr.io.landsat`)
-    unless ``dn_scale`` is given."""
+    """A band folder (``*_B05.tif``; Landsat bands with their ``*_MTL.txt``, :mod:`eosr.io.landsat`) or a
+    Sentinel-2 product (``.SAFE`` folder or zip) as one source."""
     from eosr.io.sentinel2 import is_safe
 
     if is_safe(p):
         return _open_safe(p, bands, dn_scale, dn_offset, mask=mask)
-    files = _folder_files(p)
-    mtl = find_mtl(p) if dn_scale is None else None
-    if mtl is None:
-        return _open_band_files(str(p), files, bands, dn_scale, dn_offset)
-    src = _open_band_files(str(p), files, bands, 1.0, 0.0, nodata=0.0)  # (Landsat: DN 0 is fill)
-    if not np.issubdtype(np.dtype(src.dtype), np.integer):  # float files next to an MTL: not its DN
-        src.close()
-        return _open_band_files(str(p), files, bands, dn_scale, dn_offset)
-    rad = mtl_radiometry(mtl, src.band_names, [Path(files[n]).stem for n in src.band_names]).with_offset(dn_offset)
-    src.dn_scale, src.dn_offset, src.radiometry = rad.dn_scale, rad.dn_offset, rad.rule
-    return src
+    return _open_band_files(str(p), _folder_files(p), bands, dn_scale, dn_offset)
 
 
 def _folder_files(p: Path) -> dict[str, str]:
@@ -379,11 +367,12 @@ def _open_band_files(where: str, files: dict[str, str], bands: Sequence[str | in
         raise DataError(f"{where}: band files of different data types {sorted(dtypes)}")
     (grid,) = grids
     dt, _, _, _, crs, tr = info[sel[0]]
-    rad = resolve_radiometry(where, dt, scales=[info[n][2] for n in sel], offsets=[info[n][3] for n in sel],
-                             labels=[Path(files[n]).stem for n in sel], dn_scale=dn_scale, dn_offset=dn_offset)
+    rad = resolve_with_mtl(where, dt, [files[n] for n in sel], scales=[info[n][2] for n in sel],
+                           offsets=[info[n][3] for n in sel], labels=[Path(files[n]).stem for n in sel],
+                           dn_scale=dn_scale, dn_offset=dn_offset)
+    nodatas = tuple(info[n][1] if info[n][1] is not None else rad.fill for n in sel)
     return SceneSource(tuple(files[n] for n in sel), tuple((k, 1) for k in range(len(sel))), tuple(sel),
-                       tuple(sel), grid[2], grid[3], crs, tr, dt, tuple(info[n][1] for n in sel), rad.dn_scale,
-                       rad.dn_offset, rad.rule)
+                       tuple(sel), grid[2], grid[3], crs, tr, dt, nodatas, rad.dn_scale, rad.dn_offset, rad.rule)
 
 
 def is_multifile(path: str | os.PathLike[str]) -> bool:
