@@ -861,8 +861,8 @@ def spectrum_ring_sums(fs: np.ndarray | None, fh: np.ndarray | None, fi: np.ndar
     a, b, q = ((x.T if transposed and x is not None else x) for x in (fs, fh, fi))
     strips = _strips(rm.shape[0])
     out = np.zeros((strips, 4, n))
-    dummy = given[0].T if transposed else given[0]
-    _ring_jit(a if a is not None else dummy, b if b is not None else dummy, q if q is not None else dummy,
+    first = next(x for x in (a, b, q) if x is not None)  # (stands in for an absent one: not read)
+    _ring_jit(first if a is None else a, first if b is None else b, first if q is None else q,
               a is not None and b is not None, q is not None, rm, wrow, wcol, out, strips)
     return out.sum(axis=0)
 
