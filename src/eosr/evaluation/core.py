@@ -211,15 +211,20 @@ def _mask_tensor(mask: Any, shape: torch.Size) -> torch.Tensor | None:
 
 def _engine_settings(fn: Callable[..., EvaluationResult]) -> Callable[..., EvaluationResult]:
     """Run ``fn`` with scipy.fft's transforms on torch's intra-op thread count (pocketfft threads over
-    the other axis of a 2-D transform; its default is one thread) and with freed large buffers reused
+    the other axis of a 2-D transform; its default is one thread), with freed large buffers reused
     for the next temporary (:func:`eosr._alloc.reuse_large_allocations`: on 4 x 2048² a call faulted
-    in ~1 GB of fresh pages without it, 0.13 GB with it)."""
+    in ~1 GB of fresh pages without it, 0.13 GB with it) and with BLAS on one thread (threadpoolctl):
+    the evaluation threads over bands itself, and the registration's small matrix DFTs on OpenBLAS's
+    own threads oversubscribed the cores and left them spinning (registration on 4 x 2048², 2 cores:
+    0.30 -> 0.24 s wall, 0.52 -> 0.39 s CPU; docs/benchmarks.md)."""
 
     @functools.wraps(fn)
     def wrapped(*args: Any, **kwargs: Any) -> EvaluationResult:
         import scipy.fft
+        from threadpoolctl import threadpool_limits
 
-        with scipy.fft.set_workers(max(1, torch.get_num_threads())), reuse_large_allocations():
+        with scipy.fft.set_workers(max(1, torch.get_num_threads())), reuse_large_allocations(), \
+                threadpool_limits(limits=1, user_api="blas"):
             return fn(*args, **kwargs)
 
     return wrapped
