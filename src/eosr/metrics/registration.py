@@ -345,10 +345,9 @@ def _radiometric(out: np.ndarray, al: Alignment) -> np.ndarray:
         g, b = float(al.gain[i]), float(al.bias[i])
         if not math.isfinite(b):
             continue
+        np.subtract(out[i], b, out=out[i])  # (in place: the same values as (SR - b) / g, no temporaries)
         if math.isfinite(g) and abs(g) > 1e-6:
-            out[i] = (out[i] - b) / g
-        else:
-            out[i] = out[i] - b
+            np.divide(out[i], g, out=out[i])
     return out
 
 
