@@ -331,3 +331,32 @@ def test_engine_hr_fidelity_with_nodata_equals_the_operator_blur(eval_triplet, m
         fast = eosr.evaluate(a, b, lr, mask=mk, **kw)
         _same(fast, ref)
         assert np.isnan(fast.maps["hf_difference"]).sum() > 0
+
+
+def test_evaluate_runs_blas_on_one_thread_and_restores_it(monkeypatch) -> None:
+    """Inside ``eosr.evaluate`` BLAS runs on one thread (the evaluation threads over bands itself:
+    OpenBLAS's threads oversubscribed the cores, docs/benchmarks.md); the caller's setting comes back."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from eosr.evaluation import core
+
+    def blas_threads() -> list[int]:
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    if not blas_threads():
+        pytest.skip("no BLAS library seen by threadpoolctl")
+    seen: list[list[int]] = []
+    inner = core._fused_hr
+
+    def spy(*args, **kwargs):
+        seen.append(blas_threads())
+        return inner(*args, **kwargs)
+
+    monkeypatch.setattr(core, "_fused_hr", spy)
+    rng = np.random.default_rng(0)
+    hr = rng.random((2, 32, 32), dtype=np.float32)
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        eosr.evaluate(hr + 0.01, hr, scale=2, metrics="psnr")
+        assert blas_threads() == before
+    assert seen and all(t == [1] * len(t) for t in seen)
