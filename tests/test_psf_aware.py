@@ -319,6 +319,14 @@ def test_shipped_psf_model_card_states_the_psf_range() -> None:
     assert m.operator is not None and m.operator.sigmas == pytest.approx(
         Degradation.from_sensor("sentinel2", BANDS, 2, wald=True).sigmas)
     assert card["name"] == "carn_m_s2_x2_psf" and "carn_m_s2_x2" in shipped_weights()  # both shipped
+    # WiSE-FT of the fine-tune with its start (eosr.train.interpolate), alpha chosen on validation
+    wi = card["weight_interpolation"]
+    start = load_model("carn_m_s2_x2").card
+    assert wi["start"] == "carn_m_s2_x2" and wi["start_sha256"] == start["weights_sha256"]
+    assert 0.0 < wi["alpha"] < 1.0 and wi["alpha"] in wi["grid"]
+    means = {float(a): sum(v["psnr"] for v in val.values()) / len(val) for a, val in wi["validation"].items()}
+    assert max(means, key=lambda a: means[a]) == wi["alpha"] and card["metrics"]["validation"] == wi["validation"][
+        str(wi["alpha"])]
 
 
 def test_pooled_paired_bootstrap() -> None:
