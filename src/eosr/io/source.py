@@ -25,6 +25,7 @@ from eosr.io.raster import (
     MEMORY_CHECK_BYTES,
     Radiometry,
     Raster,
+    centre_box,
     check_budget,
     check_declared_size,
     check_float_reflectance,
@@ -190,9 +191,7 @@ def open_source(path: str | os.PathLike[str], bands: Sequence[str | int] | None 
 def _float_sample(src: SceneSource, size: int = 512) -> np.ndarray:
     """The central window of ``src`` (at most ``size``²), or, when it holds no finite value (nodata in the
     middle of the scene), every k-th row of the whole scene (about ``size`` rows, all columns)."""
-    h, w = min(size, src.height), min(size, src.width)
-    y0, x0 = (src.height - h) // 2, (src.width - w) // 2
-    centre = src.read((y0, y0 + h, x0, x0 + w))
+    centre = src.read(centre_box(src.height, src.width, size))
     if np.isfinite(centre).any():
         return centre
     step = max(1, -(-src.height // size))
