@@ -58,8 +58,9 @@ TARGET_SPEEDUP = 10.0
 TARGET_PEAK_MB = 1024.0
 THREADS = int(os.environ.get("EOSR_BENCH_THREADS", "2"))  # torch threads per measured side
 
-# Run by the opensr-test venv's python: argv = folder with hr.npy lr.npy sr.npy, threads. Served like the
-# eosr worker (serve()): one untimed first call, then one timed call per "run" line on stdin, "stop" ends.
+# Run by the opensr-test venv's python (after the source of serve(), see opensr_driver()): argv = folder with
+# hr.npy lr.npy sr.npy, threads. Served like the eosr worker: one untimed first call, then one timed call per
+# "run" line on stdin, "stop" ends.
 OPENSR_DRIVER = textwrap.dedent('''
     import json, resource, sys, time
     import numpy as np
@@ -74,18 +75,37 @@ OPENSR_DRIVER = textwrap.dedent('''
         t, c = time.perf_counter(), time.process_time()
         res = Metrics(device="cpu").compute(lr=lr, sr=sr, hr=hr)
         return res, time.perf_counter() - t, time.process_time() - c
-    res, first, first_cpu = call()
-    print(json.dumps({"first": first, "first_cpu": first_cpu}), flush=True)
-    for line in sys.stdin:
-        if line.strip() != "run":
-            break
-        res, t, c = call()
-        print(json.dumps({"wall": t, "cpu": c}), flush=True)
+    res = serve(call)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"base_mb": base, "peak_mb": peak,
                       "version": getattr(opensr_test, "__version__", "?"), "torch": torch.__version__,
                       "values": {k: float(v) for k, v in res.items()}}), flush=True)
 ''')
+
+
+def serve(call):  # type: ignore[no-untyped-def]  (also the opensr-test driver's, as source: no eosr there)
+    """The served child's loop: ``call()`` -> (result, wall s, CPU s). The first call is reported as
+    ``first``; then one call per "run" line on stdin (the previous result released first), until another
+    line. Returns the last result."""
+    import json
+    import sys
+
+    res, first, first_cpu = call()
+    print(json.dumps({"first": first, "first_cpu": first_cpu}), flush=True)
+    for line in sys.stdin:
+        if line.strip() != "run":
+            break
+        res = None  # peak RSS of one call, not two
+        res, t, c = call()
+        print(json.dumps({"wall": t, "cpu": c}), flush=True)
+    return res
+
+
+def opensr_driver() -> str:
+    """The opensr-test driver's source: :data:`OPENSR_DRIVER` with :func:`serve` defined first."""
+    import inspect
+
+    return inspect.getsource(serve) + OPENSR_DRIVER
 
 
 def rss_mb() -> float:
@@ -169,15 +189,8 @@ def serve_eosr(folder: Path) -> None:
         res = eosr.evaluate(a["sr"], a["hr"], a["lr"], sensor="sentinel2", bands=BANDS)
         return res, time.perf_counter() - t, time.process_time() - c
 
-    res, first, first_cpu = call()
-    print(json.dumps({"first": first, "first_cpu": first_cpu}), flush=True)
-    for line in sys.stdin:
-        if line.strip() != "run":
-            break
-        res = None  # peak RSS of one evaluation, not two
-        res, t, c = call()
-        print(json.dumps({"wall": t, "cpu": c}), flush=True)
-    d = res.to_dict()  # type: ignore[attr-defined]
+    res = serve(call)
+    d = res.to_dict()
     print(json.dumps({"base_mb": base, "peak_mb": rss_mb(), "n_metrics": len(d["metrics"]),
                       "values": {k: v["value"] for k, v in d["metrics"].items()}}), flush=True)
 
@@ -342,7 +355,7 @@ def main() -> None:
         sides = {"eosr": Served(me + ["--worker", "eosr_serve", "--dir", tmp])}
         if args.opensr_python:
             drv = folder / "opensr_driver.py"
-            drv.write_text(OPENSR_DRIVER)
+            drv.write_text(opensr_driver())
             try:
                 sides["opensr"] = Served([args.opensr_python, str(drv), tmp, str(THREADS)])
             except (RuntimeError, OSError) as e:
