@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from eosr._windows import centre_box
 from eosr.errors import DataError, GeoError, RadiometryError, ResourceError, ScaleError
 from eosr.sensors import normalise_band_name
 
@@ -218,12 +219,6 @@ def float_sample(data: np.ndarray, size: int = 512, *, spread: bool = True) -> n
         return data[..., :: max(1, -(-h // size)), :: max(1, -(-w // size))]
     y0, y1, x0, x1 = centre_box(h, w, size)
     return data[..., y0:y1, x0:x1]
-
-
-def centre_box(h: int, w: int, size: int) -> tuple[int, int, int, int]:
-    """(y0, y1, x0, x1) of the central window of at most ``size`` x ``size`` pixels of an h x w image."""
-    y0, x0 = max(0, (h - size) // 2), max(0, (w - size) // 2)
-    return y0, y0 + min(h, size), x0, x0 + min(w, size)
 
 
 _BAND_FILE = re.compile(r"(?:^|[_\-.])(B\d{1,2}A?)$", re.IGNORECASE)

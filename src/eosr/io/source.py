@@ -20,12 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from eosr._windows import centre_box
 from eosr.errors import DataError, GeoError, RadiometryError
 from eosr.io.raster import (
     MEMORY_CHECK_BYTES,
     Radiometry,
     Raster,
-    centre_box,
     check_budget,
     check_declared_size,
     check_float_reflectance,

@@ -39,6 +39,7 @@ from scipy import ndimage
 
 from eosr._arrays import all_finite
 from eosr._threads import map_planes, plane_threads
+from eosr._windows import centre_box
 from eosr.errors import EosrError, ShapeError
 from eosr.metrics.base import MetricInfo, MetricResult, prepare
 from eosr.physics.filters import gaussian_blur, gaussian_lowpass_moments
@@ -107,8 +108,8 @@ def _arr3(x: Any, name: str) -> np.ndarray:
 
 def _centre_window(a: np.ndarray, size: int) -> np.ndarray:
     h, w = a.shape[-2:]
-    y0, x0 = max(0, (h - size) // 2), max(0, (w - size) // 2)
-    return a[..., y0 : y0 + min(h, size), x0 : x0 + min(w, size)]
+    y0, y1, x0, x1 = centre_box(h, w, size)
+    return a[..., y0:y1, x0:x1]
 
 
 def shift_image(x: Any, dy: float, dx: float, pad: int = 8) -> tuple[np.ndarray, np.ndarray]:

@@ -82,6 +82,7 @@ def read_centre_window(path: str | os.PathLike[str], max_lr: int) -> tuple[Any, 
     from rasterio.errors import RasterioIOError
     from rasterio.windows import Window
 
+    from eosr._windows import centre_box
     from eosr.io.raster import open_quietly, read_raster
     from eosr.models.limits import MAX_BANDS
 
@@ -101,8 +102,8 @@ def read_centre_window(path: str | os.PathLike[str], max_lr: int) -> tuple[Any, 
     if block > MAX_BLOCK_BYTES:
         raise DataError(f"{p} stores its pixels in {bh} x {bw} blocks ({block / 2**20:.0f} MiB to decode for any "
                         f"window, limit {MAX_BLOCK_BYTES // 2**20} MiB); retile it (gdal_translate -co TILED=YES)")
-    y0, x0 = max(0, (h - max_lr) // 2), max(0, (w - max_lr) // 2)
-    window = Window(x0, y0, min(max_lr, w), min(max_lr, h))
+    y0, y1, x0, x1 = centre_box(h, w, max_lr)
+    window = Window(x0, y0, x1 - x0, y1 - y0)
     return read_raster(p, window=window), (y0, x0)
 
 
