@@ -85,8 +85,8 @@ def _mean_psnr(val: Mapping[str, Mapping[str, float]]) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Choose alpha on the validation split of CONFIG and write the interpolated checkpoint (module doc)."""
-    from eosr.models.checkpoint import read_card, save_checkpoint
-    from eosr.models.registry import checkpoint_stem, load_model
+    from eosr.models.checkpoint import save_checkpoint
+    from eosr.models.registry import load_model
     from eosr.train.config import load_config
 
     ap = argparse.ArgumentParser(prog="python -m eosr.train.interpolate", description=__doc__.splitlines()[0])
@@ -99,8 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = load_config(args.config)
     torch.set_num_threads(cfg.threads)
     start, tuned = load_model(args.start), load_model(args.tuned)
-    start_stem, tuned_stem = checkpoint_stem(args.start), checkpoint_stem(args.tuned)
-    if start_stem is None or tuned_stem is None:
+    start_card, tuned_card = getattr(start, "card", None), getattr(tuned, "card", None)  # (checkpoints only)
+    if not start_card or not tuned_card:
         raise ModelError("--start and --tuned must be trained checkpoints (names of shipped weights or paths)")
     if start.arch != tuned.arch:
         raise ModelError("weight interpolation needs two checkpoints of the same architecture")
@@ -108,15 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     best, scores = select_alpha(cfg, start, tuned, grid)
     for alpha, val in scores.items():
         print(f"alpha {alpha:.2f}: mean validation PSNR {_mean_psnr(val):.4f} dB", file=sys.stderr)
-    card = read_card(tuned_stem)
-    tuned_sha = card.get("weights_sha256")
-    for k in ("format", "architecture", "scale", "bands", "n_bands", "normalisation", "receptive_field",
-              "multi_image", "n_params", "eosr_version", "weights_sha256", "schema_version"):
-        card.pop(k, None)
+    card = dict(tuned_card)  # the fine-tune's; save_checkpoint rewrites what the weights determine (SHA-256 too)
     card["name"] = Path(args.out).name
     card["weight_interpolation"] = {
-        "method": WISE_FT, "start": args.start, "start_sha256": read_card(start_stem).get("weights_sha256"),
-        "tuned_sha256": tuned_sha, "alpha": best, "grid": grid,
+        "method": WISE_FT, "start": args.start, "start_sha256": start_card.get("weights_sha256"),
+        "tuned_sha256": tuned_card.get("weights_sha256"), "alpha": best, "grid": grid,
         "selection": "mean validation PSNR (single pass) of the config's validation split",
         "validation": {str(a): v for a, v in scores.items()},
     }
