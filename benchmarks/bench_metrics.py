@@ -199,9 +199,9 @@ class Served:
     """A served child (:func:`serve_eosr`, the opensr-test driver): ``run()`` times one call, ``stop()``
     returns its summary."""
 
-    def __init__(self, cmd: list[str], pythonpath: str | None = None) -> None:
+    def __init__(self, cmd: list[str]) -> None:
         self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True, env=child_env(pythonpath))
+                                  text=True, env=child_env())
         self.first = self._read()
 
     def _read(self) -> dict:
