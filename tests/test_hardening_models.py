@@ -351,6 +351,32 @@ def test_explain_reads_only_the_window_it_analyses(header_bomb: Path, tmp_path: 
         assert ds.shape == (32, 32) and ds.transform.c == 500_000 + 20 * 49_992 and ds.transform.a == 10
 
 
+def test_explain_takes_the_dn_scale_its_error_asks_for(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Integer DN without a scale in the metadata: refused naming --dn-scale, which explain accepts; the
+    explain.json records the radiometry used."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from eosr.data.s2bands import scene_folders
+    from eosr.data.samples import bigearthnet_dir
+
+    folder = scene_folders(bigearthnet_dir())[0]
+    dn = np.stack([rasterio.open(next(folder.glob(f"*_{b}.tif"))).read(1) for b in ("B02", "B03", "B04", "B08")])
+    p = tmp_path / "dn.tif"
+    with rasterio.open(p, "w", driver="GTiff", width=dn.shape[2], height=dn.shape[1], count=4, dtype=dn.dtype,
+                       crs="EPSG:32633", transform=from_origin(500_000, 5_000_000, 10, 10)) as ds:
+        ds.write(dn)
+    args = ["explain", "carn_m_s2_x2", "--image", str(p), "--stimuli", "flat", "--size", "8", "--max-lr", "16",
+            "--ig-steps", "1", "--erf-samples", "1", "--no-figures"]
+    assert call_cli([*args, "--out", str(tmp_path / "a")]) == 2
+    assert "give --dn-scale" in _one_line(capsys.readouterr().err) and not (tmp_path / "a").exists()
+    assert call_cli([*args, "--out", str(tmp_path / "b"), "--dn-scale", "1e-4"]) == 0, capsys.readouterr().err
+    doc = json.loads((tmp_path / "b" / "explain.json").read_text())
+    assert doc["image"]["radiometry"] == {"dn_scale": 1e-4, "dn_offset": 0.0, "rule": "explicit"}
+    assert call_cli([*args, "--out", str(tmp_path / "c"), "--dn-scale", "0"]) == 2
+    assert "--dn-scale must not be 0" in _one_line(capsys.readouterr().err)
+
+
 def test_explain_refuses_a_file_declaring_too_many_bands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import rasterio
 

@@ -29,33 +29,40 @@ def register(app: typer.Typer) -> None:
         figures: bool = typer.Option(True, help="write PNG figures"),
         no_size_check: bool = typer.Option(False, "--no-size-check",
                                            help="read the centre window of a raster above the declared-size limit"),
+        dn_scale: float = typer.Option(None, help="DN -> reflectance scale of --image (default: the file's metadata "
+                                                  "or product convention; required for other integer data)"),
+        dn_offset: float = typer.Option(None, help="DN -> reflectance offset of --image (default: as --dn-scale)"),
         allow_untrained: bool = typer.Option(False, "--allow-untrained",
                                              help="with --image: analyse a learned architecture without trained "
                                                   "weights (without --image it is always allowed, and reported)"),
     ) -> None:
         """Write explain.json and figures: activations under stimuli, hallucination trace, filter responses,
         effective receptive field; with --image also the support map, attribution and attention maps."""
+        from eosr._validate import check_dn
         from eosr.io.raster import size_checks
         from eosr.models.registry import check_trained
         from eosr.trust.explain import canonical_name, check_explain_options, explain, read_centre_window, resolve_model
 
         check_explain_options(size=size, max_lr=max_lr, ig_steps=ig_steps, erf_samples=erf_samples)
+        check_dn(dn_scale, dn_offset)
         if image is not None:  # an SR of a real image from random weights: refused before anything is read
             check_trained(canonical_name(model), allow_untrained)
         georef = None
         arr = None
         offset = (0, 0)
+        radiometry = None
         if image is not None:
-            with size_checks(not no_size_check):
-                ras, offset = read_centre_window(image, max_lr)  # only the analysed crop is read
+            with size_checks(not no_size_check):  # only the analysed crop is read
+                ras, offset = read_centre_window(image, max_lr, dn_scale=dn_scale, dn_offset=dn_offset)
             arr = ras.data
             georef = {"crs": ras.crs, "transform": ras.transform}
+            radiometry = {"dn_scale": ras.dn_scale, "dn_offset": ras.dn_offset, "rule": ras.radiometry}
             n_bands = n_bands or arr.shape[0]
         net = resolve_model(model, scale=scale, n_bands=n_bands, allow_untrained=allow_untrained or image is None)
         kinds = [s.strip() for s in stimuli.split(",") if s.strip()]
         doc = explain(net, out, stimuli=kinds, image=arr, size=size, n_bands=n_bands, max_lr=max_lr,
                       figures=figures, georef=georef, ig_steps=ig_steps, erf_samples=erf_samples,
-                      image_offset=offset)
+                      image_offset=offset, image_radiometry=radiometry)
         if "warning" in doc:
             typer.echo(f"warning: {doc['warning']}", err=True)
         typer.echo(f"wrote {out / 'explain.json'} ({len(doc.get('figures', []))} figures)")

@@ -72,8 +72,10 @@ def check_explain_options(**options: int) -> None:
             raise ConfigError(f"explain {key.replace('_', '-')} must be an integer in {lo}..{hi}, got {v}")
 
 
-def read_centre_window(path: str | os.PathLike[str], max_lr: int) -> tuple[Any, tuple[int, int]]:
-    """The centre crop (at most ``max_lr`` x ``max_lr`` LR px) of a raster file and its (row, col) offset.
+def read_centre_window(path: str | os.PathLike[str], max_lr: int, *, dn_scale: float | None = None,
+                       dn_offset: float | None = None) -> tuple[Any, tuple[int, int]]:
+    """The centre crop (at most ``max_lr`` x ``max_lr`` LR px) of a raster file and its (row, col) offset,
+    in reflectance by :func:`eosr.io.raster.read_raster`'s rules (``dn_scale``/``dn_offset`` as there).
 
     Only that window is read (the header's declared size may be anything); a file declaring more than
     :data:`eosr.models.limits.MAX_BANDS` bands, or storage blocks over :data:`MAX_BLOCK_BYTES` (one strip
@@ -104,7 +106,7 @@ def read_centre_window(path: str | os.PathLike[str], max_lr: int) -> tuple[Any, 
                         f"window, limit {MAX_BLOCK_BYTES // 2**20} MiB); retile it (gdal_translate -co TILED=YES)")
     y0, y1, x0, x1 = centre_box(h, w, max_lr)
     window = Window(x0, y0, x1 - x0, y1 - y0)
-    return read_raster(p, window=window), (y0, x0)
+    return read_raster(p, window=window, dn_scale=dn_scale, dn_offset=dn_offset), (y0, x0)
 
 
 def _scale_of(model: Any) -> int:
@@ -133,13 +135,15 @@ def _centre_crop(lr: np.ndarray, max_lr: int) -> tuple[np.ndarray, tuple[int, in
 def explain(model: nn.Module, out_dir: str | os.PathLike[str], *, stimuli: Sequence[str] = STIMULI,
             image: Any = None, size: int = 32, n_bands: int | None = None, max_lr: int = 96,
             erf_samples: int = 4, ig_steps: int = 16, figures: bool = True,
-            georef: dict[str, Any] | None = None, image_offset: tuple[int, int] = (0, 0)) -> dict[str, Any]:
+            georef: dict[str, Any] | None = None, image_offset: tuple[int, int] = (0, 0),
+            image_radiometry: dict[str, Any] | None = None) -> dict[str, Any]:
     """Analyse ``model`` and write ``explain.json`` (+ figures) into ``out_dir``; returns the JSON dict.
 
     ``image``: an LR image (C, h, w) in reflectance (NaN = nodata, filled with the band mean for the
     analysis). ``georef``: ``{"crs": ..., "transform": LR transform}`` to also write ``support.tif``.
     ``image_offset``: (row, col) of ``image`` in a larger file it was read from (reported crop offsets
-    are then relative to that file; ``georef`` is the transform of ``image`` itself).
+    are then relative to that file; ``georef`` is the transform of ``image`` itself). ``image_radiometry``:
+    how the file's values became reflectance (``dn_scale``, ``dn_offset``, ``rule``), recorded with the image.
     """
     from eosr.models.registry import UNTRAINED, weights_status
     from eosr.trust.saliency import attribution_mass_within, effective_receptive_field, integrated_gradients
@@ -208,6 +212,8 @@ def explain(model: nn.Module, out_dir: str | os.PathLike[str], *, stimuli: Seque
                                              "completeness_error": ig.completeness_error,
                                              "output_delta": ig.output_delta,
                                              "mass_within_erf95": attribution_mass_within(attr, centre, rf.radius_95)}}
+        if image_radiometry is not None:
+            img_part["radiometry"] = image_radiometry
         if hasattr(model, "forward_with_attention"):
             from eosr.trust.attention_model import write_attention
 
