@@ -187,6 +187,31 @@ def test_uncertainty_sidecar(s2_tif: tuple[Path, np.ndarray], tmp_path: Path) ->
     no_leftovers(tmp_path, "sr.tif", "sr.uncertainty.tif")
 
 
+def test_evaluate_pairs_the_std_written_with_the_sr_and_a_rewrite_drops_it(s2_tif: tuple[Path, np.ndarray],
+                                                                           tmp_path: Path) -> None:
+    """``evaluate_files`` reads SR.uncertainty.tif when it was written with the SR (and says so), not another
+    run's std under that name; SR rewritten without uncertainty takes the stale std away."""
+    import os
+
+    from eosr.scene.evaluate import evaluate_files
+
+    src, _ = s2_tif
+    out = super_resolve(src, tmp_path / "sr.tif", WithStd(), tile=64, uncertainty=True, progress=False)
+    side = uncertainty_path(out)
+    res = evaluate_files(out, out, metrics="uncertainty")  # (the SR as its own HR: pairing is what is tested)
+    assert res.info["uncertainty"] == {"path": str(side), "source": "sidecar"}
+    assert "uncertainty_coverage_90" in res.metrics
+    assert "uncertainty" not in evaluate_files(out, out, metrics="psnr").info  # not wanted: not read
+    other = super_resolve(src, tmp_path / "other.tif", WithStd(), tile=32, uncertainty=True, progress=False)
+    os.replace(uncertainty_path(other), side)  # another run's std (its tiling differs) under the SR's name
+    res = evaluate_files(out, out, metrics="uncertainty")
+    assert "uncertainty" not in res.info and "uncertainty_coverage_90" not in res.metrics
+    assert "not the std written with this SR" in res.info["skipped"]["uncertainty"]
+    super_resolve(src, out, WithStd(), tile=64, progress=False)  # a run without uncertainty into the same OUT
+    assert not side.exists()
+    no_leftovers(tmp_path, "sr.tif", "other.tif")
+
+
 def test_cli_sr_and_one_line_errors(s2_tif: tuple[Path, np.ndarray], tmp_path: Path, capsys: pytest.CaptureFixture
                                     ) -> None:
     from eosr.cli.main import main

@@ -27,7 +27,8 @@ def register(app: typer.Typer) -> None:
         scale: int = typer.Option(None, help="scale factor r (inferred from georeferenced SR and LR; needed for "
                                              "images without georeference)"),
         mask: Path = typer.Option(None, help="validity raster on the SR grid (non-zero = valid)"),
-        uncertainty: Path = typer.Option(None, help="predictive std GeoTIFF on the SR grid (calibration metrics)"),
+        uncertainty: Path = typer.Option(None, help="predictive std GeoTIFF on the SR grid (calibration metrics); "
+                                                    "default: SR.uncertainty.tif when eosr sr wrote it with this SR"),
         data_range: float = typer.Option(1.0, help="data range for PSNR/SSIM (1.0 = reflectance)"),
         noise_sigma: float = typer.Option(None, help="LR noise sigma: adds lr_fidelity_sigma"),
         lpips_weights: Path = typer.Option(None, help="local LPIPS weights (.safetensors) to add lpips"),

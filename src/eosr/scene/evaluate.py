@@ -208,16 +208,22 @@ def evaluate_files(
     grid), staged beside it and moved into place as a whole (a re-run replaces the set; a folder holding
     other files is refused: docs/conventions.md, "Outputs"). Returns an
     :class:`eosr.evaluation.EvaluationResult` whose ``info`` records the radiometry, georeference, footprint
-    and operator used; bad input raises a one-line :class:`eosr.errors.EosrError`.
+    and operator used; bad input raises a one-line :class:`eosr.errors.EosrError`. Without ``uncertainty``,
+    the std ``eosr sr --uncertainty`` wrote with the SR is read when HR is given and the uncertainty
+    metrics are wanted (:func:`uncertainty_sidecar`; ``info["uncertainty"]`` says which file and why).
     """
     from eosr.degrade.resolve import TAG, resolve_operator
     from eosr.evaluation import evaluate
-    from eosr.evaluation.core import resolve_metrics
+    from eosr.evaluation.core import METRIC_GROUPS, resolve_metrics
     from eosr.io.source import file_tag
 
     if hr is None and lr is None:
         raise DataError("give HR, LR or both to evaluate SR against")
     selected = resolve_metrics(metrics)
+    u_source, u_note = ("option" if uncertainty is not None else None), None
+    if uncertainty is None and hr is not None and (selected is None or selected & set(METRIC_GROUPS["uncertainty"])):
+        uncertainty, u_note = uncertainty_sidecar(sr)
+        u_source = "sidecar" if uncertainty is not None else None
     if maps_dir is not None:
         from eosr.evaluation.result import MAP_SET, is_map_file
         from eosr.io.raster import check_output_folder
@@ -244,6 +250,9 @@ def evaluate_files(
         n_values = g_sr.count * g_sr.height * g_sr.width
         if windowed is None:
             windowed = n_values > WHOLE_LIMIT
+        if windowed and u_source == "sidecar":  # (not an error: the user did not ask for it)
+            u_note = f"{Path(str(uncertainty)).name} beside the SR is not read in windowed evaluation (pass --whole)"
+            uncertainty, u_source = None, None
         if windowed:
             if maps_dir is not None or uncertainty is not None or lpips_weights is not None:
                 raise DataError("maps, uncertainty and LPIPS need the whole image: pass windowed=False "
@@ -281,7 +290,35 @@ def evaluate_files(
     res.info["radiometry"] = radiometry
     res.info.update(geo)
     res.info["operator_choice"] = {"mode": choice.mode, "source": choice.source}
+    if u_source is not None:
+        res.info["uncertainty"] = {"path": str(uncertainty), "source": u_source}
+    if u_note is not None:
+        res.info.setdefault("skipped", {})["uncertainty"] = u_note
     return res
+
+
+def uncertainty_sidecar(sr: PathLike) -> tuple[Path | None, str | None]:
+    """The predictive std ``eosr sr --uncertainty`` wrote with the SR file ``sr``: ``(SR.uncertainty.tif, None)``
+    when that file carries the tag ``eosr_layer = std`` and every other ``eosr_*`` tag of ``sr`` (the same
+    run: model, source, tiling, operator); ``(None, reason)`` when a file of that name is there but is not
+    the SR's std; ``(None, None)`` when there is none (docs/trust.md)."""
+    from eosr.io.raster import open_quietly
+    from eosr.scene.sr import uncertainty_path
+
+    side = uncertainty_path(sr)
+    if not Path(sr).is_file() or not side.is_file():
+        return None, None
+    with open_quietly(sr) as a, open_quietly(side) as b:
+        ta, tb = a.tags(), b.tags()
+        shape_a, shape_b = (a.count, a.height, a.width), (b.count, b.height, b.width)
+
+    def run(t: dict[str, str]) -> dict[str, str]:
+        return {k: v for k, v in t.items() if k.startswith("eosr_") and k != "eosr_layer"}
+
+    if tb.get("eosr_layer") != "std" or not run(ta) or run(ta) != run(tb) or shape_a != shape_b:
+        return None, (f"{side.name} beside the SR was not read: it is not the std written with this SR "
+                      "(eosr tags or shape differ); pass it as --uncertainty to use it anyway")
+    return side, None
 
 
 def _described(names: Sequence[str]) -> bool:

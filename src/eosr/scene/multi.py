@@ -209,7 +209,7 @@ def super_resolve_frames(inputs: Sequence[PathLike], out: PathLike, model: Any, 
     """Multi-image SR of frame files (module docstring) written to ``out`` on the first frame's HR grid."""
     from eosr import __version__
     from eosr.io.raster import write_raster
-    from eosr.scene.sr import check_model_bands, check_writable, hr_transform, load_model
+    from eosr.scene.sr import check_model_bands, check_writable, drop_stale_uncertainty, hr_transform, load_model
 
     check_writable(out)
     m = load_model(model, allow_untrained=allow_untrained) if isinstance(model, str) else model
@@ -231,6 +231,8 @@ def super_resolve_frames(inputs: Sequence[PathLike], out: PathLike, model: Any, 
     dn = not np.issubdtype(np.dtype(dtype), np.floating)  # integer output: the reference frame's DN scale
     tags = {"eosr_version": __version__, "eosr_model": m.spec.name, "eosr_scale": r,
             "eosr_frames": frames.shape[0], "eosr_reference_frame": files[0].name}
-    return write_raster(out, y, crs=ref.crs, transform=t, band_names=ref.band_names, dtype=dtype,
-                        dn_scale=ref.dn_scale if dn else 1.0, dn_offset=ref.dn_offset if dn else 0.0,
-                        nodata=ref.nodata if dn else None, tags=tags, cog=cog)
+    written = write_raster(out, y, crs=ref.crs, transform=t, band_names=ref.band_names, dtype=dtype,
+                           dn_scale=ref.dn_scale if dn else 1.0, dn_offset=ref.dn_offset if dn else 0.0,
+                           nodata=ref.nodata if dn else None, tags=tags, cog=cog)
+    drop_stale_uncertainty(out)  # (an earlier single-image --uncertainty run into the same OUT)
+    return written

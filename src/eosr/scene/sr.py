@@ -599,7 +599,20 @@ def super_resolve(
             for s in stages:
                 if s.exists():
                     s.unlink()
+    if not uncertainty:
+        drop_stale_uncertainty(out)
     return out
+
+
+def drop_stale_uncertainty(out: str | os.PathLike[str]) -> bool:
+    """Remove ``OUT.uncertainty.tif`` when eosr wrote it (tag ``eosr_layer = std``) for an earlier SR in
+    ``out``: a run without ``--uncertainty`` replaced that SR, so the std no longer describes it (and
+    ``eosr evaluate`` or a STAC item would pair the two). Returns whether a file was removed."""
+    side = uncertainty_path(out)
+    if side.is_file() and file_tag(side, "eosr_layer") == "std":
+        side.unlink()
+        return True
+    return False
 
 
 def check_writable(path: str | os.PathLike[str]) -> None:
