@@ -25,10 +25,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from eosr.errors import ModelError
+from eosr.train.validate import monitored
 
 __all__ = ["ALPHA_GRID", "interpolate_state", "main", "select_alpha"]
 
@@ -74,13 +74,9 @@ def select_alpha(cfg: Any, start: Any, tuned: Any, grid: Sequence[float] = ALPHA
         tuned.load_state_dict(interpolate_state(sa, sb, float(alpha)))
         with torch.no_grad(), single_pass(tuned):
             scores[float(alpha)] = _validate(tuned, sp, cfg.validation.noise_sigmas)
-    best = max(scores, key=lambda al: (_mean_psnr(scores[al]), -al))
+    best = max(scores, key=lambda al: (monitored(scores[al], "psnr"), -al))
     tuned.load_state_dict(interpolate_state(sa, sb, best))
     return best, scores
-
-
-def _mean_psnr(val: Mapping[str, Mapping[str, float]]) -> float:
-    return float(np.mean([v["psnr"] for v in val.values()]))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -107,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     grid = [float(a) for a in args.grid.split(",")]
     best, scores = select_alpha(cfg, start, tuned, grid)
     for alpha, val in scores.items():
-        print(f"alpha {alpha:.2f}: mean validation PSNR {_mean_psnr(val):.4f} dB", file=sys.stderr)
+        print(f"alpha {alpha:.2f}: mean validation PSNR {monitored(val, 'psnr'):.4f} dB", file=sys.stderr)
     card = dict(tuned_card)  # the fine-tune's; save_checkpoint rewrites what the weights determine (SHA-256 too)
     card["name"] = Path(args.out).name
     card["weight_interpolation"] = {
@@ -119,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     card["metrics"] = {"validation": scores[best]}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     w, _ = save_checkpoint(tuned, args.out, card)
-    print(f"alpha {best:.2f} (mean validation PSNR {_mean_psnr(scores[best]):.4f} dB) -> {w}", file=sys.stderr)
+    print(f"alpha {best:.2f} (mean validation PSNR {monitored(scores[best], 'psnr'):.4f} dB) -> {w}", file=sys.stderr)
     return 0
 
 

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from eosr._schema import SCHEMA_VERSION
+from eosr._windows import centre_box
 from eosr.errors import ConfigError, DataError, ModelError
 from eosr.trust.layers import STIMULI, activation_stats, filter_responses, hallucination_trace, make_stimulus
 
@@ -84,7 +85,6 @@ def read_centre_window(path: str | os.PathLike[str], max_lr: int, *, dn_scale: f
     from rasterio.errors import RasterioIOError
     from rasterio.windows import Window
 
-    from eosr._windows import centre_box
     from eosr.io.raster import open_quietly, read_raster
     from eosr.models.limits import MAX_BANDS
 
@@ -128,8 +128,8 @@ def _bands_of(model: Any, default: int) -> int:
 
 def _centre_crop(lr: np.ndarray, max_lr: int) -> tuple[np.ndarray, tuple[int, int]]:
     h, w = lr.shape[-2:]
-    y0, x0 = max(0, (h - max_lr) // 2), max(0, (w - max_lr) // 2)
-    return lr[:, y0 : y0 + max_lr, x0 : x0 + max_lr], (y0, x0)
+    y0, y1, x0, x1 = centre_box(h, w, max_lr)
+    return lr[:, y0:y1, x0:x1], (y0, x0)
 
 
 def explain(model: nn.Module, out_dir: str | os.PathLike[str], *, stimuli: Sequence[str] = STIMULI,
