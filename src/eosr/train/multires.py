@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -60,14 +60,22 @@ class MRSourceCfg(_Strict):
     ``hvn2_mat``: an s2_ssc_cnn_hvn2 ``.mat`` (native: degraded here; reduced ``_RR``: used as given, its
     ``Xm_im`` is the target). ``eopatch``: the eo-learn test patch (all dates), whose 20 m bands were
     nearest-resampled to 10 m: its 2x2 blocks (rows from 1, columns from 0) are the 20 m pixels.
+
+    ``landsat8``: a Landsat 8 OLI Level-1 folder (``*B2``..``*B7`` band files and the MTL, read as TOA
+    reflectance): SWIR 1/2 (B6, B7) stand in for B11/B12 and B2 B3 B4 B5 for the guide B02 B03 B04 B08
+    (matching spectral bands; the radiometric augmentation covers the sensors' differences). The guide is
+    used at its native 30 m grid and B6/B7 are degraded x2 with the B11/B12 operator, so the image has the
+    layout of the real task (guide on the output grid) with only the B11 and B12 slots present; its
+    ``window`` is on the 30 m grid.
     """
 
-    kind: Literal["hvn2_mat", "eopatch"]
+    kind: Literal["hvn2_mat", "eopatch", "landsat8"]
     path: str
     window: tuple[int, int, int, int] | None = None
     dates: list[int] | None = None  # eopatch: date indices (default all)
     location: str
     split: Literal["train", "val", "test"]
+    weight: float = Field(1.0, gt=0)  # sampling weight per pixel (patches are drawn by area x weight)
 
 
 class DropoutCfg(_Strict):
@@ -126,7 +134,8 @@ def load_multires_config(path: str | Path, doc: dict[str, Any] | None = None) ->
 @dataclass
 class MRImage:
     """One training/evaluation image: guide (4, H, W) at 20 m, 20 m bands (6, H/2, W/2) at 40 m, target
-    (6, H, W) at 20 m (float32 reflectance), with its name, location, split and degradation."""
+    (6, H, W) at 20 m (float32 reflectance), with its name, location, split, degradation, the 20 m slots
+    it holds (``present``, 6 bool; absent slots are 0) and its sampling weight."""
 
     x10: torch.Tensor
     x20: torch.Tensor
@@ -135,6 +144,8 @@ class MRImage:
     location: str
     split: str
     degradation: str
+    present: torch.Tensor = field(default_factory=lambda: torch.ones(6, dtype=torch.bool))
+    weight: float = 1.0
 
 
 def wald_operators(f10: float = 1.0, f20: float = 1.0) -> tuple[Any, Any]:
@@ -188,6 +199,47 @@ def native_pairs(src: MRSourceCfg) -> list[tuple[np.ndarray, np.ndarray, str]]:
     return res
 
 
+LANDSAT_GUIDE = ("B2", "B3", "B4", "B5")  # -> B02 B03 B04 B08
+LANDSAT_SWIR = ("B6", "B7")  # -> B11 B12
+
+
+def _landsat_band(folder: Path, band: str, window: tuple[int, int, int, int] | None) -> np.ndarray:
+    from eosr.io.raster import read_raster
+
+    files = sorted(f for f in folder.iterdir() if f.suffix.lower() in (".tif", ".tiff")
+                   and f.stem.upper().endswith(f"_{band}"))
+    if len(files) != 1:
+        raise DataError(f"{folder}: expected one *_{band}.tif Landsat band file, found {len(files)}")
+    a = read_raster(files[0]).data[0]
+    r0, r1, c0, c1 = window or (0, a.shape[0] // 2 * 2, 0, a.shape[1] // 2 * 2)
+    if not (0 <= r0 < r1 <= a.shape[0] and 0 <= c0 < c1 <= a.shape[1]) or (r1 - r0) % 2 or (c1 - c0) % 2:
+        raise ConfigError(f"{folder}: window {window} must be even-sized inside {a.shape}")
+    a = a[r0:r1, c0:c1]
+    if not np.isfinite(a).all():
+        raise DataError(f"{files[0]}: nodata inside the window {window}; choose a window of valid pixels")
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def landsat_images(src: MRSourceCfg, factors: list[tuple[float, float]]) -> list[MRImage]:
+    """A ``landsat8`` source (see :class:`MRSourceCfg`) as one image per distinct 20 m MTF factor."""
+    from eosr.data.samples import resolve
+
+    folder = Path(resolve(src.path))
+    x10 = torch.from_numpy(np.stack([_landsat_band(folder, b, src.window) for b in LANDSAT_GUIDE]))
+    hr = torch.zeros((6, *x10.shape[-2:]), dtype=torch.float32)
+    for b, a in zip(SWIR, LANDSAT_SWIR, strict=True):
+        hr[BANDS_20M.index(b)] = torch.from_numpy(_landsat_band(folder, a, src.window))
+    present = torch.tensor([b in SWIR for b in BANDS_20M])
+    out = []
+    for f20 in sorted({f for _, f in factors}):
+        op20 = wald_operators(1.0, f20)[1]
+        tag = "" if f20 == 1.0 else f"_mtf{f20:g}"
+        out.append(MRImage(x10, op20.downsample(hr).float() * present[:, None, None], hr, src.location + tag,
+                           src.location, src.split, f"Landsat 8 guide native; B6/B7 Wald x2 with the B11/B12 "
+                           f"operator, MTF x{f20:g}", present, src.weight))
+    return out
+
+
 def build_images(cfg: MultiResConfig) -> list[MRImage]:
     """Every source as Wald images: one per MTF factor pair for native data, as given for ``_RR`` files.
 
@@ -198,6 +250,9 @@ def build_images(cfg: MultiResConfig) -> list[MRImage]:
 
     images: list[MRImage] = []
     for src in cfg.sources:
+        if src.kind == "landsat8":
+            images.extend(landsat_images(src, cfg.psf.mtf_factors if src.split == "train" else [(1.0, 1.0)]))
+            continue
         if src.kind == "hvn2_mat":
             sc = read_hvn2_mat(resolve(src.path))
             if sc.reduced:
@@ -208,7 +263,8 @@ def build_images(cfg: MultiResConfig) -> list[MRImage]:
                 images.append(MRImage(torch.from_numpy(sc.stacks[10][:, r0:r1, c0:c1].copy()),
                                       torch.from_numpy(sc.stacks[20][:, r0 // 2: r1 // 2, c0 // 2: c1 // 2].copy()),
                                       torch.from_numpy(sc.reference[:, r0:r1, c0:c1].copy()),
-                                      f"{src.location}_rr", src.location, src.split, "third-party (file)"))
+                                      f"{src.location}_rr", src.location, src.split, "third-party (file)",
+                                      weight=src.weight))
                 continue
         factors = cfg.psf.mtf_factors if src.split == "train" else [(1.0, 1.0)]
         for a10, a20, name in native_pairs(src):
@@ -217,7 +273,8 @@ def build_images(cfg: MultiResConfig) -> list[MRImage]:
                 op10, op20 = wald_operators(f10, f20)
                 tag = "" if (f10, f20) == (1.0, 1.0) else f"_mtf{f10:g}_{f20:g}"
                 images.append(MRImage(op10.downsample(t10).float(), op20.downsample(t20).float(), t20.clone(),
-                                      name + tag, src.location, src.split, f"sentinel2 Wald x2, MTF x{f10:g}/x{f20:g}"))
+                                      name + tag, src.location, src.split, f"sentinel2 Wald x2, MTF x{f10:g}/x{f20:g}",
+                                      weight=src.weight))
     return images
 
 
@@ -235,7 +292,8 @@ def sample_batch(train: list[MRImage], cfg: MultiResConfig, g: torch.Generator
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """A random augmented batch: (x10, x20, mask (B, 6) bool, hr) (see the module docstring)."""
     p = cfg.patch
-    sizes = torch.tensor([im.hr.shape[-2] * im.hr.shape[-1] for im in train], dtype=torch.float64)  # by area
+    sizes = torch.tensor([im.hr.shape[-2] * im.hr.shape[-1] * im.weight for im in train],
+                         dtype=torch.float64)  # by area x weight
     x10s, x20s, hrs, masks = [], [], [], []
     for _ in range(cfg.batch_size):
         im = train[int(torch.multinomial(sizes, 1, generator=g))]
@@ -247,13 +305,15 @@ def sample_batch(train: list[MRImage], cfg: MultiResConfig, g: torch.Generator
         hr = _dihedral(im.hr[:, y: y + p, x: x + p], code)
         u = float(torch.rand((), generator=g))
         if u < cfg.dropout.p_all:
-            m = torch.ones(6, dtype=torch.bool)
+            m = im.present.clone()
         elif u < cfg.dropout.p_all + cfg.dropout.p_swir:
-            m = torch.tensor([b in SWIR for b in BANDS_20M])
+            m = torch.tensor([b in SWIR for b in BANDS_20M]) & im.present
         else:
             m = torch.zeros(6, dtype=torch.bool)
             while not m.any():
-                m = torch.rand(6, generator=g) < 0.5
+                m = (torch.rand(6, generator=g) < 0.5) & im.present
+        if not m.any():
+            m = im.present.clone()
         x10s.append(a10)
         x20s.append(a20)
         hrs.append(hr)
@@ -288,13 +348,16 @@ def bicubic_20m(x20: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def validate(model: Any, images: list[MRImage]) -> dict[str, Any]:
-    """RMSE of the model and of bicubic on each image, for all six bands and for B11+B12 only; ``score`` =
-    mean of RMSE(model) / RMSE(bicubic) over images and band sets (lower is better)."""
+    """RMSE of the model and of bicubic on each image, for all six bands and for B11+B12 only (the sets an
+    image holds); ``score`` = mean of RMSE(model) / RMSE(bicubic) over images and band sets (lower is
+    better)."""
     out: dict[str, Any] = {}
     ratios = []
     for im in images:
         rec = {}
         for key, bands in (("all", BANDS_20M), ("swir", SWIR)):
+            if not all(bool(im.present[BANDS_20M.index(b)]) for b in bands):
+                continue
             idx = [BANDS_20M.index(b) for b in bands]
             sr = model(im.x10[None], im.x20[None, idx], bands=list(bands))[0]
             hr = im.hr[idx]
@@ -316,9 +379,13 @@ def build_model(cfg: MultiResConfig, train: list[MRImage]) -> Any:
     model = S2MultiRes(1, BANDS_10M, BANDS_20M, features=m.features, blocks=m.blocks, res_scaling=m.res_scaling,
                        presence=True, guided_skip=m.guided_skip)
     g10 = torch.cat([im.x10.reshape(4, -1) for im in train], dim=1).double()
-    h20 = torch.cat([im.hr.reshape(6, -1) for im in train], dim=1).double()
-    allb = torch.cat([g10, h20])
-    model.set_normalisation(allb.mean(dim=1).float(), allb.std(dim=1).clamp(min=1e-6).float())
+    missing = [b for c, b in enumerate(BANDS_20M) if not any(bool(im.present[c]) for im in train)]
+    if missing:
+        raise ConfigError(f"no training image holds {', '.join(missing)}: add a source with those bands")
+    h20 = [torch.cat([im.hr[c].reshape(-1) for im in train if im.present[c]]).double() for c in range(6)]
+    mean = torch.cat([g10.mean(dim=1), torch.stack([h.mean() for h in h20])])
+    std = torch.cat([g10.std(dim=1), torch.stack([h.std() for h in h20])])
+    model.set_normalisation(mean.float(), std.clamp(min=1e-6).float())
     return model
 
 
