@@ -251,6 +251,23 @@ def test_checkpoint_round_trip_and_card(tmp_path) -> None:  # type: ignore[no-un
     assert M.load_model(tmp_path / "ck").card["training"]["split"]["val"] == ["b"]
 
 
+def test_checkpoint_weights_are_byte_reproducible(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The same model saved again gives the same bytes (the safetensors writer orders its metadata at random:
+    16 saves of two keys all in one order by chance has probability 2 * 2**-16)."""
+    from safetensors import safe_open
+
+    m = M.get_model("carn_m", scale=2, bands=S2_10M, channels=8)
+    blobs = {M.save_checkpoint(m, tmp_path / f"ck{i}", {})[0].read_bytes() for i in range(16)}
+    assert len(blobs) == 1
+    blob = blobs.pop()
+    n = int.from_bytes(blob[:8], "little")
+    assert blob[8: 8 + n].startswith(b'{"__metadata__":{"format":"eosr-checkpoint/1","model":"carn_m"},')
+    with safe_open(str(tmp_path / "ck0.safetensors"), "pt") as f:  # still a valid file for the reference reader
+        assert f.metadata() == {"format": "eosr-checkpoint/1", "model": "carn_m"}
+        for k, v in m.state_dict().items():
+            torch.testing.assert_close(f.get_tensor(k), v, atol=0, rtol=0)
+
+
 def test_checkpoint_wrong_bands_scale_or_weights_is_a_model_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
     m = M.get_model("carn_m", scale=2, bands=S2_10M, channels=8)
     M.save_checkpoint(m, tmp_path / "ck", {})

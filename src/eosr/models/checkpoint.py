@@ -56,13 +56,30 @@ def _clean(v: Any) -> Any:
     return v
 
 
+def canonical_safetensors(blob: bytes) -> bytes:
+    """``blob`` (a safetensors file) with its ``__metadata__`` keys in sorted order.
+
+    The writer keeps the metadata in a hash map whose order changes from call to call, so the same weights
+    gave different bytes (and SHA-256). Sorting only permutes the header's keys: its length, the tensor
+    entries and the data are unchanged, and any reader gets the same content.
+    """
+    n = int.from_bytes(blob[:8], "little")
+    head = json.loads(blob[8: 8 + n])
+    meta = head.pop("__metadata__", None)
+    ordered = ({"__metadata__": dict(sorted(meta.items()))} if meta is not None else {}) | head
+    text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(text) > n:  # never for a pure reordering; keep the writer's bytes rather than break the file
+        return blob
+    return blob[:8] + text + b" " * (n - len(text)) + blob[8 + n:]
+
+
 def save_checkpoint(model: SRNet, path: str | Path, card: dict[str, Any] | None = None) -> tuple[Path, Path]:
     """Write ``<path>.safetensors`` and ``<path>.json`` atomically; returns both paths.
 
     ``card`` adds user fields (training data and split manifest, metrics, sensor operator, ...); the
     architecture, bands, scale, normalisation, receptive field and parameter count come from the model.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     import eosr
     from eosr.io.raster import atomic_path
@@ -92,8 +109,9 @@ def save_checkpoint(model: SRNet, path: str | Path, card: dict[str, Any] | None 
     info.setdefault("training", None)
     info.setdefault("metrics", None)
     with atomic_path(wpath) as tmp:
-        save_file(state, str(tmp), metadata={"format": FORMAT, "model": str(model.arch.get("model"))})
-        info["weights_sha256"] = hashlib.sha256(tmp.read_bytes()).hexdigest()
+        blob = canonical_safetensors(save(state, metadata={"format": FORMAT, "model": str(model.arch.get("model"))}))
+        tmp.write_bytes(blob)
+        info["weights_sha256"] = hashlib.sha256(blob).hexdigest()
     text = json.dumps(_clean(stamped(info)), indent=2, allow_nan=False)
     with atomic_path(jpath) as tmp:
         tmp.write_text(text + "\n")
