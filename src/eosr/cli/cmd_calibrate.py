@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
         from eosr.degrade.resolve import TAG, check_mode, resolve_operator
         from eosr.errors import GeoError, ScaleError, SensorError, ShapeError
         from eosr.io import check_pair
-        from eosr.io.raster import atomic_path, size_checks
+        from eosr.io.raster import atomic_path, radiometry_record, size_checks
         from eosr.scene.source import check_calibrate_budget, is_multifile, read_scene
 
         check_scale_option("--scale", scale)
@@ -117,8 +117,7 @@ def register(app: typer.Typer) -> None:
             typer.echo("UNRELIABLE fit: see the reasons above (limits in docs/physics.md, 'PSF calibration')")
         doc = ({"schema_version": schema_version()} if schema_version() else {}) | {
                "hr": str(hr), "lr": str(lr),
-               "radiometry": {"hr": {"dn_scale": h.dn_scale, "dn_offset": h.dn_offset, "rule": h.radiometry},
-                              "lr": {"dn_scale": lo.dn_scale, "dn_offset": lo.dn_offset, "rule": lo.radiometry}},
+               "radiometry": {"hr": radiometry_record(h), "lr": radiometry_record(lo)},
                "georeferenced": georef, **cal.as_dict()}
         choice = resolve_operator(operator, sensor=sensor,
                                   bands=names or (lo.band_names if sensor is not None and lo.described else None),

@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
         """Write explain.json and figures: activations under stimuli, hallucination trace, filter responses,
         effective receptive field; with --image also the support map, attribution and attention maps."""
         from eosr._validate import check_dn
-        from eosr.io.raster import size_checks
+        from eosr.io.raster import radiometry_record, size_checks
         from eosr.models.registry import check_trained
         from eosr.trust.explain import canonical_name, check_explain_options, explain, read_centre_window, resolve_model
 
@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
                 ras, offset = read_centre_window(image, max_lr, dn_scale=dn_scale, dn_offset=dn_offset)
             arr = ras.data
             georef = {"crs": ras.crs, "transform": ras.transform}
-            radiometry = {"dn_scale": ras.dn_scale, "dn_offset": ras.dn_offset, "rule": ras.radiometry}
+            radiometry = radiometry_record(ras)
             n_bands = n_bands or arr.shape[0]
         net = resolve_model(model, scale=scale, n_bands=n_bands, allow_untrained=allow_untrained or image is None)
         kinds = [s.strip() for s in stimuli.split(",") if s.strip()]

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -147,6 +147,19 @@ class Radiometry:
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly record (for results and reports)."""
         return {"dn_scale": self.dn_scale, "dn_offset": self.dn_offset, "rule": self.rule}
+
+
+class HasRadiometry(Protocol):
+    """A raster or windowed grid that records how its values were made reflectance."""
+
+    dn_scale: float
+    dn_offset: float
+    radiometry: str
+
+
+def radiometry_record(src: HasRadiometry) -> dict[str, Any]:
+    """``{dn_scale, dn_offset, rule}`` of a raster or grid, as :meth:`Radiometry.as_dict` (results, reports)."""
+    return Radiometry(src.dn_scale, src.dn_offset, src.radiometry).as_dict()
 
 
 def resolve_radiometry(

@@ -229,13 +229,15 @@ def evaluate_files(
         from eosr.io.raster import check_output_folder
 
         check_output_folder(maps_dir, is_map_file, MAP_SET)  # before the work
+    from eosr.io.raster import radiometry_record
+
     opened: list[Any] = []
     try:
         sel = ([b.strip() for b in bands.split(",") if b.strip()] if isinstance(bands, str) else list(bands)
                if bands is not None else None)
         for p in (sr, hr, lr):
             opened.append(_grid(p, dn_scale, dn_offset, sel) if p is not None else None)
-        radiometry = {k: {"dn_scale": g.dn_scale, "dn_offset": g.dn_offset, "rule": g.radiometry}
+        radiometry = {k: radiometry_record(g)
                       for k, g in zip(("sr", "hr", "lr"), opened, strict=True) if g is not None}
         g_sr, g_hr, g_lr, r, geo = _footprint(opened[0], opened[1], opened[2], scale)
         names = None
