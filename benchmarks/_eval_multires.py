@@ -9,9 +9,10 @@ Evaluation data, never used in training or model selection:
   its B01/B09 are placeholders (unused here).
 
 Guide co-registration (both sets, the same rule): the shift of the 10 m bands against the 20 m bands is
-estimated from the INPUTS only (:func:`guide_shift`); above 0.1 HR pixel the guide is Fourier-shifted. It is
-0 on BigEarthNet; ``reykjavik_cell_RR.mat``'s 10 m group is off by about (0.4, 0.4) pixels of its 20 m grid
-(the file's own misregistration), which ruins every guided method: ``reykjavik_as_given`` reports that case.
+estimated from the INPUTS only (:func:`eosr.models.guided.coregister_guide`); above 0.1 HR pixel the guide
+is Fourier-shifted. It is 0 on BigEarthNet; ``reykjavik_cell_RR.mat``'s 10 m group is off by about
+(0.4, 0.4) pixels of its 20 m grid (the file's own misregistration), which ruins every guided method:
+``reykjavik_as_given`` reports that case.
 
 Band sets: all six 20 m bands given, and only B11+B12 given (the network is told the others are absent).
 Metric: RMSE (reflectance) after an 8-pixel border crop on the reference (HR) grid, per band and pooled over
@@ -67,27 +68,11 @@ def reykjavik_set() -> list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]
              torch.from_numpy(sc.reference))]
 
 
-def guide_shift(x10: torch.Tensor, x20: torch.Tensor) -> tuple[float, float]:
-    """Shift (dy, dx) of the guide, in its own (HR) pixels, that co-registers it with the 20 m bands, from the
-    INPUTS only: B08 degraded by B8A's Wald operator against B8A, both at the 20 m bands' grid
-    (:func:`eosr.physics.registration.estimate_shift`, sub-pixel cross-correlation)."""
-    from eosr.degrade import Degradation
-    from eosr.physics.registration import estimate_shift
+def _registered(x10: torch.Tensor, x20: torch.Tensor) -> tuple[torch.Tensor, list[float]]:
+    from eosr.models.guided import coregister_guide
 
-    op = Degradation.from_sensor("sentinel2", ["B8A"], 2, wald=True)
-    g = op.downsample(x10[None, BANDS_10M.index("B08"): BANDS_10M.index("B08") + 1].double())[0]
-    dy, dx = estimate_shift(x20[BANDS_20M.index("B8A"): BANDS_20M.index("B8A") + 1].double().numpy(), g.numpy())
-    return -2 * dy, -2 * dx
-
-
-def register_guide(x10: torch.Tensor, x20: torch.Tensor, tol: float = 0.1) -> tuple[torch.Tensor, list[float]]:
-    """The guide shifted (Fourier shift) by :func:`guide_shift` when that exceeds ``tol`` HR pixels, else as is."""
-    from eosr.physics.registration import fourier_shift
-
-    dy, dx = guide_shift(x10, x20)
-    if max(abs(dy), abs(dx)) <= tol:
-        return x10, [round(dy, 3), round(dx, 3)]
-    return torch.from_numpy(fourier_shift(x10, dy, dx)).to(x10.dtype), [round(dy, 3), round(dx, 3)]
+    g, (dy, dx) = coregister_guide(x10, x20, BANDS_20M)
+    return g, [round(dy, 3), round(dx, 3)]
 
 
 def units(err2: np.ndarray, blocks: int) -> np.ndarray:
@@ -139,8 +124,8 @@ def evaluate(model: Any, name: str = "s2_multires_20m",
     shifts: dict[str, Any] = {}
     for sname in sets:
         data = ben_set() if sname == "ben" else reykjavik_set()
-        if sname != "reykjavik_as_given":  # co-register the guide from the inputs (see guide_shift)
-            reg = [(n, *register_guide(a, b), b, r) for n, a, b, r in data]
+        if sname != "reykjavik_as_given":  # co-register the guide from the inputs (coregister_guide)
+            reg = [(n, *_registered(a, b), b, r) for n, a, b, r in data]
             shifts[sname] = {n: sh for n, _, sh, _, _ in reg}
             data = [(n, a, b, r) for n, a, _, b, r in reg]
         res[sname] = {}

@@ -253,11 +253,49 @@ def test_benchmark_module_figures_are_computed_on_held_out_data() -> None:
     assert u.shape == (4, 2) and u[0, 0] == np.mean([0, 1, 4, 5])
     r = E.ratio_ci(np.full(10, 4.0), np.full(10, 16.0))
     assert r["ratio"] == pytest.approx(0.5) and r["ratio_ci"] == pytest.approx([0.5, 0.5])
+    from eosr.models.guided import coregister_guide, guide_shift
+
     (_, x10, x20, _), = E.reykjavik_set()
-    dy, dx = E.guide_shift(x10, x20)
-    assert 0.3 < dy < 0.6 and 0.3 < dx < 0.6
+    dy, dx = guide_shift(x10, x20, B20)
+    assert 0.3 < dy < 0.6 and 0.3 < dx < 0.6  # the file's own misregistration (docs/model_card_s2_multires_20m.md)
+    g, sh = coregister_guide(x10, x20, B20)
+    assert sh == (dy, dx) and max(abs(v) for v in guide_shift(g, x20, B20)) < 0.1  # once shifted, it lines up
     name, b10, b20, ref = E.ben_set()[0]
-    assert max(abs(v) for v in E.guide_shift(b10, b20)) < 0.1 and ref.shape == (6, 60, 60)
+    assert max(abs(v) for v in guide_shift(b10, b20, B20)) < 0.1 and ref.shape == (6, 60, 60)
+    assert coregister_guide(b10, b20, B20)[0] is b10  # below 0.1 px nothing is touched
+
+
+def test_guide_shift_known_answer_on_real_patches(ben) -> None:  # type: ignore[no-untyped-def]
+    """A real BigEarthNet guide shifted by a known sub-pixel amount: the estimate (from the inputs only, any
+    subset of the 20 m bands) undoes it to within 0.15 px; sharpen_20m warns about it, and corrects it on
+    request, which brings the error back near the registered case."""
+    import warnings
+
+    from eosr.errors import GuideShiftWarning
+    from eosr.models.guided import guide_shift
+    from eosr.physics.registration import fourier_shift
+    from eosr.scene import sharpen_20m
+
+    x10, x20 = ben[0].double(), ben[1].double()
+    lr10, lr20 = wald(ben[0], ben[1])
+    for shift in ((0.8, -0.5), (-0.4, 0.0)):
+        moved = torch.from_numpy(fourier_shift(lr10.double(), *shift))
+        for sub in (list(B20), ["B11", "B12"]):
+            idx = [B20.index(b) for b in sub]
+            est = guide_shift(moved, lr20[idx].double(), sub)
+            assert abs(est[0] + shift[0]) < 0.15 and abs(est[1] + shift[1]) < 0.15, (shift, sub, est)
+    moved = torch.from_numpy(fourier_shift(x10, 0.8, -0.5)).float()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sharpen_20m(x10.float(), x20.float(), "guided_hpf")  # a registered guide: no warning
+        with pytest.raises(GuideShiftWarning, match="coregister"):
+            sharpen_20m(moved, x20.float(), "guided_hpf")
+        fixed = sharpen_20m(moved, x20.float(), "guided_hpf", coregister=True)
+    plain = sharpen_20m(x10.float(), x20.float(), "guided_hpf")
+    assert fixed.shape == plain.shape
+    inner = (slice(None), slice(8, -8), slice(8, -8))
+    assert float((fixed - plain)[inner].abs().mean()) < 0.25 * float((sharpen_20m(moved, x20.float(), "guided_hpf")
+                                                                       - plain)[inner].abs().mean())
 
 
 def test_train_dispatches_multires_configs_and_refuses_bad_ones(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -338,3 +376,30 @@ def test_landsat_source_fills_only_the_swir_slots(tmp_path: Path) -> None:
     assert set(val["l8"]) == {"swir"} and np.isfinite(val["score"])
     with pytest.raises(ConfigError, match="even-sized"):
         landsat_images(cfg.sources[0].model_copy(update={"window": (0, 63, 0, 64)}), [(1.0, 1.0)])
+
+
+def test_sr_of_a_band_folder_reports_a_misregistered_guide(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """``eosr sr FOLDER`` with a 20 m sharpening model records the guide's estimated shift as a tag, and prints
+    one ``warning:`` line when the 10 m bands are off the 20 m bands (here: moved by (1, -1) px of 10 m)."""
+    import rasterio
+
+    from eosr.io.source import file_tag
+
+    moved = tmp_path / "moved"
+    shutil.copytree(PATCH, moved)
+    for b in B10:
+        f = next(moved.glob(f"*_{b}.tif"))
+        with rasterio.open(f, "r+") as ds:
+            ds.write(np.roll(ds.read(), (1, -1), axis=(1, 2)))
+    for folder, expect_warning in ((PATCH, False), (moved, True)):
+        out = tmp_path / f"{folder.name}_sr.tif"
+        assert call_cli(["sr", str(folder), str(out), "--model", "guided_hpf", "--no-progress"]) == 0
+        err = capsys.readouterr().err
+        dy, dx = (float(v) for v in str(file_tag(out, "eosr_guide_shift_px")).split(","))
+        if expect_warning:
+            assert abs(dy + 1) < 0.2 and abs(dx - 1) < 0.2, (dy, dx)  # the shift that undoes the roll
+            lines = [ln for ln in err.splitlines() if ln.startswith("warning:")]
+            assert len(lines) == 1 and "px off the 20 m bands" in lines[0] and "coregister" in lines[0]
+            assert "Traceback" not in err and "GuideShiftWarning" not in err
+        else:
+            assert max(abs(dy), abs(dx)) < 0.1 and "warning" not in err

@@ -45,3 +45,13 @@ class ConfigError(EosrError):
 
 class ResourceError(EosrError):
     """The work would need more memory or disk than is available, or a file declares an absurd size."""
+
+
+class EosrWarning(UserWarning):
+    """A result was produced but something about the input deserves attention (the ``eosr`` command prints
+    it as one line ``warning: ...`` on stderr)."""
+
+
+class GuideShiftWarning(EosrWarning):
+    """The 10 m guide of a 20 m sharpening run is measurably off the 20 m bands (see
+    :func:`eosr.models.guided.guide_shift`)."""

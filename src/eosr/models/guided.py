@@ -119,6 +119,47 @@ def guided_slots(x10: torch.Tensor, x20: torch.Tensor, mask: torch.Tensor, bands
     return torch.where(mask.to(torch.bool)[:, :, None, None], out, torch.zeros((), dtype=out.dtype))
 
 
+#: Guide shift (10 m pixels) above which :func:`eosr.scene.sharpen_20m` warns: Sentinel-2's inter-band
+#: registration is specified to 0.3 px of the coarser band (0.6 px of 10 m) and is usually below 0.1 px.
+GUIDE_SHIFT_WARN = 0.25
+
+
+def guide_shift(x10: torch.Tensor, x20: torch.Tensor, bands_20m: Sequence[str]) -> tuple[float, float]:
+    """Shift (dy, dx), in guide (10 m) pixels, to apply to the guide so that it lines up with the 20 m bands,
+    estimated from the inputs only: x10 (C10, H, W), x20 (C20, H/2, W/2).
+
+    For each 20 m band b, the regression pan of the guided estimate seen at 20 m, sum_k w_k D_b(x10_k) + c
+    (:func:`regression_gains`, b's Wald PSF), is matched against b; the cross-power spectra are summed over
+    the bands and the sub-pixel peak found (:func:`eosr.physics.registration.estimate_shift`,
+    Guizar-Sicairos et al. 2008). Shifting the guide by the result (``fourier_shift(x10, dy, dx)``)
+    co-registers it. Any subset of the 20 m bands works (only B11 + B12, e.g.).
+    """
+    from eosr.physics.registration import estimate_shift
+
+    g10, y = x10.detach().cpu().double(), x20.detach().cpu().double()
+    c10, c20 = g10.shape[0], y.shape[0]
+    down = _guide_operator(tuple(bands_20m), c10)
+    g = down.downsample(g10[None].repeat(1, c20, 1, 1))[0].reshape(c20, c10, *y.shape[-2:])
+    pans = []
+    for k in range(c20):
+        w = regression_gains(g[k], y[k])
+        pans.append(torch.einsum("c,chw->hw", w[:c10], g[k]) + w[c10])
+    dy, dx = estimate_shift(y.numpy(), torch.stack(pans).numpy())
+    return -2.0 * float(dy), -2.0 * float(dx)
+
+
+def coregister_guide(x10: torch.Tensor, x20: torch.Tensor, bands_20m: Sequence[str], tol: float = 0.1
+                     ) -> tuple[torch.Tensor, tuple[float, float]]:
+    """(guide, (dy, dx)): the guide Fourier-shifted by :func:`guide_shift` when that exceeds ``tol`` guide
+    pixels in either axis (periodic borders: crop a few pixels of the edges), else unchanged, and the shift."""
+    from eosr.physics.registration import fourier_shift
+
+    dy, dx = guide_shift(x10, x20, bands_20m)
+    if max(abs(dy), abs(dx)) <= tol:
+        return x10, (dy, dx)
+    return torch.from_numpy(fourier_shift(x10, dy, dx)).to(x10.dtype), (dy, dx)
+
+
 def guided_hpf_sharpen(x10: torch.Tensor, x20: torch.Tensor, bands_20m: Sequence[str]) -> torch.Tensor:
     """High-pass detail injection (module docstring): x10 (B, C10, H, W), x20 (B, C20, H/2, W/2) -> (B, C20, H, W)."""
     mask = torch.ones(x20.shape[:2], dtype=torch.bool)

@@ -26,7 +26,7 @@ from eosr import __version__
 from eosr._alloc import keep_large_allocations, reuse_large_allocations
 from eosr._arrays import like, to_tensor
 from eosr.degrade.resolve import TAG
-from eosr.errors import ConfigError, DataError, ModelError, ScaleError
+from eosr.errors import ConfigError, DataError, EosrError, ModelError, ScaleError
 from eosr.io.raster import atomic_path, check_geotiff_name, copy_to_cog, to_dn
 from eosr.io.source import file_tag
 from eosr.physics import check_scale
@@ -398,7 +398,8 @@ def super_resolve_array(lr: Any, model: Any, *, tile: int = 512, overlap: int | 
 
 
 def sharpen_20m(x10: Any, x20: Any, model: Any = "s2_multires_20m", *, bands: Sequence[str] | None = None,
-                with_10m: bool = False, tile: int = 512, allow_untrained: bool = False) -> Any:
+                with_10m: bool = False, tile: int = 512, allow_untrained: bool = False,
+                coregister: bool = False) -> Any:
     """20 m -> 10 m Sentinel-2 sharpening of in-memory arrays (NumPy or torch in, same out), tiled.
 
     ``x10``: (4, H, W) reflectance of B02 B03 B04 B08; ``x20``: (k, H/2, W/2) reflectance of the 20 m bands
@@ -406,6 +407,11 @@ def sharpen_20m(x10: Any, x20: Any, model: Any = "s2_multires_20m", *, bands: Se
     grid (same origin). ``model``: ``s2_multires_20m`` (default), ``guided_hpf``, or any reference of
     :func:`eosr.models.resolve_model` to such a model. Returns (k, H, W), the given bands in the order of
     ``bands`` (with ``with_10m``: the 4 guide bands first, as given).
+
+    The guide's shift against the 20 m bands is estimated from the inputs
+    (:func:`eosr.models.guided.guide_shift`). Above ``GUIDE_SHIFT_WARN`` (0.25 px of 10 m) a
+    :class:`eosr.errors.GuideShiftWarning` names it: a misregistered guide can make the result worse than
+    bicubic. ``coregister=True`` Fourier-shifts the guide by the estimate first (when above 0.1 px).
     """
     from eosr.models.registry import resolve_model
     from eosr.models.s2_multires import pack_10m
@@ -424,6 +430,21 @@ def sharpen_20m(x10: Any, x20: Any, model: Any = "s2_multires_20m", *, bands: Se
         raise DataError(f"x10 {tuple(a10.shape[1:])} must be twice the size of x20 {tuple(a20.shape[1:])}")
     order = [names.index(b) for b in net.bands_20m]
     import torch
+
+    from eosr.models.guided import GUIDE_SHIFT_WARN, coregister_guide, guide_shift
+
+    if coregister:
+        a10 = coregister_guide(a10, a20, names)[0].float()
+    else:
+        dy, dx = guide_shift(a10, a20, names)
+        if max(abs(dy), abs(dx)) > GUIDE_SHIFT_WARN:
+            import warnings
+
+            from eosr.errors import GuideShiftWarning
+
+            warnings.warn(f"the 10 m guide is ({dy:+.2f}, {dx:+.2f}) px off the 20 m bands (estimated from the "
+                          "inputs): a misregistered guide can make sharpening worse than bicubic; pass "
+                          "coregister=True to shift it first", GuideShiftWarning, stacklevel=2)
 
     packed_in = torch.cat([pack_10m(a10[None])[0], a20[order]])
     out = super_resolve_array(packed_in, net, tile=tile)
@@ -521,13 +542,14 @@ def super_resolve(
         src: Any = open_multires(in_path, packed.bands_10m, packed.bands_20m, guide=guide,
                                  dn_scale=dn_scale, dn_offset=dn_offset)
         out_names = list(packed.spec.bands)
+        guide_tags = _check_guide(src, packed.bands_20m, in_path)
     else:
         src = open_source(in_path, bands, dn_scale=dn_scale, dn_offset=dn_offset)
         model = _with_operator(model, operator, sensor, in_path, src, scale)
         model = _resolve(model, src.band_names, src.count, scale, allow_untrained)
         out_names = [src.descriptions[b] or (src.band_names[b] if _described(src.band_names) else "")
                      for b in range(src.count)]
-    op_tags = _operator_tags(model, operator, sensor, in_path) if packed is None else {}
+    op_tags = _operator_tags(model, operator, sensor, in_path) if packed is None else guide_tags
     target = getattr(model, "inner", model)  # the packed multi-resolution wrapper holds the network
     if hasattr(target, "self_ensemble"):  # one pass unless asked: whole tiles at 1/8 of the cost
         target.self_ensemble = bool(self_ensemble)
@@ -602,6 +624,34 @@ def super_resolve(
     if not uncertainty:
         drop_stale_uncertainty(out)
     return out
+
+
+def _check_guide(src: Any, bands_20m: Sequence[str], in_path: Any, size: int = 256) -> dict[str, str]:
+    """The guide's shift against the 20 m bands on the centre window (at most ``size`` x ``size`` 20 m px) of a
+    packed source (:func:`eosr.models.guided.guide_shift`), as the tag ``eosr_guide_shift_px`` ("dy,dx" in 10 m
+    pixels); a :class:`GuideShiftWarning` above ``GUIDE_SHIFT_WARN``. Empty when the window has too few
+    valid pixels to tell."""
+    import torch
+
+    from eosr.errors import GuideShiftWarning
+    from eosr.models.guided import GUIDE_SHIFT_WARN, guide_shift
+
+    h, w = min(src.height, size), min(src.width, size)
+    r0, c0 = (src.height - h) // 2, (src.width - w) // 2
+    x10 = src.s10.read((2 * r0, 2 * (r0 + h), 2 * c0, 2 * (c0 + w)))
+    x20 = src.s20.read((r0, r0 + h, c0, c0 + w))
+    if min(h, w) < 16 or np.isfinite(x20).all(axis=0).mean() < 0.5:
+        return {}
+    try:
+        dy, dx = guide_shift(torch.from_numpy(x10), torch.from_numpy(x20), bands_20m)
+    except EosrError:  # too few valid pixels for the regression
+        return {}
+    if max(abs(dy), abs(dx)) > GUIDE_SHIFT_WARN:
+        warnings.warn(f"{Path(in_path).name}: the 10 m bands are ({dy:+.2f}, {dx:+.2f}) px off the 20 m bands "
+                      "(estimated from the inputs): a misregistered guide can make sharpening worse than "
+                      "bicubic; co-register them first (in Python: eosr.scene.sharpen_20m(..., coregister=True))",
+                      GuideShiftWarning, stacklevel=3)
+    return {"eosr_guide_shift_px": f"{dy:.2f},{dx:.2f}"}
 
 
 def drop_stale_uncertainty(out: str | os.PathLike[str]) -> bool:
