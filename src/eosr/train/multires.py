@@ -10,7 +10,9 @@ degraded x2 to 20 m and the 20 m bands degraded x2 to 40 m with the Sentinel-2 W
 (:meth:`eosr.degrade.Degradation.from_sensor` ``("sentinel2", bands, 2, wald=True)``) are the inputs; the
 ORIGINAL 20 m bands are the target. PSF robustness: the training images are degraded once per MTF factor
 pair (10 m group, 20 m group) of ``psf.mtf_factors`` (the Wald blur of MTF f m_b), and reduced-resolution
-files made by third parties (``Xm_im`` of the hvn2 ``_RR`` sets) are used as they are.
+files made by third parties (``Xm_im`` of the hvn2 ``_RR`` sets) are used as they are. Landsat 8 OLI scenes
+(``landsat8`` sources) teach B11/B12 only: SWIR 1/2 degraded x2 with the B11/B12 operator, guided by the
+visible/NIR bands on their native grid; an image holds only the 20 m slots it has (``MRImage.present``).
 
 Augmentation per patch: the 8 flips/rotations (same for every input and the target), radiometric gain and
 offset per band (20 m bands: on input and target alike; 10 m bands: on the guide), Gaussian noise on both
@@ -191,29 +193,35 @@ def native_pairs(src: MRSourceCfg) -> list[tuple[np.ndarray, np.ndarray, str]]:
             out.append((s10[t, :, : 2 * h, : 2 * w], s20[t], f"{src.location}_d{t}"))
     res = []
     for a10, a20, name in out:
-        r0, r1, c0, c1 = src.window or (0, a20.shape[1], 0, a20.shape[2])
-        if not (0 <= r0 < r1 <= a20.shape[1] and 0 <= c0 < c1 <= a20.shape[2]) or (r1 - r0) % 2 or (c1 - c0) % 2:
-            raise ConfigError(f"{src.path}: window {src.window} must be even-sized inside {a20.shape[1:]}")
+        r0, r1, c0, c1 = _window(src.window, a20.shape[1:], src.path)
         res.append((np.ascontiguousarray(a10[:, 2 * r0: 2 * r1, 2 * c0: 2 * c1], dtype=np.float32),
                     np.ascontiguousarray(a20[:, r0:r1, c0:c1], dtype=np.float32), name))
     return res
 
 
-LANDSAT_GUIDE = ("B2", "B3", "B4", "B5")  # -> B02 B03 B04 B08
-LANDSAT_SWIR = ("B6", "B7")  # -> B11 B12
+def _window(window: tuple[int, int, int, int] | None, shape: tuple[int, ...], where: str
+            ) -> tuple[int, int, int, int]:
+    """``window`` (r0, r1, c0, c1) checked to be even-sized inside ``shape`` (default: the largest even one)."""
+    h, w = shape[-2], shape[-1]
+    r0, r1, c0, c1 = window or (0, h // 2 * 2, 0, w // 2 * 2)
+    if not (0 <= r0 < r1 <= h and 0 <= c0 < c1 <= w) or (r1 - r0) % 2 or (c1 - c0) % 2:
+        raise ConfigError(f"{where}: window {window} must be even-sized inside {(h, w)}")
+    return r0, r1, c0, c1
+
+
+LANDSAT_GUIDE = ("B02", "B03", "B04", "B05")  # OLI B2 B3 B4 B5 -> B02 B03 B04 B08
+LANDSAT_SWIR = ("B06", "B07")  # OLI B6 B7 -> B11 B12
 
 
 def _landsat_band(folder: Path, band: str, window: tuple[int, int, int, int] | None) -> np.ndarray:
-    from eosr.io.raster import read_raster
+    from eosr.io.raster import file_band_name, read_raster
 
-    files = sorted(f for f in folder.iterdir() if f.suffix.lower() in (".tif", ".tiff")
-                   and f.stem.upper().endswith(f"_{band}"))
+    files = sorted(f for f in folder.iterdir() if f.suffix.lower() in (".tif", ".tiff") and file_band_name(f) == band)
     if len(files) != 1:
-        raise DataError(f"{folder}: expected one *_{band}.tif Landsat band file, found {len(files)}")
+        raise DataError(f"{folder}: expected one Landsat band file of {band} (*_B{int(band[1:])}.tif), "
+                        f"found {len(files)}")
     a = read_raster(files[0]).data[0]
-    r0, r1, c0, c1 = window or (0, a.shape[0] // 2 * 2, 0, a.shape[1] // 2 * 2)
-    if not (0 <= r0 < r1 <= a.shape[0] and 0 <= c0 < c1 <= a.shape[1]) or (r1 - r0) % 2 or (c1 - c0) % 2:
-        raise ConfigError(f"{folder}: window {window} must be even-sized inside {a.shape}")
+    r0, r1, c0, c1 = _window(window, a.shape, str(folder))
     a = a[r0:r1, c0:c1]
     if not np.isfinite(a).all():
         raise DataError(f"{files[0]}: nodata inside the window {window}; choose a window of valid pixels")
