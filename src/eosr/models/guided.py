@@ -124,9 +124,11 @@ def guided_slots(x10: torch.Tensor, x20: torch.Tensor, mask: torch.Tensor, bands
 GUIDE_SHIFT_WARN = 0.25
 
 
-def guide_shift(x10: torch.Tensor, x20: torch.Tensor, bands_20m: Sequence[str]) -> tuple[float, float]:
+def guide_shift(x10: torch.Tensor, x20: torch.Tensor, bands_20m: Sequence[str], size: int | None = 256
+                ) -> tuple[float, float]:
     """Shift (dy, dx), in guide (10 m) pixels, to apply to the guide so that it lines up with the 20 m bands,
-    estimated from the inputs only: x10 (C10, H, W), x20 (C20, H/2, W/2).
+    estimated from the inputs only: x10 (C10, H, W), x20 (C20, H/2, W/2), on their centre window of at most
+    ``size`` x ``size`` 20 m pixels (None: all of it).
 
     For each 20 m band b, the regression pan of the guided estimate seen at 20 m, sum_k w_k D_b(x10_k) + c
     (:func:`regression_gains`, b's Wald PSF), is matched against b; the cross-power spectra are summed over
@@ -136,22 +138,28 @@ def guide_shift(x10: torch.Tensor, x20: torch.Tensor, bands_20m: Sequence[str]) 
     """
     from eosr.physics.registration import estimate_shift
 
-    g10, y = x10.detach().cpu().double(), x20.detach().cpu().double()
+    y = x20.detach().cpu().double()
+    if size is not None and max(y.shape[-2:]) > size:
+        h, w = min(y.shape[-2], size), min(y.shape[-1], size)
+        r0, c0 = (y.shape[-2] - h) // 2, (y.shape[-1] - w) // 2
+        y, x10 = y[:, r0: r0 + h, c0: c0 + w], x10[:, 2 * r0: 2 * (r0 + h), 2 * c0: 2 * (c0 + w)]
+    g10 = x10.detach().cpu().double()
     c10, c20 = g10.shape[0], y.shape[0]
     down = _guide_operator(tuple(bands_20m), c10)
     g = down.downsample(g10[None].repeat(1, c20, 1, 1))[0].reshape(c20, c10, *y.shape[-2:])
     pans = []
     for k in range(c20):
-        w = regression_gains(g[k], y[k])
-        pans.append(torch.einsum("c,chw->hw", w[:c10], g[k]) + w[c10])
+        gains = regression_gains(g[k], y[k])
+        pans.append(torch.einsum("c,chw->hw", gains[:c10], g[k]) + gains[c10])
     dy, dx = estimate_shift(y.numpy(), torch.stack(pans).numpy())
     return -2.0 * float(dy), -2.0 * float(dx)
 
 
 def coregister_guide(x10: torch.Tensor, x20: torch.Tensor, bands_20m: Sequence[str], tol: float = 0.1
                      ) -> tuple[torch.Tensor, tuple[float, float]]:
-    """(guide, (dy, dx)): the guide Fourier-shifted by :func:`guide_shift` when that exceeds ``tol`` guide
-    pixels in either axis (periodic borders: crop a few pixels of the edges), else unchanged, and the shift."""
+    """(guide, (dy, dx)): the whole guide Fourier-shifted by :func:`guide_shift` (centre window) when that
+    exceeds ``tol`` guide pixels in either axis (periodic borders: crop a few pixels of the edges), else
+    unchanged, and the shift."""
     from eosr.physics.registration import fourier_shift
 
     dy, dx = guide_shift(x10, x20, bands_20m)

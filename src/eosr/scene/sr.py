@@ -408,8 +408,8 @@ def sharpen_20m(x10: Any, x20: Any, model: Any = "s2_multires_20m", *, bands: Se
     :func:`eosr.models.resolve_model` to such a model. Returns (k, H, W), the given bands in the order of
     ``bands`` (with ``with_10m``: the 4 guide bands first, as given).
 
-    The guide's shift against the 20 m bands is estimated from the inputs
-    (:func:`eosr.models.guided.guide_shift`). Above ``GUIDE_SHIFT_WARN`` (0.25 px of 10 m) a
+    The guide's shift against the 20 m bands is estimated from the inputs (centre 256 x 256 20 m pixels,
+    :func:`eosr.models.guided.guide_shift`). Above ``GUIDE_SHIFT_WARN`` (0.25 px of 10 m) a
     :class:`eosr.errors.GuideShiftWarning` names it: a misregistered guide can make the result worse than
     bicubic. ``coregister=True`` Fourier-shifts the guide by the estimate first (when above 0.1 px).
     """
@@ -643,7 +643,7 @@ def _check_guide(src: Any, bands_20m: Sequence[str], in_path: Any, size: int = 2
     if min(h, w) < 16 or np.isfinite(x20).all(axis=0).mean() < 0.5:
         return {}
     try:
-        dy, dx = guide_shift(torch.from_numpy(x10), torch.from_numpy(x20), bands_20m)
+        dy, dx = guide_shift(torch.from_numpy(x10), torch.from_numpy(x20), bands_20m, size=None)
     except EosrError:  # too few valid pixels for the regression
         return {}
     if max(abs(dy), abs(dx)) > GUIDE_SHIFT_WARN:
