@@ -46,7 +46,9 @@ def register(app: typer.Typer) -> None:
                                                 "the input's eosr_operator tag, else the model's card"),
         sensor: str = typer.Option(None, help="sensor of --operator full|wald (default for a CNN: its card's)"),
         guide: Path = typer.Option(None, help="20 m sharpening (s2_multires_20m, guided_hpf): GeoTIFF of the 10 m "
-                                              "bands B02 B03 B04 B08, IN being a GeoTIFF of 20 m bands"),
+                                              "bands B02 B03 B04 B08, IN being a GeoTIFF of 20 m bands; the 10 m "
+                                              "bands' shift against the 20 m bands is estimated, tagged "
+                                              "(eosr_guide_shift_px) and warned about above 0.25 px"),
         with_10m: bool = typer.Option(False, "--with-10m", help="20 m sharpening: write the 10 m bands too (first)"),
         no_size_check: bool = typer.Option(False, "--no-size-check",
                                            help="skip the disk estimate and the declared-size limit"),
