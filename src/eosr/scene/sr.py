@@ -431,20 +431,12 @@ def sharpen_20m(x10: Any, x20: Any, model: Any = "s2_multires_20m", *, bands: Se
     order = [names.index(b) for b in net.bands_20m]
     import torch
 
-    from eosr.models.guided import GUIDE_SHIFT_WARN, coregister_guide, guide_shift
+    from eosr.models.guided import coregister_guide
 
     if coregister:
         a10 = coregister_guide(a10, a20, names)[0].float()
     else:
-        dy, dx = guide_shift(a10, a20, names)
-        if max(abs(dy), abs(dx)) > GUIDE_SHIFT_WARN:
-            import warnings
-
-            from eosr.errors import GuideShiftWarning
-
-            warnings.warn(f"the 10 m guide is ({dy:+.2f}, {dx:+.2f}) px off the 20 m bands (estimated from the "
-                          "inputs): a misregistered guide can make sharpening worse than bicubic; pass "
-                          "coregister=True to shift it first", GuideShiftWarning, stacklevel=2)
+        _checked_shift(a10, a20, names, "pass coregister=True to shift it first")
 
     packed_in = torch.cat([pack_10m(a10[None])[0], a20[order]])
     out = super_resolve_array(packed_in, net, tile=tile)
@@ -626,15 +618,30 @@ def super_resolve(
     return out
 
 
-def _check_guide(src: Any, bands_20m: Sequence[str], in_path: Any, size: int = 256) -> dict[str, str]:
-    """The guide's shift against the 20 m bands on the centre window (at most ``size`` x ``size`` 20 m px) of a
-    packed source (:func:`eosr.models.guided.guide_shift`), as the tag ``eosr_guide_shift_px`` ("dy,dx" in 10 m
-    pixels); a :class:`GuideShiftWarning` above ``GUIDE_SHIFT_WARN``. Empty when the window has too few
-    valid pixels to tell."""
-    import torch
-
+def _checked_shift(x10: Any, x20: Any, bands_20m: Sequence[str], fix: str, where: str = "",
+                   size: int | None = 256) -> tuple[float, float] | None:
+    """The guide's shift against the 20 m bands (:func:`eosr.models.guided.guide_shift`), or None when the
+    inputs have too few valid pixels to tell; a :class:`GuideShiftWarning` naming ``fix`` above
+    ``GUIDE_SHIFT_WARN``."""
     from eosr.errors import GuideShiftWarning
     from eosr.models.guided import GUIDE_SHIFT_WARN, guide_shift
+
+    try:
+        dy, dx = guide_shift(x10, x20, bands_20m, size=size)
+    except EosrError:  # too few valid pixels for the regression
+        return None
+    if max(abs(dy), abs(dx)) > GUIDE_SHIFT_WARN:
+        warnings.warn(f"{where}the 10 m bands are ({dy:+.2f}, {dx:+.2f}) px off the 20 m bands (estimated from the "
+                      f"inputs): a misregistered guide can make sharpening worse than bicubic; {fix}",
+                      GuideShiftWarning, stacklevel=3)
+    return dy, dx
+
+
+def _check_guide(src: Any, bands_20m: Sequence[str], in_path: Any, size: int = 256) -> dict[str, str]:
+    """The guide's shift on the centre window (at most ``size`` x ``size`` 20 m px) of a packed source
+    (:func:`_checked_shift`), as the tag ``eosr_guide_shift_px`` ("dy,dx" in 10 m pixels); empty when the
+    window cannot tell."""
+    import torch
 
     h, w = min(src.height, size), min(src.width, size)
     r0, c0 = (src.height - h) // 2, (src.width - w) // 2
@@ -642,16 +649,10 @@ def _check_guide(src: Any, bands_20m: Sequence[str], in_path: Any, size: int = 2
     x20 = src.s20.read((r0, r0 + h, c0, c0 + w))
     if min(h, w) < 16 or np.isfinite(x20).all(axis=0).mean() < 0.5:
         return {}
-    try:
-        dy, dx = guide_shift(torch.from_numpy(x10), torch.from_numpy(x20), bands_20m, size=None)
-    except EosrError:  # too few valid pixels for the regression
-        return {}
-    if max(abs(dy), abs(dx)) > GUIDE_SHIFT_WARN:
-        warnings.warn(f"{Path(in_path).name}: the 10 m bands are ({dy:+.2f}, {dx:+.2f}) px off the 20 m bands "
-                      "(estimated from the inputs): a misregistered guide can make sharpening worse than "
-                      "bicubic; co-register them first (in Python: eosr.scene.sharpen_20m(..., coregister=True))",
-                      GuideShiftWarning, stacklevel=3)
-    return {"eosr_guide_shift_px": f"{dy:.2f},{dx:.2f}"}
+    shift = _checked_shift(torch.from_numpy(x10), torch.from_numpy(x20), bands_20m,
+                           "co-register them first (in Python: eosr.scene.sharpen_20m(..., coregister=True))",
+                           f"{Path(in_path).name}: ", size=None)
+    return {} if shift is None else {"eosr_guide_shift_px": f"{shift[0]:.2f},{shift[1]:.2f}"}
 
 
 def drop_stale_uncertainty(out: str | os.PathLike[str]) -> bool:
