@@ -136,13 +136,13 @@ def guide_shift(x10: torch.Tensor, x20: torch.Tensor, bands_20m: Sequence[str], 
     Guizar-Sicairos et al. 2008). Shifting the guide by the result (``fourier_shift(x10, dy, dx)``)
     co-registers it. Any subset of the 20 m bands works (only B11 + B12, e.g.).
     """
+    from eosr._windows import centre_box
     from eosr.physics.registration import estimate_shift
 
     y = x20.detach().cpu().double()
     if size is not None and max(y.shape[-2:]) > size:
-        h, w = min(y.shape[-2], size), min(y.shape[-1], size)
-        r0, c0 = (y.shape[-2] - h) // 2, (y.shape[-1] - w) // 2
-        y, x10 = y[:, r0: r0 + h, c0: c0 + w], x10[:, 2 * r0: 2 * (r0 + h), 2 * c0: 2 * (c0 + w)]
+        r0, r1, c0, c1 = centre_box(y.shape[-2], y.shape[-1], size)
+        y, x10 = y[:, r0:r1, c0:c1], x10[:, 2 * r0: 2 * r1, 2 * c0: 2 * c1]
     g10 = x10.detach().cpu().double()
     c10, c20 = g10.shape[0], y.shape[0]
     down = _guide_operator(tuple(bands_20m), c10)

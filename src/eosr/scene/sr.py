@@ -643,11 +643,12 @@ def _check_guide(src: Any, bands_20m: Sequence[str], in_path: Any, size: int = 2
     window cannot tell."""
     import torch
 
-    h, w = min(src.height, size), min(src.width, size)
-    r0, c0 = (src.height - h) // 2, (src.width - w) // 2
-    x10 = src.s10.read((2 * r0, 2 * (r0 + h), 2 * c0, 2 * (c0 + w)))
-    x20 = src.s20.read((r0, r0 + h, c0, c0 + w))
-    if min(h, w) < 16 or np.isfinite(x20).all(axis=0).mean() < 0.5:
+    from eosr._windows import centre_box
+
+    r0, r1, c0, c1 = centre_box(src.height, src.width, size)
+    x10 = src.s10.read((2 * r0, 2 * r1, 2 * c0, 2 * c1))
+    x20 = src.s20.read((r0, r1, c0, c1))
+    if min(r1 - r0, c1 - c0) < 16 or np.isfinite(x20).all(axis=0).mean() < 0.5:
         return {}
     shift = _checked_shift(torch.from_numpy(x10), torch.from_numpy(x20), bands_20m,
                            "co-register them first (in Python: eosr.scene.sharpen_20m(..., coregister=True))",
