@@ -361,7 +361,7 @@ def test_landsat_source_fills_only_the_swir_slots(tmp_path: Path) -> None:
     op = Degradation.from_sensor("sentinel2", ["B11", "B12"], 2, wald=True)
     assert torch.allclose(im.x20[4:], op.downsample(im.hr[4:]).float(), atol=1e-7)
     g = torch.Generator().manual_seed(0)
-    _, x20, mask, hr = sample_batch(train, cfg, g)
+    _, x20, mask, hr, _ = sample_batch(train, cfg, g)
     assert x20.shape == (16, 6, 8, 8) and mask[:, 4:].any(dim=1).all() and not mask[:, :4].any()
     with pytest.raises(ConfigError, match="no training image holds B05, B06, B07, B8A"):
         build_model(cfg, train)
@@ -403,3 +403,122 @@ def test_sr_of_a_band_folder_reports_a_misregistered_guide(tmp_path: Path, capsy
             assert "Traceback" not in err and "GuideShiftWarning" not in err
         else:
             assert max(abs(dy), abs(dx)) < 0.1 and "warning" not in err
+
+
+# ----------------------------------------------------------------------------------------- PSF-aware 20 m sharpening
+
+
+def _scaled_op(bands: tuple[str, ...], f: float) -> object:
+    """The Sentinel-2 x2 Wald operator of ``bands`` with the MTF at Nyquist scaled by ``f``."""
+    from eosr.degrade import Degradation
+    from eosr.physics.psf import wald_sigma
+    from eosr.sensors import get_sensor
+
+    sig = tuple(wald_sigma(b.mtf_nyquist * f, 2) for b in get_sensor("sentinel2").select(list(bands)))
+    return Degradation(scale=2, sigmas=sig, bands=bands)
+
+
+def test_guided_hpf_told_the_operator_is_exact_where_the_catalogue_one_is_not(ben) -> None:  # type: ignore[no-untyped-def]
+    """A 20 m band made through a PSF blurrier than the catalogue (MTF x0.7) is restored exactly by the
+    guided estimate told that PSF, and not by the one that assumes the catalogue PSF."""
+    from eosr.models.guided import GuidedHPF, guided_slots
+
+    x10 = ben[0].double()[None]
+    a = torch.tensor([[0.2, -0.1, 0.5, 0.4], [0.0, 0.3, -0.2, 0.9]], dtype=torch.float64)
+    bands = ("B8A", "B12")
+    op = _scaled_op(bands, 0.7)
+    truth = torch.einsum("kc,bchw->bkhw", a, x10)
+    y = op.downsample(truth)  # type: ignore[attr-defined]
+    one = torch.ones(1, 2, dtype=torch.bool)
+    told = guided_slots(x10, y, one, bands, floor=0.0, sigmas=op.sigmas)  # type: ignore[attr-defined]
+    assert float((told - truth).abs().max()) < 1e-6
+    assert float((guided_slots(x10, y, one, bands, floor=0.0) - truth).abs().max()) > 1e-3
+    g = GuidedHPF(bands_20m=bands)
+    assert g.operator.sigmas == guided_slots.__globals__["band_sigmas"](bands)  # the catalogue by default
+    g.set_operator(op)
+    assert torch.allclose(g(x10.float(), y[:, 1:].float(), bands=["B12"]),
+                          guided_slots(x10.float(), y[:, 1:].float(), one[:, 1:], ("B12",), sigmas=op.sigmas[1:]))  # type: ignore[attr-defined]
+
+
+def test_psf_told_network_takes_the_operator_and_others_refuse_it() -> None:
+    """An untrained ``psf_told`` network (exit conv at zero) IS the guided estimate with the told PSF; a network
+    trained with one fixed PSF refuses an operator in one line; the operator is the 20 m bands' x2 PSF."""
+    from eosr.degrade import Degradation
+    from eosr.models.backprojection import set_model_operator
+    from eosr.models.guided import GuidedHPF
+    from eosr.models.s2_multires import S2MultiRes
+
+    torch.manual_seed(0)
+    x10, x20 = torch.rand(1, 4, 32, 32), torch.rand(1, 2, 16, 16)
+    net = S2MultiRes(1, presence=True, guided_skip=True, psf_told=True, features=8, blocks=1)
+    assert net.arch["kwargs"]["psf_told"] is True
+    ch = set_model_operator(net, "full")  # the catalogue sensor PSF of the 20 m bands at x2
+    full = Degradation.from_sensor("sentinel2", list(B20), 2)
+    assert ch.source == "option" and net.operator.sigmas == pytest.approx(full.sigmas)
+    g = GuidedHPF()
+    g.set_operator(full)
+    with torch.no_grad():
+        assert torch.allclose(net(x10, x20, bands=["B11", "B12"]), g(x10, x20, bands=["B11", "B12"]), atol=1e-5)
+    with pytest.raises(ModelError, match="scale x2, the model is x4|is for scale x4"):
+        net.set_operator(Degradation.from_sensor("sentinel2", list(B20), 4))
+    fixed = S2MultiRes(1, presence=True, guided_skip=True, features=8, blocks=1)
+    assert fixed.operator is None
+    with pytest.raises(ModelError, match="one fixed PSF"):
+        fixed.set_operator(full)
+    with pytest.raises(ModelError, match="psf_told"):
+        S2MultiRes(1, presence=True, psf_told=True)
+
+
+def test_sr_operator_option_for_20m_sharpening(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """``eosr sr --operator`` tells a guided 20 m method its PSF and records it; a network that takes none
+    refuses the option with exit 2 and one line, before writing anything."""
+    out_d, out_f = tmp_path / "default.tif", tmp_path / "full.tif"
+    assert call_cli(["sr", str(PATCH), str(out_d), "--model", "guided_hpf", "--no-progress"]) == 0
+    assert call_cli(["sr", str(PATCH), str(out_f), "--model", "guided_hpf", "--operator", "full",
+                     "--no-progress"]) == 0
+    import rasterio
+
+    from eosr.degrade import Degradation
+
+    with rasterio.open(out_d) as a, rasterio.open(out_f) as b:
+        ta, tb = a.tags(), b.tags()
+        assert not np.array_equal(a.read(), b.read())
+    assert ta["eosr_model_operator_source"] == "default" and tb["eosr_model_operator_source"] == "option"
+    assert tb["eosr_model_operator_mode"] == "full"
+    full = Degradation.from_sensor("sentinel2", list(B20), 2)
+    assert json.loads(tb["eosr_model_operator"])["sigma_hr_px"] == pytest.approx(list(full.sigmas), abs=1e-6)
+    capsys.readouterr()
+    bad = tmp_path / "bad.tif"
+    assert call_cli(["sr", str(PATCH), str(bad), "--model", "s2_multires", "--allow-untrained", "--operator",
+                     "full", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "--operator" in err and len(err.splitlines()) == 1
+    assert not bad.exists()
+
+
+def test_psf_told_training_gives_each_patch_its_own_operator(tmp_path: Path) -> None:
+    """``[model] psf_told``: every patch's guided skip uses the operator that made its 20 m bands (the
+    catalogue one for third-party files); the trained checkpoint takes ``--operator``."""
+    from eosr.models.guided import band_sigmas
+    from eosr.train.multires import MultiResConfig, build_images, sample_batch, train_multires, wald_operators
+
+    ep = {"kind": "eopatch", "path": "sample:eolearn_testeopatch_s2", "dates": [2]}
+    cfg = MultiResConfig.model_validate({
+        "kind": "s2_multires", "name": "t", "output": str(tmp_path / "o"), "batch_size": 8, "patch": 16,
+        "epochs": 1, "steps_per_epoch": 2, "model": {"features": 8, "blocks": 1, "guided_skip": True, "psf_told": True},
+        "sources": [ep | {"window": [0, 34, 0, 50], "split": "train", "location": "north"},
+                    ep | {"window": [34, 42, 0, 50], "split": "val", "location": "centre"}],
+        "psf": {"mtf_factors": [[1.0, 1.0], [0.7, 1.3]]}})
+    images = build_images(cfg)
+    train = [im for im in images if im.split == "train"]
+    assert [im.sigmas for im in train] == [band_sigmas(B20), wald_operators(0.7, 1.3)[1].sigmas]
+    for im in train:  # a patch carries the operator of the image it was cut from
+        sig = sample_batch([im], cfg, torch.Generator().manual_seed(3))[4]
+        assert all(tuple(row) == pytest.approx(im.sigmas) for row in sig.tolist())
+    sig = sample_batch(train, cfg, torch.Generator().manual_seed(3))[4]
+    assert len(torch.unique(sig, dim=0)) == 2  # both operators in one batch: one forward per operator
+    stem = train_multires(cfg, log=lambda m: None)
+    net = M.load_model(str(stem) + ".safetensors")
+    assert net.psf_told and net.operator is not None
+    card = json.loads(stem.with_suffix(".json").read_text())
+    assert card["sensor_operator"]["psf_told"] is True

@@ -242,14 +242,18 @@ def set_model_operator(model: Any, operator: str | Degradation | None = None, *,
         name = getattr(getattr(model, "spec", None), "name", type(model).__name__)
         raise ModelError(f"{name} has no physics that takes the operator (a CARN with bp_skip, or backprojection)")
     spec = model.spec
-    n = int(model.n_bands)
+    # what the operator describes: the model's bands at its scale, unless the model says otherwise (the x2 PSF
+    # of the 20 m bands for s2_multires)
+    bands = getattr(model, "operator_bands", spec.bands)
+    n = len(bands) if bands else int(model.n_bands)
     if isinstance(operator, Degradation):
         choice = OperatorChoice(operator, "object", "option")
     else:
-        default_sensor = sensor or model.arch.get("kwargs", {}).get("bp_sensor")
+        default_sensor = sensor or getattr(model, "operator_sensor", None) or model.arch.get("kwargs", {}).get("bp_sensor")
         try:
-            choice = resolve_operator(operator, sensor=default_sensor, bands=list(spec.bands) if spec.bands else None,
-                                      scale=spec.scale, n_bands=n, tag=tag, default=None)
+            choice = resolve_operator(operator, sensor=default_sensor, bands=list(bands) if bands else None,
+                                      scale=getattr(model, "operator_scale", spec.scale), n_bands=n, tag=tag,
+                                      default=None)
         except SensorError as e:
             raise ModelError(f"operator for {spec.name}: {e}") from None
     if choice.operator is None:

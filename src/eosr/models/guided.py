@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from eosr.errors import ModelError, ShapeError
 from eosr.models.base import ModelSpec, SRNet
-from eosr.models.s2_multires import BANDS_10M, BANDS_20M
+from eosr.models.s2_multires import BANDS_10M, BANDS_20M, ToldPSF
 
 #: Ridge of the regression, as a reflectance noise floor: N * NOISE_FLOOR^2 on the gains (not the offset),
 #: so that a flat guide (water, tile of cloud) does not get huge gains fitted to noise.
@@ -81,24 +81,27 @@ def band_sigmas(bands_20m: Sequence[str]) -> tuple[float, ...]:
     return sig
 
 
-@functools.lru_cache(maxsize=16)
-def _guide_operator(bands_20m: tuple[str, ...], c10: int) -> Any:
+@functools.lru_cache(maxsize=64)
+def _guide_operator(bands_20m: tuple[str, ...], c10: int, sigmas: tuple[float, ...] | None = None) -> Any:
     """D_b of every 20 m band applied to each of ``c10`` guide bands, as the traceable spatial operator of
-    :class:`eosr.models.backprojection.SpatialBackProjection` (same taps as ``Degradation.downsample``)."""
+    :class:`eosr.models.backprojection.SpatialBackProjection` (same taps as ``Degradation.downsample``);
+    ``sigmas``: the bands' PSF sigmas in 10 m pixels (default: their Sentinel-2 Wald PSF, :func:`band_sigmas`)."""
     from eosr.degrade import Degradation
     from eosr.models.backprojection import SpatialBackProjection
 
-    sig = tuple(s for s in band_sigmas(bands_20m) for _ in range(c10))
+    if sigmas is not None and len(sigmas) != len(bands_20m):
+        raise ModelError(f"{len(sigmas)} PSF sigmas for {len(bands_20m)} 20 m bands")
+    sig = tuple(s for s in (sigmas if sigmas is not None else band_sigmas(bands_20m)) for _ in range(c10))
     return SpatialBackProjection(Degradation(scale=2, sigmas=sig), len(sig), iterations=0)
 
 
 def guided_slots(x10: torch.Tensor, x20: torch.Tensor, mask: torch.Tensor, bands_20m: Sequence[str],
-                 floor: float = NOISE_FLOOR) -> torch.Tensor:
+                 floor: float = NOISE_FLOOR, sigmas: Sequence[float] | None = None) -> torch.Tensor:
     """Sharpen the given slots: x10 (B, C10, H, W), x20 (B, C20, H/2, W/2), mask (B, C20) bool -> (B, C20, H, W),
     0 where absent. All bands and images at once: the ridge regression of :func:`regression_gains` solved
     as a batch of (C10 + 1)^2 normal equations (non-finite pixels left out of the fit)."""
     c10, c20 = x10.shape[1], x20.shape[1]
-    down = _guide_operator(tuple(bands_20m), c10)  # band b's PSF on every guide band
+    down = _guide_operator(tuple(bands_20m), c10, None if sigmas is None else tuple(float(v) for v in sigmas))
     g = down.downsample(x10.repeat(1, c20, 1, 1))
     g_lr = g.reshape(g.shape[0], c20, c10, g.shape[-2], g.shape[-1])
     gd, yd = g_lr.double().flatten(3), x20.double().flatten(2)  # (B, C20, C10, N), (B, C20, N)
@@ -168,13 +171,15 @@ def coregister_guide(x10: torch.Tensor, x20: torch.Tensor, bands_20m: Sequence[s
     return torch.from_numpy(fourier_shift(x10, dy, dx)).to(x10.dtype), (dy, dx)
 
 
-def guided_hpf_sharpen(x10: torch.Tensor, x20: torch.Tensor, bands_20m: Sequence[str]) -> torch.Tensor:
-    """High-pass detail injection (module docstring): x10 (B, C10, H, W), x20 (B, C20, H/2, W/2) -> (B, C20, H, W)."""
+def guided_hpf_sharpen(x10: torch.Tensor, x20: torch.Tensor, bands_20m: Sequence[str],
+                       sigmas: Sequence[float] | None = None) -> torch.Tensor:
+    """High-pass detail injection (module docstring): x10 (B, C10, H, W), x20 (B, C20, H/2, W/2) -> (B, C20, H, W);
+    ``sigmas``: the bands' PSF sigmas (10 m px; default the Sentinel-2 Wald ones)."""
     mask = torch.ones(x20.shape[:2], dtype=torch.bool)
-    return guided_slots(x10, x20, mask, bands_20m)
+    return guided_slots(x10, x20, mask, bands_20m, sigmas=sigmas)
 
 
-class GuidedHPF(SRNet):
+class GuidedHPF(ToldPSF, SRNet):
     """Weight-free guided baseline (high-pass injection with per-band regression) for any 20 m band subset."""
 
     def __init__(self, bands_10m: Sequence[str] = BANDS_10M, bands_20m: Sequence[str] = BANDS_20M) -> None:
@@ -216,7 +221,8 @@ class GuidedHPF(SRNet):
         h, w = x10.shape[-2:]
         if x20.shape[-2] * 2 != h or x20.shape[-1] * 2 != w or x20.shape[0] != x10.shape[0]:
             raise ShapeError(f"20 m bands {tuple(x20.shape[-2:])} must be half the 10 m size {(h, w)} (same origin)")
-        return guided_hpf_sharpen(x10, x20, sub)
+        sig = None if self.skip_sigmas is None else [self.skip_sigmas[self.bands_20m.index(b)] for b in sub]
+        return guided_hpf_sharpen(x10, x20, sub, sig)
 
     def packed(self, bands: Sequence[str] | None = None, with_10m: bool = False) -> Any:
         """Single-input form on the 20 m grid (see :class:`eosr.models.s2_multires.PackedS2MultiRes`)."""

@@ -45,7 +45,53 @@ class _Res(nn.Module):
         return x + self.scaling * self.body(x)
 
 
-class S2MultiRes(SRNet):
+class ToldPSF:
+    """The operator of a guided 20 m estimate: the x2 PSF of the 20 m bands on the 10 m grid (one Gaussian
+    per band, Sentinel-2 Wald catalogue unless told), for :func:`eosr.models.backprojection.set_model_operator`
+    and ``eosr sr --operator``. Used by :class:`S2MultiRes` trained with ``psf_told`` and by ``guided_hpf``."""
+
+    operator_scale = 2
+    operator_sensor = "sentinel2"
+    bands_20m: tuple[str, ...]
+    skip_sigmas: tuple[float, ...] | None = None
+    spec: ModelSpec
+
+    def takes_operator(self) -> bool:
+        """Whether the estimate's PSF may be told (a network trained with one fixed PSF: no)."""
+        return True
+
+    @property
+    def operator_bands(self) -> tuple[str, ...]:
+        return self.bands_20m
+
+    @property
+    def operator(self) -> Any:
+        """The x2 operator of the 20 m bands in use (a :class:`eosr.degrade.Degradation`), or None when the
+        model takes none."""
+        if not self.takes_operator():
+            return None
+        from eosr.degrade import Degradation
+        from eosr.models.guided import band_sigmas
+
+        told = self.skip_sigmas is not None
+        sig = self.skip_sigmas if told else band_sigmas(self.bands_20m)
+        return Degradation(scale=2, sigmas=tuple(sig), bands=self.bands_20m,
+                           description="told at inference" if told else "sentinel2 Wald PSF x2 (catalogue)")
+
+    def set_operator(self, operator: Any) -> None:
+        """Use ``operator`` (x2, one Gaussian PSF per 20 m band, or one for all, in 10 m pixels) in the guided
+        estimate from now on (PSF-aware inference; weights, if any, unchanged)."""
+        from eosr.models.backprojection import check_model_operator
+
+        if not self.takes_operator():
+            raise ModelError(f"{self.spec.name} was trained with one fixed PSF: its guided skip takes no operator")
+        check_model_operator(operator, 2, self.bands_20m, len(self.bands_20m))
+        sig = tuple(float(v) for v in operator.sigmas)
+        self.skip_sigmas = sig * len(self.bands_20m) if len(sig) == 1 else sig
+        self.spec.extra["operator"] = operator.describe()
+
+
+class S2MultiRes(ToldPSF, SRNet):
     """DSen2-style network sharpening 20 m bands with the 10 m bands (and everything by r > 1)."""
 
     def __init__(
@@ -59,6 +105,7 @@ class S2MultiRes(SRNet):
         res_scaling: float = 0.1,
         presence: bool = False,
         guided_skip: bool = False,
+        psf_told: bool = False,
     ) -> None:
         from eosr.sensors import normalise_band_name
 
@@ -79,6 +126,10 @@ class S2MultiRes(SRNet):
             kwargs["presence"] = True
         if guided_skip:
             kwargs["guided_skip"] = True
+        if psf_told and not guided_skip:
+            raise ModelError("s2_multires: psf_told (an operator told at inference) needs guided_skip")
+        if psf_told:
+            kwargs["psf_told"] = True
         rf = int(math.ceil(2 + (2 + 2 * blocks) / r))  # bicubic of the 20 m bands (2 px at 20 m) + convs at 10/r m
         spec = ModelSpec(name="s2_multires", scale=r, bands=b10 + b20, receptive_field=rf,
                          extra={"kind": "multi-resolution CNN", "paper": "Lanaras et al. 2018 (DSen2)",
@@ -91,6 +142,8 @@ class S2MultiRes(SRNet):
         self.n10, self.n20 = len(b10), len(b20)
         self.bands_10m, self.bands_20m = b10, b20
         self.presence, self.guided_skip = bool(presence), bool(guided_skip)
+        self.psf_told = bool(psf_told)
+        self.skip_sigmas: tuple[float, ...] | None = None  # PSF of the guided skip (None: S2 Wald catalogue)
         c_head = c_in + (len(b20) if presence else 0) + (len(b20) if guided_skip else 0)
         self.head = nn.Sequential(nn.Conv2d(c_head, features, 3, 1, 1), nn.ReLU(inplace=True))
         self.body = nn.Sequential(*[_Res(features, res_scaling) for _ in range(blocks)])
@@ -150,7 +203,8 @@ class S2MultiRes(SRNet):
         base = x[:, self.n10:] if r == 1 else x
         return self.denormalise_out(base + y)
 
-    def forward_slots(self, x10: torch.Tensor, x20: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward_slots(self, x10: torch.Tensor, x20: torch.Tensor, mask: torch.Tensor,
+                      sigmas: Sequence[float] | None = None) -> torch.Tensor:
         """Presence network on all 20 m slots: ``x20`` (B, C20, H/2, W/2), ``mask`` (B, C20) bool = given.
 
         Absent slots are replaced by 0 after normalisation (whatever they hold, NaN included) and flagged
@@ -174,12 +228,16 @@ class S2MultiRes(SRNet):
             from eosr.models.guided import guided_slots
 
             with torch.no_grad():
-                gd = guided_slots(x10.detach(), x20.detach(), mask, self.bands_20m)
+                sig = sigmas if sigmas is not None else self.skip_sigmas
+                gd = guided_slots(x10.detach(), x20.detach(), mask, self.bands_20m, sigmas=sig)
             mean, std = self.norm_mean[self.n10:, None, None], self.norm_std[self.n10:, None, None]
             base = torch.where(m, (gd - mean) / std, zero)
             parts.append(base)
         y = self.tail(self.body(self.head(torch.cat(parts, dim=1))))
         return self.denormalise_out(base + y)
+
+    def takes_operator(self) -> bool:
+        return self.psf_told
 
     def packed(self, bands: Sequence[str] | None = None, with_10m: bool = False) -> PackedS2MultiRes:
         """This model as a single-input model on the 20 m grid (for tiled whole-scene SR); ``bands`` = the

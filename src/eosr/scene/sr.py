@@ -93,7 +93,7 @@ def _with_operator(model: Any, operator: str | None, sensor: str | None, in_path
         if operator is not None and getattr(model, "operator", None) is None:
             name = model if isinstance(model, str) else model.spec.name
             raise ModelError(f"--operator applies to physics-based models (backprojection, CNNs with a "
-                             f"back-projection skip); {name} uses the operator it was trained with")
+                             f"back-projection skip, s2_multires_20m); {name} uses the operator it was trained with")
         return model
     tag = file_tag(in_path, TAG)
     r = check_scale(scale) if scale is not None else None
@@ -534,7 +534,9 @@ def super_resolve(
         src: Any = open_multires(in_path, packed.bands_10m, packed.bands_20m, guide=guide,
                                  dn_scale=dn_scale, dn_offset=dn_offset)
         out_names = list(packed.spec.bands)
-        guide_tags = _check_guide(src, packed.bands_20m, in_path)
+        _with_operator(packed.inner, operator, sensor, in_path, src, scale)  # refuses --operator if it takes none
+        guide_tags = _check_guide(src, packed.bands_20m, in_path) | _operator_tags(packed.inner, operator, sensor,
+                                                                                   in_path)
     else:
         src = open_source(in_path, bands, dn_scale=dn_scale, dn_offset=dn_offset)
         model = _with_operator(model, operator, sensor, in_path, src, scale)

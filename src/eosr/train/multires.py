@@ -54,6 +54,9 @@ class MRModelCfg(_Strict):
     blocks: int = Field(6, ge=1, le=32)
     res_scaling: float = Field(0.1, gt=0, le=1)
     guided_skip: bool = False
+    # PSF-told training: the guided skip of each patch uses the 20 m operator that made it (unknown
+    # third-party kernels: the catalogue one), so the operator can be told at inference.
+    psf_told: bool = False
 
 
 class MRSourceCfg(_Strict):
@@ -148,6 +151,7 @@ class MRImage:
     degradation: str
     present: torch.Tensor = field(default_factory=lambda: torch.ones(6, dtype=torch.bool))
     weight: float = 1.0
+    sigmas: tuple[float, ...] | None = None  # PSF sigmas (10 m px) of the 20 m bands' x2 operator; None: unknown
 
 
 def wald_operators(f10: float = 1.0, f20: float = 1.0) -> tuple[Any, Any]:
@@ -244,7 +248,7 @@ def landsat_images(src: MRSourceCfg, factors: list[tuple[float, float]]) -> list
         tag = "" if f20 == 1.0 else f"_mtf{f20:g}"
         out.append(MRImage(x10, op20.downsample(hr).float() * present[:, None, None], hr, src.location + tag,
                            src.location, src.split, f"Landsat 8 guide native; B6/B7 Wald x2 with the B11/B12 "
-                           f"operator, MTF x{f20:g}", present, src.weight))
+                           f"operator, MTF x{f20:g}", present, src.weight, op20.sigmas))
     return out
 
 
@@ -282,7 +286,7 @@ def build_images(cfg: MultiResConfig) -> list[MRImage]:
                 tag = "" if (f10, f20) == (1.0, 1.0) else f"_mtf{f10:g}_{f20:g}"
                 images.append(MRImage(op10.downsample(t10).float(), op20.downsample(t20).float(), t20.clone(),
                                       name + tag, src.location, src.split, f"sentinel2 Wald x2, MTF x{f10:g}/x{f20:g}",
-                                      weight=src.weight))
+                                      weight=src.weight, sigmas=op20.sigmas))
     return images
 
 
@@ -297,12 +301,16 @@ def _dihedral(t: torch.Tensor, code: int) -> torch.Tensor:
 
 
 def sample_batch(train: list[MRImage], cfg: MultiResConfig, g: torch.Generator
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A random augmented batch: (x10, x20, mask (B, 6) bool, hr) (see the module docstring)."""
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A random augmented batch: (x10, x20, mask (B, 6) bool, hr, sigmas (B, 6)) (see the module docstring);
+    ``sigmas`` = the PSF sigmas of the operator that made each patch's 20 m bands (catalogue when unknown)."""
+    from eosr.models.guided import band_sigmas
+
+    catalogue = band_sigmas(BANDS_20M)
     p = cfg.patch
     sizes = torch.tensor([im.hr.shape[-2] * im.hr.shape[-1] * im.weight for im in train],
                          dtype=torch.float64)  # by area x weight
-    x10s, x20s, hrs, masks = [], [], [], []
+    x10s, x20s, hrs, masks, sigs = [], [], [], [], []
     for _ in range(cfg.batch_size):
         im = train[int(torch.multinomial(sizes, 1, generator=g))]
         y = 2 * int(torch.randint(0, (im.hr.shape[-2] - p) // 2 + 1, (1,), generator=g))
@@ -326,6 +334,7 @@ def sample_batch(train: list[MRImage], cfg: MultiResConfig, g: torch.Generator
         x20s.append(a20)
         hrs.append(hr)
         masks.append(m)
+        sigs.append(im.sigmas if im.sigmas is not None else catalogue)
     x10, x20, hr, mask = torch.stack(x10s), torch.stack(x20s), torch.stack(hrs), torch.stack(masks)
     rc = cfg.radiometric
     if rc.gain != (1.0, 1.0) or rc.offset != (0.0, 0.0):
@@ -346,7 +355,7 @@ def sample_batch(train: list[MRImage], cfg: MultiResConfig, g: torch.Generator
         sig = torch.where(torch.rand(n, generator=g) < nz.p_clean, 0.0, sig)[:, None, None, None]
         x10 = x10 + sig * torch.randn(x10.shape, generator=g)
         x20 = x20 + sig * torch.randn(x20.shape, generator=g)
-    return x10.contiguous(), x20.contiguous(), mask, hr.contiguous()
+    return x10.contiguous(), x20.contiguous(), mask, hr.contiguous(), torch.tensor(sigs, dtype=torch.float64)
 
 
 def bicubic_20m(x20: torch.Tensor) -> torch.Tensor:
@@ -385,7 +394,7 @@ def build_model(cfg: MultiResConfig, train: list[MRImage]) -> Any:
     torch.manual_seed(cfg.seed)
     m = cfg.model
     model = S2MultiRes(1, BANDS_10M, BANDS_20M, features=m.features, blocks=m.blocks, res_scaling=m.res_scaling,
-                       presence=True, guided_skip=m.guided_skip)
+                       presence=True, guided_skip=m.guided_skip, psf_told=m.psf_told)
     g10 = torch.cat([im.x10.reshape(4, -1) for im in train], dim=1).double()
     missing = [b for c, b in enumerate(BANDS_20M) if not any(bool(im.present[c]) for im in train)]
     if missing:
@@ -404,7 +413,8 @@ def _card(cfg: MultiResConfig, images: list[MRImage], history: list[dict[str, An
         "name": cfg.name,
         "sensor_operator": op20.describe() | {"sensor": "sentinel2", "wald": True,
                                               "guide_operator": op10.describe(),
-                                              "mtf_factors_trained": [list(f) for f in cfg.psf.mtf_factors]},
+                                              "mtf_factors_trained": [list(f) for f in cfg.psf.mtf_factors],
+                                              "psf_told": cfg.model.psf_told},
         "task": "Sentinel-2 20 m -> 10 m sharpening of any subset of B05 B06 B07 B8A B11 B12 guided by "
                 "B02 B03 B04 B08 (Lanaras et al. 2018, DSen2 T2x)",
         "training": {
@@ -466,8 +476,14 @@ def train_multires(cfg: MultiResConfig, *, overwrite: bool = False, resume: bool
 
     def loss_at(gstep: int, epoch: int) -> torch.Tensor:  # L1 in band-normalised units over the slots present
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + gstep)
-        x10, x20, mask, hr = sample_batch(train, cfg, g)
-        sr = model.forward_slots(x10, x20, mask)
+        x10, x20, mask, hr, sig = sample_batch(train, cfg, g)
+        if cfg.model.psf_told:  # each patch's skip with its own operator: one forward per distinct operator
+            sr = torch.empty_like(hr)
+            for row in torch.unique(sig, dim=0):
+                k = (sig == row).all(dim=1)
+                sr[k] = model.forward_slots(x10[k], x20[k], mask[k], sigmas=row.tolist())
+        else:
+            sr = model.forward_slots(x10, x20, mask)
         w = mask[:, :, None, None].to(sr.dtype)
         return (w * (sr - hr).abs() / std20).sum() / (w.sum() * sr.shape[-1] * sr.shape[-2])
 
