@@ -22,6 +22,13 @@ blocks of 48 px: 25 units): for each resample the pooled RMSE ratio model / base
 model - baseline are recomputed on the same units (Efron & Tibshirani 1993, ch. 13).
 Targets (issue 16): ratio to bicubic <= 0.6 and to guided_hpf <= 0.9, per band and pooled, on both sets, for
 both band sets.
+
+PSF-aware inference (issue 16, item 4; :func:`psf_table`): on BigEarthNet the 20 m bands are degraded with
+another operator than the catalogue Wald one (``PSF_SCENARIOS``: Wald extra blur with each band's MTF at
+Nyquist x f, :func:`eosr.train.sources.scaled_sensor_operator`, or the whole Sentinel-2 PSF "full"), the guide
+with the catalogue Wald operator as above. Each method that takes an operator (``guided_hpf``, a network
+trained with ``psf_told``) runs with its default operator (the catalogue Wald PSF) and "told" the scenario's
+operator (``set_operator``); the ratio told / default has the same paired bootstrap interval.
 """
 
 from __future__ import annotations
@@ -153,6 +160,77 @@ def evaluate(model: Any, name: str = "s2_multires_20m",
     return res
 
 
+#: (form, MTF factor) of the 20 m bands' operator: the catalogue Wald one, the ends of the trained range
+#: (0.7, 1.3), and the whole sensor PSF.
+PSF_SCENARIOS: tuple[tuple[str, float], ...] = (("wald", 1.0), ("wald", 0.7), ("wald", 1.3), ("full", 1.0))
+
+
+@torch.no_grad()
+def psf_table(model: Any, name: str = "s2_multires_20m", threads: int = 2) -> dict[str, Any]:
+    """{scenario: {band set: {"rmse": {method: pooled}, "vs": {pair: ratio/diff CIs}}}} on BigEarthNet (module doc)."""
+    import copy
+
+    import torch.nn.functional as F
+
+    from eosr.data.s2bands import read_s2_band_folder, scene_folders
+    from eosr.data.samples import bigearthnet_dir
+    from eosr.degrade import Degradation
+    from eosr.models.guided import GuidedHPF
+    from eosr.train.sources import scaled_sensor_operator
+
+    torch.set_num_threads(threads)
+    op10 = Degradation.from_sensor("sentinel2", list(BANDS_10M), 2, wald=True)
+    stacks = []
+    for f in scene_folders(bigearthnet_dir()):
+        st = read_s2_band_folder(f, list(BANDS_10M + BANDS_20M))
+        stacks.append((op10.downsample(torch.from_numpy(np.asarray(st[10].data, np.float32))).float(),
+                       torch.from_numpy(np.asarray(st[20].data, np.float32))))
+    methods: dict[str, Any] = {"guided_hpf": GuidedHPF()}
+    if model is not None and getattr(model, "operator", None) is not None:
+        methods[name] = model.eval()
+    out: dict[str, Any] = {}
+    for form, f in PSF_SCENARIOS:
+        op = scaled_sensor_operator("sentinel2", list(BANDS_20M), 2, f, wald=form == "wald")
+        told = {m: copy.deepcopy(v) for m, v in methods.items()}
+        for v in told.values():
+            v.set_operator(op)
+        key = f"{form} MTF x{f:g}"
+        out[key] = {"operator": op.describe()}
+        for sub_name, sub in SUBSETS.items():
+            idx = [BANDS_20M.index(b) for b in sub]
+            mse: dict[str, list[np.ndarray]] = {}
+            for x10, x20 in stacks:
+                lr = op.downsample(x20).float()[idx]
+                runs = {"bicubic": F.interpolate(lr[None], scale_factor=2, mode="bicubic", align_corners=False)}
+                for m in methods:
+                    runs[m] = methods[m](x10[None], lr[None], bands=list(sub))
+                    runs[m + " told"] = told[m](x10[None], lr[None], bands=list(sub))
+                for m, sr in runs.items():
+                    e2 = ((sr[0].double() - x20[idx].double()) ** 2)[:, CROP:-CROP, CROP:-CROP].numpy()
+                    mse.setdefault(m, []).append(units(e2, 2).mean(axis=1))
+            u = {m: np.concatenate(v) for m, v in mse.items()}
+            pairs = [(m + " told", m) for m in methods] + [(m + " told", "bicubic") for m in methods]
+            if name in methods:
+                pairs.append((name + " told", "guided_hpf told"))
+            out[key][sub_name] = {"rmse": {m: float(np.sqrt(v.mean())) for m, v in u.items()},
+                                  "vs": {f"{a} / {b}": ratio_ci(u[a], u[b]) for a, b in pairs}}
+    return out
+
+
+def psf_markdown(res: dict[str, Any]) -> str:
+    """The PSF table: pooled RMSE (x 1e4) per method, then the told / default ratios with their intervals."""
+    lines = ["\n**PSF-aware inference on BigEarthNet** (20 m bands degraded with the scenario's operator; pooled "
+             "RMSE x 1e4, 8-px crop, 24 units)\n"]
+    for key, r in res.items():
+        for sub_name in SUBSETS:
+            d = r[sub_name]
+            rm = ", ".join(f"{m} {v * 1e4:.1f}" for m, v in d["rmse"].items())
+            vs = "; ".join(f"{p} {c['ratio']:.3f} [{c['ratio_ci'][0]:.3f}, {c['ratio_ci'][1]:.3f}]"
+                           for p, c in d["vs"].items())
+            lines.append(f"- {key}, {sub_name}: {rm}. Ratios: {vs}")
+    return "\n".join(lines)
+
+
 def verdict(res: dict[str, Any], name: str) -> list[str]:
     """One line per (set, band set, baseline): met / missed, with the worst band ratio."""
     lines = []
@@ -228,7 +306,8 @@ def run(model_ref: str = "s2_multires_20m", threads: int = 2) -> dict[str, Any]:
 
         raise ModelError(f"{model_ref} is not a 20 m sharpening model (s2_multires / guided_hpf)")
     name = model_ref if "/" not in model_ref else "model"
-    return {"model": name, "results": evaluate(model, name, threads=threads)}
+    return {"model": name, "results": evaluate(model, name, threads=threads),
+            "psf": psf_table(model, name, threads=threads)}
 
 
 def main(model_ref: str, as_json: bool = False) -> None:
@@ -238,3 +317,4 @@ def main(model_ref: str, as_json: bool = False) -> None:
         print(json.dumps(doc, indent=1))
         return
     print(markdown(doc["results"], doc["model"]))
+    print(psf_markdown(doc["psf"]))

@@ -522,3 +522,19 @@ def test_psf_told_training_gives_each_patch_its_own_operator(tmp_path: Path) -> 
     assert net.psf_told and net.operator is not None
     card = json.loads(stem.with_suffix(".json").read_text())
     assert card["sensor_operator"]["psf_told"] is True
+
+
+def test_sharpen_20m_takes_the_operator_and_leaves_the_model_alone(ben) -> None:  # type: ignore[no-untyped-def]
+    from eosr.degrade import Degradation
+    from eosr.models.guided import GuidedHPF
+    from eosr.scene import sharpen_20m
+
+    lr10, lr20 = wald(ben[0], ben[1])
+    g = GuidedHPF()
+    full = sharpen_20m(lr10.numpy(), lr20.numpy(), g, operator="full")
+    direct = GuidedHPF()
+    direct.set_operator(Degradation.from_sensor("sentinel2", list(B20), 2))
+    with torch.no_grad():
+        assert np.allclose(full, direct(lr10[None], lr20[None])[0].numpy(), atol=1e-6)
+    assert g.skip_sigmas is None  # the object passed in was not changed
+    assert not np.allclose(full, sharpen_20m(lr10.numpy(), lr20.numpy(), g), atol=1e-4)

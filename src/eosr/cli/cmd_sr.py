@@ -40,10 +40,12 @@ def register(app: typer.Typer) -> None:
         dn_scale: float = typer.Option(None, help="DN -> reflectance scale (default: the file's metadata or "
                                                   "product convention; required for other integer data)"),
         dn_offset: float = typer.Option(None, help="DN -> reflectance offset (default: as --dn-scale)"),
-        operator: str = typer.Option(None, help="operator of a physics-based model (backprojection, or a CNN "
-                                                "with a back-projection skip such as carn_m_s2_x2_psf): 'full', "
-                                                "'wald' or a sensor file (eosr calibrate --write-sensor); default: "
-                                                "the input's eosr_operator tag, else the model's card"),
+        operator: str = typer.Option(None, help="operator of a physics-based model (backprojection, a CNN "
+                                                "with a back-projection skip such as carn_m_s2_x2_psf, or 20 m "
+                                                "sharpening's guided estimate: guided_hpf, s2_multires_20m, where "
+                                                "it is the 20 m bands' x2 PSF): 'full', 'wald' or a sensor file "
+                                                "(eosr calibrate --write-sensor); default: the input's "
+                                                "eosr_operator tag, else the model's card"),
         sensor: str = typer.Option(None, help="sensor of --operator full|wald (default for a CNN: its card's)"),
         guide: Path = typer.Option(None, help="20 m sharpening (s2_multires_20m, guided_hpf): GeoTIFF of the 10 m "
                                               "bands B02 B03 B04 B08, IN being a GeoTIFF of 20 m bands; the 10 m "

@@ -249,7 +249,8 @@ def set_model_operator(model: Any, operator: str | Degradation | None = None, *,
     if isinstance(operator, Degradation):
         choice = OperatorChoice(operator, "object", "option")
     else:
-        default_sensor = sensor or getattr(model, "operator_sensor", None) or model.arch.get("kwargs", {}).get("bp_sensor")
+        default_sensor = (sensor or getattr(model, "operator_sensor", None)
+                          or model.arch.get("kwargs", {}).get("bp_sensor"))
         try:
             choice = resolve_operator(operator, sensor=default_sensor, bands=list(bands) if bands else None,
                                       scale=getattr(model, "operator_scale", spec.scale), n_bands=n, tag=tag,

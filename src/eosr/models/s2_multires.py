@@ -73,10 +73,11 @@ class ToldPSF:
         from eosr.degrade import Degradation
         from eosr.models.guided import band_sigmas
 
-        told = self.skip_sigmas is not None
-        sig = self.skip_sigmas if told else band_sigmas(self.bands_20m)
-        return Degradation(scale=2, sigmas=tuple(sig), bands=self.bands_20m,
-                           description="told at inference" if told else "sentinel2 Wald PSF x2 (catalogue)")
+        if self.skip_sigmas is not None:
+            return Degradation(scale=2, sigmas=self.skip_sigmas, bands=self.bands_20m,
+                               description=str(self.spec.extra.get("operator", {}).get("description", "told")))
+        return Degradation(scale=2, sigmas=band_sigmas(self.bands_20m), bands=self.bands_20m,
+                           description="sentinel2 Wald PSF x2 (catalogue)")
 
     def set_operator(self, operator: Any) -> None:
         """Use ``operator`` (x2, one Gaussian PSF per 20 m band, or one for all, in 10 m pixels) in the guided

@@ -399,7 +399,7 @@ def super_resolve_array(lr: Any, model: Any, *, tile: int = 512, overlap: int | 
 
 def sharpen_20m(x10: Any, x20: Any, model: Any = "s2_multires_20m", *, bands: Sequence[str] | None = None,
                 with_10m: bool = False, tile: int = 512, allow_untrained: bool = False,
-                coregister: bool = False) -> Any:
+                coregister: bool = False, operator: Any = None) -> Any:
     """20 m -> 10 m Sentinel-2 sharpening of in-memory arrays (NumPy or torch in, same out), tiled.
 
     ``x10``: (4, H, W) reflectance of B02 B03 B04 B08; ``x20``: (k, H/2, W/2) reflectance of the 20 m bands
@@ -412,6 +412,10 @@ def sharpen_20m(x10: Any, x20: Any, model: Any = "s2_multires_20m", *, bands: Se
     :func:`eosr.models.guided.guide_shift`). Above ``GUIDE_SHIFT_WARN`` (0.25 px of 10 m) a
     :class:`eosr.errors.GuideShiftWarning` names it: a misregistered guide can make the result worse than
     bicubic. ``coregister=True`` Fourier-shifts the guide by the estimate first (when above 0.1 px).
+
+    ``operator``: the x2 PSF of the 20 m bands, told to a method whose guided estimate takes it (``guided_hpf``,
+    ``s2_multires_20m``): ``"full"``, ``"wald"``, a sensor file or a :class:`eosr.degrade.Degradation`
+    (:func:`eosr.models.backprojection.set_model_operator`); default: the model's (the Sentinel-2 Wald PSF).
     """
     from eosr.models.registry import resolve_model
     from eosr.models.s2_multires import pack_10m
@@ -420,6 +424,13 @@ def sharpen_20m(x10: Any, x20: Any, model: Any = "s2_multires_20m", *, bands: Se
                     else model, 1, bands, allow_untrained)
     if net is None:
         raise ModelError(f"{model} is not a 20 m sharpening model (s2_multires_20m, guided_hpf)")
+    if operator is not None:  # on a copy: a model object passed in stays as it was
+        import copy
+
+        from eosr.models.backprojection import set_model_operator
+
+        net = copy.deepcopy(net)
+        set_model_operator(net.inner, operator)
     a10 = to_tensor(x10, dtype=None).detach().cpu().float()
     a20 = to_tensor(x20, dtype=None).detach().cpu().float()
     names = [normalise_band_name(str(b)) for b in bands] if bands else list(net.bands_20m)
