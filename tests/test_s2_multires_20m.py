@@ -538,3 +538,55 @@ def test_sharpen_20m_takes_the_operator_and_leaves_the_model_alone(ben) -> None:
         assert np.allclose(full, direct(lr10[None], lr20[None])[0].numpy(), atol=1e-6)
     assert g.skip_sigmas is None  # the object passed in was not changed
     assert not np.allclose(full, sharpen_20m(lr10.numpy(), lr20.numpy(), g), atol=1e-4)
+
+
+def test_lanczos_shift_known_answers_and_locality() -> None:
+    """Integer shifts are exact moves; sub-pixel shifts of a band-limited image match the Fourier shift;
+    an output pixel depends on input pixels at most 3 + ceil(|shift|) away (tiles with that overlap are exact)."""
+    from eosr.models.interp import lanczos_shift
+    from eosr.physics.registration import fourier_shift
+
+    yy, xx = torch.meshgrid(torch.arange(64.0, dtype=torch.float64), torch.arange(64.0, dtype=torch.float64),
+                            indexing="ij")
+    x = torch.sin(2 * np.pi * 3 * yy / 64) * torch.cos(2 * np.pi * 5 * xx / 64)
+    inner = (slice(8, -8), slice(8, -8))
+    assert torch.equal(lanczos_shift(x, 0, 0), x)
+    assert float((lanczos_shift(x, 2, -3) - torch.roll(x, (2, -3), (0, 1)))[inner].abs().max()) < 1e-12
+    for dy, dx in ((0.4, 0.4), (-0.8, 0.46), (1.7, -2.3)):
+        d = lanczos_shift(x, dy, dx) - torch.from_numpy(fourier_shift(x, dy, dx))
+        assert float(d[inner].abs().max()) < 0.01, (dy, dx)
+    noise = torch.rand(1, 2, 48, 48, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    reach = 3 + 2  # |shift| 1.7 -> ceil 2
+    whole = lanczos_shift(noise, 1.7, -0.6)
+    part = lanczos_shift(noise[..., 10:40, 5:45], 1.7, -0.6)
+    assert torch.allclose(part[..., reach:-reach, reach:-reach], whole[..., 10 + reach:40 - reach, 5 + reach:45 - reach])
+
+
+def test_sr_coregister_shifts_the_guide_of_files(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """``eosr sr --coregister``: a guide moved by (1, -1) px of 10 m is shifted back before sharpening (no
+    warning, tag ``eosr_guide_coregistered``), which undoes most of the damage; other models refuse it."""
+    import rasterio
+
+    from eosr.io.source import file_tag
+
+    moved = tmp_path / "moved"
+    shutil.copytree(PATCH, moved)
+    for b in B10:
+        f = next(moved.glob(f"*_{b}.tif"))
+        with rasterio.open(f, "r+") as ds:
+            ds.write(np.roll(ds.read(), (1, -1), axis=(1, 2)))
+    outs = {}
+    for key, folder, extra in (("ref", PATCH, []), ("moved", moved, []), ("fixed", moved, ["--coregister"])):
+        outs[key] = tmp_path / f"{key}.tif"
+        assert call_cli(["sr", str(folder), str(outs[key]), "--model", "guided_hpf", "--float32", "--no-progress",
+                         *extra]) == 0
+        err = capsys.readouterr().err
+        assert ("warning:" in err) == (key == "moved")
+    assert file_tag(outs["fixed"], "eosr_guide_coregistered") == "true"
+    assert file_tag(outs["ref"], "eosr_guide_coregistered") is None
+    ref, mv, fx = (_read(outs[k])[0][:, 8:-8, 8:-8] for k in ("ref", "moved", "fixed"))
+    assert np.abs(fx - ref).mean() < 0.25 * np.abs(mv - ref).mean()
+    assert call_cli(["sr", str(PATCH), str(tmp_path / "b.tif"), "--model", "bicubic", "--bands", "B02",
+                     "--coregister", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "--coregister applies to 20 m sharpening" in err and len(err.splitlines()) == 1

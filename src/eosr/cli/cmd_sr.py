@@ -52,6 +52,9 @@ def register(app: typer.Typer) -> None:
                                               "bands' shift against the 20 m bands is estimated, tagged "
                                               "(eosr_guide_shift_px) and warned about above 0.25 px"),
         with_10m: bool = typer.Option(False, "--with-10m", help="20 m sharpening: write the 10 m bands too (first)"),
+        coregister: bool = typer.Option(False, "--coregister",
+                                        help="20 m sharpening: shift the 10 m bands by their estimated shift "
+                                             "against the 20 m bands before sharpening (Lanczos-3; above 0.1 px)"),
         no_size_check: bool = typer.Option(False, "--no-size-check",
                                            help="skip the disk estimate and the declared-size limit"),
         allow_untrained: bool = typer.Option(False, "--allow-untrained",
@@ -94,9 +97,10 @@ def register(app: typer.Typer) -> None:
         if len(inputs) > 1 or _is_multi_model(model):
             if mask_kind not in ("cloud", "valid"):
                 raise ConfigError(f"--mask-kind must be 'cloud' or 'valid', got {mask_kind!r}")
-            if uncertainty or guide is not None or with_10m or workers or scheduler or operator or sensor:
-                raise ConfigError("several frames: --uncertainty, --guide, --with-10m, --workers, --scheduler, "
-                                  "--operator and --sensor do not apply")
+            if (uncertainty or guide is not None or with_10m or coregister or workers or scheduler or operator
+                    or sensor):
+                raise ConfigError("several frames: --uncertainty, --guide, --with-10m, --coregister, --workers, "
+                                  "--scheduler, --operator and --sensor do not apply")
             from eosr.scene.multi import super_resolve_frames
 
             mask_list = [Path(m.strip()) for m in masks.split(",") if m.strip()] if masks else None
@@ -117,7 +121,8 @@ def register(app: typer.Typer) -> None:
                                  output_dtype="float32" if float32 else None, progress=progress,
                                  self_ensemble=self_ensemble, dn_scale=dn_scale, dn_offset=dn_offset,
                                  operator=operator, sensor=sensor,
-                                 allow_untrained=allow_untrained, guide=guide, with_10m=with_10m, engine=engine)
+                                 allow_untrained=allow_untrained, guide=guide, with_10m=with_10m,
+                                 coregister=coregister, engine=engine)
         typer.echo(f"wrote {path}")
         if stac:
             from eosr.scene.api import write_stac_item

@@ -125,6 +125,8 @@ def guided_slots(x10: torch.Tensor, x20: torch.Tensor, mask: torch.Tensor, bands
 #: Guide shift (10 m pixels) above which :func:`eosr.scene.sharpen_20m` warns: Sentinel-2's inter-band
 #: registration is specified to 0.3 px of the coarser band (0.6 px of 10 m) and is usually below 0.1 px.
 GUIDE_SHIFT_WARN = 0.25
+#: Guide shift (10 m pixels) below which co-registration leaves the guide as it is.
+COREGISTER_MIN = 0.1
 
 
 def guide_shift(x10: torch.Tensor, x20: torch.Tensor, bands_20m: Sequence[str], size: int | None = 256
@@ -158,7 +160,7 @@ def guide_shift(x10: torch.Tensor, x20: torch.Tensor, bands_20m: Sequence[str], 
     return -2.0 * float(dy), -2.0 * float(dx)
 
 
-def coregister_guide(x10: torch.Tensor, x20: torch.Tensor, bands_20m: Sequence[str], tol: float = 0.1
+def coregister_guide(x10: torch.Tensor, x20: torch.Tensor, bands_20m: Sequence[str], tol: float = COREGISTER_MIN
                      ) -> tuple[torch.Tensor, tuple[float, float]]:
     """(guide, (dy, dx)): the whole guide Fourier-shifted by :func:`guide_shift` (centre window) when that
     exceeds ``tol`` guide pixels in either axis (periodic borders: crop a few pixels of the edges), else

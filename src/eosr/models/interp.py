@@ -10,6 +10,7 @@ borders; its taps are normalised to sum 1 so that a constant image is preserved 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -61,6 +62,28 @@ def lanczos_upsample(x: torch.Tensor, scale: int, a: int = 3) -> torch.Tensor:
     y = F.conv2d(y, wt[:, None, :, None])  # (BC, r, h, w r): phase along H
     y = y.permute(0, 2, 1, 3).reshape(b, c, h * r, w * r)
     return y
+
+
+def lanczos_shift(x: torch.Tensor, dy: float, dx: float, a: int = 3) -> torch.Tensor:
+    """Sub-pixel shift of (..., H, W) by (dy, dx) pixels with separable Lanczos-a interpolation
+    (Duchon 1979): out(r, c) = x(r - dy, c - dx) (the convention of
+    :func:`eosr.physics.registration.fourier_shift`), half-sample symmetric borders. Local: an output
+    pixel depends on input pixels at most a + ceil(|shift|) away, so tiles with that overlap are exact."""
+    for d, dim in ((dy, -2), (dx, -1)):
+        if d == 0:
+            continue
+        t = -float(d)  # out(r) = x(r + t)
+        m = math.floor(t)
+        f = t - m
+        k = np.arange(-a + 1, a + 1)
+        w = np.sinc(f - k) * np.sinc((f - k) / a)
+        w = w / w.sum()
+        pad = a + abs(m) + 1
+        n = x.shape[dim]
+        y = _sym_pad(x, pad, dim)
+        x = sum((float(wk) * y.narrow(dim, pad + m + int(kk), n) for wk, kk in zip(w, k, strict=True)),
+                torch.zeros_like(x))
+    return x
 
 
 def upsample(x: torch.Tensor, scale: int, method: str = "bicubic") -> torch.Tensor:
@@ -115,5 +138,5 @@ bilinear = _factory("bilinear")
 bicubic = _factory("bicubic")
 lanczos = _factory("lanczos")
 
-__all__ = ["Interpolator", "lanczos_taps", "lanczos_upsample", "upsample", "nearest", "bilinear", "bicubic",
-           "lanczos"]
+__all__ = ["Interpolator", "lanczos_shift", "lanczos_taps", "lanczos_upsample", "upsample", "nearest", "bilinear",
+           "bicubic", "lanczos"]

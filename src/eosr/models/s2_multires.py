@@ -275,6 +275,8 @@ class PackedS2MultiRes(nn.Module):
         if with_10m:
             out = list(self.bands_10m) + out
         self.with_10m = with_10m
+        self.guide_shift: tuple[float, float] | None = None
+        self._shift_rf = 0  # receptive field added by the guide shift (20 m px)
         self.n_in = 4 * inner.n10 + len(self.bands_20m)
         self.n_out_bands = len(out)
         self.spec = ModelSpec(name=inner.spec.name, scale=2 * r, bands=tuple(out),
@@ -283,12 +285,28 @@ class PackedS2MultiRes(nn.Module):
                               extra={**inner.spec.extra, "packed": "10 m bands pixel_unshuffle(2) on the 20 m grid",
                                      "bands_20m": list(self.bands_20m), "output_bands": out})
 
+    def set_guide_shift(self, dy: float, dx: float) -> None:
+        """Shift the 10 m bands by (dy, dx) 10 m pixels (:func:`eosr.models.interp.lanczos_shift`) before
+        sharpening, to co-register them with the 20 m bands (the estimate of
+        :func:`eosr.models.guided.guide_shift`); the receptive field grows by the shift's reach, so tiling
+        stays exact. The 10 m bands written with ``with_10m`` are the shifted ones."""
+        reach = 3 + math.ceil(max(abs(dy), abs(dx)))  # Lanczos-3 taps + the integer part, in 10 m px
+        base = self.spec.receptive_field - self._shift_rf
+        self._shift_rf = math.ceil(reach / 2)
+        self.guide_shift = (float(dy), float(dx))
+        self.spec.receptive_field = base + self._shift_rf
+        self.spec.extra["guide_shift_px"] = [round(float(dy), 3), round(float(dx), 3)]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Unpack and run the inner model: (B, 4 C10 + k, h, w) -> (B, C_out, 2 r h, 2 r w)."""
         if x.ndim != 4 or x.shape[1] != self.n_in:
             raise ShapeError(f"packed {self.spec.name} expects (B, {self.n_in}, h, w), got {tuple(x.shape)}")
         k = 4 * self.inner.n10
         x10 = F.pixel_shuffle(x[:, :k], 2)
+        if self.guide_shift is not None:
+            from eosr.models.interp import lanczos_shift
+
+            x10 = lanczos_shift(x10, *self.guide_shift)
         y = self.inner(x10, x[:, k:], bands=list(self.bands_20m))
         return torch.cat([x10, y], dim=1) if self.with_10m else y
 

@@ -12,6 +12,7 @@ end: an error or Ctrl-C leaves no partial output.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import warnings
@@ -411,7 +412,8 @@ def sharpen_20m(x10: Any, x20: Any, model: Any = "s2_multires_20m", *, bands: Se
     The guide's shift against the 20 m bands is estimated from the inputs (centre 256 x 256 20 m pixels,
     :func:`eosr.models.guided.guide_shift`). Above ``GUIDE_SHIFT_WARN`` (0.25 px of 10 m) a
     :class:`eosr.errors.GuideShiftWarning` names it: a misregistered guide can make the result worse than
-    bicubic. ``coregister=True`` Fourier-shifts the guide by the estimate first (when above 0.1 px).
+    bicubic. ``coregister=True`` shifts the guide by the estimate first (when above ``COREGISTER_MIN`` = 0.1 px;
+    Lanczos-3 interpolation, :func:`eosr.models.interp.lanczos_shift`, the same as ``eosr sr --coregister``).
 
     ``operator``: the x2 PSF of the 20 m bands, told to a method whose guided estimate takes it (``guided_hpf``,
     ``s2_multires_20m``): ``"full"``, ``"wald"``, a sensor file or a :class:`eosr.degrade.Degradation`
@@ -425,8 +427,6 @@ def sharpen_20m(x10: Any, x20: Any, model: Any = "s2_multires_20m", *, bands: Se
     if net is None:
         raise ModelError(f"{model} is not a 20 m sharpening model (s2_multires_20m, guided_hpf)")
     if operator is not None:  # on a copy: a model object passed in stays as it was
-        import copy
-
         from eosr.models.backprojection import set_model_operator
 
         net = copy.deepcopy(net)
@@ -442,12 +442,10 @@ def sharpen_20m(x10: Any, x20: Any, model: Any = "s2_multires_20m", *, bands: Se
     order = [names.index(b) for b in net.bands_20m]
     import torch
 
-    from eosr.models.guided import coregister_guide
-
-    if coregister:
-        a10 = coregister_guide(a10, a20, names)[0].float()
-    else:
-        _checked_shift(a10, a20, names, "pass coregister=True to shift it first")
+    shift = _checked_shift(a10, a20, names, "pass coregister=True to shift it first", warn=not coregister)
+    if coregister and shift is not None and _needs_shift(shift):
+        net = copy.deepcopy(net)
+        net.set_guide_shift(*shift)
 
     packed_in = torch.cat([pack_10m(a10[None])[0], a20[order]])
     out = super_resolve_array(packed_in, net, tile=tile)
@@ -493,6 +491,7 @@ def super_resolve(
     allow_untrained: bool = False,
     guide: str | os.PathLike[str] | None = None,
     with_10m: bool = False,
+    coregister: bool = False,
     engine: str = "auto",
 ) -> Path:
     """Super-resolve a GeoTIFF (or a folder of band files) window by window into a GeoTIFF / COG.
@@ -516,7 +515,10 @@ def super_resolve(
     20 m sharpening models (``s2_multires_20m``, ``guided_hpf``, ``s2_multires``) read a band folder with the
     10 m and 20 m bands, or ``in_path`` = a GeoTIFF of 20 m bands with ``guide`` = a GeoTIFF of the 10 m bands
     (same CRS and origin, half the pixel size); ``bands`` then chooses the 20 m bands to sharpen (default:
-    those the input has) and ``with_10m`` writes the 10 m bands first. ``engine``: how the network runs,
+    those the input has) and ``with_10m`` writes the 10 m bands first. The guide's shift against the 20 m bands is
+    estimated on the centre window and tagged (``eosr_guide_shift_px``); above 0.25 px of 10 m a
+    :class:`eosr.errors.GuideShiftWarning` says so, and ``coregister=True`` shifts the guide by it instead
+    (Lanczos-3, tile by tile: exact, the overlap grows by the shift's reach). ``engine``: how the network runs,
     ``"auto"`` (ONNX Runtime for large jobs when installed, else torch), ``"torch"`` or ``"onnxruntime"``
     (:mod:`eosr.scene.engine`); the ``eosr_engine`` tag records it. Returns the output path.
     """
@@ -538,6 +540,8 @@ def super_resolve(
         if not is_architecture(model):  # shipped weights or a checkpoint path
             model = load_model(model)
     packed = _multires(model, scale, bands, allow_untrained, in_path, guide, with_10m)
+    if coregister and packed is None:
+        raise ModelError("--coregister applies to 20 m sharpening models (s2_multires_20m, guided_hpf)")
     if packed is not None:  # 10 m + 20 m bands of a folder (or a GeoTIFF pair), packed on the 20 m grid
         from eosr.scene.source import open_multires
 
@@ -546,8 +550,8 @@ def super_resolve(
                                  dn_scale=dn_scale, dn_offset=dn_offset)
         out_names = list(packed.spec.bands)
         _with_operator(packed.inner, operator, sensor, in_path, src, scale)  # refuses --operator if it takes none
-        guide_tags = _check_guide(src, packed.bands_20m, in_path) | _operator_tags(packed.inner, operator, sensor,
-                                                                                   in_path)
+        guide_tags = _check_guide(src, packed, in_path, coregister) | _operator_tags(packed.inner, operator, sensor,
+                                                                                     in_path)
     else:
         src = open_source(in_path, bands, dn_scale=dn_scale, dn_offset=dn_offset)
         model = _with_operator(model, operator, sensor, in_path, src, scale)
@@ -632,10 +636,10 @@ def super_resolve(
 
 
 def _checked_shift(x10: Any, x20: Any, bands_20m: Sequence[str], fix: str, where: str = "",
-                   size: int | None = 256) -> tuple[float, float] | None:
+                   size: int | None = 256, warn: bool = True) -> tuple[float, float] | None:
     """The guide's shift against the 20 m bands (:func:`eosr.models.guided.guide_shift`), or None when the
-    inputs have too few valid pixels to tell; a :class:`GuideShiftWarning` naming ``fix`` above
-    ``GUIDE_SHIFT_WARN``."""
+    inputs have too few valid pixels to tell; with ``warn``, a :class:`GuideShiftWarning` naming ``fix``
+    above ``GUIDE_SHIFT_WARN``."""
     from eosr.errors import GuideShiftWarning
     from eosr.models.guided import GUIDE_SHIFT_WARN, guide_shift
 
@@ -643,17 +647,24 @@ def _checked_shift(x10: Any, x20: Any, bands_20m: Sequence[str], fix: str, where
         dy, dx = guide_shift(x10, x20, bands_20m, size=size)
     except EosrError:  # too few valid pixels for the regression
         return None
-    if max(abs(dy), abs(dx)) > GUIDE_SHIFT_WARN:
+    if warn and max(abs(dy), abs(dx)) > GUIDE_SHIFT_WARN:
         warnings.warn(f"{where}the 10 m bands are ({dy:+.2f}, {dx:+.2f}) px off the 20 m bands (estimated from the "
                       f"inputs): a misregistered guide can make sharpening worse than bicubic; {fix}",
                       GuideShiftWarning, stacklevel=3)
     return dy, dx
 
 
-def _check_guide(src: Any, bands_20m: Sequence[str], in_path: Any, size: int = 256) -> dict[str, str]:
+def _needs_shift(shift: tuple[float, float] | None) -> bool:
+    from eosr.models.guided import COREGISTER_MIN
+
+    return shift is not None and max(abs(shift[0]), abs(shift[1])) > COREGISTER_MIN
+
+
+def _check_guide(src: Any, packed: Any, in_path: Any, coregister: bool = False, size: int = 256) -> dict[str, str]:
     """The guide's shift on the centre window (at most ``size`` x ``size`` 20 m px) of a packed source
     (:func:`_checked_shift`), as the tag ``eosr_guide_shift_px`` ("dy,dx" in 10 m pixels); empty when the
-    window cannot tell."""
+    window cannot tell. With ``coregister`` the packed model shifts the guide by it (above 0.1 px; tag
+    ``eosr_guide_coregistered``) instead of warning."""
     import torch
 
     from eosr._windows import centre_box
@@ -663,10 +674,20 @@ def _check_guide(src: Any, bands_20m: Sequence[str], in_path: Any, size: int = 2
     x20 = src.s20.read((r0, r1, c0, c1))
     if min(r1 - r0, c1 - c0) < 16 or np.isfinite(x20).all(axis=0).mean() < 0.5:
         return {}
-    shift = _checked_shift(torch.from_numpy(x10), torch.from_numpy(x20), bands_20m,
-                           "co-register them first (in Python: eosr.scene.sharpen_20m(..., coregister=True))",
-                           f"{Path(in_path).name}: ", size=None)
-    return {} if shift is None else {"eosr_guide_shift_px": f"{shift[0]:.2f},{shift[1]:.2f}"}
+    shift = _checked_shift(torch.from_numpy(x10), torch.from_numpy(x20), packed.bands_20m,
+                           "pass --coregister (Python: coregister=True) to shift it first",
+                           f"{Path(in_path).name}: ", size=None, warn=not coregister)
+    if shift is None:
+        if coregister:
+            raise DataError(f"{Path(in_path).name}: too few valid pixels in the centre window to estimate the "
+                            "guide's shift for --coregister")
+        return {}
+    tags = {"eosr_guide_shift_px": f"{shift[0]:.2f},{shift[1]:.2f}"}
+    if coregister:
+        if _needs_shift(shift):
+            packed.set_guide_shift(*shift)
+        tags["eosr_guide_coregistered"] = str(_needs_shift(shift)).lower()
+    return tags
 
 
 def drop_stale_uncertainty(out: str | os.PathLike[str]) -> bool:
