@@ -508,8 +508,10 @@ def test_psf_told_training_gives_each_patch_its_own_operator(tmp_path: Path) -> 
         "epochs": 1, "steps_per_epoch": 2, "model": {"features": 8, "blocks": 1, "guided_skip": True, "psf_told": True},
         "sources": [ep | {"window": [0, 34, 0, 50], "split": "train", "location": "north"},
                     ep | {"window": [34, 42, 0, 50], "split": "val", "location": "centre"}],
-        "psf": {"mtf_factors": [[1.0, 1.0], [0.7, 1.3]]}})
+        "psf": {"mtf_factors": [[1.0, 1.0], [0.7, 1.3]], "val_factors": [[1.0, 1.0], [0.7, 1.3]]}})
     images = build_images(cfg)
+    val = [im for im in images if im.split == "val"]
+    assert [im.name for im in val] == ["centre_d2", "centre_d2_mtf0.7_1.3"]
     train = [im for im in images if im.split == "train"]
     assert [im.sigmas for im in train] == [band_sigmas(B20), wald_operators(0.7, 1.3)[1].sigmas]
     for im in train:  # a patch carries the operator of the image it was cut from
@@ -520,6 +522,13 @@ def test_psf_told_training_gives_each_patch_its_own_operator(tmp_path: Path) -> 
     stem = train_multires(cfg, log=lambda m: None)
     net = M.load_model(str(stem) + ".safetensors")
     assert net.psf_told and net.operator is not None
+    from eosr.degrade import Degradation
+    from eosr.train.multires import validate
+
+    told = validate(net, val)  # each validation image scored with its own operator told
+    assert net.skip_sigmas is None  # and the default restored
+    net.set_operator(Degradation(scale=2, sigmas=val[1].sigmas, bands=B20))
+    assert told["centre_d2_mtf0.7_1.3"] == validate(net, val[1:])["centre_d2_mtf0.7_1.3"]
     card = json.loads(stem.with_suffix(".json").read_text())
     assert card["sensor_operator"]["psf_told"] is True
 

@@ -90,6 +90,8 @@ class DropoutCfg(_Strict):
 
 class PSFCfg(_Strict):
     mtf_factors: list[tuple[float, float]] = [(1.0, 1.0)]
+    # validation images of native sources, once per factor pair; a psf_told network is told each one's operator
+    val_factors: list[tuple[float, float]] = [(1.0, 1.0)]
 
 
 class MultiResConfig(_Strict):
@@ -255,7 +257,8 @@ def landsat_images(src: MRSourceCfg, factors: list[tuple[float, float]]) -> list
 def build_images(cfg: MultiResConfig) -> list[MRImage]:
     """Every source as Wald images: one per MTF factor pair for native data, as given for ``_RR`` files.
 
-    Validation and test images use the catalogue operator only (factor 1, 1) and their ``_RR`` form.
+    Validation images: one per ``psf.val_factors`` pair (default the catalogue operator only) and their ``_RR``
+    form; test images: the catalogue operator and their ``_RR`` form.
     """
     from eosr.data.matfiles import read_hvn2_mat
     from eosr.data.samples import resolve
@@ -263,7 +266,7 @@ def build_images(cfg: MultiResConfig) -> list[MRImage]:
     images: list[MRImage] = []
     for src in cfg.sources:
         if src.kind == "landsat8":
-            images.extend(landsat_images(src, cfg.psf.mtf_factors if src.split == "train" else [(1.0, 1.0)]))
+            images.extend(landsat_images(src, _factors(cfg, src.split)))
             continue
         if src.kind == "hvn2_mat":
             sc = read_hvn2_mat(resolve(src.path))
@@ -278,7 +281,7 @@ def build_images(cfg: MultiResConfig) -> list[MRImage]:
                                       f"{src.location}_rr", src.location, src.split, "third-party (file)",
                                       weight=src.weight))
                 continue
-        factors = cfg.psf.mtf_factors if src.split == "train" else [(1.0, 1.0)]
+        factors = _factors(cfg, src.split)
         for a10, a20, name in native_pairs(src):
             t10, t20 = torch.from_numpy(a10), torch.from_numpy(a20)
             for f10, f20 in factors:
@@ -288,6 +291,10 @@ def build_images(cfg: MultiResConfig) -> list[MRImage]:
                                       name + tag, src.location, src.split, f"sentinel2 Wald x2, MTF x{f10:g}/x{f20:g}",
                                       weight=src.weight, sigmas=op20.sigmas))
     return images
+
+
+def _factors(cfg: MultiResConfig, split: str) -> list[tuple[float, float]]:
+    return {"train": cfg.psf.mtf_factors, "val": cfg.psf.val_factors}.get(split, [(1.0, 1.0)])
 
 
 def _dihedral(t: torch.Tensor, code: int) -> torch.Tensor:
@@ -367,10 +374,13 @@ def bicubic_20m(x20: torch.Tensor) -> torch.Tensor:
 def validate(model: Any, images: list[MRImage]) -> dict[str, Any]:
     """RMSE of the model and of bicubic on each image, for all six bands and for B11+B12 only (the sets an
     image holds); ``score`` = mean of RMSE(model) / RMSE(bicubic) over images and band sets (lower is
-    better)."""
+    better). A network that takes the operator (``psf_told``) is told each image's (when known)."""
     out: dict[str, Any] = {}
     ratios = []
+    told = bool(getattr(model, "psf_told", False))
     for im in images:
+        if told:
+            model.skip_sigmas = im.sigmas  # None (third-party kernel): its default, the catalogue operator
         rec = {}
         for key, bands in (("all", BANDS_20M), ("swir", SWIR)):
             if not all(bool(im.present[BANDS_20M.index(b)]) for b in bands):
@@ -383,6 +393,8 @@ def validate(model: Any, images: list[MRImage]) -> dict[str, Any]:
             rec[key] = {"rmse": round(rm, 6), "rmse_bicubic": round(rb, 6)}
             ratios.append(rm / rb)
         out[im.name] = rec
+    if told:
+        model.skip_sigmas = None
     out["score"] = float(np.mean(ratios)) if ratios else float("nan")
     return out
 
