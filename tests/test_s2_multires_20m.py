@@ -568,7 +568,8 @@ def test_lanczos_shift_known_answers_and_locality() -> None:
     reach = 3 + 2  # |shift| 1.7 -> ceil 2
     whole = lanczos_shift(noise, 1.7, -0.6)
     part = lanczos_shift(noise[..., 10:40, 5:45], 1.7, -0.6)
-    assert torch.allclose(part[..., reach:-reach, reach:-reach], whole[..., 10 + reach:40 - reach, 5 + reach:45 - reach])
+    r = reach
+    assert torch.allclose(part[..., r:-r, r:-r], whole[..., 10 + r:40 - r, 5 + r:45 - r])
 
 
 def test_sr_coregister_shifts_the_guide_of_files(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
