@@ -29,6 +29,8 @@ Nyquist x f, :func:`eosr.train.sources.scaled_sensor_operator`, or the whole Sen
 with the catalogue Wald operator as above. Each method that takes an operator (``guided_hpf``, a network
 trained with ``psf_told``) runs with its default operator (the catalogue Wald PSF) and "told" the scenario's
 operator (``set_operator``); the ratio told / default has the same paired bootstrap interval.
+:func:`reykjavik_told`: Reykjavik with both told the Gaussian equivalent of the degradation its file documents
+(MATLAB bicubic, :func:`matlab_bicubic_operator`); the bar table above uses every method's default operator.
 """
 
 from __future__ import annotations
@@ -217,6 +219,80 @@ def psf_table(model: Any, name: str = "s2_multires_20m", threads: int = 2) -> di
     return out
 
 
+def matlab_bicubic_operator() -> Any:
+    """The x2 operator of ``reykjavik_cell_RR.mat``'s documented degradation (MATLAB ``imresize(.., 0.5,
+    'bicubic')``, antialiased: h(x) = k(x / 2) / 2 with Keys' cubic k, a = -0.5; Keys 1981) as the Gaussian
+    of the same MTF at the LR Nyquist (0.25 cycles per HR pixel), for the six 20 m bands."""
+    from eosr.degrade import Degradation
+
+    x = np.linspace(-4.0, 4.0, 80001)
+    ax = np.abs(x / 2)
+    k = np.where(ax <= 1, 1.5 * ax**3 - 2.5 * ax**2 + 1, np.where(ax < 2, -0.5 * ax**3 + 2.5 * ax**2 - 4 * ax + 2, 0.0))
+    m = float(np.sum(k * np.cos(2 * np.pi * 0.25 * x)) / np.sum(k))
+    sigma = float(np.sqrt(-np.log(m) / (2 * np.pi**2 * 0.25**2)))
+    return Degradation(scale=2, sigmas=(sigma,) * len(BANDS_20M), bands=BANDS_20M,
+                       description=f"MATLAB imresize 0.5 bicubic, Gaussian of MTF {m:.3f} at the LR Nyquist")
+
+
+@torch.no_grad()
+def reykjavik_told(model: Any, name: str = "s2_multires_20m", threads: int = 2) -> dict[str, Any]:
+    """Reykjavik (guide co-registered) with ``guided_hpf`` and the model told :func:`matlab_bicubic_operator`
+    (the degradation its file documents), beside their defaults: pooled RMSE ratios with 95 % CIs."""
+    import copy
+
+    from eosr.models.guided import GuidedHPF
+
+    torch.set_num_threads(threads)
+    op = matlab_bicubic_operator()
+    methods: dict[str, Any] = {"bicubic": baselines()["bicubic"], "guided_hpf": GuidedHPF()}
+    if model is not None and getattr(model, "operator", None) is not None:
+        methods[name] = model.eval()
+    for m in [m for m in methods if m != "bicubic"]:
+        methods[m + " told"] = copy.deepcopy(methods[m])
+        methods[m + " told"].set_operator(op)
+    data = [(n, _registered(a, b)[0], b, r) for n, a, b, r in reykjavik_set()]
+    out: dict[str, Any] = {"operator": op.describe()}
+    for sub_name, sub in SUBSETS.items():
+        idx = [BANDS_20M.index(b) for b in sub]
+        u: dict[str, np.ndarray] = {}
+        for _, x10, x20, ref in data:
+            for m, f in methods.items():
+                sr = f(x10[None].float(), x20[None, idx].float(), sub)[0].double() if m == "bicubic" else \
+                    f(x10[None].float(), x20[None, idx].float(), bands=list(sub))[0].double()
+                u[m] = units(((sr - ref[idx].double()) ** 2)[:, CROP:-CROP, CROP:-CROP].numpy(), 5)
+        rows = {m: {"pooled": float(np.sqrt(v.mean()))} | {b: float(np.sqrt(v[:, k].mean())) for k, b in enumerate(sub)}
+                for m, v in u.items()}
+        vs = {}
+        for m in [m for m in methods if m.endswith(" told")]:
+            vs[f"{m} / bicubic"] = {"pooled": ratio_ci(u[m].mean(axis=1), u["bicubic"].mean(axis=1))} | {
+                b: ratio_ci(u[m][:, k], u["bicubic"][:, k]) for k, b in enumerate(sub)}
+            vs[f"{m} / {m[:-5]}"] = {"pooled": ratio_ci(u[m].mean(axis=1), u[m[:-5]].mean(axis=1))}
+        if name + " told" in u:
+            vs[f"{name} told / guided_hpf told"] = {"pooled": ratio_ci(u[name + " told"].mean(axis=1),
+                                                                       u["guided_hpf told"].mean(axis=1))} | {
+                b: ratio_ci(u[name + " told"][:, k], u["guided_hpf told"][:, k]) for k, b in enumerate(sub)}
+        out[sub_name] = {"rmse": rows, "vs": vs}
+    return out
+
+
+def told_markdown(res: dict[str, Any]) -> str:
+    """The Reykjavik told-operator table: RMSE x 1e4 per method and band, then the ratios with intervals."""
+    lines = [f"\n**Reykjavik told its documented degradation** ({res['operator']['description']}; guide "
+             "co-registered; RMSE x 1e4, 8-px crop, 25 units)"]
+    for sub_name in SUBSETS:
+        d = res[sub_name]
+        bands = [k for k in next(iter(d["rmse"].values())) if k != "pooled"]
+        lines += [f"\n{sub_name} given\n", "| method | pooled | " + " | ".join(bands) + " |",
+                  "|---|---|" + "---|" * len(bands)]
+        lines += [f"| {m} | {r['pooled'] * 1e4:.1f} | " + " | ".join(f"{r[b] * 1e4:.1f}" for b in bands) + " |"
+                  for m, r in d["rmse"].items()]
+        for pair, c in d["vs"].items():
+            cells = ", ".join(f"{k} {v['ratio']:.3f} [{v['ratio_ci'][0]:.3f}, {v['ratio_ci'][1]:.3f}]"
+                              for k, v in c.items())
+            lines.append(f"\n- {pair}: {cells}")
+    return "\n".join(lines)
+
+
 def psf_markdown(res: dict[str, Any]) -> str:
     """The PSF table: pooled RMSE (x 1e4) per method, then the told / default ratios with their intervals."""
     lines = ["\n**PSF-aware inference on BigEarthNet** (20 m bands degraded with the scenario's operator; pooled "
@@ -307,7 +383,8 @@ def run(model_ref: str = "s2_multires_20m", threads: int = 2) -> dict[str, Any]:
         raise ModelError(f"{model_ref} is not a 20 m sharpening model (s2_multires / guided_hpf)")
     name = model_ref if "/" not in model_ref else "model"
     return {"model": name, "results": evaluate(model, name, threads=threads),
-            "psf": psf_table(model, name, threads=threads)}
+            "psf": psf_table(model, name, threads=threads),
+            "reykjavik_told": reykjavik_told(model, name, threads=threads)}
 
 
 def main(model_ref: str, as_json: bool = False) -> None:
@@ -318,3 +395,4 @@ def main(model_ref: str, as_json: bool = False) -> None:
         return
     print(markdown(doc["results"], doc["model"]))
     print(psf_markdown(doc["psf"]))
+    print(told_markdown(doc["reykjavik_told"]))
