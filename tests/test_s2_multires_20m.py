@@ -378,12 +378,9 @@ def test_landsat_source_fills_only_the_swir_slots(tmp_path: Path) -> None:
         landsat_images(cfg.sources[0].model_copy(update={"window": (0, 63, 0, 64)}), [(1.0, 1.0)])
 
 
-def test_sr_of_a_band_folder_reports_a_misregistered_guide(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    """``eosr sr FOLDER`` with a 20 m sharpening model records the guide's estimated shift as a tag, and prints
-    one ``warning:`` line when the 10 m bands are off the 20 m bands (here: moved by (1, -1) px of 10 m)."""
+def _moved_guide_folder(tmp_path: Path) -> Path:
+    """A copy of the real patch folder whose 10 m bands are moved by (1, -1) px of 10 m (rolled)."""
     import rasterio
-
-    from eosr.io.source import file_tag
 
     moved = tmp_path / "moved"
     shutil.copytree(PATCH, moved)
@@ -391,6 +388,16 @@ def test_sr_of_a_band_folder_reports_a_misregistered_guide(tmp_path: Path, capsy
         f = next(moved.glob(f"*_{b}.tif"))
         with rasterio.open(f, "r+") as ds:
             ds.write(np.roll(ds.read(), (1, -1), axis=(1, 2)))
+    return moved
+
+
+def test_sr_of_a_band_folder_reports_a_misregistered_guide(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """``eosr sr FOLDER`` with a 20 m sharpening model records the guide's estimated shift as a tag, and prints
+    one ``warning:`` line when the 10 m bands are off the 20 m bands (here: moved by (1, -1) px of 10 m)."""
+
+    from eosr.io.source import file_tag
+
+    moved = _moved_guide_folder(tmp_path)
     for folder, expect_warning in ((PATCH, False), (moved, True)):
         out = tmp_path / f"{folder.name}_sr.tif"
         assert call_cli(["sr", str(folder), str(out), "--model", "guided_hpf", "--no-progress"]) == 0
@@ -575,16 +582,10 @@ def test_lanczos_shift_known_answers_and_locality() -> None:
 def test_sr_coregister_shifts_the_guide_of_files(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     """``eosr sr --coregister``: a guide moved by (1, -1) px of 10 m is shifted back before sharpening (no
     warning, tag ``eosr_guide_coregistered``), which undoes most of the damage; other models refuse it."""
-    import rasterio
 
     from eosr.io.source import file_tag
 
-    moved = tmp_path / "moved"
-    shutil.copytree(PATCH, moved)
-    for b in B10:
-        f = next(moved.glob(f"*_{b}.tif"))
-        with rasterio.open(f, "r+") as ds:
-            ds.write(np.roll(ds.read(), (1, -1), axis=(1, 2)))
+    moved = _moved_guide_folder(tmp_path)
     outs = {}
     for key, folder, extra in (("ref", PATCH, []), ("moved", moved, []), ("fixed", moved, ["--coregister"])):
         outs[key] = tmp_path / f"{key}.tif"
