@@ -160,6 +160,12 @@ def guide_shift(x10: torch.Tensor, x20: torch.Tensor, bands_20m: Sequence[str], 
     return -2.0 * float(dy), -2.0 * float(dx)
 
 
+def needs_coregistration(shift: tuple[float, float], tol: float = COREGISTER_MIN) -> bool:
+    """Whether a guide shift (dy, dx) in guide pixels exceeds ``tol`` in either axis (below it the guide is
+    left as it is)."""
+    return max(abs(shift[0]), abs(shift[1])) > tol
+
+
 def coregister_guide(x10: torch.Tensor, x20: torch.Tensor, bands_20m: Sequence[str], tol: float = COREGISTER_MIN
                      ) -> tuple[torch.Tensor, tuple[float, float]]:
     """(guide, (dy, dx)): the whole guide Fourier-shifted by :func:`guide_shift` (centre window) when that
@@ -168,7 +174,7 @@ def coregister_guide(x10: torch.Tensor, x20: torch.Tensor, bands_20m: Sequence[s
     from eosr.physics.registration import fourier_shift
 
     dy, dx = guide_shift(x10, x20, bands_20m)
-    if max(abs(dy), abs(dx)) <= tol:
+    if not needs_coregistration((dy, dx), tol):
         return x10, (dy, dx)
     return torch.from_numpy(fourier_shift(x10, dy, dx)).to(x10.dtype), (dy, dx)
 

@@ -91,10 +91,7 @@ def _with_operator(model: Any, operator: str | None, sensor: str | None, in_path
 
     is_bp = isinstance(model, BackProjection) or (isinstance(model, str) and model.strip().lower() == "backprojection")
     if not is_bp:
-        if operator is not None and getattr(model, "operator", None) is None:
-            name = model if isinstance(model, str) else model.spec.name
-            raise ModelError(f"--operator applies to physics-based models (backprojection, CNNs with a "
-                             f"back-projection skip, s2_multires_20m); {name} uses the operator it was trained with")
+        _refuse_operator(model, operator)
         return model
     tag = file_tag(in_path, TAG)
     r = check_scale(scale) if scale is not None else None
@@ -105,6 +102,14 @@ def _with_operator(model: Any, operator: str | None, sensor: str | None, in_path
         return model
     kw = dict(model.spec.extra.get("options", {})) if isinstance(model, BackProjection) else {}
     return BackProjection(choice.operator.scale, names, src.count, operator=choice.operator, **kw)
+
+
+def _refuse_operator(model: Any, operator: str | None) -> None:
+    """A :class:`ModelError` (one line) when ``--operator`` is given to a model whose physics takes none."""
+    if operator is not None and getattr(model, "operator", None) is None:
+        name = model if isinstance(model, str) else model.spec.name
+        raise ModelError(f"--operator applies to physics-based models (backprojection, CNNs with a "
+                         f"back-projection skip, s2_multires_20m); {name} uses the operator it was trained with")
 
 
 def _operator_tags(model: Any, operator: str | None, sensor: str | None, in_path: Any) -> dict[str, str]:
@@ -442,8 +447,10 @@ def sharpen_20m(x10: Any, x20: Any, model: Any = "s2_multires_20m", *, bands: Se
     order = [names.index(b) for b in net.bands_20m]
     import torch
 
+    from eosr.models.guided import needs_coregistration
+
     shift = _checked_shift(a10, a20, names, "pass coregister=True to shift it first", warn=not coregister)
-    if coregister and shift is not None and _needs_shift(shift):
+    if coregister and shift is not None and needs_coregistration(shift):
         net = copy.deepcopy(net)
         net.set_guide_shift(*shift)
 
@@ -549,7 +556,7 @@ def super_resolve(
         src: Any = open_multires(in_path, packed.bands_10m, packed.bands_20m, guide=guide,
                                  dn_scale=dn_scale, dn_offset=dn_offset)
         out_names = list(packed.spec.bands)
-        _with_operator(packed.inner, operator, sensor, in_path, src, scale)  # refuses --operator if it takes none
+        _refuse_operator(packed.inner, operator)
         guide_tags = _check_guide(src, packed, in_path, coregister) | _operator_tags(packed.inner, operator, sensor,
                                                                                      in_path)
     else:
@@ -654,12 +661,6 @@ def _checked_shift(x10: Any, x20: Any, bands_20m: Sequence[str], fix: str, where
     return dy, dx
 
 
-def _needs_shift(shift: tuple[float, float] | None) -> bool:
-    from eosr.models.guided import COREGISTER_MIN
-
-    return shift is not None and max(abs(shift[0]), abs(shift[1])) > COREGISTER_MIN
-
-
 def _check_guide(src: Any, packed: Any, in_path: Any, coregister: bool = False, size: int = 256) -> dict[str, str]:
     """The guide's shift on the centre window (at most ``size`` x ``size`` 20 m px) of a packed source
     (:func:`_checked_shift`), as the tag ``eosr_guide_shift_px`` ("dy,dx" in 10 m pixels); empty when the
@@ -668,6 +669,7 @@ def _check_guide(src: Any, packed: Any, in_path: Any, coregister: bool = False, 
     import torch
 
     from eosr._windows import centre_box
+    from eosr.models.guided import needs_coregistration
 
     r0, r1, c0, c1 = centre_box(src.height, src.width, size)
     x10 = src.s10.read((2 * r0, 2 * r1, 2 * c0, 2 * c1))
@@ -684,9 +686,10 @@ def _check_guide(src: Any, packed: Any, in_path: Any, coregister: bool = False, 
         return {}
     tags = {"eosr_guide_shift_px": f"{shift[0]:.2f},{shift[1]:.2f}"}
     if coregister:
-        if _needs_shift(shift):
+        moved = needs_coregistration(shift)
+        if moved:
             packed.set_guide_shift(*shift)
-        tags["eosr_guide_coregistered"] = str(_needs_shift(shift)).lower()
+        tags["eosr_guide_coregistered"] = str(moved).lower()
     return tags
 
 
