@@ -276,14 +276,17 @@ class PackedS2MultiRes(nn.Module):
             out = list(self.bands_10m) + out
         self.with_10m = with_10m
         self.guide_shift: tuple[float, float] | None = None
-        self._shift_rf = 0  # receptive field added by the guide shift (20 m px)
         self.n_in = 4 * inner.n10 + len(self.bands_20m)
         self.n_out_bands = len(out)
         self.spec = ModelSpec(name=inner.spec.name, scale=2 * r, bands=tuple(out),
-                              receptive_field=int(math.ceil(inner.spec.receptive_field / 2)) + 1,
+                              receptive_field=self._unshifted_field(),
                               version=inner.spec.version,
                               extra={**inner.spec.extra, "packed": "10 m bands pixel_unshuffle(2) on the 20 m grid",
                                      "bands_20m": list(self.bands_20m), "output_bands": out})
+
+    def _unshifted_field(self) -> int:
+        """The inner model's receptive field on the 20 m grid (+1 for the packing)."""
+        return int(math.ceil(self.inner.spec.receptive_field / 2)) + 1
 
     def set_guide_shift(self, dy: float, dx: float) -> None:
         """Shift the 10 m bands by (dy, dx) 10 m pixels (:func:`eosr.models.interp.lanczos_shift`) before
@@ -291,10 +294,8 @@ class PackedS2MultiRes(nn.Module):
         :func:`eosr.models.guided.guide_shift`); the receptive field grows by the shift's reach, so tiling
         stays exact. The 10 m bands written with ``with_10m`` are the shifted ones."""
         reach = 3 + math.ceil(max(abs(dy), abs(dx)))  # Lanczos-3 taps + the integer part, in 10 m px
-        base = self.spec.receptive_field - self._shift_rf
-        self._shift_rf = math.ceil(reach / 2)
         self.guide_shift = (float(dy), float(dx))
-        self.spec.receptive_field = base + self._shift_rf
+        self.spec.receptive_field = self._unshifted_field() + math.ceil(reach / 2)
         self.spec.extra["guide_shift_px"] = [round(float(dy), 3), round(float(dx), 3)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
