@@ -378,6 +378,7 @@ def validate(model: Any, images: list[MRImage]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     ratios = []
     told = bool(getattr(model, "psf_told", False))
+    before = getattr(model, "skip_sigmas", None)
     for im in images:
         if told:
             model.skip_sigmas = im.sigmas  # None (third-party kernel): its default, the catalogue operator
@@ -394,7 +395,7 @@ def validate(model: Any, images: list[MRImage]) -> dict[str, Any]:
             ratios.append(rm / rb)
         out[im.name] = rec
     if told:
-        model.skip_sigmas = None
+        model.skip_sigmas = before
     out["score"] = float(np.mean(ratios)) if ratios else float("nan")
     return out
 
