@@ -174,19 +174,11 @@ def psf_table(model: Any, name: str = "s2_multires_20m", threads: int = 2) -> di
 
     import torch.nn.functional as F
 
-    from eosr.data.s2bands import read_s2_band_folder, scene_folders
-    from eosr.data.samples import bigearthnet_dir
-    from eosr.degrade import Degradation
     from eosr.models.guided import GuidedHPF
     from eosr.train.sources import scaled_sensor_operator
 
     torch.set_num_threads(threads)
-    op10 = Degradation.from_sensor("sentinel2", list(BANDS_10M), 2, wald=True)
-    stacks = []
-    for f in scene_folders(bigearthnet_dir()):
-        st = read_s2_band_folder(f, list(BANDS_10M + BANDS_20M))
-        stacks.append((op10.downsample(torch.from_numpy(np.asarray(st[10].data, np.float32))).float(),
-                       torch.from_numpy(np.asarray(st[20].data, np.float32))))
+    stacks = [(x10, x20) for _, x10, _, x20 in ben_set()]  # Wald guide, original 20 m bands
     methods: dict[str, Any] = {"guided_hpf": GuidedHPF()}
     if model is not None and getattr(model, "operator", None) is not None:
         methods[name] = model.eval()
@@ -257,8 +249,7 @@ def reykjavik_told(model: Any, name: str = "s2_multires_20m", threads: int = 2) 
         u: dict[str, np.ndarray] = {}
         for _, x10, x20, ref in data:
             for m, f in methods.items():
-                sr = f(x10[None].float(), x20[None, idx].float(), sub)[0].double() if m == "bicubic" else \
-                    f(x10[None].float(), x20[None, idx].float(), bands=list(sub))[0].double()
+                sr = f(x10[None].float(), x20[None, idx].float(), list(sub))[0].double()
                 u[m] = units(((sr - ref[idx].double()) ** 2)[:, CROP:-CROP, CROP:-CROP].numpy(), 5)
         rows = {m: {"pooled": float(np.sqrt(v.mean()))} | {b: float(np.sqrt(v[:, k].mean())) for k, b in enumerate(sub)}
                 for m, v in u.items()}
