@@ -31,6 +31,11 @@ trained with ``psf_told``) runs with its default operator (the catalogue Wald PS
 operator (``set_operator``); the ratio told / default has the same paired bootstrap interval.
 :func:`reykjavik_told`: Reykjavik with both told the Gaussian equivalent of the degradation its file documents
 (MATLAB bicubic, :func:`matlab_bicubic_operator`); the bar table above uses every method's default operator.
+
+How far the targets are from what the inputs hold (:func:`oracle_table`): linear predictors of the reference
+from the guide and the bicubic 20 m bands, per pixel or 3 x 3 neighbourhoods, fitted by least squares ON THE
+REFERENCE (in sample), per image or per block. They are not methods; a target that such an oracle misses asks
+for more than any predictor linear in the inputs can give, even one that has seen the answer.
 """
 
 from __future__ import annotations
@@ -92,7 +97,7 @@ def units(err2: np.ndarray, blocks: int) -> np.ndarray:
     return t.mean(axis=(2, 4)).transpose(1, 2, 0).reshape(blocks * blocks, c)
 
 
-def ratio_ci(mse_a: np.ndarray, mse_b: np.ndarray, n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
+def ratio_ci(mse_a: np.ndarray, mse_b: np.ndarray, n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
     """Pooled RMSE ratio a / b and difference a - b over units (N,) with paired percentile-bootstrap 95 % CIs."""
     ra, rb = float(np.sqrt(mse_a.mean())), float(np.sqrt(mse_b.mean()))
     idx = np.random.default_rng(seed).integers(0, len(mse_a), size=(n_boot, len(mse_a)))
@@ -266,6 +271,85 @@ def reykjavik_told(model: Any, name: str = "s2_multires_20m", threads: int = 2) 
     return out
 
 
+#: (taps, block) of the oracles of :func:`oracle_table`: per-pixel (1 x 1) or 3 x 3-neighbourhood linear
+#: predictors, fitted once per image (None) or per block x block HR pixels.
+ORACLES: tuple[tuple[int, int | None], ...] = ((1, None), (3, None), (1, 16), (3, 32))
+
+
+def linear_oracle(x10: torch.Tensor, x20: torch.Tensor, ref: torch.Tensor, taps: int = 1,
+                  block: int | None = None) -> torch.Tensor:
+    """NOT a method: the least-squares linear predictor of the reference from the inputs, fitted on the
+    reference itself (in sample), so an optimistic bound on what any predictor that is linear in the inputs
+    can reach. x10 (4, H, W) guide, x20 (k, H/2, W/2) given 20 m bands, ref (k, H, W) -> (k, H, W).
+
+    Features: the guide and the bicubic-upsampled 20 m bands, each as its ``taps`` x ``taps`` neighbourhood
+    (replicate padding), and 1; ref_b ~ F c_b solved (float64, ridge 1e-8 N) once per image (``block`` None)
+    or per ``block`` x ``block`` tile of the HR grid (a locally adaptive linear filter that has seen the answer).
+    """
+    import torch.nn.functional as F
+
+    up = F.interpolate(x20[None].double(), scale_factor=2, mode="bicubic", align_corners=False)[0]
+    base = torch.cat([x10.double(), up])
+    p = taps // 2
+    pad = F.pad(base[None], (p, p, p, p), mode="replicate")[0]
+    h, w = ref.shape[-2:]
+    feats = torch.cat([pad[:, dy: dy + h, dx: dx + w] for dy in range(taps) for dx in range(taps)])
+    step = block or max(h, w)
+    out = torch.empty(ref.shape, dtype=torch.float64)
+    for r in range(0, h, step):
+        for c in range(0, w, step):
+            a = feats[:, r: r + step, c: c + step].reshape(feats.shape[0], -1).T
+            a = torch.cat([a, torch.ones(a.shape[0], 1, dtype=a.dtype)], dim=1)
+            y = ref[:, r: r + step, c: c + step].double().reshape(ref.shape[0], -1).T
+            coef = torch.linalg.solve(a.T @ a + 1e-8 * a.shape[0] * torch.eye(a.shape[1], dtype=a.dtype), a.T @ y)
+            out[:, r: r + step, c: c + step] = (a @ coef).T.reshape(out[:, r: r + step, c: c + step].shape)
+    return out
+
+
+@torch.no_grad()
+def oracle_table(threads: int = 2) -> dict[str, Any]:
+    """How far the issue's targets sit from what the inputs hold: per set (BigEarthNet, Reykjavik co-registered)
+    and band set, each :data:`ORACLES` predictor (:func:`linear_oracle`, fitted on the reference) as pooled and
+    per-band RMSE ratios to bicubic and to ``guided_hpf`` (8-px crop, pooled over images)."""
+    fns = baselines()
+    torch.set_num_threads(threads)
+    data = {"ben": ben_set(), "reykjavik": [(n, _registered(a, b)[0], b, r) for n, a, b, r in reykjavik_set()]}
+    out: dict[str, Any] = {}
+    for sname, items in data.items():
+        out[sname] = {}
+        for sub_name, sub in SUBSETS.items():
+            idx = [BANDS_20M.index(b) for b in sub]
+            sse: dict[str, np.ndarray] = {}
+            for _, x10, x20, ref in items:
+                runs = {m: f(x10[None].float(), x20[None, idx].float(), sub)[0].double() for m, f in fns.items()}
+                for taps, block in ORACLES:
+                    runs[f"{taps}x{taps} {'per image' if block is None else f'per {block}-px block'}"] = (
+                        linear_oracle(x10, x20[idx], ref[idx], taps, block))
+                for m, sr in runs.items():
+                    e2 = ((sr - ref[idx].double()) ** 2)[:, CROP:-CROP, CROP:-CROP]
+                    sse[m] = sse.get(m, 0) + e2.sum(dim=(1, 2)).numpy()
+            out[sname][sub_name] = {
+                m: {base: {"pooled": float(np.sqrt(v.sum() / sse[base].sum()))}
+                    | {b: float(np.sqrt(v[k] / sse[base][k])) for k, b in enumerate(sub)} for base in fns}
+                for m, v in sse.items() if m not in fns}
+    return out
+
+
+def oracle_markdown(res: dict[str, Any]) -> str:
+    """The oracle table: ratio to bicubic and to guided_hpf, pooled and per band, per oracle."""
+    lines = ["\n**Linear oracles fitted on the reference** (not methods: in-sample least squares of the reference "
+             "on the guide and the bicubic 20 m bands; RMSE ratio, 8-px crop; targets <= 0.6 x bicubic, <= 0.9 x "
+             "guided_hpf)\n", "| set | bands given | oracle | / bicubic: pooled; per band | / guided_hpf: pooled; "
+             "per band |", "|---|---|---|---|---|"]
+    for sname, subs in res.items():
+        for sub_name, rows in subs.items():
+            for m, r in rows.items():
+                cells = [f"{d['pooled']:.3f}; " + " ".join(f"{b} {v:.3f}" for b, v in d.items() if b != "pooled")
+                         for d in (r["bicubic"], r["guided_hpf"])]
+                lines.append(f"| {sname} | {sub_name} | {m} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
+
+
 def told_markdown(res: dict[str, Any]) -> str:
     """The Reykjavik told-operator table: RMSE x 1e4 per method and band, then the ratios with intervals."""
     lines = [f"\n**Reykjavik told its documented degradation** ({res['operator']['description']}; guide "
@@ -375,7 +459,7 @@ def run(model_ref: str = "s2_multires_20m", threads: int = 2) -> dict[str, Any]:
     name = model_ref if "/" not in model_ref else "model"
     return {"model": name, "results": evaluate(model, name, threads=threads),
             "psf": psf_table(model, name, threads=threads),
-            "reykjavik_told": reykjavik_told(model, name, threads=threads)}
+            "reykjavik_told": reykjavik_told(model, name, threads=threads), "oracle": oracle_table(threads)}
 
 
 def main(model_ref: str, as_json: bool = False) -> None:
@@ -387,3 +471,4 @@ def main(model_ref: str, as_json: bool = False) -> None:
     print(markdown(doc["results"], doc["model"]))
     print(psf_markdown(doc["psf"]))
     print(told_markdown(doc["reykjavik_told"]))
+    print(oracle_markdown(doc["oracle"]))

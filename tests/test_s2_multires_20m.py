@@ -265,6 +265,27 @@ def test_benchmark_module_figures_are_computed_on_held_out_data() -> None:
     assert coregister_guide(b10, b20, B20)[0] is b10  # below 0.1 px nothing is touched
 
 
+def test_linear_oracle_known_answer(ben) -> None:  # type: ignore[no-untyped-def]
+    """The benchmark's oracle bound (fitted on the reference): a reference that IS linear in the inputs is
+    reproduced; nested fits (3 x 3 taps, per block) are never worse in sample than a per-pixel global fit."""
+    import torch.nn.functional as F
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import _eval_multires as E
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    x10, x20 = wald(ben[0], ben[1])
+    up = F.interpolate(x20[None].double(), scale_factor=2, mode="bicubic", align_corners=False)[0]
+    exact = 0.3 * x10[0:1].double() - 0.2 * x10[3:4].double() + 0.9 * up[4:5] + 0.01
+    assert float((E.linear_oracle(x10, x20, exact) - exact).abs().max()) < 1e-4  # 1 DN (the ridge)
+    ref = ben[1][4:]
+    err = {(t, b): float(((E.linear_oracle(x10, x20, ref, t, b) - ref.double()) ** 2).mean())
+           for t, b in ((1, None), (3, None), (1, 16), (3, 16))}
+    assert err[3, None] <= err[1, None] and err[1, 16] <= err[1, None] and err[3, 16] <= err[3, None]
+    assert err[1, None] < float(((up[4:] - ref.double()) ** 2).mean())  # bicubic is one of its features
+
+
 def test_guide_shift_known_answer_on_real_patches(ben) -> None:  # type: ignore[no-untyped-def]
     """A real BigEarthNet guide shifted by a known sub-pixel amount: the estimate (from the inputs only, any
     subset of the 20 m bands) undoes it to within 0.15 px; sharpen_20m warns about it, and corrects it on
