@@ -431,10 +431,10 @@ def sharpen_20m(x10: Any, x20: Any, model: Any = "s2_multires_20m", *, bands: Se
                     else model, 1, bands, allow_untrained)
     if net is None:
         raise ModelError(f"{model} is not a 20 m sharpening model (s2_multires_20m, guided_hpf)")
-    if operator is not None:  # on a copy: a model object passed in stays as it was
+    net = copy.deepcopy(net)  # operator and guide shift are set on a copy: a model passed in stays as it was
+    if operator is not None:
         from eosr.models.backprojection import set_model_operator
 
-        net = copy.deepcopy(net)
         set_model_operator(net.inner, operator)
     a10 = to_tensor(x10, dtype=None).detach().cpu().float()
     a20 = to_tensor(x20, dtype=None).detach().cpu().float()
@@ -451,7 +451,6 @@ def sharpen_20m(x10: Any, x20: Any, model: Any = "s2_multires_20m", *, bands: Se
 
     shift = _checked_shift(a10, a20, names, "pass coregister=True to shift it first", warn=not coregister)
     if coregister and shift is not None and needs_coregistration(shift):
-        net = copy.deepcopy(net)
         net.set_guide_shift(*shift)
 
     packed_in = torch.cat([pack_10m(a10[None])[0], a20[order]])
