@@ -351,3 +351,30 @@ def test_evaluate_accepts_float16(s2_10m):
                          bands=["B02", "B03", "B04", "B08"], scale=2)
     for k in ("psnr", "rmse", "lr_fidelity", "ssim"):
         assert float(half.metrics[k].value) == pytest.approx(float(ref.metrics[k].value), rel=2e-2), k
+
+
+@pytest.mark.parametrize("kind", ["nan", "nodata"])
+def test_input_without_a_valid_pixel_gives_no_output(kind, tmp_path, capsys):
+    """A raster that is all NaN (float) or all nodata (uint16, nodata 0) is refused by sr and simulate in one
+    line (exit 2) and no file is written; the windowed simulation path refuses it too (DataError)."""
+    from eosr.errors import DataError
+    from eosr.scene.simulate import simulate_file
+
+    dtype, fill, nodata = ("float32", np.nan, None) if kind == "nan" else ("uint16", 0, 0)
+    src = tmp_path / "in.tif"
+    with rasterio.open(src, "w", driver="GTiff", width=64, height=64, count=4, dtype=dtype, nodata=nodata,
+                       crs="EPSG:32633", transform=from_origin(500000, 6000000, 10, 10)) as ds:
+        ds.write(np.full((4, 64, 64), fill, dtype=dtype))
+        for i, b in enumerate(("B02", "B03", "B04", "B08")):
+            ds.set_band_description(i + 1, b)
+    extra = ["--dn-scale", "1e-4"] if kind == "nodata" else []
+    assert call_cli(["sr", str(src), str(tmp_path / "sr.tif"), "--model", "carn_m_s2_x2", "--no-progress",
+                     *extra]) == 2
+    assert "no valid pixel" in one_error_line(capsys)
+    assert call_cli(["simulate", str(src), str(tmp_path / "lr.tif"), "--sensor", "sentinel2", "--scale", "2",
+                     *extra]) == 2
+    assert "no valid pixel" in one_error_line(capsys)
+    with pytest.raises(DataError, match="no valid pixel"):
+        simulate_file(src, tmp_path / "lr2.tif", sensor="sentinel2", scale=2, block=16,
+                      dn_scale=1e-4 if kind == "nodata" else None)
+    assert files_in(tmp_path) == {"in.tif"}

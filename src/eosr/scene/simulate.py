@@ -21,7 +21,7 @@ import numpy as np
 
 from eosr import SCHEMA_VERSION, __version__
 from eosr.degrade import Degradation, simulate_frames
-from eosr.errors import ScaleError, SensorError
+from eosr.errors import DataError, ScaleError, SensorError
 from eosr.io import write_raster
 from eosr.io.raster import atomic_folder, atomic_path, check_output_folder, lr_transform, to_dn
 from eosr.physics import check_scale
@@ -132,7 +132,8 @@ def simulate_file(
                                 snr=snr,
                                 snr_reference=snr_reference, bits=bits, quant_range=quant_range, gain=gain,
                                 offset=offset)
-            return _simulate_windowed(src, lr_path, op, crop=crop, seed=seed, block=block or 1024)
+            return _simulate_windowed(src, lr_path, op, crop=crop, seed=seed, block=block or 1024,
+                                      name=Path(hr_path).name)
         src.close()
     from eosr.scene.source import read_scene
 
@@ -141,6 +142,8 @@ def simulate_file(
                         wald=wald, noise_sigma=noise, snr=snr,
                         snr_reference=snr_reference, bits=bits, quant_range=quant_range, gain=gain, offset=offset)
     data = hr.data
+    if not np.isfinite(data).any():
+        raise DataError(_NO_VALID.format(Path(hr_path).name))
     h, w = data.shape[-2:]
     if h % r or w % r:
         if not crop:
@@ -169,6 +172,9 @@ def simulate_file(
     return folder
 
 
+_NO_VALID = "{}: no valid pixel (all nodata or NaN): nothing to simulate"
+
+
 def is_frame_file(path: Path) -> bool:
     """A member of a simulated frame set: ``frame_NNN.tif``, ``frames.json`` (or a GDAL ``.aux.xml`` of a frame)."""
     return _FRAME_FILE.fullmatch(path.name) is not None
@@ -193,7 +199,7 @@ def psf_halo_lr(op: Degradation) -> int:
 
 
 def _simulate_windowed(src: Any, lr_path: str | os.PathLike[str], op: Degradation, *, crop: bool, seed: int,
-                       block: int) -> Path:
+                       block: int, name: str = "the input") -> Path:
     import rasterio
 
     from eosr.scene.aggregate import blocks
@@ -221,6 +227,7 @@ def _simulate_windowed(src: Any, lr_path: str | os.PathLike[str], op: Degradatio
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), atomic_path(out) as tmp:
         stage = Path(str(tmp) + ".stage.tif")
         try:
+            valid = False
             with rasterio.open(stage, "w", **profile) as ds:
                 for k, (y0, y1, x0, x1) in enumerate(blocks(h, w, block)):
                     wy0, wy1 = max(0, y0 - halo), min(h, y1 + halo)
@@ -228,6 +235,7 @@ def _simulate_windowed(src: Any, lr_path: str | os.PathLike[str], op: Degradatio
                     hr = src.read((wy0 * r, wy1 * r, wx0 * r, wx1 * r)).astype(np.float64)
                     lr = np.asarray(op(hr, seed=int(np.random.SeedSequence([seed, k]).generate_state(1)[0])))
                     part = lr[:, y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0].astype(np.float32)
+                    valid = valid or bool(np.isfinite(part).any())
                     win = rasterio.windows.Window(x0, y0, x1 - x0, y1 - y0)
                     ds.write(to_dn(part, dtype, src.dn_scale, src.dn_offset, nodata), window=win)
                 for i, n in enumerate(names):
@@ -236,6 +244,8 @@ def _simulate_windowed(src: Any, lr_path: str | os.PathLike[str], op: Degradatio
                     ds.scales = [src.dn_scale] * src.count
                     ds.offsets = [src.dn_offset] * src.count
                 ds.update_tags(**{k: str(v) for k, v in tags.items()})
+            if not valid:
+                raise DataError(_NO_VALID.format(name))
             finish_stage(stage, tmp, cog=False)
         finally:
             src.close()

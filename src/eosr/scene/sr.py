@@ -607,8 +607,11 @@ def super_resolve(
                 if uncertainty:
                     dss.append(rasterio.open(stages[1], "w", dtype="float32", nodata=float("nan"), **profile))
 
+            valid = [False]  # an input with no valid pixel gives no output file (checked as the tiles go)
+
             def sink(win: Window, data: np.ndarray) -> None:
                 rw = rasterio.windows.Window(win[2], win[0], win[3] - win[2], win[1] - win[0])
+                valid[0] = valid[0] or bool(np.isfinite(data[:c]).any())
                 dss[0].write(to_dn(data[:c], dtype, dn_scale, dn_offset, nodata), window=rw)
                 if uncertainty:
                     dss[1].write(data[c:], window=rw)
@@ -616,6 +619,9 @@ def super_resolve(
             try:
                 _run_tiles(plan, model, src, Blender(plan, sink), uncertainty=uncertainty, workers=workers,
                            scheduler=scheduler, progress=show_progress(progress), engine=engine)
+                if not valid[0]:
+                    raise DataError(f"{Path(in_path).name}: no valid pixel (all nodata or NaN): nothing to "
+                                    "super-resolve")
                 for k, ds in enumerate(dss):
                     for b, name in enumerate(out_names):
                         if name:
