@@ -191,7 +191,7 @@ def test_cli_band_folder_keeps_georeference_and_names_bands(tmp_path: Path, ben)
     assert float(np.abs(a / 1e4 - ref).max()) < 1.5e-4  # uint16 DN x 1e4, rounded
 
 
-def test_cli_folder_with_only_b11_b12_outputs_exactly_those(tmp_path: Path, ben) -> None:  # type: ignore[no-untyped-def]
+def test_cli_folder_with_only_b11_b12_outputs_exactly_those(tmp_path: Path, ben, capsys) -> None:  # type: ignore[no-untyped-def]
     folder = tmp_path / "swir_only"
     folder.mkdir()
     for f in PATCH.glob("*.tif"):
@@ -205,6 +205,15 @@ def test_cli_folder_with_only_b11_b12_outputs_exactly_those(tmp_path: Path, ben)
     assert call_cli(["sr", str(PATCH), str(full), "--model", NAME, "--no-progress", "--float32",
                      "--bands", "B11,B12"]) == 0
     assert np.array_equal(_read(full)[0], a)
+    for model, bands, msg in ((NAME, "B02", "the 10 m bands (B02, B03, B04, B08) are the guide"),
+                              (NAME, "B02,B11", "the 10 m bands"),
+                              ("guided_hpf", "B03", "name at least one 20 m band to sharpen")):
+        # a 10 m band named among the bands to sharpen is refused, not silently dropped (nor all six written)
+        assert call_cli(["sr", str(PATCH), str(tmp_path / "x.tif"), "--model", model, "--no-progress",
+                         "--bands", bands]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and msg in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x.tif").exists()
 
 
 def test_cli_geotiff_pair_with_guide(tmp_path: Path, ben, capsys) -> None:  # type: ignore[no-untyped-def]

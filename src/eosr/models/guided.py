@@ -195,8 +195,13 @@ class GuidedHPF(ToldPSF, SRNet):
 
         b10 = tuple(normalise_band_name(str(b)) for b in bands_10m)
         b20 = tuple(normalise_band_name(str(b)) for b in bands_20m)
-        if not b10 or not b20 or set(b10) & set(b20) or not set(b20) <= set(BANDS_20M):
-            raise ModelError(f"guided_hpf needs 10 m bands and Sentinel-2 20 m bands, got {b10} / {b20}")
+        if not b20:
+            raise ModelError(f"guided_hpf: name at least one 20 m band to sharpen (among {', '.join(BANDS_20M)}); "
+                             f"got only the guide {', '.join(b10) or '(none)'}")
+        if not b10 or set(b10) & set(b20) or not set(b20) <= set(BANDS_20M):
+            raise ModelError(f"guided_hpf needs 10 m guide bands (among {', '.join(BANDS_10M)}) and Sentinel-2 20 m "
+                             f"bands (among {', '.join(BANDS_20M)}), got {', '.join(b10) or '(none)'} / "
+                             f"{', '.join(b20)}")
         spec = ModelSpec(name="guided_hpf", scale=1, bands=b10 + b20, receptive_field=4,
                          extra={"kind": "guided high-pass injection (weight-free)",
                                 "paper": "Aiazzi et al. 2006 (MTF-GLP), 2007 (regression pan)",

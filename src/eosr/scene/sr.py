@@ -186,7 +186,12 @@ def _multires(model: Any, scale: Any, bands: Sequence[str | int] | None, allow_u
     sub: list[str] | None = None
     if model.presence:
         if bands:
-            sub = [normalise_band_name(str(b)) for b in bands if normalise_band_name(str(b)) not in model.bands_10m]
+            sub = [normalise_band_name(str(b)) for b in bands]
+            guide_named = [b for b in sub if b in model.bands_10m]
+            if guide_named:
+                raise ModelError(f"bands {', '.join(guide_named)}: the 10 m bands ({', '.join(model.bands_10m)}) are "
+                                 f"the guide and always read; name only the 20 m bands to sharpen (among "
+                                 f"{', '.join(model.bands_20m)}); --with-10m also writes the guide")
         elif in_path is not None:
             sub = _available_20m(in_path, guide, model.bands_20m)
             if sub is not None and not sub:
