@@ -236,3 +236,14 @@ def test_calibrated_operator_survives_the_tag() -> None:
     x = torch.from_numpy(np.asarray(read_s2_band_folder(BEN / "S2A_MSIL2A_20170613T101031_87_48")[10].data[:1],
                                     np.float64))
     np.testing.assert_allclose(np.asarray(back(x)), np.asarray(op(x)), atol=1e-8)
+
+
+def test_band_descriptions_label_the_result_without_an_lr(tmp_path: Path, hr_tif: Path) -> None:
+    """SR and HR described B02..B08, no LR and no --bands: the table and the JSON use those names (not band1..);
+    an undescribed SR keeps the generic labels."""
+    res = evaluate_files(hr_tif, hr_tif)
+    assert res.bands == BANDS
+    with rasterio.open(hr_tif) as d:
+        a, t = d.read(), d.transform
+    plain = _write(tmp_path / "plain.tif", a, t.c, t.f, 10)
+    assert evaluate_files(plain, plain).bands != BANDS

@@ -249,6 +249,8 @@ def evaluate_files(
                                                         _described(g_sr.band_names) else None)
         choice = resolve_operator(operator, sensor=sensor, bands=sensor_bands, scale=r, n_bands=g_sr.count,
                                   tag=file_tag(lr, TAG), default="full")
+        if names is None and _described(g_sr.band_names):  # the SR's own band descriptions label the result
+            names = list(g_sr.band_names)
         n_values = g_sr.count * g_sr.height * g_sr.width
         if windowed is None:
             windowed = n_values > WHOLE_LIMIT
