@@ -247,3 +247,15 @@ def test_band_descriptions_label_the_result_without_an_lr(tmp_path: Path, hr_tif
         a, t = d.read(), d.transform
     plain = _write(tmp_path / "plain.tif", a, t.c, t.f, 10)
     assert evaluate_files(plain, plain).bands != BANDS
+
+
+def test_warnings_reach_the_terminal_as_one_line(tmp_path: Path, hr_tif: Path) -> None:
+    """A 1 x 1 image: the refusal is the only line on stderr (no numpy warning from the registration); a tiling
+    overlap below the receptive field is one ``warning:`` line (no file name, no source line)."""
+    _write(tmp_path / "px.tif", np.full((1, 1, 1), 0.2), 500000, 6000000, 10)
+    one_line_error(eosr("evaluate", "--sr", str(tmp_path / "px.tif"), "--hr", str(tmp_path / "px.tif")))
+    p = eosr("sr", str(hr_tif), str(tmp_path / "sr.tif"), "--model", "carn_m_s2_x2", "--tile", "16", "--overlap",
+             "2", "--no-progress")
+    assert p.returncode == 0, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: overlap 2 < receptive field"), p.stderr

@@ -84,20 +84,21 @@ def renamed_keys(data: Any, renames: Mapping[str, str], where: str = "") -> Any:
 @contextmanager
 def deprecations_to_stderr() -> Iterator[None]:
     """Within the block, every :class:`EosrDeprecationWarning` and :class:`eosr.errors.EosrWarning` is
-    printed as one line ``warning: <message>`` on stderr (each time); other warnings are shown as before."""
+    printed as one line ``warning: <message>`` on stderr (each time); any other warning that reaches the
+    terminal as one line ``warning: <Category>: <message>`` (no file name, no source line)."""
     from eosr.errors import EosrWarning
 
     with warnings.catch_warnings():
         warnings.simplefilter("always", EosrDeprecationWarning)
         warnings.simplefilter("always", EosrWarning)
-        previous = warnings.showwarning
 
         def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                  file: Any = None, line: str | None = None) -> None:
             if issubclass(category, (EosrDeprecationWarning, EosrWarning)):
                 print(f"warning: {message}", file=sys.stderr)
             else:
-                previous(message, category, filename, lineno, file, line)
+                text = " ".join(str(message).split())
+                print(f"warning: {category.__name__}: {text}", file=sys.stderr)
 
         warnings.showwarning = show
         yield

@@ -114,12 +114,13 @@ def shift_from_cross(cross: np.ndarray, upsample: int = 100, width: int | None =
     h, w = cross.shape
     scale = np.abs(cross)  # |R|^-p where |R| > 1e-12 max |R|, else 0 (in place: no extra arrays)
     keep = scale > 1e-12 * scale.max()
-    np.maximum(scale, 1e-300, out=scale)
-    if WHITENING == 0.5:
-        np.sqrt(scale, out=scale)
-    else:
-        np.power(scale, WHITENING, out=scale)
-    np.divide(1.0, scale, out=scale)
+    with np.errstate(divide="ignore", over="ignore"):  # a flat spectrum (float32 floor 0): zeroed just below
+        np.maximum(scale, 1e-300, out=scale)
+        if WHITENING == 0.5:
+            np.sqrt(scale, out=scale)
+        else:
+            np.power(scale, WHITENING, out=scale)
+        np.divide(1.0, scale, out=scale)
     scale[~keep] = 0.0
     cross = cross * scale
     if width is not None:

@@ -212,8 +212,10 @@ def _plan(h: int, w: int, model: Any, tile: int, overlap: int | None) -> TilePla
     rf = receptive_field(model)
     plan = TilePlan(h, w, model_scale(model), int(tile), default_overlap(rf) if overlap is None else int(overlap), rf)
     if not plan.exact:
+        from eosr.errors import EosrWarning
+
         warnings.warn(f"overlap {plan.overlap} < receptive field {rf} + blend {plan.halfwidth}: tiles are blended "
-                      "but differ from whole-image inference near their edges", stacklevel=3)
+                      "but differ from whole-image inference near their edges", EosrWarning, stacklevel=3)
     return plan
 
 
