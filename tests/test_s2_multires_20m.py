@@ -247,6 +247,10 @@ def test_cli_geotiff_pair_with_guide(tmp_path: Path, ben, capsys) -> None:  # ty
                      "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and len(err.splitlines()) == 1
+    missing, missing_guide = tmp_path / "nope", tmp_path / "nope.tif"
+    for inp, extra, gone in ((missing, [], missing), (p20, ["--guide", str(missing_guide)], missing_guide)):
+        assert call_cli(["sr", str(inp), str(tmp_path / "z.tif"), "--model", NAME, *extra, "--no-progress"]) == 2
+        assert capsys.readouterr().err.strip() == f"error: input not found: {gone}"
 
 
 def test_benchmark_module_figures_are_computed_on_held_out_data() -> None:

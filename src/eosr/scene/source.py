@@ -82,6 +82,9 @@ def open_multires(path: str | os.PathLike[str], bands_10m: Sequence[str], bands_
     The groups must share CRS, origin and footprint with exactly twice the pixel size (GDAL pixel-is-area).
     """
     p = Path(path)
+    for f in (p, *([Path(guide)] if guide is not None else [])):
+        if not f.exists():
+            raise DataError(f"input not found: {f}")
     if guide is not None:
         g = Path(guide)
         for f, what in ((p, "20 m"), (g, "10 m (--guide)")):
