@@ -210,6 +210,17 @@ def test_cli_bad_input_one_line_exit_2(landsat_crops: Path, capsys: pytest.Captu
     assert match in err and len(err.splitlines()) == 1 and "Traceback" not in err
 
 
+@pytest.mark.parametrize("extra", [["--register"], []])
+def test_cli_swapped_hr_and_lr_are_named(landsat_crops: Path, capsys: pytest.CaptureFixture[str],
+                                         extra: list[str]) -> None:
+    """The 30 m band given as HR and the 15 m pan as LR: the message says the LR is the finer one (not that
+    15 and 30 m are "not an integer ratio")."""
+    pan, ms = str(landsat_crops / "pan_clear.tif"), str(landsat_crops / "b4_clear.tif")
+    assert call_cli(["calibrate", ms, pan, "--dn-scale", "2e-5", *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is finer than the HR pixel" in err and len(err.splitlines()) == 1, err
+
+
 def test_cli_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert call_cli(["calibrate", str(tmp_path / "a.tif"), str(tmp_path / "b.tif"), "--dn-scale", "1"]) == 2
     assert "not found" in capsys.readouterr().err

@@ -91,6 +91,9 @@ def register(app: typer.Typer) -> None:
                 raise GeoError(f"CRS mismatch: {h.crs} vs {lo.crs}")
             ratio = lo.pixel_size[0] / h.pixel_size[0]
             r = int(round(ratio))
+            if ratio < 1 - 1e-6:
+                raise ScaleError(f"the LR pixel {lo.pixel_size} is finer than the HR pixel {h.pixel_size}: give the HR "
+                                 "raster first (eosr calibrate HR LR)")
             if r < 1 or abs(ratio - r) > 1e-6 * ratio or abs(lo.pixel_size[1] / h.pixel_size[1] - r) > 1e-6 * ratio:
                 raise ScaleError(f"pixel sizes {lo.pixel_size} and {h.pixel_size} are not an integer ratio")
             if scale is not None and scale != r:

@@ -684,6 +684,9 @@ def check_grids(fine: Any, coarse: Any, scale: int | None = None, names: tuple[s
     px_f, px_c = abs(float(fine.transform.a)), abs(float(coarse.transform.a))
     ratio = px_c / px_f
     r = int(round(ratio))
+    if ratio < 1 - 1e-6:
+        raise ScaleError(f"the {names[1]} pixel ({px_c}) is finer than the {names[0]} pixel ({px_f}): are the two "
+                         "swapped?")
     if abs(ratio - r) > 1e-6 * max(1.0, ratio) or r < 1:
         raise ScaleError(f"pixel sizes {px_c} and {px_f} are not an integer ratio (the {names[1]} pixel must be an "
                          f"integer multiple of the {names[0]} pixel)")
