@@ -259,3 +259,13 @@ def test_warnings_reach_the_terminal_as_one_line(tmp_path: Path, hr_tif: Path) -
     assert p.returncode == 0, p.stderr
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("warning: overlap 2 < receptive field"), p.stderr
+
+
+def test_misspelt_sensor_is_refused_even_when_the_lr_tag_decides(tmp_path: Path, hr_tif: Path) -> None:
+    from eosr.errors import SensorError
+
+    lr = tmp_path / "lr.tif"
+    assert eosr("simulate", str(hr_tif), str(lr), "--sensor", "sentinel2").returncode == 0
+    assert evaluate_files(hr_tif, lr=lr).info["operator_choice"]["source"] == "tag"
+    with pytest.raises(SensorError, match="unknown sensor 'bogus'"):
+        evaluate_files(hr_tif, lr=lr, sensor="bogus")

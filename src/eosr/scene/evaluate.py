@@ -219,6 +219,10 @@ def evaluate_files(
 
     if hr is None and lr is None:
         raise DataError("give HR, LR or both to evaluate SR against")
+    if isinstance(sensor, str):  # a misspelt --sensor is refused even where the LR's tag makes it unused
+        from eosr.sensors import get_sensor
+
+        get_sensor(sensor)
     selected = resolve_metrics(metrics)
     u_source, u_note = ("option" if uncertainty is not None else None), None
     if uncertainty is None and hr is not None and (selected is None or selected & set(METRIC_GROUPS["uncertainty"])):
