@@ -27,7 +27,7 @@ from eosr import __version__
 from eosr._alloc import keep_large_allocations, reuse_large_allocations
 from eosr._arrays import like, to_tensor
 from eosr.degrade.resolve import TAG
-from eosr.errors import ConfigError, DataError, EosrError, ModelError, ScaleError
+from eosr.errors import ConfigError, DataError, EosrError, EosrWarning, ModelError, ScaleError
 from eosr.io.raster import atomic_path, check_geotiff_name, copy_to_cog, to_dn
 from eosr.io.source import file_tag
 from eosr.physics import check_scale
@@ -212,8 +212,6 @@ def _plan(h: int, w: int, model: Any, tile: int, overlap: int | None) -> TilePla
     rf = receptive_field(model)
     plan = TilePlan(h, w, model_scale(model), int(tile), default_overlap(rf) if overlap is None else int(overlap), rf)
     if not plan.exact:
-        from eosr.errors import EosrWarning
-
         warnings.warn(f"overlap {plan.overlap} < receptive field {rf} + blend {plan.halfwidth}: tiles are blended "
                       "but differ from whole-image inference near their edges", EosrWarning, stacklevel=3)
     return plan
