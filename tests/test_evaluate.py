@@ -237,3 +237,23 @@ def test_file_errors_are_one_line(files, capsys) -> None:
         assert call(["evaluate", *args]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error:") and "\n" not in err and "Traceback" not in err
+
+
+def test_a_band_all_nodata_in_hr_is_left_out_not_fatal(triplet) -> None:
+    """One HR band entirely NaN (e.g. a band missing from the reference product): that band is NaN per band and
+    every pooled figure equals the evaluation of the other bands (registration, strata and spectra included)."""
+    import warnings
+
+    hr, lr, bic = triplet
+    hr_gap = hr.copy()
+    hr_gap[2] = np.nan
+    keep = [0, 1, 3]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy warning on the empty band either
+        res = eosr.evaluate(bic, hr_gap, data_range=1.0)
+    ref = eosr.evaluate(bic[keep], hr[keep], data_range=1.0)
+    for k in ("psnr", "ssim", "psnr_high_gradient", "ssim_low_gradient", "psnr_aligned", "shift_x_px"):
+        assert res.value(k) == pytest.approx(ref.value(k), rel=1e-6, abs=1e-9), k
+        per = np.asarray(res.metrics[k].per_band, dtype=float)
+        if per.ndim:
+            assert np.isnan(per[2]) and np.allclose(per[keep], ref.metrics[k].per_band, rtol=1e-6, atol=1e-9), k

@@ -403,8 +403,9 @@ def restoration_and_resolution(
         """rfft2 of the mean-removed (invalid pixels: the valid mean), windowed plane: rows transformed
         block by block into the spectrum, then its columns in place (no full-size windowed copy)."""
         band = a.astype(dt, copy=False)
-        mean = np.asarray(band.mean(dtype=np.float64) if ok is None else band.mean(dtype=np.float64, where=ok),
-                          dtype=dt)
+        with np.errstate(invalid="ignore", divide="ignore"):  # a band with no valid pixel: NaN, reported as such
+            mean = np.asarray(band.mean(dtype=np.float64) if ok is None or not ok.any()
+                              else band.mean(dtype=np.float64, where=ok), dtype=dt)
         out = np.empty((h, w // 2 + 1), dtype=cdt, order="F")  # (columns contiguous for their transform)
         for r0 in range(0, h, step):
             blk = band[r0 : r0 + step] - mean

@@ -283,22 +283,25 @@ def _estimate(
     # each; with one worker, band by band with every core in each transform
     threads, fw = plane_threads(s.shape[0])
 
-    def band_cross(i: int) -> tuple[np.ndarray, tuple[float, float] | None]:
-        cross = cross_power(hw[i : i + 1], sw[i : i + 1], half=True, workers=fw)[0]  # half spectra: same shifts
+    def band_cross(i: int) -> tuple[np.ndarray | None, tuple[float, float] | None]:
+        try:
+            cross = cross_power(hw[i : i + 1], sw[i : i + 1], half=True, workers=fw)[0]  # half spectra: same shifts
+        except ShapeError:  # no valid pixel in this band's window: no shift of its own (NaN), left out of the pool
+            return None, (np.nan, np.nan)
         if not per_band_shift:
             return cross, None
         return cross, shift_from_cross(cross, min(upsample, COARSE_UPSAMPLE), width=hw.shape[-1], workers=fw)
 
-    try:
-        crosses = map_planes(band_cross, s.shape[0], threads)  # one FFT pair per band: per-band and pooled shifts
-        total = crosses[0][0]
-        for cross, _ in crosses[1:]:
-            total += cross
-        dy, dx = shift_from_cross(total, upsample, width=hw.shape[-1])  # (every core)
-        bands = np.array([c[1] for c in crosses] if per_band_shift else [(dy, dx)] * s.shape[0])
-        del total, crosses
-    except ShapeError:
-        raise ShapeError("registration: a band has no valid pixel in the central window") from None
+    crosses = map_planes(band_cross, s.shape[0], threads)  # one FFT pair per band: per-band and pooled shifts
+    valid_crosses = [c for c, _ in crosses if c is not None]
+    if not valid_crosses:
+        raise ShapeError("registration: no band has a valid pixel in the central window")
+    total = valid_crosses[0]
+    for cross in valid_crosses[1:]:
+        total += cross
+    dy, dx = shift_from_cross(total, upsample, width=hw.shape[-1])  # (every core)
+    bands = np.array([c[1] if per_band_shift or c[0] is None else (dy, dx) for c in crosses], dtype=np.float64)
+    del total, crosses, valid_crosses
     back, vshift = shift_image(s, -dy, -dx)
 
     oks = [vshift[i] if ok0 is None else ok0[i] & vshift[i] & np.isfinite(back[i])  # (a shift of finite
