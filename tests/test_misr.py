@@ -287,3 +287,31 @@ def test_shipped_highresnet_s2_x2(frames, s2_10m: np.ndarray) -> None:  # type: 
         err_misr = float((m(fr)[0] - hr).pow(2).mean())
         err_single = float((carn(fr[:, 0])[0] - hr).pow(2).mean())
     assert err_misr < 0.9 * err_single  # six frames beat the single-image model on the reference frame
+
+
+def test_cli_frames_without_georeference_or_descriptions(tmp_path, frames, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Plain TIFF frames (no CRS, no band descriptions): --bands labels them in order, the output keeps their
+    identity transform (no grid made up) and evaluates against an HR of the same kind; options that do not
+    apply to several frames (--stac, --self-ensemble, --engine onnxruntime) are refused in one line."""
+    import rasterio
+
+    fr, _ = frames
+    st = fr[0].numpy()
+    files = []
+    for i in range(3):
+        p = tmp_path / f"f{i}.tif"
+        with rasterio.open(p, "w", driver="GTiff", width=48, height=48, count=4, dtype="float32") as ds:
+            ds.write(st[i])
+        files.append(str(p))
+    out = tmp_path / "sr.tif"
+    code, msg = _cli(["sr", *files, str(out), "--model", "mi_median", "--no-progress", "--bands", "B02,B03,B04,B08"],
+                     capsys)
+    assert code == 0, msg
+    with rasterio.open(out) as ds:
+        assert ds.crs is None and ds.transform == rasterio.Affine.identity() and ds.shape == (96, 96)
+        assert list(ds.descriptions) == list(S2_10M)
+    for extra in (["--stac"], ["--self-ensemble"], ["--engine", "onnxruntime"]):
+        code, msg = _cli(["sr", *files, str(tmp_path / "x.tif"), "--model", "mi_median", "--no-progress", *extra],
+                         capsys)
+        assert code == 2 and "do not apply" in msg and len(msg.strip().splitlines()) == 1, msg
+    assert not (tmp_path / "x.tif").exists()

@@ -98,9 +98,10 @@ def register(app: typer.Typer) -> None:
             if mask_kind not in ("cloud", "valid"):
                 raise ConfigError(f"--mask-kind must be 'cloud' or 'valid', got {mask_kind!r}")
             if (uncertainty or guide is not None or with_10m or coregister or workers or scheduler or operator
-                    or sensor):
+                    or sensor or stac or self_ensemble or engine not in ("auto", "torch")):
                 raise ConfigError("several frames: --uncertainty, --guide, --with-10m, --coregister, --workers, "
-                                  "--scheduler, --operator and --sensor do not apply")
+                                  "--scheduler, --operator, --sensor, --stac, --self-ensemble and --engine "
+                                  "onnxruntime do not apply")
             from eosr.scene.multi import super_resolve_frames
 
             mask_list = [Path(m.strip()) for m in masks.split(",") if m.strip()] if masks else None

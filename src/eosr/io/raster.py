@@ -332,13 +332,19 @@ def read_raster(
 ) -> Raster:
     """Read a GeoTIFF (or any GDAL raster) as float32 reflectance, NaN where nodata or non-finite.
 
-    ``bands`` selects by 1-based index or by band description (``B2`` == ``B02``). The DN scale and
-    offset follow :func:`resolve_radiometry` (explicit ``dn_scale``/``dn_offset`` first).
+    ``bands`` selects by 1-based index or by band description (``B2`` == ``B02``); for a file whose bands have
+    no description, names (one per band) label them in order, as :func:`eosr.io.source.open_source` does. The
+    DN scale and offset follow :func:`resolve_radiometry` (explicit ``dn_scale``/``dn_offset`` first).
     """
     from rasterio.errors import RasterioIOError
 
     with _open(path) as ds:
-        idx = _band_index(ds, bands)
+        labels = None
+        if bands is not None and not any(ds.descriptions) and all(isinstance(b, str) for b in bands):
+            if len(bands) != ds.count:
+                raise DataError(f"{path}: {len(bands)} band names for a file of {ds.count} undescribed bands")
+            labels = [normalise_band_name(str(b)) for b in bands]
+        idx = _band_index(ds, None if labels else bands)
         dtype = ds.dtypes[0]
         rad = _radiometry_of(ds, path, idx, dn_scale, dn_offset)
         check_declared_size(str(path), ds.count, ds.height, ds.width)
@@ -365,10 +371,11 @@ def read_raster(
         data[~np.isfinite(data)] = np.nan
         if rad.rule == "float values":
             check_float_reflectance(str(path), float_sample(data))
-        names = [normalise_band_name(ds.descriptions[i - 1]) if ds.descriptions[i - 1] else f"band{i}" for i in idx]
+        names = labels or [normalise_band_name(ds.descriptions[i - 1]) if ds.descriptions[i - 1] else f"band{i}"
+                           for i in idx]
         transform = ds.window_transform(window) if window is not None else ds.transform
         return Raster(data, ds.crs, transform, names, dtype, nd, s, o, dict(ds.tags()), str(path), rad.rule,
-                      is_georeferenced(ds), all(desc))
+                      is_georeferenced(ds), bool(labels) or all(desc))
 
 
 def _radiometry_of(ds: Any, path: str | os.PathLike[str], idx: list[int], dn_scale: float | None,

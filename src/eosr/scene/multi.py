@@ -226,7 +226,8 @@ def super_resolve_frames(inputs: Sequence[PathLike], out: PathLike, model: Any, 
         raise ScaleError(f"model {m.spec.name} works at x{model_scale(m)}, not the requested x{scale}")
     r = model_scale(m)
     y = super_resolve_stack(frames, m, masks=valid, tile=tile, overlap=overlap)
-    t = hr_transform(ref.transform, r) if ref.transform is not None else None
+    # no georeference: the frames' own (identity) transform, none made up (as single-image sr)
+    t = hr_transform(ref.transform, r) if ref.transform is not None and ref.georeferenced else ref.transform
     dtype = output_dtype or ref.dtype
     dn = not np.issubdtype(np.dtype(dtype), np.floating)  # integer output: the reference frame's DN scale
     tags = {"eosr_version": __version__, "eosr_model": m.spec.name, "eosr_scale": r,
