@@ -74,6 +74,24 @@ def test_numpy_and_torch_give_their_kind(hr_tif: Path, cli_sr: Path) -> None:
         eosr.super_resolve(x, "carn_m", bands=BANDS, progress=False)
 
 
+def test_integer_arrays_need_dn_scale_and_arrays_get_uncertainty(hr_tif: Path, cli_sr: Path) -> None:
+    """An integer NumPy array or tensor is never taken as reflectance: refused without dn_scale, converted with
+    it (the result equals the float input's); uncertainty=True on an array switches to the model's uncertainty
+    companion (carn_m_s2_x2 -> carn_m_s2_x2_unc), as for a path."""
+    with rasterio.open(hr_tif) as ds, rasterio.open(cli_sr) as ref:
+        x, want = ds.read(), ref.read()
+    dn = np.round(x * 1e4).astype(np.uint16)
+    for arr in (dn, torch.from_numpy(dn.astype(np.int32))):
+        with pytest.raises(DataError, match="dn_scale="):
+            eosr.super_resolve(arr, MODEL, bands=BANDS, progress=False)
+        y = eosr.super_resolve(arr, MODEL, bands=BANDS, dn_scale=1e-4, progress=False)
+        np.testing.assert_allclose(np.asarray(y), want, atol=2e-4, rtol=0)
+    with pytest.raises(DataError, match="float"):
+        eosr.super_resolve(x, MODEL, bands=BANDS, dn_scale=1e-4, progress=False)
+    sr, std = eosr.super_resolve(x[:, :48, :48], MODEL, bands=BANDS, uncertainty=True, progress=False)
+    assert sr.shape == std.shape == (4, 96, 96) and np.isfinite(std).all() and (std > 0).all()
+
+
 def test_path_in_path_out(hr_tif: Path, cli_sr: Path, tmp_path: Path) -> None:
     out = eosr.super_resolve(hr_tif, MODEL, out=tmp_path / "o.tif", output_dtype="float32", progress=False)
     with rasterio.open(out) as a, rasterio.open(cli_sr) as b:

@@ -81,7 +81,8 @@ def super_resolve(
     array (a DataArray's come from its ``band`` coordinate or ``long_name``); for a path it selects them.
     ``uncertainty``: also the predictive std, returned as a pair ``(sr, std)`` (a path: ``OUT.uncertainty.tif``).
     ``progress``: a progress bar (default: shown when interactive). ``dn_scale``/``dn_offset``: DN ->
-    reflectance of integer input. ``engine``: ``"auto"``, ``"torch"`` or ``"onnxruntime"``
+    reflectance (``DN * dn_scale + dn_offset``) of integer input; an integer NumPy array or tensor without
+    ``dn_scale`` is refused (never taken as reflectance). ``engine``: ``"auto"``, ``"torch"`` or ``"onnxruntime"``
     (:mod:`eosr.scene.engine`). ``file_options`` go to :func:`eosr.scene.sr.super_resolve` (paths only).
     ``masks``/``mask_kind``: per-frame masks of a multi-image input (arrays: ``mask_kind`` default "valid",
     nonzero = clear; files: default "cloud", nonzero = cloud).
@@ -114,6 +115,10 @@ def super_resolve(
                                   engine=engine, **file_options)
     if out is not None or file_options:
         raise DataError(f"out= and file options ({', '.join(file_options) or 'out'}) apply to paths only")
+    if uncertainty and isinstance(model, str):  # carn_m_s2_x2 -> carn_m_s2_x2_unc, as for files and the CLI
+        from eosr.models.registry import uncertainty_companion
+
+        model = uncertainty_companion(model) or model
     if is_dataarray(x):
         arr, grid = split(x, dn_scale=dn_scale, dn_offset=dn_offset)
         names = list(bands) if bands is not None else grid.band_names
@@ -129,18 +134,30 @@ def super_resolve(
         if not uncertainty:
             return sr
         return sr, rebuild(y[c:], grid, transform=t, attrs={**tags, "eosr_quantity": "predictive std"})
-    if dn_scale is not None or dn_offset is not None:
-        raise DataError("dn_scale/dn_offset apply to files and DataArrays; scale an array yourself")
+    import torch
+
     from eosr._arrays import like, to_tensor
 
+    integer = (not (x.is_floating_point() or x.is_complex())) if isinstance(x, torch.Tensor) else \
+        not np.issubdtype(np.asarray(x).dtype, np.inexact)
+    in_dtype = str(x.dtype).replace("torch.", "") if hasattr(x, "dtype") else "integer"
     t_in = to_tensor(x)
     if t_in.ndim != 3:
         raise DataError(f"eosr.super_resolve needs (C, H, W), got shape {tuple(t_in.shape)}")
+    if dn_offset is not None and dn_scale is None:
+        raise DataError("dn_offset needs dn_scale (reflectance = DN * dn_scale + dn_offset)")
+    if dn_scale is not None and not (np.isfinite(dn_scale) and dn_scale != 0 and np.isfinite(dn_offset or 0.0)):
+        raise DataError(f"dn_scale must be finite and non-zero and dn_offset finite, got {dn_scale}, {dn_offset}")
+    if integer:
+        if dn_scale is None:
+            raise DataError(f"an integer array ({in_dtype}) is not taken as reflectance: give dn_scale= (and "
+                            "dn_offset=), e.g. dn_scale=1e-4 for Sentinel-2 DN")
+        t_in = t_in.double() * float(dn_scale) + float(dn_offset or 0.0)
+    elif dn_scale is not None:
+        raise DataError("dn_scale/dn_offset convert integer arrays; this array is float (reflectance as it is)")
     n = int(t_in.shape[0])
     names = list(bands) if bands is not None else [f"band{i + 1}" for i in range(n)]
     m = prepare_model(model, names, n, scale=scale, self_ensemble=self_ensemble, allow_untrained=allow_untrained)
-    import torch
-
     y = _in_memory(t_in.detach().cpu().numpy().astype(np.float32), m, tile, overlap, uncertainty, progress, engine)
     res = like(torch.from_numpy(y), x)
     return (res[:n], res[n:]) if uncertainty else res

@@ -63,7 +63,7 @@ def check_model_bands(model: Any, names: Sequence[str]) -> None:
     want_n = [normalise_band_name(b) for b in want]
     if not _described(names):
         raise ModelError(f"model {model.spec.name} was trained for bands {','.join(want_n)}; the input bands have "
-                         "no names: label them with --bands")
+                         "no names: label them with --bands (Python: bands=[...])")
     got = [normalise_band_name(b) for b in names]
     if got != want_n:
         raise ModelError(f"model {model.spec.name} was trained for bands {','.join(want_n)}, "
