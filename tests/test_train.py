@@ -122,6 +122,28 @@ def test_cli_error_is_one_line_exit_2(tmp_path: Path) -> None:
     assert p.stderr.strip().count("\n") == 0 and "data" in p.stderr
 
 
+def test_cli_run_folder_and_streams(tmp_path: Path, real_data: None) -> None:
+    """A config whose data fail to load leaves no run folder; a successful run prints its epoch lines on
+    stdout and nothing on stderr (docs/conventions.md, "CLI errors and exit codes")."""
+    from eosr.sensors import _toml_value
+
+    def dumps(doc: dict) -> str:  # every key inline: a valid TOML document
+        return "".join(f"{k} = {_toml_value(v)}\n" for k, v in doc.items())
+
+    bad = small_doc(tmp_path / "runs" / "bad")
+    bad["data"]["sources"][0]["path"] = str(tmp_path / "nope")
+    (tmp_path / "bad.toml").write_text(dumps(bad))
+    p = subprocess.run([sys.executable, "-m", "eosr.cli.main", "train", str(tmp_path / "bad.toml")],
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and p.stderr.startswith("error:") and p.stderr.strip().count("\n") == 0, p.stderr
+    assert not (tmp_path / "runs").exists()
+    (tmp_path / "ok.toml").write_text(dumps(small_doc(tmp_path / "runs" / "ok", epochs=1)))
+    p = subprocess.run([sys.executable, "-m", "eosr.cli.main", "train", str(tmp_path / "ok.toml"), "--no-progress"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    assert "epoch 1:" in p.stdout and "wrote" in p.stdout
+
+
 # ----------------------------------------------------------------------------- pieces
 def test_lr_schedule_known_values(tmp_path: Path) -> None:
     cfg = parse_config(small_doc(tmp_path, optimizer={"lr": 1e-3},

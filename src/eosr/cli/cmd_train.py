@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
             if epochs is not None:
                 kcfg.epochs = epochs
             kcfg.progress = kcfg.progress and progress
-            stem = train_kind(kcfg, resume=not restart, overwrite=overwrite)  # type: ignore[arg-type]
+            stem = train_kind(kcfg, resume=not restart, overwrite=overwrite, log=typer.echo)  # type: ignore[arg-type]
             typer.echo(f"wrote {stem}.safetensors")
             return
         cfg = load_config(config)
@@ -55,5 +55,5 @@ def register(app: typer.Typer) -> None:
         with size_checks(not no_size_check):
             check_budget(f"training (batch {cfg.batch_size} of {cfg.patch} px)", memory=training_memory_bytes(cfg))
             cfg.progress = cfg.progress and progress
-            res = train(cfg, resume=not restart, overwrite=overwrite)
+            res = train(cfg, resume=not restart, overwrite=overwrite, log=typer.echo)  # epoch lines: stdout
         typer.echo(f"wrote {res.checkpoint}.safetensors (best epoch {res.best_epoch}, score {res.best_score:.4f})")

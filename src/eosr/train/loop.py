@@ -337,8 +337,8 @@ def train(
     out = Path(cfg.output)
     check_run_folder(out, overwrite=overwrite)
     torch.set_num_threads(cfg.threads)
-    out.mkdir(parents=True, exist_ok=True)
     sp = splits if splits is not None else build_datasets(cfg)
+    out.mkdir(parents=True, exist_ok=True)  # after the data loaded: a config that fails leaves no folder
     write_manifest(out / "split_manifest.json", sp.locations, seed=cfg.data.split_seed,
                    fractions=cfg.data.split_fractions, samples={"train": sp.train_ids},
                    extra={"degradation": sp.operator.describe(), "val_images": [i.name for i in sp.val],

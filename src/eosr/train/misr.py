@@ -380,7 +380,6 @@ def train_misr(cfg: MISRConfig, *, overwrite: bool = False, resume: bool = True,
     out = Path(cfg.output)
     check_run_folder(out, overwrite=overwrite)
     torch.set_num_threads(cfg.threads)
-    out.mkdir(parents=True, exist_ok=True)
     images = build_images(cfg)
     train = [im for im in images if im.split == "train"]
     val_images = [im for im in images if im.split == "val"]
@@ -390,6 +389,7 @@ def train_misr(cfg: MISRConfig, *, overwrite: bool = False, resume: bool = True,
     if small:
         raise ConfigError(f"training images smaller than the patch {cfg.patch}: {', '.join(small)}")
     bank_tr, bank_va = cloud_banks(cfg)
+    out.mkdir(parents=True, exist_ok=True)  # after the data loaded: a config that fails leaves no folder
     locs = {k: sorted({im.location for im in images if im.split == k}) for k in ("train", "val", "test")}
     write_manifest(out / "split_manifest.json", locs, seed=cfg.seed,
                    extra={"images": manifest(cfg, images), "task": "multi-image SR (semi-simulated revisits)"})

@@ -468,7 +468,6 @@ def train_multires(cfg: MultiResConfig, *, overwrite: bool = False, resume: bool
     out = Path(cfg.output)
     check_run_folder(out, overwrite=overwrite)
     torch.set_num_threads(cfg.threads)
-    out.mkdir(parents=True, exist_ok=True)
     images = build_images(cfg)
     train = [im for im in images if im.split == "train"]
     val = [im for im in images if im.split == "val"]
@@ -477,6 +476,7 @@ def train_multires(cfg: MultiResConfig, *, overwrite: bool = False, resume: bool
     if any(min(im.hr.shape[-2:]) < cfg.patch for im in train):
         small = [im.name for im in train if min(im.hr.shape[-2:]) < cfg.patch]
         raise ConfigError(f"training images smaller than the patch {cfg.patch}: {', '.join(small)}")
+    out.mkdir(parents=True, exist_ok=True)  # after the data loaded: a config that fails leaves no folder
     locs = {k: sorted({s.location for s in cfg.sources if s.split == k}) for k in ("train", "val", "test")}
     write_manifest(out / "split_manifest.json", locs, seed=cfg.seed,
                    extra={"images": manifest(cfg, images), "task": "s2_multires 20 m -> 10 m (Wald 40 -> 20 m)"})
