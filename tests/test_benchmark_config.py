@@ -107,6 +107,28 @@ def test_cli_prints_one_line_and_exits_2(tmp_path: Path, capsys: pytest.CaptureF
     assert not (tmp_path / "o").exists()
 
 
+def test_corrupt_checkpoint_is_refused_before_the_output_folder(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A method naming a user's checkpoint whose weights file is truncated: one line, exit 2, and the output
+    folder is never made (docs/benchmark.md: methods are loaded before the output is touched)."""
+    import shutil
+
+    from eosr.models.registry import shipped_weights
+
+    stem = shipped_weights()["carn_m_s2_x2"]
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(str(stem) + suffix, tmp_path / f"mine{suffix}")
+    data = (tmp_path / "mine.safetensors").read_bytes()
+    (tmp_path / "mine.safetensors").write_bytes(data[: len(data) // 2])
+    p = _write(tmp_path, GOOD + f'[[methods]]\nname = "{tmp_path / "mine.safetensors"}"\n')
+    with pytest.raises(SystemExit) as ei:
+        main(["benchmark", str(p), "--out", str(tmp_path / "o"), "--no-progress"])
+    assert ei.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err, err
+    assert not (tmp_path / "o").exists()
+
+
 def test_cli_check_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as ei:
         main(["benchmark", str(_write(tmp_path, GOOD)), "--check"])

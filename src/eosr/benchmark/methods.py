@@ -158,9 +158,13 @@ def load_method(m: MethodConfig, allow_code: bool = False, allow_untrained: bool
         check_method(m, set(), allow_code)  # raises the one-line 'unknown model' error
     name = _canonical(str(m.model)) if kind == "eosr" else str(m.model)
     if kind == "eosr":
-        from eosr.models.registry import check_trained
+        from eosr.models.registry import check_trained, checkpoint_stem, shipped_weights
 
         check_trained(name, allow_untrained)
+        if name not in shipped_weights() and checkpoint_stem(name) is not None:
+            from eosr.models import load_model
+
+            load_model(name)  # a user's checkpoint, corrupt or mismatched, fails here: before any output is touched
     factory, ident = load_method_factory(name, allow_code) if kind != "eosr" else (None, {})
     opts = dict(m.options)
     cache: dict[Any, Any] = {}
