@@ -269,3 +269,11 @@ def test_misspelt_sensor_is_refused_even_when_the_lr_tag_decides(tmp_path: Path,
     assert evaluate_files(hr_tif, lr=lr).info["operator_choice"]["source"] == "tag"
     with pytest.raises(SensorError, match="unknown sensor 'bogus'"):
         evaluate_files(hr_tif, lr=lr, sensor="bogus")
+
+
+def test_no_progress_bar_into_a_log(tmp_path: Path, hr_tif: Path) -> None:
+    """stderr is not a terminal (a log file, a pipe): no progress bar unless --progress is given."""
+    p = eosr("sr", str(hr_tif), str(tmp_path / "a.tif"), "--model", "bicubic", "--scale", "2")
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    p = eosr("sr", str(hr_tif), str(tmp_path / "b.tif"), "--model", "bicubic", "--scale", "2", "--progress")
+    assert p.returncode == 0 and "eosr sr" in p.stderr, p.stderr

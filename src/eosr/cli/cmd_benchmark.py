@@ -16,7 +16,8 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(None, "--out", "-o", help="output folder (default: benchmark-<name>)"),
         report: bool = typer.Option(None, "--report/--no-report",
                                     help="write report.html (default: the config's report key, true)"),
-        progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars"),
+        progress: bool = typer.Option(None, "--progress/--no-progress",
+                                                  help="show progress bars (default: when stderr is a terminal)"),
         check: bool = typer.Option(False, "--check", help="only validate the config, run nothing (imports no "
                                                         "reader or method code)"),
         allow_code: bool = typer.Option(False, "--allow-code",
@@ -30,6 +31,7 @@ def register(app: typer.Typer) -> None:
                                             "(its result files are replaced, other files kept)"),
     ) -> None:
         """Run methods x datasets x metrics; write per-image and aggregated results, leaderboard and report."""
+        from eosr._progress import show_progress
         from eosr.benchmark.config import check_config, load_config
         from eosr.benchmark.runner import run_benchmark
         from eosr.benchmark.terminal import print_summary
@@ -39,7 +41,7 @@ def register(app: typer.Typer) -> None:
         if check:
             typer.echo(f"{config}: valid ({len(cfg.methods)} methods, {len(cfg.datasets)} datasets)")
             return
-        res = run_benchmark(cfg, out or Path(f"benchmark-{cfg.name}"), progress=progress, report=report,
+        res = run_benchmark(cfg, out or Path(f"benchmark-{cfg.name}"), progress=show_progress(progress), report=report,
                             config_text=config.read_text(encoding="utf-8"), allow_code=allow_code,
                             overwrite=overwrite, allow_untrained=allow_untrained)
         print_summary(res)

@@ -17,7 +17,8 @@ def register(app: typer.Typer) -> None:
                                      help="degradation operator: 'wald' (default: extra blur, the HR already "
                                           "carries the MTF) or 'full' (the whole LR-sensor PSF)"),
         psf: str = typer.Option(None, "--psf", hidden=True, help="deprecated alias of --operator"),
-        progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars"),
+        progress: bool = typer.Option(None, "--progress/--no-progress",
+                                                  help="show progress bars (default: when stderr is a terminal)"),
         limit: int = typer.Option(None, min=1, help="use only the first N patches (a quick look; default: all six)"),
         overwrite: bool = typer.Option(False, "--overwrite",
                                        help="write into a populated --out folder that holds no eosr results "
@@ -25,10 +26,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Wald x2 on Sentinel-2 10 m bands: bicubic, back-projection, shipped CNN; evaluation, report, leaderboard."""
         from eosr._deprecation import renamed_option
+        from eosr._progress import show_progress
         from eosr.benchmark.demo import run_demo
         from eosr.errors import ConfigError
 
         op = renamed_option(("--operator", operator), ("--psf", psf), "wald")
         if op not in ("wald", "full"):
             raise ConfigError(f"--operator must be 'wald' or 'full', got {op!r}")
-        run_demo(out, progress=progress, operator=op, limit=limit, overwrite=overwrite)
+        run_demo(out, progress=show_progress(progress), operator=op, limit=limit, overwrite=overwrite)

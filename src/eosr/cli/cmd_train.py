@@ -18,10 +18,12 @@ def register(app: typer.Typer) -> None:
         restart: bool = typer.Option(False, help="ignore a saved state in the output folder and start over"),
         overwrite: bool = typer.Option(False, help="use a non-empty output folder that is not an eosr training "
                                                    "folder (eosr's files in it are replaced, others kept)"),
-        progress: bool = typer.Option(True, help="show progress bars"),
+        progress: bool = typer.Option(None, "--progress/--no-progress",
+                                                  help="show progress bars (default: when stderr is a terminal)"),
         no_size_check: bool = typer.Option(False, "--no-size-check", help="skip the memory estimate"),
     ) -> None:
         """Train (or resume training) deterministically on CPU; writes checkpoints, history and the split manifest."""
+        from eosr._progress import show_progress
         from eosr._validate import check_number
         from eosr.io.raster import check_budget, size_checks
         from eosr.train.config import load_config, training_memory_bytes
@@ -43,7 +45,7 @@ def register(app: typer.Typer) -> None:
                 kcfg.output = str(output.resolve())
             if epochs is not None:
                 kcfg.epochs = epochs
-            kcfg.progress = kcfg.progress and progress
+            kcfg.progress = kcfg.progress and show_progress(progress)
             stem = train_kind(kcfg, resume=not restart, overwrite=overwrite, log=typer.echo)  # type: ignore[arg-type]
             typer.echo(f"wrote {stem}.safetensors")
             return
@@ -54,6 +56,6 @@ def register(app: typer.Typer) -> None:
             cfg.epochs = epochs
         with size_checks(not no_size_check):
             check_budget(f"training (batch {cfg.batch_size} of {cfg.patch} px)", memory=training_memory_bytes(cfg))
-            cfg.progress = cfg.progress and progress
+            cfg.progress = cfg.progress and show_progress(progress)
             res = train(cfg, resume=not restart, overwrite=overwrite, log=typer.echo)  # epoch lines: stdout
         typer.echo(f"wrote {res.checkpoint}.safetensors (best epoch {res.best_epoch}, score {res.best_score:.4f})")

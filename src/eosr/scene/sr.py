@@ -26,6 +26,7 @@ import numpy as np
 from eosr import __version__
 from eosr._alloc import keep_large_allocations, reuse_large_allocations
 from eosr._arrays import like, to_tensor
+from eosr._progress import show_progress
 from eosr.degrade.resolve import TAG
 from eosr.errors import ConfigError, DataError, EosrError, EosrWarning, ModelError, ScaleError
 from eosr.io.raster import atomic_path, check_geotiff_name, copy_to_cog, to_dn
@@ -371,13 +372,6 @@ def reap_resource_tracker() -> None:
     if stop is not None:
         with contextlib.suppress(OSError, ChildProcessError):
             stop()
-
-
-def show_progress(progress: bool | None) -> bool:
-    """The ``progress=`` rule of the Python API: as given, else shown when stderr is a terminal."""
-    import sys
-
-    return bool(progress) if progress is not None else sys.stderr.isatty()
 
 
 def super_resolve_array(lr: Any, model: Any, *, tile: int = 512, overlap: int | None = None,
