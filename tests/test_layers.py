@@ -12,9 +12,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "src" / "eosr"
 #: Layer of each top-level package or module of eosr (same layer: free to import each other).
-LAYER = {"errors": 0, "_arrays": 0, "_schema": 0, "_cache": 0, "_alloc": 0, "_threads": 0, "_windows": 0, "_lazy": 0,
-         "_deprecation": 0, "sensors": 1, "io": 1, "physics": 2, "_validate": 2, "degrade": 3,
-         "metrics": 4, "data": 4, "models": 4, "losses": 4, "trust": 4,
+LAYER = {"errors": 0, "_arrays": 0, "_schema": 0, "_cache": 0, "_alloc": 0, "_threads": 0, "_progress": 0,
+         "_windows": 0, "_lazy": 0, "_deprecation": 0, "sensors": 1, "io": 1, "physics": 2, "_validate": 2,
+         "degrade": 3, "metrics": 4, "data": 4, "models": 4, "losses": 4, "trust": 4,
          "evaluation": 5, "train": 5, "scene": 5, "xarray": 5, "benchmark": 6, "cli": 7}
 
 
