@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rasterio
+from rasterio.transform import from_origin
 
 from conftest import HVN2, SAT, call_cli
 from eosr.data.matfiles import read_hvn2_mat
@@ -154,6 +156,18 @@ def test_write_sensor_round_trip(reykjavik: tuple[Calibration, np.ndarray, np.nd
         operator_from_file(p, None, 3)
     with pytest.raises(SensorError, match="wald"):
         operator_from_file(p, ["B05"], 2, wald=True)
+    # eosr simulate --operator FILE applies the calibrated taps (Reykjavik's Keys kernel), as evaluate does,
+    # not the Gaussian of the same MTF
+    from eosr.io import write_raster
+    from eosr.scene.simulate import simulate_file
+
+    hr_tif = write_raster(tmp_path / "hr.tif", hr.astype(np.float32), band_names=s.band_names, crs="EPSG:32627",
+                          transform=from_origin(500000, 7100000, 20, 20))
+    out = simulate_file(hr_tif, tmp_path / "lr.tif", operator=str(p), scale=2)
+    with rasterio.open(out) as ds:
+        sim = ds.read()
+        assert json.loads(ds.tags()["eosr_operator"])["psf"] == "explicit"
+    np.testing.assert_allclose(sim, d.astype(np.float32), atol=1e-6)
 
 
 # ------------------------------------------------------------------------------------------ CLI, Landsat

@@ -66,7 +66,13 @@ def build_operator(
         return Degradation(scale=r, sigmas=sig, bands=names, description="explicit MTF", **options)
     if sensor is None:
         raise SensorError("give a sensor (and bands) or explicit MTF values")
-    op = Degradation.from_sensor(sensor, bands, r, wald=wald, **options)
+    if str(sensor).lower().endswith(".toml"):  # a sensor file: its calibrated kernels when it has them, as
+        from eosr.degrade.calibrate import operator_from_file  # every command resolves --operator FILE
+
+        op = operator_from_file(sensor, bands.split(",") if isinstance(bands, str) else bands, r, wald=wald,
+                                **options)
+    else:
+        op = Degradation.from_sensor(sensor, bands, r, wald=wald, **options)
     if op.n_bands != n_bands:
         raise SensorError(f"{op.n_bands} sensor bands for an image of {n_bands} bands: pass --bands")
     return op
