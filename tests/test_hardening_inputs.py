@@ -378,3 +378,28 @@ def test_input_without_a_valid_pixel_gives_no_output(kind, tmp_path, capsys):
         simulate_file(src, tmp_path / "lr2.tif", sensor="sentinel2", scale=2, block=16,
                       dn_scale=1e-4 if kind == "nodata" else None)
     assert files_in(tmp_path) == {"in.tif"}
+
+
+def test_no_valid_pixel_is_written_as_nodata(tmp_path, capsys):
+    """uint16 input with nodata 0: SR values that round or clip to 0 DN (dark water next to bright land, bicubic
+    undershoot) are written as 1 DN, so the output's nodata pixels are exactly the NaN pixels of a float run."""
+    from eosr.io.raster import to_dn
+
+    assert to_dn(np.array([[[0.0, -0.2, np.nan, 0.5]]]), "uint16", 1e-4, 0.0, 0).tolist() == [[[1, 1, 0, 5000]]]
+    assert to_dn(np.array([[[9.0, np.nan]]]), "uint16", 1e-4, 0.0, 65535).tolist() == [[[65534, 65535]]]
+    a = np.full((1, 64, 64), 3, np.uint16)  # dark water (3 DN) ...
+    a[:, :, 32:] = 6000  # ... next to bright land: bicubic undershoots below 0 on the dark side
+    a[:, 40:50, 5:15] = 0  # a nodata hole
+    src = tmp_path / "in.tif"
+    with rasterio.open(src, "w", driver="GTiff", width=64, height=64, count=1, dtype="uint16", nodata=0,
+                       crs="EPSG:32633", transform=from_origin(500000, 6000000, 10, 10)) as ds:
+        ds.write(a)
+        ds.set_band_description(1, "B04")
+    for name, extra in (("u.tif", []), ("f.tif", ["--float32"])):
+        assert call_cli(["sr", str(src), str(tmp_path / name), "--model", "bicubic", "--scale", "2", "--no-progress",
+                         "--dn-scale", "1e-4", *extra]) == 0
+    capsys.readouterr()
+    with rasterio.open(tmp_path / "u.tif") as u, rasterio.open(tmp_path / "f.tif") as f:
+        dn, refl = u.read(1), f.read(1)
+    assert np.nanmin(refl) < 0  # the undershoot is there
+    np.testing.assert_array_equal(dn == 0, np.isnan(refl))

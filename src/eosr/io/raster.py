@@ -575,12 +575,18 @@ def atomic_folder(path: str | os.PathLike[str], owned: Callable[[Path], bool], w
 
 
 def to_dn(data: np.ndarray, dtype: str, dn_scale: float, dn_offset: float, nodata: float | None) -> np.ndarray:
-    """Reflectance -> stored values of ``dtype`` (rounded and clipped for integers; NaN -> nodata)."""
+    """Reflectance -> stored values of ``dtype`` (rounded and clipped for integers; NaN -> nodata). A valid
+    value that would be stored as the integer nodata value (e.g. a dark pixel clipped to 0 when nodata is 0)
+    is stored one DN away from it, so that no valid pixel reads back as nodata."""
     bad = ~np.isfinite(data)
     if np.issubdtype(np.dtype(dtype), np.integer):
         info = np.iinfo(np.dtype(dtype))
         v = np.rint((np.nan_to_num(data) - dn_offset) / dn_scale)
         v = np.clip(v, info.min, info.max).astype(dtype)
+        if nodata is not None and np.isfinite(nodata) and info.min <= nodata <= info.max:
+            clash = (v == nodata) & ~bad
+            if clash.any():
+                v[clash] = nodata + 1 if nodata < info.max else nodata - 1
         if bad.any():
             if nodata is None:
                 raise DataError("integer output with nodata pixels needs a nodata value")
