@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import eosr
+from eosr.errors import ShapeError
 from eosr.evaluation import engine
 
 pytestmark = pytest.mark.skipif(not engine.AVAILABLE, reason="numba not installed: the reference path alone runs")
@@ -134,6 +135,8 @@ def test_engine_filters_equal_operator_and_torch(scale, dtype) -> None:
     np.testing.assert_allclose(engine.separable_correlate(x, ky, kx, scale), op.downsample(torch.from_numpy(x)).numpy(),
                                atol=tol)
     ky, kx = op.separable_taps(4, blur=True)
+    with pytest.raises(ShapeError, match="band count"):
+        op.separable_taps(0)
     hp, sums = engine.high_pass_difference(x, y, ky, kx)
     ref = high_pass(x, op) - high_pass(y, op)
     np.testing.assert_allclose(hp, ref, atol=tol)

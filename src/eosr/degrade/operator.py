@@ -160,6 +160,8 @@ class Degradation:
         shift); borders half-sample symmetric, pad (K - stride) / 2. None for explicit 2-D kernels."""
         if self.sigmas is None:
             return None
+        if isinstance(c, bool) or int(c) != c or c < 1:
+            raise ShapeError(f"separable_taps needs a band count >= 1, got {c}")
         op = replace(self, shift=(0.0, 0.0)) if blur else self
         ky, kx = op._taps(c, 1 if blur else self.scale, torch.float64)
         return ky.numpy(), kx.numpy()
