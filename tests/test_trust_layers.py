@@ -231,3 +231,37 @@ def test_explain_api_on_registry_model(tmp_path: Path) -> None:
     doc = explain(m, tmp_path, stimuli=["stripes"], size=12, n_bands=2, figures=False,
                   image=np.random.default_rng(0).random((2, 14, 14)).astype(np.float32))
     assert doc["filters"] == [] and doc["effective_receptive_field"]["support_radius_lr_px"] <= 3
+
+
+def test_cli_explain_shipped_models(lr_tif: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every shipped model is analysed or refused in one line: the variance-head model through its SR network,
+    carn_m_s2_x2 in one pass (its sr.tif equals `eosr sr`'s crop), 20 m sharpening and multi-image models
+    refused with no folder left behind."""
+    import rasterio
+
+    from eosr.cli.main import main
+
+    for name, why in (("s2_multires_20m", "two inputs"), ("highresnet_s2_x2", "several frames")):
+        with pytest.raises(SystemExit) as ex:
+            main(["explain", name, "--out", str(tmp_path / name), "--no-figures"])
+        assert ex.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert why in err and len(err.splitlines()) == 1 and not (tmp_path / name).exists(), err
+    out = tmp_path / "unc"
+    with pytest.raises(SystemExit) as ex:
+        main(["explain", "carn_m_s2_x2_unc", "--out", str(out), "--no-figures", "--stimuli", "edge", "--size", "12",
+              "--erf-samples", "1"])
+    assert ex.value.code == 0
+    doc = json.loads((out / "explain.json").read_text())
+    assert "SR network of carn_m_s2_x2_unc" in doc["model"]["analysed"] and doc["model"]["inference"] == "single pass"
+    out = tmp_path / "carn"
+    with pytest.raises(SystemExit) as ex:
+        main(["explain", "carn_m_s2_x2", "--image", str(lr_tif), "--out", str(out), "--no-figures", "--stimuli",
+              "edge", "--size", "12", "--max-lr", "40", "--ig-steps", "2", "--erf-samples", "1"])
+    assert ex.value.code == 0
+    with pytest.raises(SystemExit) as ex:
+        main(["sr", str(lr_tif), str(tmp_path / "sr.tif"), "--model", "carn_m_s2_x2", "--float32", "--no-progress"])
+    capsys.readouterr()
+    with rasterio.open(out / "sr.tif") as a, rasterio.open(tmp_path / "sr.tif") as b:
+        assert a.descriptions == ("B02", "B03", "B04", "B08")
+        np.testing.assert_allclose(a.read(), b.read(), atol=1e-5)

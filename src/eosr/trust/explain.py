@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -144,18 +145,64 @@ def explain(model: nn.Module, out_dir: str | os.PathLike[str], *, stimuli: Seque
     ``image_offset``: (row, col) of ``image`` in a larger file it was read from (reported crop offsets
     are then relative to that file; ``georef`` is the transform of ``image`` itself). ``image_radiometry``:
     how the file's values became reflectance (``dn_scale``, ``dn_offset``, ``rule``), recorded with the image.
+    The model runs one pass (its self-ensemble, if any, off), as ``eosr sr`` does by default; a variance-head
+    model is analysed through its SR network (``model.analysed`` in the JSON says so); models of other inputs
+    (20 m sharpening, multi-image) are refused. A folder created here is removed again if the analysis fails.
     """
+    check_explain_options(size=size, max_lr=max_lr, ig_steps=ig_steps, erf_samples=erf_samples)
+    bad = [s for s in stimuli if s not in STIMULI]
+    if bad:
+        raise ConfigError(f"unknown stimuli {bad}; choose from {', '.join(STIMULI)}")
+    model, analysed = _analysable(model)
+    out = Path(out_dir)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    ensemble = getattr(model, "self_ensemble", None)
+    try:  # one pass, as eosr sr by default; a folder made here and left incomplete by an error is removed
+        if ensemble:
+            setattr(model, "self_ensemble", False)  # noqa: B010 (an attribute of some models, not of nn.Module)
+        doc = _explain(model, out, analysed, stimuli=stimuli, image=image, size=size, n_bands=n_bands, max_lr=max_lr,
+                       erf_samples=erf_samples, ig_steps=ig_steps, figures=figures, georef=georef,
+                       image_offset=image_offset, image_radiometry=image_radiometry)
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    finally:
+        if ensemble:
+            setattr(model, "self_ensemble", True)  # noqa: B010
+    return doc
+
+
+def _analysable(model: nn.Module) -> tuple[nn.Module, str | None]:
+    """The network to analyse and a note when it is not ``model`` itself. A variance-head model is analysed
+    through its SR network (the head adds the std, not the SR; the frozen base runs without gradients inside
+    it). Models that take other inputs than one LR image are refused in one line."""
+    from eosr.models.varhead import VarianceHeadSR
+
+    spec = getattr(model, "spec", None)
+    name = getattr(spec, "name", type(model).__name__)
+    if getattr(model, "bands_20m", None) is not None or hasattr(model, "inner"):
+        raise ModelError(f"explain analyses single-input SR models; {name} takes two inputs (the 10 m guide and "
+                         "the 20 m bands)")
+    if getattr(spec, "multi_image", False):
+        raise ModelError(f"explain analyses single-input SR models; {name} fuses several frames")
+    if isinstance(model, VarianceHeadSR):
+        return model.base, (f"the SR network of {name} (its variance head predicts the std and leaves the SR "
+                            "unchanged)")
+    return model, None
+
+
+def _explain(model: nn.Module, out: Path, analysed: str | None, *, stimuli: Sequence[str], image: Any, size: int,
+             n_bands: int | None, max_lr: int, erf_samples: int, ig_steps: int, figures: bool,
+             georef: dict[str, Any] | None, image_offset: tuple[int, int],
+             image_radiometry: dict[str, Any] | None) -> dict[str, Any]:
+    """The body of :func:`explain` (``out`` exists; ``model`` runs one pass)."""
     from eosr.models.registry import UNTRAINED, weights_status
     from eosr.trust.saliency import attribution_mass_within, effective_receptive_field, integrated_gradients
     from eosr.trust.support import support_maps
     from eosr.trust.uncertainty import dropout_modules, has_variance_head, split_output
 
-    check_explain_options(size=size, max_lr=max_lr, ig_steps=ig_steps, erf_samples=erf_samples)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    bad = [s for s in stimuli if s not in STIMULI]
-    if bad:
-        raise ConfigError(f"unknown stimuli {bad}; choose from {', '.join(STIMULI)}")
     r = _scale_of(model)
     c = n_bands or _bands_of(model, 4 if image is None else int(np.asarray(image).shape[0]))
     model.eval()
@@ -166,11 +213,16 @@ def explain(model: nn.Module, out_dir: str | os.PathLike[str], *, stimuli: Seque
                   "n_bands": c, "declared_receptive_field_lr_px": getattr(spec, "receptive_field", None),
                   "parameters": int(sum(p.numel() for p in model.parameters())),
                   "has_dropout": bool(dropout_modules(model)), "has_variance_head": has_variance_head(model),
-                  "trained_checkpoint": hasattr(model, "card"), "weights": weights_status(model)},
+                  "trained_checkpoint": hasattr(model, "card"), "weights": weights_status(model),
+                  "inference": "single pass"},
         "conventions": {"hf_share": "share of AC activation energy above the LR Nyquist on the layer's grid",
-                        "stimulus_psf": "Gaussian, MTF 0.25 at the LR Nyquist", "stimulus_size_lr_px": size},
+                        "stimulus_psf": "Gaussian, MTF 0.25 at the LR Nyquist", "stimulus_size_lr_px": size,
+                        "support_mean_share": "energy-weighted over the crop: SR detail energy above the LR Nyquist "
+                                              "/ all SR detail energy (not the mean of the per-pixel map)"},
         "stimuli": {},
     }
+    if analysed is not None:
+        doc["model"]["analysed"] = analysed
     if weights_status(model) == UNTRAINED:
         doc["warning"] = ("untrained weights: the model was not loaded from a checkpoint, so this analyses a "
                           "random-weight network")
@@ -226,11 +278,14 @@ def explain(model: nn.Module, out_dir: str | os.PathLike[str], *, stimuli: Seque
             from eosr.io.raster import write_raster
 
             t = _crop_transform(georef["transform"], y0, x0, r)
+            names = list(getattr(spec, "bands", None) or []) or [f"b{i}" for i in range(c)]
+            names = names if len(names) == c else [f"b{i}" for i in range(c)]
             write_raster(out / "support.tif", np.asarray(sup.share, dtype=np.float32), crs=georef.get("crs"),
-                         transform=t, band_names=[f"support_share_b{i}" for i in range(c)],
+                         transform=t, band_names=[f"support_share_{b}" for b in names],
                          tags={"EOSR_CONTENT": "share of local SR detail energy above the LR Nyquist"})
             img_part["support_geotiff"] = "support.tif"
             write_raster(out / "sr.tif", np.asarray(sr, dtype=np.float32), crs=georef.get("crs"), transform=t,
+                         band_names=names if names[0] != "b0" else None,
                          tags={"EOSR_CONTENT": "SR of the analysed crop (beside its support and attention maps)"})
             img_part["sr_geotiff"] = "sr.tif"
         doc["image"] = img_part
