@@ -62,3 +62,12 @@ def test_user_sensor_rejects_bad_mtf():
         sensor_from_dict({"name": "x", "bands": [{"name": "a", "gsd_m": 1, "mtf_nyquist": 1.2}]})
     with pytest.raises(SensorError, match="missing the key"):
         sensor_from_dict({"name": "x", "bands": [{"name": "a"}]})
+
+
+def test_a_band_named_twice_is_refused():
+    """`x` and `X` (or B2 and B02) are one band name: a second definition could never be used."""
+    for a, b in (("x", "X"), ("B2", "B02")):
+        d = {"name": "dup", "bands": [{"name": a, "gsd_m": 10, "mtf_nyquist": 0.3},
+                                      {"name": b, "gsd_m": 10, "mtf_nyquist": 0.1}]}
+        with pytest.raises(SensorError, match="twice"):
+            sensor_from_dict(d)

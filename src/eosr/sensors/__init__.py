@@ -76,6 +76,11 @@ def sensor_from_dict(d: dict[str, Any]) -> Sensor:
         raise SensorError(f"invalid sensor definition: {e}") from None
     if not bands:
         raise SensorError("a sensor needs at least one band")
+    names = [b.name for b in bands]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise SensorError(f"sensor {name!r} names band {', '.join(dup)} twice (names are case-insensitive, "
+                          "B2 = B02)")
     cal = d.get("calibration")
     return Sensor(name=name, description=str(d.get("description", "user-defined sensor")), bands=bands,
                   calibration=dict(cal) if isinstance(cal, dict) else None)
