@@ -403,3 +403,12 @@ def test_no_valid_pixel_is_written_as_nodata(tmp_path, capsys):
         dn, refl = u.read(1), f.read(1)
     assert np.nanmin(refl) < 0  # the undershoot is there
     np.testing.assert_array_equal(dn == 0, np.isnan(refl))
+
+
+def test_a_single_band_file_is_named_by_its_file_name(tmp_path, capsys):
+    """BigEarthNet's `..._B04.tif` (no band description): the output band is named B04, as in a band folder."""
+    out = tmp_path / "sr.tif"
+    assert call_cli(["sr", str(B04), str(out), "--model", "nearest", "--scale", "2", "--no-progress"]) == 0
+    capsys.readouterr()
+    with rasterio.open(out) as ds:
+        assert ds.descriptions == ("B04",)

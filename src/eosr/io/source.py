@@ -217,6 +217,8 @@ def _open_any(p: Path, bands: Sequence[str | int] | None, dn_scale: float | None
         if bands is None:
             idx = list(range(1, ds.count + 1))
             names = [d or f"band{i}" for i, d in zip(idx, desc, strict=True)]
+            if ds.count == 1 and not desc[0] and (token := file_band_name(p)):  # T33UUP_..._B04.jp2, l8_B4.tif
+                names = [token]
         elif all(isinstance(b, str) for b in bands) and not any(desc):
             if len(bands) != ds.count:
                 raise DataError(f"{p}: {len(bands)} band names for a file of {ds.count} undescribed bands")
