@@ -443,10 +443,9 @@ def evaluate(
                     err = torch.where(m, err, torch.full((), float("nan"), dtype=err.dtype))
                 keep_map("error", err)
                 del err
-        if base and not fused_done:  # strata from the bands with a valid pixel (a band all nodata has no gradient)
+        if base and not fused_done:
             out.update({k: _to_float(v) for k, v in stratified.stratified_metrics(
-                s, h, metrics=base, data_range=data_range, mask=m, skip_empty=True, ssim_parts=ssim_parts,
-                bands=_bands_with_data(s, h, m)).items()})
+                s, h, metrics=base, data_range=data_range, mask=m, skip_empty=True, ssim_parts=ssim_parts).items()})
         del ssim_parts
         if op is not None and want("hr_fidelity", "hr_fidelity_l2"):
             fast_hf = _fused_hr_fidelity(s, h, op, data_range, m) if engine.AVAILABLE and fused_engine else None
@@ -620,16 +619,6 @@ def _compensated(s: torch.Tensor, h: torch.Tensor, m: torch.Tensor | None, inter
         for k, dm in dmaps.items():
             keep_map(k, dm)
         del dmaps
-
-
-def _bands_with_data(s: torch.Tensor, h: torch.Tensor, m: torch.Tensor | None) -> list[int] | None:
-    """Indices of the bands with at least one pixel valid in SR, HR and the mask; None when that is all."""
-    ok = torch.isfinite(s) & torch.isfinite(h)
-    if m is not None:
-        ok &= m
-    per_band = ok.transpose(0, 1).reshape(s.shape[-3], -1).any(dim=1) if s.ndim == 4 else ok.flatten(1).any(dim=1)
-    live = [i for i, v in enumerate(per_band.tolist()) if v]
-    return None if len(live) == s.shape[-3] or not live else live
 
 
 def _spectra_valid(v_al: np.ndarray, h: np.ndarray, interp: np.ndarray | None) -> np.ndarray | None:

@@ -13,7 +13,8 @@ of g over the valid pixels (bottom 50 %, top 10 %); configurable quantiles or ab
 (CESBIO uses one absolute threshold of 0.00677 reflectance over B2 B3 B4 B8).
 
 A pixel with any invalid band (NaN in SR or HR, or masked: the pixels the metrics leave out) gets no
-gradient, and neither do its 4-neighbours whose central difference would use it. Results are named
+gradient, and neither do its 4-neighbours whose central difference would use it; a band with no valid pixel
+at all is left out of the average (it would otherwise void every pixel). Results are named
 ``<metric>_low_gradient`` / ``<metric>_high_gradient`` and carry the stratum's pixel count and
 threshold in ``extra``.
 Source: the gradient strata of CESBIO's Sentinel-2 SR evaluation (Michel et al. 2024, "Revisiting
@@ -72,11 +73,13 @@ def gradient_magnitude(hr: Any, *, mask: Any = None, bands: Sequence[int] | None
     else:
         valid = p.valid
     nan = torch.full((), float("nan"), dtype=t.dtype)
+    # a band with no valid pixel at all has no gradient anywhere: it is left out rather than voiding every pixel
+    live = [c for c in range(t.shape[1]) if any_true(valid[:, c])] or list(range(t.shape[1]))
     g = torch.zeros((t.shape[0], 1, *t.shape[-2:]), dtype=t.dtype)
-    for c in range(t.shape[1]):  # one band at a time (temporaries of one band, not of the stack)
+    for c in live:  # one band at a time (temporaries of one band, not of the stack)
         gy, gx = torch.gradient(torch.where(valid[:, c : c + 1], t[:, c : c + 1], nan), dim=(-2, -1))
         g += torch.sqrt(gx * gx + gy * gy)
-    g /= t.shape[1]
+    g /= len(live)
     out = g[0] if p.was3d else g
     return out if not p.numpy else out.cpu().numpy()
 
