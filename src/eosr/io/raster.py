@@ -303,6 +303,17 @@ def _open(path: str | os.PathLike[str]) -> Any:
         raise DataError(f"cannot read {p}: {str(e).splitlines()[0]}") from None
 
 
+def undescribed_labels(path: str | os.PathLike[str], descriptions: Sequence[str | None],
+                       bands: Sequence[str | int] | None) -> list[str] | None:
+    """Band names that label, in order, the bands of a file describing none of them (one name per band; else
+    :class:`DataError`); None when ``bands`` selects instead (no names, an index, or a described file)."""
+    if bands is None or any(descriptions) or not all(isinstance(b, str) for b in bands):
+        return None
+    if len(bands) != len(descriptions):
+        raise DataError(f"{path}: {len(bands)} band names for a file of {len(descriptions)} undescribed bands")
+    return [normalise_band_name(str(b)) for b in bands]
+
+
 def _band_index(ds: Any, bands: Sequence[str | int] | None) -> list[int]:
     names = [normalise_band_name(d) if d else "" for d in ds.descriptions]
     if bands is None:
@@ -339,11 +350,7 @@ def read_raster(
     from rasterio.errors import RasterioIOError
 
     with _open(path) as ds:
-        labels = None
-        if bands is not None and not any(ds.descriptions) and all(isinstance(b, str) for b in bands):
-            if len(bands) != ds.count:
-                raise DataError(f"{path}: {len(bands)} band names for a file of {ds.count} undescribed bands")
-            labels = [normalise_band_name(str(b)) for b in bands]
+        labels = undescribed_labels(path, ds.descriptions, bands)
         idx = _band_index(ds, None if labels else bands)
         dtype = ds.dtypes[0]
         rad = _radiometry_of(ds, path, idx, dn_scale, dn_offset)

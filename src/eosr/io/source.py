@@ -36,6 +36,7 @@ from eosr.io.raster import (
     raster_bytes,
     resolve_radiometry,
     resolve_with_mtl,
+    undescribed_labels,
 )
 from eosr.sensors import normalise_band_name
 
@@ -219,11 +220,8 @@ def _open_any(p: Path, bands: Sequence[str | int] | None, dn_scale: float | None
             names = [d or f"band{i}" for i, d in zip(idx, desc, strict=True)]
             if ds.count == 1 and not desc[0] and (token := file_band_name(p)):  # T33UUP_..._B04.jp2, l8_B4.tif
                 names = [token]
-        elif all(isinstance(b, str) for b in bands) and not any(desc):
-            if len(bands) != ds.count:
-                raise DataError(f"{p}: {len(bands)} band names for a file of {ds.count} undescribed bands")
-            idx = list(range(1, ds.count + 1))
-            names = [normalise_band_name(str(b)) for b in bands]
+        elif (labels := undescribed_labels(p, desc, bands)) is not None:
+            idx, names = list(range(1, ds.count + 1)), labels
         else:
             idx, names = [], []
             for b in bands:
