@@ -162,6 +162,15 @@ def radiometry_record(src: HasRadiometry) -> dict[str, Any]:
     return Radiometry(src.dn_scale, src.dn_offset, src.radiometry).as_dict()
 
 
+def check_dn_values(dn_scale: float | None, dn_offset: float | None) -> None:
+    """:class:`DataError` unless an explicit ``dn_scale`` is finite and non-zero and ``dn_offset`` finite."""
+    for v, what in ((dn_scale, "dn_scale"), (dn_offset, "dn_offset")):
+        if v is not None and not np.isfinite(v):
+            raise DataError(f"{what} must be finite, got {v}")
+    if dn_scale is not None and dn_scale == 0:
+        raise DataError("dn_scale must not be 0")
+
+
 def resolve_radiometry(
     where: str,
     dtype: str,
@@ -175,11 +184,7 @@ def resolve_radiometry(
     """DN -> reflectance for one raster (module docstring): explicit > file metadata > Sentinel-2
     convention (uint16/int16 whose band ``labels``, descriptions or file names, are all Sentinel-2
     band tokens) > float as is > :class:`RadiometryError` naming ``--dn-scale``."""
-    for v, what in ((dn_scale, "dn_scale"), (dn_offset, "dn_offset")):
-        if v is not None and not np.isfinite(v):
-            raise DataError(f"{what} must be finite, got {v}")
-    if dn_scale is not None and dn_scale == 0:
-        raise DataError("dn_scale must not be 0")
+    check_dn_values(dn_scale, dn_offset)
     if dn_scale is not None:
         return Radiometry(float(dn_scale), float(dn_offset or 0.0), "explicit")
     sc = [float(s) if s is not None else 1.0 for s in scales or []]

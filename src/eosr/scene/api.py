@@ -137,6 +137,7 @@ def super_resolve(
     import torch
 
     from eosr._arrays import like, to_tensor
+    from eosr.io.raster import check_dn_values
 
     integer = (not (x.is_floating_point() or x.is_complex())) if isinstance(x, torch.Tensor) else \
         not np.issubdtype(np.asarray(x).dtype, np.inexact)
@@ -146,8 +147,7 @@ def super_resolve(
         raise DataError(f"eosr.super_resolve needs (C, H, W), got shape {tuple(t_in.shape)}")
     if dn_offset is not None and dn_scale is None:
         raise DataError("dn_offset needs dn_scale (reflectance = DN * dn_scale + dn_offset)")
-    if dn_scale is not None and not (np.isfinite(dn_scale) and dn_scale != 0 and np.isfinite(dn_offset or 0.0)):
-        raise DataError(f"dn_scale must be finite and non-zero and dn_offset finite, got {dn_scale}, {dn_offset}")
+    check_dn_values(dn_scale, dn_offset)
     if integer:
         if dn_scale is None:
             raise DataError(f"an integer array ({in_dtype}) is not taken as reflectance: give dn_scale= (and "
