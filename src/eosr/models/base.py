@@ -39,6 +39,11 @@ class ModelSpec:
     n_bands: int | None = None  # None: any band count (interpolators); else the fixed input band count
 
 
+def is_multi_image(model: Any) -> bool:
+    """Whether ``model`` fuses several frames (its spec says ``multi_image``)."""
+    return bool(getattr(getattr(model, "spec", None), "multi_image", False))
+
+
 @runtime_checkable
 class SRModel(Protocol):
     """Anything with a ``spec`` and a ``__call__(lr) -> sr`` on (B, C, h, w) float tensors."""

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from eosr.errors import DataError, ModelError, ShapeError
+from eosr.models.base import is_multi_image
 from eosr.scene.infer import model_scale, receptive_field
 from eosr.scene.tiling import default_overlap
 
@@ -38,11 +39,6 @@ PathLike = str | os.PathLike[str]
 MaskKind = Literal["cloud", "valid"]
 #: the central window (LR px) the frames' shifts are estimated on
 REGISTRATION_WINDOW = 1024
-
-
-def is_multi_image(model: Any) -> bool:
-    """Whether ``model`` fuses several frames (its spec says ``multi_image``)."""
-    return bool(getattr(getattr(model, "spec", None), "multi_image", False))
 
 
 def stack_frames(frames: Any) -> np.ndarray:

@@ -178,14 +178,16 @@ def _analysable(model: nn.Module) -> tuple[nn.Module, str | None]:
     """The network to analyse and a note when it is not ``model`` itself. A variance-head model is analysed
     through its SR network (the head adds the std, not the SR; the frozen base runs without gradients inside
     it). Models that take other inputs than one LR image are refused in one line."""
+    from eosr.models.base import is_multi_image
+    from eosr.models.guided import GuidedHPF
+    from eosr.models.s2_multires import PackedS2MultiRes, S2MultiRes
     from eosr.models.varhead import VarianceHeadSR
 
-    spec = getattr(model, "spec", None)
-    name = getattr(spec, "name", type(model).__name__)
-    if getattr(model, "bands_20m", None) is not None or hasattr(model, "inner"):
+    name = getattr(getattr(model, "spec", None), "name", type(model).__name__)
+    if isinstance(model, (S2MultiRes, GuidedHPF, PackedS2MultiRes)):
         raise ModelError(f"explain analyses single-input SR models; {name} takes two inputs (the 10 m guide and "
                          "the 20 m bands)")
-    if getattr(spec, "multi_image", False):
+    if is_multi_image(model):
         raise ModelError(f"explain analyses single-input SR models; {name} fuses several frames")
     if isinstance(model, VarianceHeadSR):
         return model.base, (f"the SR network of {name} (its variance head predicts the std and leaves the SR "
@@ -278,14 +280,15 @@ def _explain(model: nn.Module, out: Path, analysed: str | None, *, stimuli: Sequ
             from eosr.io.raster import write_raster
 
             t = _crop_transform(georef["transform"], y0, x0, r)
-            names = list(getattr(spec, "bands", None) or []) or [f"b{i}" for i in range(c)]
-            names = names if len(names) == c else [f"b{i}" for i in range(c)]
+            bands = list(getattr(spec, "bands", None) or [])
+            named = len(bands) == c  # the model's band names, else the band index
             write_raster(out / "support.tif", np.asarray(sup.share, dtype=np.float32), crs=georef.get("crs"),
-                         transform=t, band_names=[f"support_share_{b}" for b in names],
+                         transform=t, band_names=[f"support_share_{b}" for b in (bands if named else
+                                                                                  [f"b{i}" for i in range(c)])],
                          tags={"EOSR_CONTENT": "share of local SR detail energy above the LR Nyquist"})
             img_part["support_geotiff"] = "support.tif"
             write_raster(out / "sr.tif", np.asarray(sr, dtype=np.float32), crs=georef.get("crs"), transform=t,
-                         band_names=names if names[0] != "b0" else None,
+                         band_names=bands if named else None,
                          tags={"EOSR_CONTENT": "SR of the analysed crop (beside its support and attention maps)"})
             img_part["sr_geotiff"] = "sr.tif"
         doc["image"] = img_part
