@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
         report: bool = typer.Option(None, "--report/--no-report",
                                     help="write report.html (default: the config's report key, true)"),
         progress: bool = typer.Option(None, "--progress/--no-progress",
-                                                  help="show progress bars (default: when stderr is a terminal)"),
+                                      help="show progress bars (default: when stderr is a terminal)"),
         check: bool = typer.Option(False, "--check", help="only validate the config, run nothing (imports no "
                                                         "reader or method code)"),
         allow_code: bool = typer.Option(False, "--allow-code",

@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
                                           "carries the MTF) or 'full' (the whole LR-sensor PSF)"),
         psf: str = typer.Option(None, "--psf", hidden=True, help="deprecated alias of --operator"),
         progress: bool = typer.Option(None, "--progress/--no-progress",
-                                                  help="show progress bars (default: when stderr is a terminal)"),
+                                      help="show progress bars (default: when stderr is a terminal)"),
         limit: int = typer.Option(None, min=1, help="use only the first N patches (a quick look; default: all six)"),
         overwrite: bool = typer.Option(False, "--overwrite",
                                        help="write into a populated --out folder that holds no eosr results "

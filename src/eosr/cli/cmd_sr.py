@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
         uncertainty: bool = typer.Option(False, help="also write OUT.uncertainty.tif (model must offer it)"),
         float32: bool = typer.Option(False, "--float32", help="write float32 reflectance instead of the input type"),
         progress: bool = typer.Option(None, "--progress/--no-progress",
-                                                  help="show progress bars (default: when stderr is a terminal)"),
+                                      help="show progress bars (default: when stderr is a terminal)"),
         self_ensemble: bool = typer.Option(False, "--self-ensemble/--no-self-ensemble",
                                            help="average a CNN over the 8 flips/rotations (8x the time, "
                                                 "+0.1-0.2 dB; default: one pass)"),

@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, help="use a non-empty output folder that is not an eosr training "
                                                    "folder (eosr's files in it are replaced, others kept)"),
         progress: bool = typer.Option(None, "--progress/--no-progress",
-                                                  help="show progress bars (default: when stderr is a terminal)"),
+                                      help="show progress bars (default: when stderr is a terminal)"),
         no_size_check: bool = typer.Option(False, "--no-size-check", help="skip the memory estimate"),
     ) -> None:
         """Train (or resume training) deterministically on CPU; writes checkpoints, history and the split manifest."""
