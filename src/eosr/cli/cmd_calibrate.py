@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
         from eosr.degrade.resolve import TAG, check_mode, resolve_operator
         from eosr.errors import GeoError, ScaleError, SensorError, ShapeError
         from eosr.io import check_pair
-        from eosr.io.raster import atomic_path, radiometry_record, size_checks
+        from eosr.io.raster import atomic_path, integer_ratio, radiometry_record, size_checks
         from eosr.scene.source import check_calibrate_budget, is_multifile, read_scene
 
         check_scale_option("--scale", scale)
@@ -89,15 +89,7 @@ def register(app: typer.Typer) -> None:
         else:
             if h.crs != lo.crs:
                 raise GeoError(f"CRS mismatch: {h.crs} vs {lo.crs}")
-            ratio = lo.pixel_size[0] / h.pixel_size[0]
-            r = int(round(ratio))
-            if ratio < 1 - 1e-6:
-                raise ScaleError(f"the LR pixel {lo.pixel_size} is finer than the HR pixel {h.pixel_size}: give the HR "
-                                 "raster first (eosr calibrate HR LR)")
-            if r < 1 or abs(ratio - r) > 1e-6 * ratio or abs(lo.pixel_size[1] / h.pixel_size[1] - r) > 1e-6 * ratio:
-                raise ScaleError(f"pixel sizes {lo.pixel_size} and {h.pixel_size} are not an integer ratio")
-            if scale is not None and scale != r:
-                raise ScaleError(f"the rasters are at scale {r}, not the requested {scale}")
+            r = integer_ratio(h.pixel_size, lo.pixel_size, scale)
             # where the LR origin falls on the HR pixel grid: LR sees HR displaced by -that (operator convention)
             py = (lo.transform.f - h.transform.f) / h.transform.e
             px = (lo.transform.c - h.transform.c) / h.transform.a

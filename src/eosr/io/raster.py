@@ -696,6 +696,27 @@ def lr_transform(transform: Any, scale: int) -> Any:
     return Affine(t.a * scale, t.b * scale, t.c, t.d * scale, t.e * scale, t.f)
 
 
+def integer_ratio(px_fine: Sequence[float], px_coarse: Sequence[float], scale: int | None = None,
+                  names: tuple[str, str] = ("HR", "LR")) -> int:
+    """The integer r with coarse pixel = r x fine pixel along every axis given (within 1e-6), checked against a
+    requested ``scale``; :class:`ScaleError` naming the case (coarse finer than fine: swapped inputs)."""
+    ratio = px_coarse[0] / px_fine[0]
+    r = int(round(ratio))
+    if ratio < 1 - 1e-6:
+        raise ScaleError(f"the {names[1]} pixel ({_sizes(px_coarse)}) is finer than the {names[0]} pixel "
+                         f"({_sizes(px_fine)}): are the two swapped?")
+    if r < 1 or any(abs(c / f - r) > 1e-6 * max(1.0, ratio) for f, c in zip(px_fine, px_coarse, strict=True)):
+        raise ScaleError(f"pixel sizes {_sizes(px_coarse)} and {_sizes(px_fine)} are not an integer ratio (the "
+                         f"{names[1]} pixel must be an integer multiple of the {names[0]} pixel)")
+    if scale is not None and int(scale) != r:
+        raise ScaleError(f"the rasters are at scale {r}, not the requested {scale}")
+    return r
+
+
+def _sizes(px: Sequence[float]) -> str:
+    return " x ".join(f"{float(v):g}" for v in px)
+
+
 def check_grids(fine: Any, coarse: Any, scale: int | None = None, names: tuple[str, str] = ("HR", "LR"),
                 tol: float = 1e-6) -> int:
     """Check that grid ``coarse`` is grid ``fine`` at an integer coarser scale r (GDAL pixel-is-area): same
@@ -706,17 +727,8 @@ def check_grids(fine: Any, coarse: Any, scale: int | None = None, names: tuple[s
         raise GeoError(f"CRS mismatch: {fine.crs} vs {coarse.crs}")
     check_north_up(fine.transform, names[0])
     check_north_up(coarse.transform, names[1])
-    px_f, px_c = abs(float(fine.transform.a)), abs(float(coarse.transform.a))
-    ratio = px_c / px_f
-    r = int(round(ratio))
-    if ratio < 1 - 1e-6:
-        raise ScaleError(f"the {names[1]} pixel ({px_c}) is finer than the {names[0]} pixel ({px_f}): are the two "
-                         "swapped?")
-    if abs(ratio - r) > 1e-6 * max(1.0, ratio) or r < 1:
-        raise ScaleError(f"pixel sizes {px_c} and {px_f} are not an integer ratio (the {names[1]} pixel must be an "
-                         f"integer multiple of the {names[0]} pixel)")
-    if scale is not None and int(scale) != r:
-        raise ScaleError(f"the rasters are at scale {r}, not the requested {scale}")
+    px_f = abs(float(fine.transform.a))
+    r = integer_ratio((px_f,), (abs(float(coarse.transform.a)),), scale, names)
     tf, tc = fine.transform, coarse.transform
     if abs(tf.c - tc.c) > tol * px_f * 1e3 or abs(tf.f - tc.f) > tol * px_f * 1e3:
         raise GeoError(f"origins differ: {names[0]} ({tf.c}, {tf.f}) vs {names[1]} ({tc.c}, {tc.f}); "
